@@ -1,0 +1,129 @@
+"""Start and stop a private ``redis-server`` process.
+
+Used when no ``REDIS_URL`` is configured (so one command gives a working single-machine
+system with append-only persistence) and by the tests, which each get a real server on a
+free port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+STARTUP_TIMEOUT_S = 10.0
+
+
+class RedisServerError(RuntimeError):
+    """redis-server is missing or did not come up."""
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (bind port 0, read it back, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@dataclass
+class RedisProcess:
+    port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crash would."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_redis(
+    data_dir: Path,
+    port: int | None = None,
+    *,
+    appendonly: bool = True,
+    extra_args: list[str] | None = None,
+) -> RedisProcess:
+    """Start ``redis-server`` bound to 127.0.0.1 and wait until it answers PING.
+
+    With ``port=None`` a free port is picked; a lost race for it is retried.
+    """
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RedisServerError(
+            "redis-server is not on PATH: install Debian's redis-server package "
+            "(./dev.sh does) or set REDIS_URL"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    attempts = 5 if port is None else 1
+    last_log = ""
+    for _ in range(attempts):
+        p = port if port is not None else free_port()
+        args = [
+            exe,
+            "--bind", "127.0.0.1",
+            "--port", str(p),
+            "--dir", str(data_dir),
+            "--save", "",
+            "--appendonly", "yes" if appendonly else "no",
+            "--appendfsync", "everysec",
+            "--daemonize", "no",
+            "--logfile", "redis.log",
+            "--protected-mode", "yes",
+        ] + (extra_args or [])  # fmt: skip
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if _ping(p):
+                return RedisProcess(p, data_dir, proc)
+            time.sleep(0.02)
+        with contextlib.suppress(Exception):
+            proc.kill()
+            proc.wait()
+        with contextlib.suppress(OSError):
+            last_log = (data_dir / "redis.log").read_text()[-2000:]
+    raise RedisServerError(f"redis-server did not start: {last_log}")
+
+
+@contextlib.contextmanager
+def running_redis(data_dir: Path, **kwargs: object) -> Iterator[RedisProcess]:
+    proc = start_redis(data_dir, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def env_redis_url() -> str | None:
+    return os.environ.get("REDIS_URL") or None
