@@ -8,7 +8,9 @@ free port.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import shutil
 import socket
 import subprocess
@@ -99,8 +101,14 @@ def start_redis(
             "--daemonize", "no",
             "--logfile", "redis.log",
             "--protected-mode", "yes",
+            "--pidfile", str(data_dir / "redis.pid"),
         ] + (extra_args or [])  # fmt: skip
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -125,5 +133,28 @@ def running_redis(data_dir: Path, **kwargs: object) -> Iterator[RedisProcess]:
         proc.stop()
 
 
-def env_redis_url() -> str | None:
-    return os.environ.get("REDIS_URL") or None
+def _die_with_parent() -> None:
+    # A private redis-server must not outlive a gateway killed with SIGKILL: the kernel sends
+    # it SIGTERM (it then writes its append-only file and exits) when the parent dies.
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def stop_stale(data_dir: Path, timeout: float = 10.0) -> None:
+    """Stop a redis-server left running in ``data_dir`` (its pid file names it)."""
+    try:
+        pid = int((data_dir / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"redis-server" not in cmdline:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.05)

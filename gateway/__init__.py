@@ -1,0 +1,23 @@
+"""The gateway: device ingest (WebSocket), validation, per-vehicle state on Redis, live
+fan-out to browsers, the REST API and pages, configuration and the command line.
+
+Geometry lives in ``geofence``; messages in ``notify``.
+"""
+
+from .app import Endpoints, Gateway, run_gateway
+from .config import ConfigError, Settings, load_settings
+from .wire import Ack, ErrorReply, Position, Reason, Rejection
+
+__all__ = [
+    "Ack",
+    "ConfigError",
+    "Endpoints",
+    "ErrorReply",
+    "Gateway",
+    "Position",
+    "Reason",
+    "Rejection",
+    "Settings",
+    "load_settings",
+    "run_gateway",
+]

@@ -1,0 +1,276 @@
+"""REST API, the ops page and the browsers' live WebSocket (quart-trio on hypercorn).
+
+Everything under ``/v1`` needs an agent API key (``Authorization: Bearer <key>`` or
+``X-API-Key``), except what devices and customers use with their own tokens. Browsers cannot
+set headers on a WebSocket, so the ops stream takes the key as ``?key=``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+import trio
+from quart import Response, jsonify, request, send_from_directory, websocket
+from quart_trio import QuartTrio
+
+from .openapi import openapi_spec
+from .state import public
+from .store import DeviceExists, UnknownDevice
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+STATIC_DIR: Final = Path(__file__).parent / "static"
+ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+MAX_TRACK_ROWS: Final = 50_000
+
+_json: Final = msgspec.json.Encoder()
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+def _float_arg(name: str, default: float) -> float:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a number (epoch seconds)", name) from None
+    if not math.isfinite(value):
+        raise ApiError(400, f"{name} must be finite", name)
+    return value
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer", name) from None
+    if not lo <= value <= hi:
+        raise ApiError(400, f"{name} must be between {lo} and {hi}", name)
+    return value
+
+
+async def _json_body() -> dict[str, Any]:
+    body = await request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def _valid_id(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise ApiError(
+            400, f"{field} must be 1-64 characters of letters, digits, '_', '.', ':' or '-'", field
+        )
+    return value
+
+
+def create_app(gw: Gateway) -> QuartTrio:
+    app = QuartTrio(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = 16 * 2**20
+
+    @app.errorhandler(ApiError)
+    async def _api_error(exc: ApiError) -> tuple[Response, int]:
+        body: dict[str, Any] = {"error": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+        return jsonify(body), exc.status
+
+    def agent_key() -> str | None:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, tok = auth.partition(" ")
+        if scheme.lower() == "bearer" and tok:
+            return tok.strip()
+        return request.headers.get("X-API-Key")
+
+    def agent(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not gw.api_keys.check(agent_key()):
+                return jsonify({"error": "missing or invalid API key"}), 401
+            return await fn(*args, **kwargs)
+
+        wrapper.__name__ = fn.__name__
+        return wrapper
+
+    gw.agent_auth = agent
+
+    # ----- service endpoints
+
+    @app.get("/healthz")
+    async def healthz() -> Any:
+        try:
+            with trio.fail_after(2):
+                await gw.redis.ping()
+        except Exception as exc:
+            return jsonify({"status": "degraded", "redis": str(exc)}), 503
+        return jsonify({"status": "ok"})
+
+    @app.get("/metrics")
+    async def metrics() -> Any:
+        return Response(gw.metrics.render(), content_type="text/plain; version=0.0.4")
+
+    @app.get("/openapi.json")
+    async def openapi() -> Any:
+        return jsonify(openapi_spec(gw.settings.resolved_public_url(gw.http_port)))
+
+    # ----- devices
+
+    @app.post("/v1/devices")
+    @agent
+    async def create_device() -> Any:
+        body = await _json_body()
+        dev_id = _valid_id(body.get("id"), "id")
+        vehicle = _valid_id(body.get("vehicle", dev_id), "vehicle")
+        name = body.get("name", dev_id)
+        if not isinstance(name, str) or len(name) > 200:
+            raise ApiError(400, "name must be a string of at most 200 characters", "name")
+        try:
+            token = await gw.store.create_device(dev_id, vehicle, name)
+        except DeviceExists:
+            raise ApiError(409, f"device {dev_id} exists; rotate its token instead", "id") from None
+        return jsonify({"id": dev_id, "vehicle": vehicle, "name": name, "token": token}), 201
+
+    @app.get("/v1/devices")
+    @agent
+    async def list_devices() -> Any:
+        return jsonify({"devices": [d.public() for d in await gw.store.list_devices()]})
+
+    @app.get("/v1/devices/<dev_id>")
+    @agent
+    async def get_device(dev_id: str) -> Any:
+        rec = await gw.store.get_device(dev_id)
+        if rec is None:
+            raise ApiError(404, "no such device")
+        return jsonify(rec.public())
+
+    @app.post("/v1/devices/<dev_id>/token")
+    @agent
+    async def rotate_token(dev_id: str) -> Any:
+        try:
+            token = await gw.store.rotate_token(dev_id)
+        except UnknownDevice:
+            raise ApiError(404, "no such device") from None
+        gw.device_auth.forget_device(dev_id)
+        return jsonify({"id": dev_id, "token": token})
+
+    @app.post("/v1/devices/<dev_id>/revoke")
+    @agent
+    async def revoke_device(dev_id: str) -> Any:
+        try:
+            await gw.store.revoke_device(dev_id)
+        except UnknownDevice:
+            raise ApiError(404, "no such device") from None
+        gw.device_revoked(dev_id)
+        return jsonify({"id": dev_id, "revoked": True})
+
+    # ----- vehicles
+
+    @app.get("/v1/vehicles")
+    @agent
+    async def list_vehicles() -> Any:
+        return jsonify({"vehicles": [public(s) for s in gw.fleet.vehicles.values()]})
+
+    @app.get("/v1/vehicles/<vid>")
+    @agent
+    async def get_vehicle(vid: str) -> Any:
+        s = gw.fleet.vehicles.get(vid)
+        if s is None:
+            raise ApiError(404, "no such vehicle")
+        return jsonify(public(s))
+
+    @app.get("/v1/vehicles/<vid>/track")
+    @agent
+    async def vehicle_track(vid: str) -> Any:
+        now = time.time()
+        since = _float_arg("since", now - 3600)
+        until = _float_arg("until", now + gw.settings.future_tolerance_s)
+        if until < since:
+            raise ApiError(400, "until must not be before since", "until")
+        limit = _int_arg("limit", 10_000, 1, MAX_TRACK_ROWS)
+        rows = await gw.store.read_track(vid, since, until, limit, gw.settings.future_tolerance_s)
+        fields = ("device", "seq", "ts", "lat", "lon", "speed", "heading", "accuracy", "alt",
+                  "battery", "temp_c", "odometer")  # fmt: skip
+        positions = [
+            {k: v for k, v in zip(fields, row, strict=True) if v is not None} for row in rows
+        ]
+        return jsonify({"vehicle": vid, "since": since, "until": until, "positions": positions})
+
+    # ----- events
+
+    @app.get("/v1/events")
+    @agent
+    async def list_events() -> Any:
+        after = request.args.get("after", "")
+        if after and not re.match(r"^\d+-\d+$", after):
+            raise ApiError(400, "after must be an event id such as 1700000000000-0", "after")
+        limit = _int_arg("limit", 100, 1, 1000)
+        start = "-" if not after else "(" + after
+        events = await gw.store.read_events(start, limit)
+        etype = request.args.get("type")
+        if etype:
+            events = [e for e in events if e.get("type") == etype]
+        return jsonify({"events": events})
+
+    # ----- ops page and live stream
+
+    @app.get("/")
+    async def index() -> Any:
+        return Response("", status=302, headers={"Location": "/ops"})
+
+    @app.get("/ops")
+    async def ops_page() -> Any:
+        return await send_from_directory(STATIC_DIR, "ops.html")
+
+    @app.get("/static/<path:name>")
+    async def static_file(name: str) -> Any:
+        return await send_from_directory(STATIC_DIR, name)
+
+    @app.websocket("/v1/ops/live")
+    async def ops_live() -> Any:
+        if not gw.api_keys.check(websocket.args.get("key")):
+            return Response("missing or invalid API key", status=401)
+        await websocket.accept()
+        sub = gw.hub.subscribe(None)
+        try:
+            await websocket.send(gw.ops_snapshot())
+            async with trio.open_nursery() as nursery:
+
+                async def drain_incoming() -> None:
+                    # Reading notices a closed browser; nothing it says is needed yet.
+                    while True:
+                        await websocket.receive()
+
+                nursery.start_soon(drain_incoming)
+                while True:
+                    pending, extra, overflowed = await sub.next_batch()
+                    if overflowed:
+                        await websocket.send(gw.ops_snapshot())
+                    elif pending:
+                        frame = b'{"type":"positions","vehicles":[%s]}' % b",".join(
+                            pending.values()
+                        )
+                        await websocket.send(frame.decode())
+                        gw.metrics.inc("gateway_browser_messages_total")
+                    for m in extra:
+                        await websocket.send(m.decode())
+                        gw.metrics.inc("gateway_browser_messages_total")
+        finally:
+            sub.close()
+    return app

@@ -1,0 +1,190 @@
+"""The gateway process: every service in one nursery, started in order, stopped on a deadline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import coredis
+import msgspec
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from .auth import ApiKeys, DeviceAuth, persistent_secret
+from .hub import Hub
+from .ingest import Ingest
+from .metrics import Metrics
+from .redisproc import RedisProcess, start_redis
+from .state import Fleet, encode_state, live_json
+from .store import Store
+from .validation import Limits
+from .ws_ingest import CLOSE_REVOKED, WebSocketIngest
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S: Final = 1.0
+SHUTDOWN_GRACE_S: Final = 5.0  # for open HTTP requests when stopping
+
+_json: Final = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    http_url: str
+    ingest_url: str
+    api_key: str
+    redis_url: str
+
+    @property
+    def ops_url(self) -> str:
+        return f"{self.http_url}/ops#key={self.api_key}"
+
+
+class Gateway:
+    """Holds the shared parts; ``run`` serves until cancelled."""
+
+    def __init__(self, settings: Any, redis: coredis.Redis[bytes], data_dir: Path) -> None:
+        from .config import Settings
+
+        assert isinstance(settings, Settings)
+        self.settings = settings
+        self.redis = redis
+        self.data_dir = data_dir
+        self.metrics = Metrics()
+        self.store = Store(redis, settings.track_retention_s)
+        self.fleet = Fleet(settings.stopped_speed_mps, settings.offline_after_s)
+        self.hub = Hub(self.metrics, settings.browser_queue_vehicles)
+        keys = settings.api_key_list() or [persistent_secret(data_dir, "api_key")]
+        self.api_key = keys[0]
+        self.api_keys = ApiKeys(keys)
+        self.device_auth = DeviceAuth(self.store)
+        self.agent_auth: Callable[..., Callable[..., Awaitable[Any]]] | None = None
+        self.http_port: int | None = None
+        self.ingest = Ingest(
+            self.store,
+            self.fleet,
+            self.hub,
+            self.metrics,
+            Limits(
+                future_tolerance_s=settings.future_tolerance_s,
+                max_age_s=settings.max_age_s,
+                max_speed_mps=settings.max_speed_mps,
+                max_accuracy_m=settings.max_accuracy_m,
+            ),
+            queue_size=settings.writer_queue_size,
+            max_batch=settings.writer_max_batch,
+            events_max_len=settings.events_max_len,
+            on_events=self.broadcast_events,
+        )
+        self.ws_ingest = WebSocketIngest(
+            self.ingest,
+            self.device_auth,
+            self.metrics,
+            max_frame_bytes=settings.max_frame_bytes,
+            max_batch_positions=settings.max_batch_positions,
+            rate_per_s=settings.device_rate_per_s,
+            burst=settings.device_burst,
+            flood_close_after_s=settings.flood_close_after_s,
+            max_connections_per_device=settings.max_connections_per_device,
+        )
+
+    # ----- hooks used by the API
+
+    def device_revoked(self, device_id: str) -> None:
+        self.device_auth.forget_device(device_id)
+        self.ws_ingest.kick_device(device_id, CLOSE_REVOKED, "device revoked")
+
+    def broadcast_events(self, events: list[dict[str, Any]]) -> None:
+        for ev in events:
+            self.hub.broadcast(_json.encode({"type": "event", "event": ev}))
+
+    def ops_snapshot(self) -> str:
+        vehicles = b",".join(live_json(s) for s in self.fleet.vehicles.values())
+        cfg = _json.encode({"tile_url": self.settings.tile_url})
+        return (b'{"type":"snapshot","config":%s,"vehicles":[%s]}' % (cfg, vehicles)).decode()
+
+    # ----- services
+
+    async def _sweep_offline(self) -> None:
+        while True:
+            await trio.sleep(SWEEP_INTERVAL_S)
+            changed = self.fleet.sweep(time.time())
+            if not changed:
+                continue
+            events = []
+            for s, ev in changed:
+                self.hub.publish(s.vehicle, live_json(s))
+                events.append(ev)
+                self.metrics.inc("gateway_events_total", type=ev["type"])
+            try:
+                for s, _ in changed:
+                    await self.store.save_state(s.vehicle, encode_state(s))
+                await self.store.append_events(events, self.settings.events_max_len)
+            except Exception as exc:
+                log.warning("could not record offline vehicles: %s", exc)
+            self.broadcast_events(events)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        from .api import create_app
+
+        s = self.settings
+        self.fleet.load(await self.store.load_states())
+        app = create_app(self)
+        hc = HypercornConfig()
+        hc.bind = [f"{s.host}:{s.http_port}"]
+        hc.accesslog = None
+        hc.errorlog = logging.getLogger("hypercorn.error")
+        hc.graceful_timeout = SHUTDOWN_GRACE_S
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.ingest.run_writer)
+            ingest_port = await nursery.start(self.ws_ingest.serve, s.host, s.ingest_port)
+            binds = await nursery.start(
+                lambda task_status: hypercorn_serve(app, hc, task_status=task_status)
+            )
+            http_url = binds[0]
+            self.http_port = int(http_url.rsplit(":", 1)[1])
+            nursery.start_soon(self._sweep_offline)
+            task_status.started(
+                Endpoints(
+                    http_url=http_url,
+                    ingest_url=f"ws://{s.host}:{ingest_port}/v1/ingest",
+                    api_key=self.api_key,
+                    redis_url=s.redis_url,
+                )
+            )
+
+
+async def run_gateway(
+    settings: Any, *, task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run a gateway; with no ``redis_url``, also a private redis-server in the data folder."""
+    data_dir = Path(settings.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc: RedisProcess | None = None
+    url = settings.redis_url
+    if not url:
+        proc = start_private_redis(data_dir / "redis")
+        url = proc.url
+        settings = msgspec.structs.replace(settings, redis_url=url)
+    try:
+        async with coredis.Redis.from_url(url) as redis:
+            gw = Gateway(settings, redis, data_dir)
+            await gw.run(task_status=task_status)
+    finally:
+        if proc is not None:
+            proc.stop()
+
+
+def start_private_redis(folder: Path) -> RedisProcess:
+    """Start the data folder's own redis-server, first stopping one a crashed run left behind."""
+    from .redisproc import stop_stale
+
+    stop_stale(folder)
+    return start_redis(folder, appendonly=True)

@@ -1,0 +1,152 @@
+"""Command line: ``python -m gateway serve | demo | device ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from .app import Endpoints, run_gateway
+from .auth import persistent_secret
+from .config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("gateway")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("host", "http_port", "ingest_port", "data_dir", "redis_url"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return load_settings(args.config, **overrides)
+
+
+async def _until_signal(cancel_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            log.info("stopping: flushing acknowledged positions")
+            cancel_scope.cancel()
+            return
+
+
+def _banner(ep: Endpoints, extra: str = "") -> None:
+    print(
+        "\n"
+        f"  Ops page:        {ep.ops_url}\n"
+        f"  REST API:        {ep.http_url}/v1  (API key: {ep.api_key})\n"
+        f"  OpenAPI:         {ep.http_url}/openapi.json\n"
+        f"  Device ingest:   {ep.ingest_url}\n"
+        f"  Metrics:         {ep.http_url}/metrics\n"
+        f"{extra}"
+        "  Stop with Ctrl-C.\n",
+        flush=True,
+    )
+
+
+async def _serve(settings: Settings, vehicles: int | None, sim_args: list[str]) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_until_signal, nursery.cancel_scope)
+        ep: Endpoints = await nursery.start(run_gateway, settings)
+        if vehicles is None:
+            _banner(ep)
+            return
+        _banner(ep, f"  Simulated fleet: {vehicles} vehicles (python -m simulator)\n")
+        cmd = [
+            sys.executable, "-m", "simulator",
+            "--api", ep.http_url,
+            "--ingest", ep.ingest_url,
+            "--api-key", ep.api_key,
+            "--vehicles", str(vehicles),
+            *sim_args,
+        ]  # fmt: skip
+
+        async def simulator() -> None:
+            result = await trio.run_process(cmd, check=False)
+            log.info("simulator exited with status %s; the gateway keeps running", result.returncode)
+
+        nursery.start_soon(simulator)
+
+
+def _api(args: argparse.Namespace) -> tuple[str, str]:
+    settings = load_settings(args.config)
+    base = args.api or settings.resolved_public_url()
+    key = args.api_key or (settings.api_key_list() or [None])[0]
+    if key is None:
+        key = persistent_secret(Path(settings.data_dir).resolve(), "api_key")
+    return base.rstrip("/"), key
+
+
+def _device(args: argparse.Namespace) -> int:
+    base, key = _api(args)
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
+        if args.action == "add":
+            body = {"id": args.id, "vehicle": args.vehicle or args.id, "name": args.name or args.id}
+            r = client.post("/v1/devices", json=body)
+        elif args.action == "list":
+            r = client.get("/v1/devices")
+        elif args.action == "revoke":
+            r = client.post(f"/v1/devices/{args.id}/revoke")
+        else:
+            r = client.post(f"/v1/devices/{args.id}/token")
+    print(json.dumps(r.json(), indent=2))
+    return 0 if r.is_success else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
+    p.add_argument("--config", help="TOML settings file (also GATEWAY_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("serve", "run the gateway"),
+        ("demo", "run the gateway and a simulated fleet"),
+    ):
+        sp = sub.add_parser(name, help=help_text)
+        sp.add_argument("--host")
+        sp.add_argument("--http-port", type=int)
+        sp.add_argument("--ingest-port", type=int)
+        sp.add_argument("--data-dir")
+        sp.add_argument("--redis-url")
+        if name == "demo":
+            sp.add_argument("--vehicles", type=int, default=50)
+            sp.add_argument(
+                "sim_args", nargs=argparse.REMAINDER, help="after --, options for the simulator"
+            )
+    dp = sub.add_parser("device", help="register, list, revoke devices (through the REST API)")
+    dp.add_argument("action", choices=["add", "list", "revoke", "token"])
+    dp.add_argument("id", nargs="?")
+    dp.add_argument("--vehicle")
+    dp.add_argument("--name")
+    dp.add_argument("--api", help="gateway base URL (default from the settings)")
+    dp.add_argument("--api-key", help="agent API key (default from the settings or data folder)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "device":
+            if args.action != "list" and not args.id:
+                print("a device id is needed", file=sys.stderr)
+                return 2
+            return _device(args)
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as exc:
+        print(f"cannot reach the gateway: {exc}", file=sys.stderr)
+        return 1
+    vehicles = args.vehicles if args.command == "demo" else None
+    sim_args = [a for a in getattr(args, "sim_args", []) if a != "--"]
+    trio.run(_serve, settings, vehicles, sim_args, restrict_keyboard_interrupt_to_checkpoints=True)
+    return 0

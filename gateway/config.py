@@ -1,0 +1,119 @@
+"""One typed settings object, read from environment variables and an optional TOML file.
+
+Precedence: built-in defaults < TOML file (``GATEWAY_CONFIG`` or ``--config``) < environment.
+Every setting's environment variable is its name in upper case (``redis_url`` ->
+``REDIS_URL``). Unknown keys in the TOML file are rejected with the offending name, so a
+misspelt setting is an error rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+MIB: Final = 2**20
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has a value of the wrong type."""
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # --- where things run
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    ingest_port: int = 8081
+    public_url: str = ""  # base URL for links in messages; default http://{host}:{http_port}
+    data_dir: str = "data"
+    redis_url: str = ""  # empty: start a private redis-server in data_dir
+    mqtt_url: str = ""  # empty: no MQTT ingest
+
+    # --- auth
+    api_keys: str = ""  # comma separated agent API keys; empty: one is generated in data_dir
+    link_secret: str = ""  # signs customer tracking links; empty: generated in data_dir
+
+    # --- ingest limits
+    max_frame_bytes: int = 1 * MIB
+    max_batch_positions: int = 10_000
+    device_rate_per_s: float = 50.0  # sustained positions/s per device
+    device_burst: int = 20_000  # positions a device may send at once (offline backlog)
+    flood_close_after_s: float = 10.0  # throttled continuously this long: closed with 1008
+    max_connections_per_device: int = 2  # a further connection replaces the oldest
+    writer_queue_size: int = 10_000  # frames waiting for the Redis writer (full: block)
+    writer_max_batch: int = 5_000  # positions per Redis round trip
+
+    # --- validation
+    future_tolerance_s: float = 60.0
+    max_age_s: float = 7 * 86_400.0
+    max_speed_mps: float = 70.0  # 252 km/h between consecutive fixes
+    max_accuracy_m: float = 500.0
+
+    # --- vehicle state
+    stopped_speed_mps: float = 1.0
+    offline_after_s: float = 120.0
+    track_retention_s: float = 7 * 86_400.0
+    events_max_len: int = 1_000_000
+
+    # --- browsers
+    browser_queue_vehicles: int = 20_000  # newest-per-vehicle slots per browser
+    tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+
+    def resolved_public_url(self, bound_http_port: int | None = None) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        port = bound_http_port if bound_http_port is not None else self.http_port
+        return f"http://{self.host}:{port}"
+
+    def api_key_list(self) -> list[str]:
+        return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+
+
+FIELDS: Final = frozenset(Settings.__struct_fields__)
+
+
+def _coerce_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in FIELDS:
+        raw = env.get(name.upper())
+        if raw is not None:
+            out[name] = raw
+    return out
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from defaults, an optional TOML file, the environment, overrides.
+
+    Raises ConfigError naming the key for an unknown key or a value of the wrong type.
+    """
+    env = os.environ if env is None else env
+    merged: dict[str, Any] = {}
+    path = path or env.get("GATEWAY_CONFIG") or None
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        unknown = sorted(set(data) - FIELDS)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) in {path}: {', '.join(unknown)}")
+        merged.update(data)
+    from_env = _coerce_env(env)
+    merged.update(from_env)
+    unknown = sorted(set(overrides) - FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        # strict=False lets environment strings become ints, floats and bools.
+        return msgspec.convert(merged, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid setting: {exc}") from None

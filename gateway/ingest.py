@@ -1,0 +1,225 @@
+"""The protocol-independent ingest path: validate, queue, write to Redis, acknowledge, fan out.
+
+Every device connection (WebSocket, HTTP request, MQTT topic) has a ``Session``. A session
+validates positions against its device's cursor and hands the accepted ones to the single
+``Writer`` through a bounded channel (full: the session waits, which back-pressures that
+device's socket and nothing else). The writer drains whatever has queued into one Redis
+round trip, then raises each session's durable ``seq`` and wakes its acknowledger, updates
+the in-memory fleet and publishes to browsers. Nothing here waits for a browser.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+import trio
+
+from .hub import Hub
+from .metrics import Metrics
+from .state import Fleet, encode_state, live_json
+from .store import DeviceRecord, Store, VehicleWrite
+from .validation import DeviceCursor, Limits, validate
+from .wire import Position, Rejection
+
+log = logging.getLogger(__name__)
+
+RETRY_MIN_S: Final = 0.1
+RETRY_MAX_S: Final = 5.0
+DRAIN_GRACE_S: Final = 5.0
+
+_mp_enc: Final = msgspec.msgpack.Encoder()
+
+
+class TokenBucket:
+    """Sustained ``rate`` per second with bursts up to ``burst``; ``take`` returns the wait."""
+
+    __slots__ = ("burst", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.updated = now
+
+    def take(self, n: float, now: float) -> float:
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        self.tokens -= n
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+@dataclass(eq=False)
+class Session:
+    """One device connection's view of the ingest path."""
+
+    pipeline: Ingest
+    device: DeviceRecord
+    cursor: DeviceCursor
+    durable_seq: int
+    on_progress: Callable[[], None] = lambda: None
+    rejected: list[Rejection] = field(default_factory=list)
+    bucket: TokenBucket | None = None
+
+    @property
+    def vehicle(self) -> str:
+        return self.device.vehicle
+
+    async def submit(self, positions: list[Position], rejected: list[Rejection]) -> None:
+        """Validate ``positions`` and queue the accepted ones for the writer.
+
+        ``rejected`` are rejections already made while decoding. Waits only when the
+        writer's queue is full.
+        """
+        p = self.pipeline
+        verdict = validate(self.cursor, positions, time.time(), p.limits)
+        if verdict.rejected or rejected:
+            for r in (*rejected, *verdict.rejected):
+                p.metrics.inc("gateway_positions_rejected_total", reason=str(r.reason))
+            self.rejected.extend(rejected)
+            self.rejected.extend(verdict.rejected)
+        if verdict.accepted:
+            p.metrics.inc("gateway_positions_accepted_total", len(verdict.accepted))
+            await p.enqueue(self, verdict.accepted)
+        elif self.rejected:
+            self.on_progress()
+
+    def take_rejected(self) -> list[Rejection]:
+        out, self.rejected = self.rejected, []
+        return out
+
+
+class Ingest:
+    """Sessions, the writer and its queue."""
+
+    def __init__(
+        self,
+        store: Store,
+        fleet: Fleet,
+        hub: Hub,
+        metrics: Metrics,
+        limits: Limits,
+        *,
+        queue_size: int,
+        max_batch: int,
+        events_max_len: int,
+        on_events: Callable[[list[dict[str, Any]]], None] = lambda evs: None,
+    ) -> None:
+        self.store = store
+        self.fleet = fleet
+        self.hub = hub
+        self.metrics = metrics
+        self.limits = limits
+        self.max_batch = max_batch
+        self.events_max_len = events_max_len
+        self.on_events = on_events
+        self._send, self._recv = trio.open_memory_channel[tuple[Session, list[Position]]](
+            queue_size
+        )
+        metrics.gauge_fn(
+            "gateway_writer_queue_depth",
+            lambda: float(self._send.statistics().current_buffer_used),
+        )
+
+    async def open_session(self, device: DeviceRecord) -> Session:
+        raw = await self.store.load_cursor(device.vehicle, device.id)
+        cursor = DeviceCursor.from_tuple(raw) if raw else DeviceCursor()
+        return Session(self, device, cursor, durable_seq=cursor.seq)
+
+    async def enqueue(self, session: Session, positions: list[Position]) -> None:
+        await self._send.send((session, positions))
+
+    async def run_writer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Drain the queue into Redis until cancelled; then drain what is left, shielded."""
+        task_status.started()
+        try:
+            while True:
+                first = await self._recv.receive()
+                await self._flush(self._gather(first))
+        finally:
+            with trio.move_on_after(DRAIN_GRACE_S) as cs:
+                cs.shield = True
+                while True:
+                    try:
+                        first = self._recv.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    await self._flush(self._gather(first))
+
+    def _gather(self, first: tuple[Session, list[Position]]) -> list[tuple[Session, list[Position]]]:
+        items = [first]
+        n = len(first[1])
+        while n < self.max_batch:
+            try:
+                item = self._recv.receive_nowait()
+            except trio.WouldBlock:
+                break
+            items.append(item)
+            n += len(item[1])
+        return items
+
+    async def _flush(self, items: list[tuple[Session, list[Position]]]) -> None:
+        now = time.time()
+        by_vehicle: dict[str, list[tuple[Session, list[Position]]]] = {}
+        for item in items:
+            by_vehicle.setdefault(item[0].vehicle, []).append(item)
+        writes: list[VehicleWrite] = []
+        events: list[dict[str, Any]] = []
+        fragments: list[tuple[str, bytes]] = []
+        count = 0
+        for vehicle, group in by_vehicle.items():
+            rows: list[tuple[Any, ...]] = []
+            session = group[-1][0]
+            for s, positions in group:
+                state, evs = self.fleet.apply(vehicle, s.device.id, positions, now)
+                events.extend(evs)
+                rows.extend(
+                    (p.seq, p.ts, p.lat, p.lon, p.speed, p.heading, p.accuracy, p.alt,
+                     p.battery, p.temp_c, p.odometer)
+                    for p in positions
+                )  # fmt: skip
+            count += len(rows)
+            last = rows[-1]
+            writes.append(
+                VehicleWrite(
+                    vehicle=vehicle,
+                    device=session.device.id,
+                    state=encode_state(state),
+                    cursor=_mp_enc.encode([last[0], last[1], last[2], last[3]]),
+                    positions=_mp_enc.encode(rows),
+                )
+            )
+            fragments.append((vehicle, live_json(state)))
+        await self._until_done(self.store.write_batch, writes, now)
+        if events:
+            for ev in events:
+                self.metrics.inc("gateway_events_total", type=ev["type"])
+            await self._until_done(self.store.append_events, events, self.events_max_len)
+            self.on_events(events)
+        self.metrics.inc("gateway_writer_batches_total")
+        self.metrics.inc("gateway_writer_positions_total", count)
+        for s, positions in items:
+            seq = positions[-1].seq
+            if seq > s.durable_seq:
+                s.durable_seq = seq
+            s.on_progress()
+        for vehicle, frag in fragments:
+            self.hub.publish(vehicle, frag)
+
+    async def _until_done(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        # While Redis is unreachable nothing is acknowledged and the queue fills, which
+        # back-pressures devices; nothing is dropped.
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                await fn(*args)
+                return
+            except Exception as exc:
+                self.metrics.inc("gateway_writer_errors_total")
+                log.warning("redis write failed, retrying in %.1fs: %s", delay, exc)
+                await trio.sleep(delay)
+                delay = min(RETRY_MAX_S, delay * 2)

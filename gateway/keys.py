@@ -1,0 +1,30 @@
+"""Redis key names, in one place.
+
+Every key that belongs to one vehicle or device carries its id in a ``{hash tag}``, so on a
+Redis Cluster all of one vehicle's keys share a slot and a vehicle's batch write is one
+script call.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DEVICES: Final = "devices"  # set of device ids
+VEHICLES: Final = "vehicles"  # set of vehicle ids
+EVENTS: Final = "events"  # stream, field "e": JSON event
+
+
+def device(device_id: str) -> str:
+    return f"dev:{{{device_id}}}"  # hash: vehicle, name, token_hash, revoked, created
+
+
+def device_token(token_hash: str) -> str:
+    return f"devtok:{token_hash}"  # string: device id
+
+
+def vehicle(vehicle_id: str) -> str:
+    return f"veh:{{{vehicle_id}}}"  # hash: state (msgpack), cur:<device> (msgpack cursor)
+
+
+def track(vehicle_id: str) -> str:
+    return f"veh:{{{vehicle_id}}}:track"  # stream, fields d (device), p (msgpack positions)

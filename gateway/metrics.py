@@ -1,0 +1,76 @@
+"""Counters and gauges, exposed in the Prometheus text format at ``/metrics``.
+
+Deliberately small: a counter is a float in a dict keyed by (name, labels), cheap enough to
+bump on the ingest hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+HELP: Final[dict[str, tuple[str, str]]] = {
+    "gateway_frames_total": ("counter", "Device frames received, by protocol and encoding"),
+    "gateway_positions_accepted_total": ("counter", "Positions accepted"),
+    "gateway_positions_rejected_total": ("counter", "Positions rejected, by reason"),
+    "gateway_frames_rejected_total": ("counter", "Whole frames rejected, by reason"),
+    "gateway_handshakes_refused_total": ("counter", "Device handshakes refused, by reason"),
+    "gateway_connections_closed_total": ("counter", "Device connections closed by the gateway"),
+    "gateway_device_throttled_total": ("counter", "Times a device was slowed by its rate limit"),
+    "gateway_device_connections": ("gauge", "Open device WebSocket connections"),
+    "gateway_writer_batches_total": ("counter", "Redis write batches"),
+    "gateway_writer_positions_total": ("counter", "Positions written to Redis"),
+    "gateway_writer_errors_total": ("counter", "Redis write failures (retried)"),
+    "gateway_writer_queue_depth": ("gauge", "Frames waiting for the Redis writer"),
+    "gateway_browsers": ("gauge", "Connected browser live streams"),
+    "gateway_browser_messages_total": ("counter", "Messages sent to browsers"),
+    "gateway_browser_coalesced_total": (
+        "counter",
+        "Position updates replaced by a newer one before a browser received them",
+    ),
+    "gateway_events_total": ("counter", "Events appended to the event log, by type"),
+}
+
+Labels = tuple[tuple[str, str], ...]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, Labels], float] = {}
+        self._gauges: dict[str, Callable[[], float]] = {}
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        key = (name, tuple(sorted(labels.items())))
+        self._values[key] = self._values.get(key, 0.0) + amount
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        self._values[(name, tuple(sorted(labels.items())))] = value
+
+    def gauge_fn(self, name: str, fn: Callable[[], float]) -> None:
+        """Read ``fn()`` whenever the metrics are rendered."""
+        self._gauges[name] = fn
+
+    def get(self, name: str, **labels: str) -> float:
+        return self._values.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def total(self, name: str) -> float:
+        return sum(v for (n, _), v in self._values.items() if n == name)
+
+    def render(self) -> str:
+        by_name: dict[str, list[tuple[Labels, float]]] = {}
+        for (name, labels), value in self._values.items():
+            by_name.setdefault(name, []).append((labels, value))
+        for name, fn in self._gauges.items():
+            by_name.setdefault(name, []).append(((), float(fn())))
+        lines: list[str] = []
+        for name in sorted(by_name):
+            kind, text = HELP.get(name, ("untyped", name))
+            lines.append(f"# HELP {name} {text}")
+            lines.append(f"# TYPE {name} {kind}")
+            for labels, value in sorted(by_name[name]):
+                if labels:
+                    inner = ",".join(f'{k}="{v}"' for k, v in labels)
+                    lines.append(f"{name}{{{inner}}} {value:g}")
+                else:
+                    lines.append(f"{name} {value:g}")
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,143 @@
+"""Per-vehicle live state: latest fix, derived speed, status (moving, stopped, offline).
+
+Pure logic: positions and times go in, state changes and events come out. The ingest
+writer persists the result; the offline sweep calls ``sweep`` with the current time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, Final
+
+import msgspec
+
+from .validation import haversine_m
+from .wire import Position
+
+MOVING: Final = "moving"
+STOPPED: Final = "stopped"
+OFFLINE: Final = "offline"
+
+
+class VehicleState(msgspec.Struct, kw_only=True):
+    vehicle: str
+    device: str = ""
+    seq: int = 0
+    ts: float = 0.0  # fix time of the latest position
+    lat: float = math.nan
+    lon: float = math.nan
+    speed: float | None = None
+    heading: float | None = None
+    accuracy: float | None = None
+    alt: float | None = None
+    battery: float | None = None
+    temp_c: float | None = None
+    odometer: float | None = None
+    status: str = OFFLINE
+    since: float = 0.0  # when the current status began (fix time)
+    seen: float = 0.0  # wall time the latest position arrived
+
+
+_mp_enc: Final = msgspec.msgpack.Encoder()
+_mp_dec: Final = msgspec.msgpack.Decoder(VehicleState)
+_json_enc: Final = msgspec.json.Encoder()
+
+
+def encode_state(s: VehicleState) -> bytes:
+    return _mp_enc.encode(s)
+
+
+def decode_state(blob: bytes) -> VehicleState:
+    return _mp_dec.decode(blob)
+
+
+def live_json(s: VehicleState) -> bytes:
+    """The compact JSON a browser receives for one vehicle."""
+    return _json_enc.encode(
+        {
+            "id": s.vehicle,
+            "ts": s.ts,
+            "lat": s.lat,
+            "lon": s.lon,
+            "speed": s.speed,
+            "heading": s.heading,
+            "status": s.status,
+            "battery": s.battery,
+            "temp_c": s.temp_c,
+        }
+    )
+
+
+def public(s: VehicleState) -> dict[str, Any]:
+    return msgspec.to_builtins(s)
+
+
+def vehicle_event(etype: str, s: VehicleState, ts: float, **data: Any) -> dict[str, Any]:
+    return {
+        "type": etype,
+        "ts": ts,
+        "vehicle": s.vehicle,
+        "route": None,
+        "stop": None,
+        "delivery": None,
+        "data": {"lat": s.lat, "lon": s.lon, "device": s.device, **data},
+    }
+
+
+class Fleet:
+    """Latest state of every vehicle this process knows."""
+
+    def __init__(self, stopped_speed_mps: float, offline_after_s: float) -> None:
+        self.stopped_speed_mps = stopped_speed_mps
+        self.offline_after_s = offline_after_s
+        self.vehicles: dict[str, VehicleState] = {}
+
+    def load(self, blobs: dict[str, bytes]) -> None:
+        for vid, blob in blobs.items():
+            self.vehicles[vid] = decode_state(blob)
+
+    def apply(
+        self, vehicle: str, device: str, positions: Iterable[Position], now: float
+    ) -> tuple[VehicleState, list[dict[str, Any]]]:
+        """Advance ``vehicle`` through ``positions`` (already validated, in order)."""
+        s = self.vehicles.get(vehicle)
+        if s is None:
+            s = self.vehicles[vehicle] = VehicleState(vehicle=vehicle)
+        events: list[dict[str, Any]] = []
+        for p in positions:
+            speed = p.speed
+            if speed is None and s.seq and p.ts > s.ts and not math.isnan(s.lat):
+                speed = haversine_m(s.lat, s.lon, p.lat, p.lon) / (p.ts - s.ts)
+            was = s.status
+            s.device = device
+            s.seq = p.seq
+            s.ts = p.ts
+            s.lat = p.lat
+            s.lon = p.lon
+            s.speed = speed
+            s.heading = p.heading if p.heading is not None else s.heading
+            s.accuracy = p.accuracy
+            s.alt = p.alt
+            s.battery = p.battery if p.battery is not None else s.battery
+            s.temp_c = p.temp_c if p.temp_c is not None else s.temp_c
+            s.odometer = p.odometer if p.odometer is not None else s.odometer
+            status = MOVING if (speed or 0.0) >= self.stopped_speed_mps else STOPPED
+            if was == OFFLINE:
+                events.append(vehicle_event("vehicle.online", s, p.ts))
+            if status != was:
+                s.status = status
+                s.since = p.ts
+        s.seen = now
+        return s, events
+
+    def sweep(self, now: float) -> list[tuple[VehicleState, dict[str, Any]]]:
+        """Mark vehicles silent for longer than ``offline_after_s`` as offline."""
+        out = []
+        limit = now - self.offline_after_s
+        for s in self.vehicles.values():
+            if s.status != OFFLINE and s.seen < limit:
+                s.status = OFFLINE
+                s.since = now
+                out.append((s, vehicle_event("vehicle.offline", s, now, silent_s=now - s.seen)))
+        return out

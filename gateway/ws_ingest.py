@@ -1,0 +1,210 @@
+"""Device WebSocket ingest (trio-websocket server on its own port).
+
+Handshake: the token comes as ``Authorization: Bearer ...`` or ``?token=``; a missing,
+unknown or revoked token is refused with HTTP 401 and the reason as the body.
+Frames: JSON text or MessagePack binary, one position or an array. Replies in the frame's
+encoding: ``{"type": "ack", "seq": N, "rejected": [...]}`` (coalesced: one ack may cover
+several frames) and ``{"type": "error", "reason": ..., "detail": ...}`` for a frame that
+could not be read at all. A bad frame never closes the connection.
+Close codes: 1008 the device kept exceeding its rate limit, 1009 frame too big,
+4001 replaced by a newer connection of the same device (over the per-device limit),
+4003 device revoked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Final
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+
+from .auth import DeviceAuth, bearer
+from .ingest import Ingest, Session, TokenBucket
+from .metrics import Metrics
+from .wire import Ack, ErrorReply, MalformedFrame, decode_frame, encode_reply
+
+log = logging.getLogger(__name__)
+
+CLOSE_RATE_LIMIT: Final = 1008
+CLOSE_TOO_BIG: Final = 1009
+CLOSE_REPLACED: Final = 4001
+CLOSE_REVOKED: Final = 4003
+CLOSE_TIMEOUT_S: Final = 2.0
+
+
+class _Conn:
+    """One device connection: its session, its reply state and a way to close it."""
+
+    def __init__(self, ws: WebSocketConnection, session: Session) -> None:
+        self.ws = ws
+        self.session = session
+        self.binary = False
+        self.errors: list[ErrorReply] = []
+        self.wake = trio.Event()
+        self.kick_code: int | None = None
+        self.kick_reason = ""
+        self.scope = trio.CancelScope()
+        session.on_progress = self.wake.set
+
+    def kick(self, code: int, reason: str) -> None:
+        self.kick_code = code
+        self.kick_reason = reason
+        self.scope.cancel()
+
+    async def ack_loop(self) -> None:
+        sent_seq = -1
+        while True:
+            await self.wake.wait()
+            self.wake = trio.Event()
+            self.session.on_progress = self.wake.set
+            errors, self.errors = self.errors, []
+            for err in errors:
+                await self.ws.send_message(encode_reply(err, self.binary))
+            rejected = self.session.take_rejected()
+            seq = self.session.durable_seq
+            if rejected or seq != sent_seq:
+                await self.ws.send_message(encode_reply(Ack(seq, rejected), self.binary))
+                sent_seq = seq
+
+
+class WebSocketIngest:
+    def __init__(
+        self,
+        ingest: Ingest,
+        auth: DeviceAuth,
+        metrics: Metrics,
+        *,
+        max_frame_bytes: int,
+        max_batch_positions: int,
+        rate_per_s: float,
+        burst: int,
+        flood_close_after_s: float,
+        max_connections_per_device: int,
+    ) -> None:
+        self.ingest = ingest
+        self.auth = auth
+        self.metrics = metrics
+        self.max_frame_bytes = max_frame_bytes
+        self.max_batch_positions = max_batch_positions
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.flood_close_after_s = flood_close_after_s
+        self.max_connections_per_device = max_connections_per_device
+        self.connections: dict[str, list[_Conn]] = {}
+        self.buckets: dict[str, TokenBucket] = {}
+        metrics.gauge_fn(
+            "gateway_device_connections",
+            lambda: float(sum(len(c) for c in self.connections.values())),
+        )
+
+    async def serve(
+        self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until cancelled; reports the bound port through ``task_status``."""
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                lambda task_status: serve_websocket(
+                    self.handle,
+                    host,
+                    port,
+                    None,
+                    handler_nursery=nursery,
+                    max_message_size=self.max_frame_bytes,
+                    receive_buffer_size=None,
+                    task_status=task_status,
+                )
+            )
+            task_status.started(server.port)
+
+    def kick_device(self, device_id: str, code: int, reason: str) -> None:
+        for conn in list(self.connections.get(device_id, ())):
+            conn.kick(code, reason)
+
+    async def handle(self, request: WebSocketRequest) -> None:
+        token = bearer(request.headers, request.path)
+        if token is None:
+            self.metrics.inc("gateway_handshakes_refused_total", reason="missing_token")
+            await request.reject(401, body=b"missing token: send Authorization: Bearer <token>")
+            return
+        device = await self.auth.lookup(token)
+        if device is None:
+            self.metrics.inc("gateway_handshakes_refused_total", reason="unknown_device")
+            await request.reject(401, body=b"unknown or revoked device token")
+            return
+        ws = await request.accept()
+        session = await self.ingest.open_session(device)
+        bucket = self.buckets.get(device.id)
+        if bucket is None:
+            bucket = self.buckets[device.id] = TokenBucket(
+                self.rate_per_s, self.burst, time.monotonic()
+            )
+        conn = _Conn(ws, session)
+        conns = self.connections.setdefault(device.id, [])
+        conns.append(conn)
+        while len(conns) > self.max_connections_per_device:
+            conns.pop(0).kick(CLOSE_REPLACED, "replaced by a newer connection of this device")
+        try:
+            with conn.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(conn.ack_loop)
+                    await self._receive_loop(conn, bucket)
+                    nursery.cancel_scope.cancel()
+        except ConnectionClosed:
+            pass
+        finally:
+            if conn in conns:
+                conns.remove(conn)
+            if not conns:
+                self.connections.pop(device.id, None)
+            closed = ws.closed
+            if closed is not None and closed.code == CLOSE_TOO_BIG:
+                self.metrics.inc("gateway_frames_rejected_total", reason="too_big")
+            if conn.kick_code is not None:
+                self.metrics.inc("gateway_connections_closed_total", code=str(conn.kick_code))
+            with trio.move_on_after(CLOSE_TIMEOUT_S) as cs:
+                cs.shield = True
+                await ws.aclose(conn.kick_code or 1000, conn.kick_reason or None)
+
+    async def _receive_loop(self, conn: _Conn, bucket: TokenBucket) -> None:
+        ws = conn.ws
+        metrics = self.metrics
+        throttled_since: float | None = None
+        while True:
+            try:
+                message = await ws.get_message()
+            except ConnectionClosed:
+                return
+            binary = isinstance(message, bytes)
+            conn.binary = binary
+            metrics.inc("gateway_frames_total", proto="ws", enc="msgpack" if binary else "json")
+            try:
+                positions, bad = decode_frame(message)
+            except MalformedFrame as exc:
+                metrics.inc("gateway_frames_rejected_total", reason="malformed")
+                conn.errors.append(ErrorReply("malformed", str(exc)))
+                conn.wake.set()
+                continue
+            n = len(positions) + len(bad)
+            if n > self.max_batch_positions:
+                metrics.inc("gateway_frames_rejected_total", reason="batch_too_large")
+                conn.errors.append(
+                    ErrorReply("batch_too_large", f"{n} positions, limit {self.max_batch_positions}")
+                )
+                conn.wake.set()
+                continue
+            now = time.monotonic()
+            wait = bucket.take(n, now)
+            if wait > 0:
+                metrics.inc("gateway_device_throttled_total")
+                if throttled_since is None:
+                    throttled_since = now
+                elif now - throttled_since > self.flood_close_after_s:
+                    conn.kick(CLOSE_RATE_LIMIT, "rate limit exceeded")
+                    return
+                # Slowing the reader back-pressures this device's socket and nobody else's.
+                await trio.sleep(min(wait, self.flood_close_after_s))
+            else:
+                throttled_since = None
+            await conn.session.submit(positions, bad)
