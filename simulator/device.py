@@ -120,6 +120,7 @@ class DeviceClient:
         seq = self._next_seq
         self._next_seq += 1
         self._backlog.append(Position.from_fix(seq, fix))
+        self.stats.submitted += 1
         if len(self._backlog) > self.config.max_backlog:
             self._backlog.popleft()
             self.stats.dropped += 1

@@ -13,6 +13,7 @@ import msgspec
 class DeviceStats:
     """What one device has done on the wire. Positions are counted once each."""
 
+    submitted: int = 0  # positions handed to the device
     sent: int = 0  # positions sent for the first time
     resent: int = 0  # positions sent again after a reconnect
     frames: int = 0
@@ -41,6 +42,7 @@ class FleetReport(msgspec.Struct, frozen=True):
     connected: int  # at the time of the report
     connects: int  # successful handshakes, first connections included
     duration_s: float
+    submitted: int
     sent: int
     resent: int
     frames: int
@@ -79,6 +81,7 @@ class FleetReport(msgspec.Struct, frozen=True):
             connected=sum(s.connected for s in items),
             connects=sum(s.connects for s in items),
             duration_s=round(duration_s, 3),
+            submitted=sum(s.submitted for s in items),
             sent=sent,
             resent=sum(s.resent for s in items),
             frames=sum(s.frames for s in items),

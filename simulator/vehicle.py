@@ -29,7 +29,7 @@ from .city import Address, City, Path
 
 PHYSICS_STEP_S: Final = 0.5  # simulated seconds per integration step
 LOOKAHEAD_M: Final = 120.0  # enough to brake from 50 km/h at the configured deceleration
-CREEP_SPEED_MPS: Final = 1.0  # lowest speed while closing the last metres to a stop
+CREEP_SPEED_MPS: Final = 0.5  # lowest speed while closing the last metres to a stop
 PLAN_SPEED_SHARE: Final = 0.7  # planned average speed as a share of the limits
 PLAN_SERVICE_S: Final = 180.0  # planned service time per stop
 POOR_ACCURACY_M: Final = (60.0, 150.0)
@@ -162,6 +162,9 @@ class Van:
         self.counters = VanCounters()
         self.visits: list[StopVisit] = []
         self._rng = random.Random(seed)
+        # GPS error has its own generator, so the drive itself does not depend on how often
+        # fixes are taken: the same seed drives the same route at any interval or time scale.
+        self._gps = random.Random(seed ^ 0x5EED_6755)
         rng = self._rng
         self._driver = rng.uniform(*config.driver_factor)
         self._t = 0.0  # simulated seconds since epoch
@@ -319,7 +322,8 @@ class Van:
         while j < len(cum) and cum[j] - self._d <= LOOKAHEAD_M:
             vmax = leg.vertex_speed[j]
             if vmax < target:
-                gap = max(0.0, cum[j] - self._d)
+                # Judge the gap as it will be after this step, so braking never comes too late.
+                gap = max(0.0, cum[j] - self._d - self.speed * dt)
                 target = min(target, math.sqrt(vmax * vmax + 2 * cfg.decel_mps2 * gap))
             j += 1
         remaining = cum[-1] - self._d
@@ -384,7 +388,7 @@ class Van:
         self._begin_leg()
 
     def _make_fix(self, due: float) -> Fix | None:
-        cfg, rng = self.config, self._rng
+        cfg, rng = self.config, self._gps
         if due < self._dropout_until:
             self.counters.skipped += 1
             return None
@@ -393,7 +397,9 @@ class Van:
             self.counters.dropouts += 1
             self.counters.skipped += 1
             return None
-        if rng.random() < cfg.poor_accuracy_probability:
+        outlier = rng.random() < cfg.outlier_probability
+        # An outlier claims a good accuracy: only the jump gives it away, as with multipath.
+        if not outlier and rng.random() < cfg.poor_accuracy_probability:
             accuracy = rng.uniform(*POOR_ACCURACY_M)
             self.counters.poor_accuracy += 1
         else:
@@ -401,7 +407,6 @@ class Van:
         sigma = accuracy / 2
         x = self.x + rng.gauss(0, sigma)
         y = self.y + rng.gauss(0, sigma)
-        outlier = rng.random() < cfg.outlier_probability
         if outlier:
             jump, angle = rng.uniform(*cfg.outlier_jump_m), rng.uniform(0, 2 * math.pi)
             x += jump * math.cos(angle)
@@ -417,7 +422,7 @@ class Van:
             lat=round(lat, 7),
             lon=round(lon, 7),
             speed=round(speed, 2),
-            heading=round(heading, 1),
+            heading=round(heading, 1) % 360,
             accuracy=round(accuracy, 1),
             alt=round(cfg.base_alt_m + rng.gauss(0, accuracy), 1),
             battery=round(self.battery, 1),
