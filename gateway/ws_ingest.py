@@ -41,7 +41,7 @@ class _Conn:
         self.ws = ws
         self.session = session
         self.binary = False
-        self.errors: list[ErrorReply] = []
+        self.errors: list[tuple[ErrorReply, bool]] = []  # with the encoding of their frame
         self.wake = trio.Event()
         self.kick_code: int | None = None
         self.kick_reason = ""
@@ -54,14 +54,14 @@ class _Conn:
         self.scope.cancel()
 
     async def ack_loop(self) -> None:
-        sent_seq = -1
+        sent_seq = self.session.durable_seq
         while True:
             await self.wake.wait()
             self.wake = trio.Event()
             self.session.on_progress = self.wake.set
             errors, self.errors = self.errors, []
-            for err in errors:
-                await self.ws.send_message(encode_reply(err, self.binary))
+            for err, binary in errors:
+                await self.ws.send_message(encode_reply(err, binary))
             rejected = self.session.take_rejected()
             seq = self.session.durable_seq
             if rejected or seq != sent_seq:
@@ -183,15 +183,14 @@ class WebSocketIngest:
                 positions, bad = decode_frame(message)
             except MalformedFrame as exc:
                 metrics.inc("gateway_frames_rejected_total", reason="malformed")
-                conn.errors.append(ErrorReply("malformed", str(exc)))
+                conn.errors.append((ErrorReply("malformed", str(exc)), binary))
                 conn.wake.set()
                 continue
             n = len(positions) + len(bad)
             if n > self.max_batch_positions:
                 metrics.inc("gateway_frames_rejected_total", reason="batch_too_large")
-                conn.errors.append(
-                    ErrorReply("batch_too_large", f"{n} positions, limit {self.max_batch_positions}")
-                )
+                detail = f"{n} positions, limit {self.max_batch_positions}"
+                conn.errors.append((ErrorReply("batch_too_large", detail), binary))
                 conn.wake.set()
                 continue
             now = time.monotonic()

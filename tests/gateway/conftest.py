@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from gateway.app import Endpoints, run_gateway
+from gateway.config import Settings, load_settings
+
+API_KEY = "test-agent-key"
+
+
+def gateway_settings(redis_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    return load_settings(
+        env={},
+        redis_url=redis_url,
+        data_dir=str(data_dir),
+        http_port=0,
+        ingest_port=0,
+        api_keys=API_KEY,
+        tile_url="",
+        **overrides,
+    )
+
+
+class GatewayHandle:
+    def __init__(self, ep: Endpoints, scope: trio.CancelScope) -> None:
+        self.ep = ep
+        self.scope = scope
+        self.http = httpx.AsyncClient(
+            base_url=ep.http_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+        )
+
+    async def register(self, device_id: str, vehicle: str | None = None) -> str:
+        r = await self.http.post("/v1/devices", json={"id": device_id, "vehicle": vehicle or device_id})
+        assert r.status_code == 201, r.text
+        return str(r.json()["token"])
+
+    async def metrics(self) -> str:
+        return (await self.http.get("/metrics")).text
+
+
+async def start_gateway(nursery: trio.Nursery, settings: Settings) -> GatewayHandle:
+    scope = trio.CancelScope()
+
+    async def runner(task_status: trio.TaskStatus[Endpoints]) -> None:
+        with scope:
+            await run_gateway(settings, task_status=task_status)
+
+    ep = await nursery.start(runner)
+    return GatewayHandle(ep, scope)
+
+
+@pytest.fixture
+async def gateway(
+    redis_url: str, data_dir: Path, nursery: trio.Nursery
+) -> AsyncIterator[GatewayHandle]:
+    gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir))
+    yield gw
+    await gw.http.aclose()
+    gw.scope.cancel()

@@ -1,0 +1,35 @@
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_settings
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    f = tmp_path / "gw.toml"
+    f.write_text('http_port = 9000\nmax_speed_mps = 40.0\nhost = "0.0.0.0"\n')
+    s = load_settings(f, env={"HTTP_PORT": "9100"})
+    assert (s.http_port, s.max_speed_mps, s.host) == (9100, 40.0, "0.0.0.0")
+
+
+def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
+    f = tmp_path / "gw.toml"
+    f.write_text("http_prot = 9000\n")
+    with pytest.raises(ConfigError, match="http_prot"):
+        load_settings(f, env={})
+
+
+def test_wrong_type_is_named() -> None:
+    with pytest.raises(ConfigError, match="ingest_port"):
+        load_settings(env={"INGEST_PORT": "lots"})
+
+
+def test_unknown_override() -> None:
+    with pytest.raises(ConfigError, match="nope"):
+        load_settings(env={}, nope=1)
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    f = tmp_path / "gw.toml"
+    f.write_text("offline_after_s = 30.0\n")
+    assert load_settings(env={"GATEWAY_CONFIG": str(f)}).offline_after_s == 30.0

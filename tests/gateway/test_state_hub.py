@@ -1,0 +1,64 @@
+import trio
+
+from gateway.hub import Hub
+from gateway.metrics import Metrics
+from gateway.state import MOVING, OFFLINE, STOPPED, Fleet, decode_state, encode_state
+from gateway.wire import Position
+
+
+def p(seq: int, ts: float, lat: float, speed: float | None = None) -> Position:
+    return Position(seq=seq, ts=ts, lat=lat, lon=4.0, speed=speed)
+
+
+def test_status_online_moving_stopped_offline() -> None:
+    fleet = Fleet(stopped_speed_mps=1.0, offline_after_s=60)
+    s, events = fleet.apply("v1", "d1", [p(1, 100, 52.0, 0.0)], now=100)
+    assert s.status == STOPPED
+    assert [e["type"] for e in events] == ["vehicle.online"]
+    # No speed reported: derived from the distance between fixes (~11 m in 1 s).
+    s, events = fleet.apply("v1", "d1", [p(2, 101, 52.0001)], now=101)
+    assert s.status == MOVING and s.speed is not None and 10 < s.speed < 12
+    assert events == []
+    assert fleet.sweep(150) == []
+    swept = fleet.sweep(162)
+    assert [(v.vehicle, e["type"]) for v, e in swept] == [("v1", "vehicle.offline")]
+    assert fleet.vehicles["v1"].status == OFFLINE
+    _, events = fleet.apply("v1", "d1", [p(3, 170, 52.0001, 0.0)], now=170)
+    assert [e["type"] for e in events] == ["vehicle.online"]
+
+
+def test_state_round_trips() -> None:
+    fleet = Fleet(1.0, 60)
+    s, _ = fleet.apply("v1", "d1", [p(1, 100, 52.0, 3.0)], now=100)
+    assert decode_state(encode_state(s)) == s
+
+
+async def test_hub_keeps_only_the_newest_update_per_vehicle() -> None:
+    m = Metrics()
+    hub = Hub(m, max_pending=100)
+    ops = hub.subscribe(None)
+    customer = hub.subscribe(["v2"])
+    for i in range(5):
+        hub.publish("v1", b"v1-%d" % i)
+    hub.publish("v2", b"v2-0")
+    pending, extra, overflow = await ops.next_batch()
+    assert pending == {"v1": b"v1-4", "v2": b"v2-0"}
+    assert (extra, overflow) == ([], False)
+    assert m.get("gateway_browser_coalesced_total") == 4
+    pending, _, _ = await customer.next_batch()
+    assert pending == {"v2": b"v2-0"}
+    with trio.move_on_after(0.05) as cs:
+        await customer.next_batch()
+    assert cs.cancelled_caught  # nothing more for this customer
+    customer.close()
+    ops.close()
+    assert hub.count() == 0
+
+
+async def test_hub_overflow_asks_for_a_snapshot() -> None:
+    hub = Hub(Metrics(), max_pending=3)
+    sub = hub.subscribe(None)
+    for i in range(5):
+        hub.publish(f"v{i}", b"x")
+    pending, _, overflow = await sub.next_batch()
+    assert overflow and len(pending) <= 3

@@ -1,0 +1,104 @@
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.validation import JUMP_CONFIRMATIONS, DeviceCursor, Limits, haversine_m, validate
+from gateway.wire import Position
+
+NOW = 1_800_000_000.0
+LIMITS = Limits(future_tolerance_s=60, max_age_s=3600, max_speed_mps=70, max_accuracy_m=100)
+
+
+def pos(seq: int, dt: float = 0.0, lat: float = 52.0, lon: float = 4.0, **kw: float) -> Position:
+    return Position(seq=seq, ts=NOW - 100 + dt, lat=lat, lon=lon, **kw)
+
+
+def reasons(cursor: DeviceCursor, positions: list[Position]) -> list[str | None]:
+    v = validate(cursor, positions, NOW, LIMITS)
+    by_seq = {r.seq: str(r.reason) for r in v.rejected}
+    return [by_seq.get(p.seq) for p in positions]
+
+
+def test_haversine_one_degree_of_latitude() -> None:
+    assert haversine_m(0, 0, 1, 0) == pytest.approx(111_195, rel=1e-3)
+    assert haversine_m(60, 10, 60, 11) == pytest.approx(55_660, rel=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("p", "reason"),
+    [
+        (pos(1, lat=91), "out_of_range"),
+        (pos(1, lat=math.nan), "out_of_range"),
+        (pos(1, lon=-180.5), "out_of_range"),
+        (pos(1, lon=math.inf), "out_of_range"),
+        (pos(1, speed=-1), "out_of_range"),
+        (pos(1, heading=400), "out_of_range"),
+        (pos(1, dt=100 + 61), "future"),
+        (pos(1, dt=-3600), "too_old"),
+        (pos(1, accuracy=150), "poor_accuracy"),
+        (pos(1, accuracy=math.nan), "out_of_range"),
+    ],
+)
+def test_single_position_rejections(p: Position, reason: str) -> None:
+    assert reasons(DeviceCursor(), [p]) == [reason]
+
+
+def test_good_positions_advance_the_cursor() -> None:
+    c = DeviceCursor()
+    assert reasons(c, [pos(1, 0), pos(2, 1, lat=52.0001), pos(5, 2, lat=52.0002)]) == [None] * 3
+    assert (c.seq, c.lat) == (5, 52.0002)
+
+
+def test_duplicate_and_out_of_order() -> None:
+    c = DeviceCursor()
+    validate(c, [pos(1, 0), pos(2, 10)], NOW, LIMITS)
+    assert reasons(c, [pos(2, 10), pos(1, 0), pos(3, 5), pos(4, 11)]) == [
+        "duplicate",
+        "duplicate",
+        "out_of_order",
+        None,
+    ]
+
+
+def test_a_resent_batch_is_all_duplicate() -> None:
+    c = DeviceCursor()
+    batch = [pos(i, i, lat=52 + i * 1e-5) for i in range(1, 50)]
+    assert reasons(c, batch) == [None] * 49
+    assert reasons(c, batch) == ["duplicate"] * 49
+
+
+def test_implausible_jump_rejected_then_confirmed() -> None:
+    c = DeviceCursor()
+    validate(c, [pos(1, 0)], NOW, LIMITS)
+    # 1 degree of latitude in 10 s is ~11 km/s.
+    far = [pos(2 + i, 10 + i, lat=53.0 + i * 1e-5) for i in range(JUMP_CONFIRMATIONS)]
+    got = reasons(c, far)
+    assert got == ["implausible_jump"] * (JUMP_CONFIRMATIONS - 1) + [None]
+    assert c.lat == pytest.approx(53.0 + (JUMP_CONFIRMATIONS - 1) * 1e-5)
+
+
+def test_lone_outliers_do_not_move_the_cursor() -> None:
+    c = DeviceCursor()
+    validate(c, [pos(1, 0)], NOW, LIMITS)
+    got = reasons(c, [pos(2, 1, lat=53), pos(3, 2, lat=51), pos(4, 3, lat=52.00001)])
+    assert got == ["implausible_jump", "implausible_jump", None]
+
+
+def test_fast_but_plausible_movement_is_accepted() -> None:
+    c = DeviceCursor()
+    # 60 m/s for 10 s = 600 m (limit is 70 m/s).
+    d_lat = 600 / 111_195
+    assert reasons(c, [pos(1, 0), pos(2, 10, lat=52 + d_lat)]) == [None, None]
+
+
+@given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=60))
+def test_accepted_seqs_strictly_increase(seqs: list[int]) -> None:
+    c = DeviceCursor()
+    batch = [pos(s, float(s), lat=52 + s * 1e-6) for s in seqs]
+    v = validate(c, batch, NOW, LIMITS)
+    accepted = [p.seq for p in v.accepted]
+    assert accepted == sorted(set(accepted))
+    assert len(v.accepted) + len(v.rejected) == len(seqs)
+    assert c.seq == (max(accepted) if accepted else 0)
