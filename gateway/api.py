@@ -205,11 +205,7 @@ def create_app(gw: Gateway) -> QuartTrio:
             raise ApiError(400, "until must not be before since", "until")
         limit = _int_arg("limit", 10_000, 1, MAX_TRACK_ROWS)
         rows = await gw.store.read_track(vid, since, until, limit, gw.settings.future_tolerance_s)
-        fields = ("device", "seq", "ts", "lat", "lon", "speed", "heading", "accuracy", "alt",
-                  "battery", "temp_c", "odometer")  # fmt: skip
-        positions = [
-            {k: v for k, v in zip(fields, row, strict=True) if v is not None} for row in rows
-        ]
+        positions = [{"device": device, **msgspec.to_builtins(p)} for device, p in rows]
         return jsonify({"vehicle": vid, "since": since, "until": until, "positions": positions})
 
     # ----- events

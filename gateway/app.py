@@ -91,6 +91,7 @@ class Gateway:
             burst=settings.device_burst,
             flood_close_after_s=settings.flood_close_after_s,
             max_connections_per_device=settings.max_connections_per_device,
+            ack_interval_s=settings.ack_interval_s,
         )
 
     # ----- hooks used by the API

@@ -83,8 +83,8 @@ class Session:
             self.rejected.extend(rejected)
             self.rejected.extend(verdict.rejected)
         if verdict.accepted:
-            p.metrics.inc("gateway_positions_accepted_total", len(verdict.accepted))
-            await p.enqueue(self, verdict.accepted)
+            p.metrics.add(p.accepted_key, len(verdict.accepted))
+            await p._send.send((self, verdict.accepted))
         elif self.rejected:
             self.on_progress()
 
@@ -117,6 +117,7 @@ class Ingest:
         self.max_batch = max_batch
         self.events_max_len = events_max_len
         self.on_events = on_events
+        self.accepted_key = metrics.key("gateway_positions_accepted_total")
         self._send, self._recv = trio.open_memory_channel[tuple[Session, list[Position]]](
             queue_size
         )
@@ -129,9 +130,6 @@ class Ingest:
         raw = await self.store.load_cursor(device.vehicle, device.id)
         cursor = DeviceCursor.from_tuple(raw) if raw else DeviceCursor()
         return Session(self, device, cursor, durable_seq=cursor.seq)
-
-    async def enqueue(self, session: Session, positions: list[Position]) -> None:
-        await self._send.send((session, positions))
 
     async def run_writer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Drain the queue into Redis until cancelled; then drain what is left, shielded."""
@@ -172,25 +170,19 @@ class Ingest:
         fragments: list[tuple[str, bytes]] = []
         count = 0
         for vehicle, group in by_vehicle.items():
-            rows: list[tuple[Any, ...]] = []
             session = group[-1][0]
-            for s, positions in group:
-                state, evs = self.fleet.apply(vehicle, s.device.id, positions, now)
-                events.extend(evs)
-                rows.extend(
-                    (p.seq, p.ts, p.lat, p.lon, p.speed, p.heading, p.accuracy, p.alt,
-                     p.battery, p.temp_c, p.odometer)
-                    for p in positions
-                )  # fmt: skip
-            count += len(rows)
-            last = rows[-1]
+            positions = group[0][1] if len(group) == 1 else [p for _, ps in group for p in ps]
+            state, evs = self.fleet.apply(vehicle, session.device.id, positions, now)
+            events.extend(evs)
+            count += len(positions)
+            last = positions[-1]
             writes.append(
                 VehicleWrite(
                     vehicle=vehicle,
                     device=session.device.id,
                     state=encode_state(state),
-                    cursor=_mp_enc.encode([last[0], last[1], last[2], last[3]]),
-                    positions=_mp_enc.encode(rows),
+                    cursor=_mp_enc.encode((last.seq, last.ts, last.lat, last.lon)),
+                    positions=_mp_enc.encode(positions),
                 )
             )
             fragments.append((vehicle, live_json(state)))

@@ -43,6 +43,15 @@ class Metrics:
         key = (name, tuple(sorted(labels.items())))
         self._values[key] = self._values.get(key, 0.0) + amount
 
+    def key(self, name: str, **labels: str) -> tuple[str, Labels]:
+        """A series key for ``add``, built once so the hot path skips building it per call."""
+        k = (name, tuple(sorted(labels.items())))
+        self._values.setdefault(k, 0.0)
+        return k
+
+    def add(self, key: tuple[str, Labels], amount: float = 1.0) -> None:
+        self._values[key] += amount
+
     def set(self, name: str, value: float, **labels: str) -> None:
         self._values[(name, tuple(sorted(labels.items())))] = value
 

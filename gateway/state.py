@@ -98,36 +98,49 @@ class Fleet:
             self.vehicles[vid] = decode_state(blob)
 
     def apply(
-        self, vehicle: str, device: str, positions: Iterable[Position], now: float
+        self, vehicle: str, device: str, positions: list[Position], now: float
     ) -> tuple[VehicleState, list[dict[str, Any]]]:
-        """Advance ``vehicle`` through ``positions`` (already validated, in order)."""
+        """Advance ``vehicle`` to the last of ``positions`` (validated, in order, not empty).
+
+        Only the newest fix sets the state; the one before it gives a speed when the device
+        reports none. O(1) whatever the batch size.
+        """
         s = self.vehicles.get(vehicle)
         if s is None:
             s = self.vehicles[vehicle] = VehicleState(vehicle=vehicle)
         events: list[dict[str, Any]] = []
-        for p in positions:
-            speed = p.speed
-            if speed is None and s.seq and p.ts > s.ts and not math.isnan(s.lat):
-                speed = haversine_m(s.lat, s.lon, p.lat, p.lon) / (p.ts - s.ts)
-            was = s.status
-            s.device = device
-            s.seq = p.seq
-            s.ts = p.ts
-            s.lat = p.lat
-            s.lon = p.lon
-            s.speed = speed
-            s.heading = p.heading if p.heading is not None else s.heading
-            s.accuracy = p.accuracy
-            s.alt = p.alt
-            s.battery = p.battery if p.battery is not None else s.battery
-            s.temp_c = p.temp_c if p.temp_c is not None else s.temp_c
-            s.odometer = p.odometer if p.odometer is not None else s.odometer
-            status = MOVING if (speed or 0.0) >= self.stopped_speed_mps else STOPPED
-            if was == OFFLINE:
-                events.append(vehicle_event("vehicle.online", s, p.ts))
-            if status != was:
-                s.status = status
-                s.since = p.ts
+        p = positions[-1]
+        prev_ts, prev_lat, prev_lon = (
+            (positions[-2].ts, positions[-2].lat, positions[-2].lon)
+            if len(positions) > 1
+            else (s.ts, s.lat, s.lon)
+        )
+        speed = p.speed
+        if speed is None and p.ts > prev_ts and not math.isnan(prev_lat):
+            speed = haversine_m(prev_lat, prev_lon, p.lat, p.lon) / (p.ts - prev_ts)
+        was = s.status
+        s.device = device
+        s.seq = p.seq
+        s.ts = p.ts
+        s.lat = p.lat
+        s.lon = p.lon
+        s.speed = speed
+        if p.heading is not None:
+            s.heading = p.heading
+        s.accuracy = p.accuracy
+        s.alt = p.alt
+        if p.battery is not None:
+            s.battery = p.battery
+        if p.temp_c is not None:
+            s.temp_c = p.temp_c
+        if p.odometer is not None:
+            s.odometer = p.odometer
+        status = MOVING if (speed or 0.0) >= self.stopped_speed_mps else STOPPED
+        if was == OFFLINE:
+            events.append(vehicle_event("vehicle.online", s, positions[0].ts))
+        if status != was:
+            s.status = status
+            s.since = p.ts
         s.seen = now
         return s, events
 

@@ -20,6 +20,7 @@ import coredis
 import msgspec
 
 from . import keys
+from .wire import Position
 
 _WRITE_LUA: Final = """
 -- KEYS: per vehicle, its hash and its track stream.
@@ -39,6 +40,7 @@ TOKEN_BYTES: Final = 24
 _mp_enc: Final = msgspec.msgpack.Encoder()
 _mp_dec: Final = msgspec.msgpack.Decoder()
 _json_enc: Final = msgspec.json.Encoder()
+_positions_dec: Final = msgspec.msgpack.Decoder(list[Position])
 
 
 def hash_token(token: str) -> str:
@@ -202,23 +204,24 @@ class Store:
 
     async def read_track(
         self, vehicle: str, since: float, until: float, limit: int, skew_s: float
-    ) -> list[list[Any]]:
+    ) -> list[tuple[str, Position]]:
         """Positions of ``vehicle`` with fix time in [since, until], oldest first.
 
         Entries are keyed by ingest time; a fix can be up to ``skew_s`` newer than its
         ingest time, so the scan starts that much earlier and filters on fix time.
         """
         start = str(max(0, int((since - skew_s) * 1000)))
-        out: list[list[Any]] = []
+        out: list[tuple[str, Position]] = []
         cursor = start
         while len(out) < limit:
             entries = await self.redis.xrange(keys.track(vehicle), cursor, "+", count=200)
             if not entries:
                 break
             for e in entries:
-                for row in _mp_dec.decode(e.field_values[b"p"]):
-                    if since <= row[1] <= until:
-                        out.append([e.field_values[b"d"].decode(), *row])
+                device = e.field_values[b"d"].decode()
+                for p in _positions_dec.decode(e.field_values[b"p"]):
+                    if since <= p.ts <= until:
+                        out.append((device, p))
             last = entries[-1].identifier.decode()
             ms, sq = last.split("-")
             cursor = f"{ms}-{int(sq) + 1}"

@@ -72,24 +72,34 @@ class Verdict:
 
 
 def _in_range(p: Position) -> str | None:
-    lat, lon = p.lat, p.lon
     # Comparisons with NaN are false, so "not (a <= x <= b)" also catches NaN.
-    if not (-90.0 <= lat <= 90.0):
+    if not (-90.0 <= p.lat <= 90.0):
         return "lat"
-    if not (-180.0 <= lon <= 180.0):
+    if not (-180.0 <= p.lon <= 180.0):
         return "lon"
-    if not math.isfinite(p.ts):
+    if not (-1e12 < p.ts < 1e12):
         return "ts"
-    if p.speed is not None and not (0.0 <= p.speed < 1_000.0):
+    v = p.speed
+    if v is not None and not (0.0 <= v < 1_000.0):
         return "speed"
-    if p.heading is not None and not (0.0 <= p.heading <= 360.0):
+    v = p.heading
+    if v is not None and not (0.0 <= v <= 360.0):
         return "heading"
-    if p.accuracy is not None and not (p.accuracy >= 0.0):
+    v = p.accuracy
+    if v is not None and not (v >= 0.0):
         return "accuracy"
-    for name in ("alt", "battery", "temp_c", "odometer"):
-        v = getattr(p, name)
-        if v is not None and not math.isfinite(v):
-            return name
+    v = p.alt
+    if v is not None and not (-1e6 < v < 1e6):
+        return "alt"
+    v = p.battery
+    if v is not None and not (-1e6 < v < 1e6):
+        return "battery"
+    v = p.temp_c
+    if v is not None and not (-1e6 < v < 1e6):
+        return "temp_c"
+    v = p.odometer
+    if v is not None and not (-1e12 < v < 1e12):
+        return "odometer"
     return None
 
 
@@ -135,12 +145,22 @@ def validate(cursor: DeviceCursor, positions: list[Position], now: float, limits
     return out
 
 
+_M_PER_DEG: Final = math.pi * EARTH_RADIUS_M / 180.0
+
+
 def _is_jump(cursor: DeviceCursor, p: Position, limits: Limits) -> bool:
-    d = haversine_m(cursor.lat, cursor.lon, p.lat, p.lon)
-    if d <= JUMP_FLOOR_M:
+    allowed = limits.max_speed_mps * (p.ts - cursor.ts) + JUMP_FLOOR_M
+    # Cheap bound first: the latitude difference alone is a lower bound of the distance,
+    # and the larger of the two scaled differences an upper bound of half of it.
+    dlat = abs(p.lat - cursor.lat) * _M_PER_DEG
+    if dlat > allowed:
+        return True
+    dlon = abs(p.lon - cursor.lon)
+    if dlon > 180.0:
+        dlon = 360.0 - dlon
+    if (dlat + dlon * _M_PER_DEG) <= allowed:
         return False
-    dt = p.ts - cursor.ts
-    return d > limits.max_speed_mps * dt + JUMP_FLOOR_M
+    return haversine_m(cursor.lat, cursor.lon, p.lat, p.lon) > allowed
 
 
 def _confirms_jump(cursor: DeviceCursor, p: Position, limits: Limits) -> bool:

@@ -37,8 +37,9 @@ CLOSE_TIMEOUT_S: Final = 2.0
 class _Conn:
     """One device connection: its session, its reply state and a way to close it."""
 
-    def __init__(self, ws: WebSocketConnection, session: Session) -> None:
+    def __init__(self, ws: WebSocketConnection, session: Session, ack_interval_s: float) -> None:
         self.ws = ws
+        self.ack_interval_s = ack_interval_s
         self.session = session
         self.binary = False
         self.errors: list[tuple[ErrorReply, bool]] = []  # with the encoding of their frame
@@ -54,6 +55,12 @@ class _Conn:
         self.scope.cancel()
 
     async def ack_loop(self) -> None:
+        try:
+            await self._ack_loop()
+        except ConnectionClosed:
+            pass  # the receive loop notices too and ends the connection
+
+    async def _ack_loop(self) -> None:
         sent_seq = self.session.durable_seq
         while True:
             await self.wake.wait()
@@ -67,6 +74,9 @@ class _Conn:
             if rejected or seq != sent_seq:
                 await self.ws.send_message(encode_reply(Ack(seq, rejected), self.binary))
                 sent_seq = seq
+                # One ack covers every frame made durable meanwhile: a device streaming fast
+                # gets a few acks a second instead of one per frame.
+                await trio.sleep(self.ack_interval_s)
 
 
 class WebSocketIngest:
@@ -82,6 +92,7 @@ class WebSocketIngest:
         burst: int,
         flood_close_after_s: float,
         max_connections_per_device: int,
+        ack_interval_s: float,
     ) -> None:
         self.ingest = ingest
         self.auth = auth
@@ -92,6 +103,11 @@ class WebSocketIngest:
         self.burst = burst
         self.flood_close_after_s = flood_close_after_s
         self.max_connections_per_device = max_connections_per_device
+        self.ack_interval_s = ack_interval_s
+        self._frames_key = {
+            False: metrics.key("gateway_frames_total", proto="ws", enc="json"),
+            True: metrics.key("gateway_frames_total", proto="ws", enc="msgpack"),
+        }
         self.connections: dict[str, list[_Conn]] = {}
         self.buckets: dict[str, TokenBucket] = {}
         metrics.gauge_fn(
@@ -140,7 +156,7 @@ class WebSocketIngest:
             bucket = self.buckets[device.id] = TokenBucket(
                 self.rate_per_s, self.burst, time.monotonic()
             )
-        conn = _Conn(ws, session)
+        conn = _Conn(ws, session, self.ack_interval_s)
         conns = self.connections.setdefault(device.id, [])
         conns.append(conn)
         while len(conns) > self.max_connections_per_device:
@@ -178,7 +194,7 @@ class WebSocketIngest:
                 return
             binary = isinstance(message, bytes)
             conn.binary = binary
-            metrics.inc("gateway_frames_total", proto="ws", enc="msgpack" if binary else "json")
+            metrics.add(self._frames_key[binary])
             try:
                 positions, bad = decode_frame(message)
             except MalformedFrame as exc:

@@ -1,0 +1,150 @@
+"""Ingest benchmark: the gateway's full WebSocket path against a bare receive-and-decode loop.
+
+In one run, with the same frames over the same number of connections from a separate
+load-generating process:
+  (a) bare: a trio-websocket server that only receives and decodes (msgspec) each frame;
+  (b) gateway: the full path (auth, decode, validation, rate limits, Redis writes with
+      append-only persistence, acks, live fan-out).
+Both are measured for single-position JSON frames and 100-position MessagePack batches.
+Prints positions/s and the ratio; the last line is one JSON object with the figures.
+
+    python bench/ingest.py [--connections 50] [--duration 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gateway.app import Endpoints, run_gateway  # noqa: E402
+from gateway.config import load_settings  # noqa: E402
+from gateway.redisproc import start_redis  # noqa: E402
+from gateway.wire import Position  # noqa: E402
+
+WARMUP_S = 1.5
+LOADGEN = Path(__file__).with_name("wsload.py")
+_json_dec = msgspec.json.Decoder(Position | list[Position])
+_mp_dec = msgspec.msgpack.Decoder(Position | list[Position])
+
+
+async def run_load(cfg: dict[str, Any], sample: Any) -> float:
+    """Start the load generator, sample the server's counter after warm-up; positions/s."""
+    measure_s = cfg["duration"] - WARMUP_S - 0.5
+    async with trio.open_nursery() as nursery:
+        proc_done = trio.Event()
+
+        async def loadgen() -> None:
+            await trio.run_process(
+                [sys.executable, str(LOADGEN), json.dumps(cfg)], stdout=subprocess.DEVNULL
+            )
+            proc_done.set()
+
+        nursery.start_soon(loadgen)
+        await trio.sleep(WARMUP_S)
+        c0, t0 = await sample(), time.perf_counter()
+        await trio.sleep(measure_s)
+        c1, t1 = await sample(), time.perf_counter()
+        await proc_done.wait()
+    return (c1 - c0) / (t1 - t0)
+
+
+async def bare(connections: int, batch: int, duration: float) -> float:
+    count = [0]
+
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        try:
+            while True:
+                msg = await ws.get_message()
+                frame = _mp_dec.decode(msg) if isinstance(msg, bytes) else _json_dec.decode(msg)
+                count[0] += len(frame) if isinstance(frame, list) else 1
+        except ConnectionClosed:
+            pass
+
+    async def sample() -> float:
+        return float(count[0])
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            lambda task_status: serve_websocket(
+                handler, "127.0.0.1", 0, None, receive_buffer_size=None, task_status=task_status
+            )
+        )
+        cfg = {"host": "127.0.0.1", "port": server.port, "path": "/", "connections": connections,
+               "batch": batch, "duration": duration}  # fmt: skip
+        rate = await run_load(cfg, sample)
+        nursery.cancel_scope.cancel()
+    return rate
+
+
+async def gateway(redis_url: str, data_dir: Path, connections: int, batch: int, duration: float) -> float:
+    settings = load_settings(
+        env={}, redis_url=redis_url, data_dir=str(data_dir), http_port=0, ingest_port=0,
+        api_keys="bench", device_rate_per_s=1e9, device_burst=10**9, writer_max_batch=20_000,
+        max_batch_positions=10_000,
+    )  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        ep: Endpoints = await nursery.start(run_gateway, settings)
+        async with httpx.AsyncClient(
+            base_url=ep.http_url, headers={"Authorization": "Bearer bench"}
+        ) as http:
+            tokens = []
+            for i in range(connections):
+                dev = f"bench-{batch}-{i}-{time.monotonic_ns()}"
+                r = await http.post("/v1/devices", json={"id": dev})
+                tokens.append(r.json()["token"])
+
+            async def sample() -> float:
+                text = (await http.get("/metrics")).text
+                for line in text.splitlines():
+                    if line.startswith("gateway_positions_accepted_total "):
+                        return float(line.split()[1])
+                return 0.0
+
+            port = int(ep.ingest_url.rsplit(":", 1)[1].split("/")[0])
+            cfg = {"host": "127.0.0.1", "port": port, "path": "/v1/ingest", "tokens": tokens,
+                   "connections": connections, "batch": batch, "duration": duration}  # fmt: skip
+            rate = await run_load(cfg, sample)
+        nursery.cancel_scope.cancel()
+    return rate
+
+
+async def main(args: argparse.Namespace) -> None:
+    figures: dict[str, Any] = {"connections": args.connections, "duration_s": args.duration}
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = start_redis(Path(tmp) / "redis", appendonly=True)
+        try:
+            for label, batch in (("single", 1), ("batch100", 100)):
+                b = await bare(args.connections, batch, args.duration)
+                g = await gateway(redis.url, Path(tmp), args.connections, batch, args.duration)
+                ratio = g / b if b else 0.0
+                print(
+                    f"{label:>9}: bare loop {b:>10,.0f} positions/s   gateway {g:>10,.0f} "
+                    f"positions/s   ratio {ratio:.2f}",
+                    flush=True,
+                )
+                figures[label] = {"bare_pps": round(b), "gateway_pps": round(g),
+                                  "ratio": round(ratio, 3)}  # fmt: skip
+        finally:
+            redis.stop()
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--connections", type=int, default=50)
+    p.add_argument("--duration", type=float, default=6.0)
+    trio.run(main, p.parse_args())
