@@ -1,0 +1,3 @@
+from .engine import EngineConfig, EngineStats, FixBatch, GeofenceEngine
+from .geo import LocalFrame
+from .zones import Zone

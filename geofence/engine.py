@@ -1,0 +1,642 @@
+"""The geofence engine: zones, their index and every vehicle's membership, fed batches of fixes.
+
+:class:`GeofenceEngine` is what the gateway calls from its ingest path::
+
+    engine = GeofenceEngine(EngineConfig(enter_margin_m=5, exit_margin_m=10))
+    engine.set_zone(Zone.circle("stop-17", 48.8566, 2.3522, 60, kind="customer_stop"))
+    events = engine.process(FixBatch(vehicles, ts, lat, lon))   # or a list of tuples
+    events += engine.tick(now)                                   # dwell without new fixes
+
+Contract:
+
+* Fixes of one vehicle must be in time order across and within batches; a fix older than the
+  vehicle's previous one is dropped and counted in :attr:`GeofenceEngine.stats`. Batches may mix
+  vehicles in any order; events come back in the order of the fixes that caused them (for one
+  fix: exits, then enters, crossings and dwells, each by zone id).
+* A vehicle's first fix sets up its membership without events (unless
+  ``first_fix_enters``), and zone changes never emit events by themselves: a zone created around a
+  parked vehicle makes it a member silently. Membership is reconciled with each vehicle's last
+  known position when a zone is set or removed.
+* A vehicle that comes back after being offline is compared with its last fix as usual, so it gets
+  the exits and enters it owes; crossings are only inferred between fixes at most
+  ``max_cross_gap_s`` apart.
+* Time only comes from fixes and from ``now`` arguments.
+
+How it stays fast: one vectorised index query covers the whole batch (see
+:mod:`geofence.index`). Each fix's observations are summarised in a 64-bit Zobrist signature
+(XOR of a hash per ``(zone slot, OUTER/INNER bits)``). Because a transition is idempotent in its
+observation, a fix whose signature equals the previous fix's cannot change membership; only fixes
+whose signature changed, that cross a zone, or that reach a dwell deadline get Python-level work.
+Two different observation sets share a signature with probability 2**-64.
+
+State for persistence: :meth:`GeofenceEngine.export_state` returns plain JSON-ready dicts and
+:meth:`GeofenceEngine.import_state` takes them back (set the zones first).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .events import GeofenceEvent, ZoneCross, ZoneDwell, ZoneEnter, ZoneExit
+from .geo import normalize_lon_array
+from .index import Hits, ZoneIndex
+from .transitions import (
+    CROSS,
+    INNER,
+    OUTER,
+    FixPoint,
+    Membership,
+    check_dwell,
+    dwell_due,
+    transition,
+)
+from .zones import Zone
+
+STATE_VERSION: Final = 1
+_EVENT_RANK: Final = {ZoneExit: 0, ZoneEnter: 1, ZoneCross: 2, ZoneDwell: 3}
+_INF: Final = math.inf
+
+
+class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Tuning of :class:`GeofenceEngine`.
+
+    ``enter_margin_m``: a vehicle enters only once inside by more than this. ``exit_margin_m``:
+    it exits only once outside by more than this. ``max_cross_gap_s``: two fixes further apart
+    in time are not joined to look for crossings (the vehicle may have gone anywhere).
+    ``first_fix_enters``: treat a vehicle's very first fix inside a zone as an enter.
+    """
+
+    enter_margin_m: float = 5.0
+    exit_margin_m: float = 10.0
+    max_cross_gap_s: float = 300.0
+    first_fix_enters: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("enter_margin_m", "exit_margin_m", "max_cross_gap_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+class FixBatch:
+    """A batch of fixes as parallel arrays: vehicle ids, epoch seconds, latitude, longitude."""
+
+    __slots__ = ("lat", "lon", "ts", "vehicle")
+
+    def __init__(
+        self, vehicle: Sequence[str], ts: ArrayLike, lat: ArrayLike, lon: ArrayLike
+    ) -> None:
+        self.vehicle = vehicle
+        self.ts = np.asarray(ts, dtype=np.float64)
+        self.lat = np.asarray(lat, dtype=np.float64)
+        self.lon = np.asarray(lon, dtype=np.float64)
+        n = len(vehicle)
+        if not (self.ts.shape == self.lat.shape == self.lon.shape == (n,)):
+            raise ValueError("vehicle, ts, lat and lon must be 1-D and of equal length")
+
+    def __len__(self) -> int:
+        return len(self.vehicle)
+
+    @classmethod
+    def from_fixes(cls, fixes: Iterable[tuple[str, float, float, float]]) -> FixBatch:
+        """Build from ``(vehicle_id, ts, lat, lon)`` tuples."""
+        rows = list(fixes)
+        if not rows:
+            return cls([], [], [], [])
+        vehicle, ts, lat, lon = zip(*rows, strict=True)
+        return cls(vehicle, ts, lat, lon)
+
+
+@dataclass
+class EngineStats:
+    """Counters for the gateway's metrics."""
+
+    fixes: int = 0
+    out_of_order: int = 0
+    slow_path_fixes: int = 0
+    events: int = 0
+
+
+def _mix(keys: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """splitmix64 finaliser: a well-spread 64-bit hash of each key."""
+    z = keys + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+_Pending = tuple[int, int, str, GeofenceEvent]
+
+
+class GeofenceEngine:
+    """Zones, spatial index and per-vehicle membership; see the module docstring."""
+
+    def __init__(self, config: EngineConfig | None = None, zones: Iterable[Zone] = ()) -> None:
+        self.config = config if config is not None else EngineConfig()
+        self.stats = EngineStats()
+        self._index = ZoneIndex(self.config.enter_margin_m, self.config.exit_margin_m)
+        self._vid: defaultdict[str, int] = defaultdict(lambda: len(self._vid))
+        self._names: list[str] = []
+        self._members: list[dict[int, Membership]] = []
+        # Each vehicle's last observation (slot -> OUTER/INNER bits), valid unless dirty.
+        self._obs: list[dict[int, int]] = []
+        cap = 16
+        self._last_ts = np.full(cap, np.nan)
+        self._last_lat = np.full(cap, np.nan)
+        self._last_lon = np.full(cap, np.nan)
+        self._sig = np.zeros(cap, np.uint64)
+        self._dirty = np.zeros(cap, bool)
+        self._due = np.full(cap, _INF)
+        for zone in zones:
+            self.set_zone(zone)
+
+    @property
+    def index(self) -> ZoneIndex:
+        """The spatial index (read-only use)."""
+        return self._index
+
+    def zone(self, zone_id: str) -> Zone | None:
+        """The zone with ``zone_id``, or None."""
+        return self._index.get(zone_id)
+
+    def zones(self) -> list[Zone]:
+        """All zones."""
+        return list(self._index)
+
+    # -- zones ----------------------------------------------------------------------------------
+
+    def set_zone(self, zone: Zone) -> None:
+        """Add ``zone`` or replace the one with the same id. Vehicles whose last position is
+        inside become members without an enter; members now outside stop being members without
+        an exit."""
+        old_slot = self._index.slot_of(zone.id)
+        bounds = [self._index.outer_bounds(old_slot)] if old_slot is not None else []
+        slot, previous = self._index.set(zone)
+        bounds.append(self._index.outer_bounds(slot))
+        nv = len(self._names)
+        if nv == 0:
+            return
+        cand = self._vehicles_in(bounds, nv)
+        if previous is not None:
+            members_of = [vid for vid in range(nv) if slot in self._members[vid]]
+            cand = np.union1d(cand, np.asarray(members_of, np.int64))
+        if cand.size == 0:
+            return
+        flags = self._index.observe_slot(slot, self._last_lat[cand], self._last_lon[cand])
+        for vid, f in zip(cand.tolist(), flags.tolist(), strict=True):
+            members = self._members[vid]
+            if f & INNER:
+                if slot not in members:
+                    members[slot] = Membership(float(self._last_ts[vid]))
+            elif not f & OUTER:
+                members.pop(slot, None)
+            self._dirty[vid] = True
+            self._due[vid] = self._next_due(members)
+
+    def remove_zone(self, zone_id: str) -> bool:
+        """Remove a zone; its members stop being members without an exit. Returns whether the
+        zone existed."""
+        slot = self._index.slot_of(zone_id)
+        if slot is None:
+            return False
+        bounds = [self._index.outer_bounds(slot)]
+        nv = len(self._names)
+        cand = self._vehicles_in(bounds, nv)
+        self._dirty[cand] = True
+        self._index.remove(zone_id)
+        for vid in range(nv):
+            members = self._members[vid]
+            if members.pop(slot, None) is not None:
+                self._dirty[vid] = True
+                self._due[vid] = self._next_due(members)
+        return True
+
+    def _vehicles_in(
+        self, bounds: list[tuple[float, float, float, float]], nv: int
+    ) -> NDArray[np.int64]:
+        lat = self._last_lat[:nv]
+        lon = self._last_lon[:nv]
+        mask = np.zeros(nv, bool)
+        for xmin, ymin, xmax, ymax in bounds:
+            mask |= (lon >= xmin) & (lon <= xmax) & (lat >= ymin) & (lat <= ymax)
+        return np.flatnonzero(mask).astype(np.int64)
+
+    # -- vehicles -------------------------------------------------------------------------------
+
+    def _vehicle_indices(self, vehicles: Sequence[str]) -> NDArray[np.int64]:
+        before = len(self._vid)
+        idx = np.fromiter(map(self._vid.__getitem__, vehicles), np.int64, count=len(vehicles))
+        after = len(self._vid)
+        if after > before:
+            self._names.extend(itertools.islice(self._vid, before, None))
+            self._members.extend({} for _ in range(after - before))
+            self._obs.extend({} for _ in range(after - before))
+            self._grow(after)
+        return idx
+
+    def _grow(self, need: int) -> None:
+        cap = len(self._last_ts)
+        if need <= cap:
+            return
+        new = max(need, cap * 2)
+        for name, fill in (
+            ("_last_ts", np.nan),
+            ("_last_lat", np.nan),
+            ("_last_lon", np.nan),
+            ("_sig", 0),
+            ("_dirty", False),
+            ("_due", _INF),
+        ):
+            arr = getattr(self, name)
+            grown = np.full(new, fill, dtype=arr.dtype)
+            grown[:cap] = arr
+            setattr(self, name, grown)
+
+    def _next_due(self, members: dict[int, Membership]) -> float:
+        due = _INF
+        zones = self._index.zone_by_slot
+        for slot, m in members.items():
+            zone = zones[slot]
+            assert zone is not None
+            d = dwell_due(m, zone.dwell_threshold_s)
+            if d is not None and d < due:
+                due = d
+        return due
+
+    def memberships(self, vehicle_id: str) -> dict[str, Membership]:
+        """The zones ``vehicle_id`` is currently inside, by zone id."""
+        vid = self._vid.get(vehicle_id)
+        if vid is None:
+            return {}
+        return {self._index.zone_at(s).id: m for s, m in self._members[vid].items()}
+
+    def last_fix(self, vehicle_id: str) -> FixPoint | None:
+        """The last fix processed for ``vehicle_id``."""
+        vid = self._vid.get(vehicle_id)
+        if vid is None or math.isnan(self._last_ts[vid]):
+            return None
+        return FixPoint(
+            float(self._last_ts[vid]), float(self._last_lat[vid]), float(self._last_lon[vid])
+        )
+
+    def forget_vehicle(self, vehicle_id: str) -> None:
+        """Drop a vehicle's state; its next fix counts as its first."""
+        vid = self._vid.get(vehicle_id)
+        if vid is None:
+            return
+        self._members[vid] = {}
+        self._obs[vid] = {}
+        self._last_ts[vid] = self._last_lat[vid] = self._last_lon[vid] = np.nan
+        self._sig[vid] = 0
+        self._dirty[vid] = True
+        self._due[vid] = _INF
+
+    # -- fixes ----------------------------------------------------------------------------------
+
+    def process(
+        self, batch: FixBatch | Iterable[tuple[str, float, float, float]]
+    ) -> list[GeofenceEvent]:
+        """Apply a batch of fixes; return the events they cause, in fix order."""
+        b = batch if isinstance(batch, FixBatch) else FixBatch.from_fixes(batch)
+        n = len(b)
+        if n == 0:
+            return []
+        self.stats.fixes += n
+        vi = self._vehicle_indices(b.vehicle)
+        order = np.argsort(vi, kind="stable")
+        v = vi[order]
+        t = b.ts[order]
+        la = b.lat[order]
+        lo = normalize_lon_array(b.lon[order])
+        first = self._group_starts(v)
+        pt, pla, plo = self._previous(v, t, la, lo, first)
+        late = t < pt
+        if late.any():
+            keep = self._in_order(v, t, first, late)
+            self.stats.out_of_order += int(n - keep.sum())
+            order, v, t, la, lo = order[keep], v[keep], t[keep], la[keep], lo[keep]
+            n = v.size
+            if n == 0:
+                return []
+            first = self._group_starts(v)
+            pt, pla, plo = self._previous(v, t, la, lo, first)
+        has_prev = ~np.isnan(pt)
+        joined = has_prev & (t - pt <= self.config.max_cross_gap_s)
+        hits = self._index.query(
+            la, lo, np.where(joined, pla, np.nan), np.where(joined, plo, np.nan)
+        )
+        sig = self._signatures(hits, n)
+        prev_sig = np.empty(n, np.uint64)
+        prev_sig[1:] = sig[:-1]
+        starts = np.flatnonzero(first)
+        prev_sig[starts] = self._sig[v[starts]]
+        changed = sig != prev_sig
+        changed[hits.point[(hits.flags & CROSS) != 0]] = True
+        full = self._dirty[v[starts]] | ~has_prev[starts]
+        changed[starts] |= full
+        ends = np.append(starts[1:], n)
+        last = ends - 1
+        group_changed = np.logical_or.reduceat(changed, starts)
+        group_due = self._due[v[starts]] <= t[last]
+        work = np.flatnonzero(group_changed | group_due)
+        pending: list[_Pending] = []
+        if work.size:
+            self._slow_path(
+                work, starts, ends, full, changed, hits, order, v, t, la, lo, pt, pla, plo, pending
+            )
+        lv = v[last]
+        self._last_ts[lv] = t[last]
+        self._last_lat[lv] = la[last]
+        self._last_lon[lv] = lo[last]
+        self._sig[lv] = sig[last]
+        self._dirty[lv] = False
+        pending.sort(key=lambda e: e[:3])
+        self.stats.events += len(pending)
+        return [e[3] for e in pending]
+
+    @staticmethod
+    def _group_starts(v: NDArray[np.int64]) -> NDArray[np.bool_]:
+        first = np.empty(v.size, bool)
+        first[0] = True
+        np.not_equal(v[1:], v[:-1], out=first[1:])
+        return first
+
+    def _previous(
+        self,
+        v: NDArray[np.int64],
+        t: NDArray[np.float64],
+        la: NDArray[np.float64],
+        lo: NDArray[np.float64],
+        first: NDArray[np.bool_],
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        out = []
+        for arr, stored in ((t, self._last_ts), (la, self._last_lat), (lo, self._last_lon)):
+            p = np.empty_like(arr)
+            p[1:] = arr[:-1]
+            p[first] = stored[v[first]]
+            out.append(p)
+        return out[0], out[1], out[2]
+
+    def _in_order(
+        self,
+        v: NDArray[np.int64],
+        t: NDArray[np.float64],
+        first: NDArray[np.bool_],
+        late: NDArray[np.bool_],
+    ) -> NDArray[np.bool_]:
+        """Keep mask dropping every fix older than the newest kept fix of its vehicle."""
+        keep = np.ones(v.size, bool)
+        starts = np.flatnonzero(first)
+        ends = np.append(starts[1:], v.size)
+        bad_groups = np.flatnonzero(np.logical_or.reduceat(late, starts))
+        t_l = t.tolist()
+        for g in bad_groups.tolist():
+            a, b = int(starts[g]), int(ends[g])
+            newest = float(self._last_ts[v[a]])
+            if math.isnan(newest):
+                newest = -_INF
+            for k in range(a, b):
+                if t_l[k] < newest:
+                    keep[k] = False
+                else:
+                    newest = t_l[k]
+        return keep
+
+    @staticmethod
+    def _signatures(hits: Hits, n: int) -> NDArray[np.uint64]:
+        sig = np.zeros(n, np.uint64)
+        state = hits.flags & (OUTER | INNER)
+        km = state != 0
+        if not km.any():
+            return sig
+        hp = hits.point[km]
+        keys = (hits.slot[km].astype(np.uint64) << np.uint64(2)) | state[km].astype(np.uint64)
+        h = _mix(keys)
+        run = np.flatnonzero(np.concatenate(([True], hp[1:] != hp[:-1])))
+        sig[hp[run]] = np.bitwise_xor.reduceat(h, run)
+        return sig
+
+    def _slow_path(
+        self,
+        work: NDArray[np.intp],
+        starts: NDArray[np.intp],
+        ends: NDArray[np.intp],
+        full: NDArray[np.bool_],
+        changed: NDArray[np.bool_],
+        hits: Hits,
+        order: NDArray[np.intp],
+        v: NDArray[np.int64],
+        t: NDArray[np.float64],
+        la: NDArray[np.float64],
+        lo: NDArray[np.float64],
+        pt: NDArray[np.float64],
+        pla: NDArray[np.float64],
+        plo: NDArray[np.float64],
+        out: list[_Pending],
+    ) -> None:
+        """Sequential transitions for the vehicles (groups) in ``work``: every changed fix, and
+        the first fix reaching each dwell deadline in between.
+
+        At a changed fix only the zones whose bits differ from the vehicle's previous
+        observation, or that were crossed, are looked at: for the others the transition is
+        idempotent. A vehicle's first fix, or its first after a zone change (``full``), looks at
+        every zone it is in or observed.
+        """
+        changed_idx = np.flatnonzero(changed)
+        changed_l = changed_idx.tolist()
+        sel = changed[hits.point]
+        hp = hits.point[sel]
+        hs_l = hits.slot[sel].tolist()
+        hf_l = hits.flags[sel].tolist()
+        h0_l = np.searchsorted(hp, changed_idx, side="left").tolist()
+        h1_l = np.searchsorted(hp, changed_idx, side="right").tolist()
+        t_l, la_l, lo_l = t.tolist(), la.tolist(), lo.tolist()
+        pt_l, pla_l, plo_l = pt.tolist(), pla.tolist(), plo.tolist()
+        order_l = order.tolist()
+        starts_l, ends_l, v_l = starts.tolist(), ends.tolist(), v.tolist()
+        full_l = full.tolist()
+        due_l = self._due[v[starts[work]]].tolist()
+        zones = self._index.zone_by_slot
+        slow = 0
+        for g, due in zip(work.tolist(), due_l, strict=True):
+            a, b = starts_l[g], ends_l[g]
+            vid = v_l[a]
+            name = self._names[vid]
+            members = self._members[vid]
+            last_obs = self._obs[vid]
+            c0 = bisect_left(changed_l, a)
+            c1 = bisect_left(changed_l, b)
+            slow += c1 - c0
+            cur = a
+            for c in range(c0, c1 + 1):
+                k = changed_l[c] if c < c1 else b
+                while cur < k and due <= t_l[k - 1]:
+                    j = bisect_left(t_l, due, cur, k)
+                    fix = FixPoint(t_l[j], la_l[j], lo_l[j])
+                    due = self._dwells(name, members, fix, order_l[j], out)
+                    cur = j + 1
+                if k == b:
+                    break
+                obs = dict(zip(hs_l[h0_l[c] : h1_l[c]], hf_l[h0_l[c] : h1_l[c]], strict=True))
+                crossed = [s for s, f in obs.items() if f & CROSS]
+                for s in crossed:
+                    obs[s] &= OUTER | INNER
+                    if not obs[s]:
+                        del obs[s]
+                if k == a and full_l[g]:
+                    slots = members.keys() | obs.keys()
+                else:
+                    slots = {s for s, _ in obs.items() ^ last_obs.items()}
+                slots.update(crossed)
+                fix = FixPoint(t_l[k], la_l[k], lo_l[k])
+                if slots:
+                    ptk = pt_l[k]
+                    prev = None if ptk != ptk else FixPoint(ptk, pla_l[k], plo_l[k])  # NaN: none
+                    if self._apply(name, members, slots, obs, crossed, fix, prev, order_l[k], out):
+                        due = self._next_due(members)
+                if due <= fix.ts:
+                    due = self._dwells(name, members, fix, order_l[k], out)
+                last_obs = obs
+                cur = k + 1
+            self._obs[vid] = last_obs
+            self._due[vid] = due
+        self.stats.slow_path_fixes += slow
+
+    def _apply(
+        self,
+        name: str,
+        members: dict[int, Membership],
+        slots: Iterable[int],
+        obs: dict[int, int],
+        crossed: list[int],
+        fix: FixPoint,
+        prev: FixPoint | None,
+        pos: int,
+        out: list[_Pending],
+    ) -> bool:
+        """Run :func:`transition` for ``slots``; return whether membership changed."""
+        zones = self._index.zone_by_slot
+        initial = prev is None and not self.config.first_fix_enters
+        touched = False
+        for slot in slots:
+            zone = zones[slot]
+            assert zone is not None
+            m = members.get(slot)
+            f = obs.get(slot, 0)
+            if slot in crossed:
+                f |= CROSS
+            new, ev = transition(
+                name,
+                zone.id,
+                m,
+                f,
+                fix,
+                prev,
+                zone.dwell_threshold_s,
+                initial=initial,
+                active=zone.schedule is None or zone.schedule.is_active(fix.ts),
+            )
+            if new is not m:
+                touched = True
+                if new is None:
+                    del members[slot]
+                else:
+                    members[slot] = new
+            if ev is not None:
+                out.append((pos, _EVENT_RANK[type(ev)], zone.id, ev))
+        return touched
+
+    def _dwells(
+        self, name: str, members: dict[int, Membership], fix: FixPoint, pos: int, out: list[_Pending]
+    ) -> float:
+        """Emit the dwell events due at ``fix``; return the next deadline."""
+        for slot, m in list(members.items()):
+            zone = self._index.zone_at(slot)
+            due = dwell_due(m, zone.dwell_threshold_s)
+            if due is None or due > fix.ts:
+                continue
+            new, ev = check_dwell(
+                name, zone.id, m, fix, zone.dwell_threshold_s, active=zone.is_active(fix.ts)
+            )
+            members[slot] = new
+            if ev is not None:
+                out.append((pos, _EVENT_RANK[ZoneDwell], zone.id, ev))
+        return self._next_due(members)
+
+    def tick(self, now: float) -> list[GeofenceEvent]:
+        """Dwell events due by ``now`` for vehicles that sent no fix since; each is placed at the
+        vehicle's last position."""
+        nv = len(self._names)
+        due = np.flatnonzero(self._due[:nv] <= now)
+        out: list[_Pending] = []
+        for vid in due.tolist():
+            fix = FixPoint(float(now), float(self._last_lat[vid]), float(self._last_lon[vid]))
+            self._due[vid] = self._dwells(self._names[vid], self._members[vid], fix, vid, out)
+        out.sort(key=lambda e: e[:3])
+        self.stats.events += len(out)
+        return [e[3] for e in out]
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def export_state(self) -> dict[str, Any]:
+        """Every vehicle's last fix and memberships as JSON-ready dicts::
+
+            {"version": 1, "vehicles": {"van-1": {"ts": ..., "lat": ..., "lon": ...,
+                "zones": {"depot": {"since": ..., "dwell_done": false}}}}}
+        """
+        vehicles: dict[str, Any] = {}
+        for vid, name in enumerate(self._names):
+            members = self._members[vid]
+            ts = float(self._last_ts[vid])
+            if math.isnan(ts) and not members:
+                continue
+            vehicles[name] = {
+                "ts": None if math.isnan(ts) else ts,
+                "lat": None if math.isnan(ts) else float(self._last_lat[vid]),
+                "lon": None if math.isnan(ts) else float(self._last_lon[vid]),
+                "zones": {
+                    self._index.zone_at(s).id: {"since": m.since, "dwell_done": m.dwell_done}
+                    for s, m in members.items()
+                },
+            }
+        return {"version": STATE_VERSION, "vehicles": vehicles}
+
+    def import_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`export_state` returned. Memberships of zones not present are
+        dropped, so set the zones first. Replaces the state of the vehicles it names."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported state version {state.get('version')!r}")
+        vehicles = state.get("vehicles")
+        if not isinstance(vehicles, Mapping):
+            raise ValueError("state.vehicles must be a mapping")
+        names = list(vehicles)
+        idx = self._vehicle_indices(names).tolist()
+        for vid, name in zip(idx, names, strict=True):
+            entry = vehicles[name]
+            ts = entry.get("ts")
+            if ts is None:
+                self._last_ts[vid] = self._last_lat[vid] = self._last_lon[vid] = np.nan
+            else:
+                self._last_ts[vid] = float(ts)
+                self._last_lat[vid] = float(entry["lat"])
+                self._last_lon[vid] = float(entry["lon"])
+            members: dict[int, Membership] = {}
+            for zone_id, m in (entry.get("zones") or {}).items():
+                slot = self._index.slot_of(zone_id)
+                if slot is not None:
+                    members[slot] = Membership(float(m["since"]), bool(m.get("dwell_done")))
+            self._members[vid] = members
+            self._obs[vid] = {}
+            self._sig[vid] = 0
+            self._dirty[vid] = True
+            self._due[vid] = self._next_due(members)
