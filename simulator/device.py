@@ -12,11 +12,12 @@ from __future__ import annotations
 import enum
 import logging
 import random
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import msgspec
 import trio
@@ -25,7 +26,7 @@ from trio_websocket import (
     ConnectionRejected,
     HandshakeError,
     WebSocketConnection,
-    open_websocket_url,
+    wrap_client_stream,
 )
 
 from .stats import DeviceStats
@@ -42,6 +43,7 @@ TRY_AGAIN_MIN_S: Final = 5.0  # the gateway asked for patience: never come back 
 DUPLICATE: Final = "duplicate"
 
 TokenRefresher = Callable[[str], Awaitable[str]]
+_Stream = trio.SocketStream | trio.SSLStream[trio.SocketStream]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,7 @@ class DeviceConfig:
             raise ValueError("max_backlog must be at least 1")
         if not 0.0 <= self.disconnect_probability <= 1.0:
             raise ValueError("disconnect_probability must be between 0 and 1")
+        _Target.parse(self.url)
 
 
 class _End(enum.Enum):
@@ -156,7 +159,13 @@ class DeviceClient:
                     )
                     await self._refresh()
                 delay = self._backoff(failures)
-            except (HandshakeError, OSError, trio.BrokenResourceError) as exc:
+            except (
+                HandshakeError,
+                OSError,
+                trio.BrokenResourceError,
+                trio.TooSlowError,
+                ConnectionClosed,
+            ) as exc:
                 self.stats.handshake_failures += 1
                 failures += 1
                 log.debug("%s: cannot connect: %r", self.device_id, exc)
@@ -209,12 +218,27 @@ class DeviceClient:
 
     async def _session(self) -> _End:
         url, headers = self._connect_args()
-        async with open_websocket_url(
-            url,
-            extra_headers=headers,
-            connect_timeout=self.config.connect_timeout_s,
-            disconnect_timeout=self.config.connect_timeout_s,
-        ) as ws:
+        target = _Target.parse(url)
+        with trio.fail_after(self.config.connect_timeout_s):
+            stream = await target.open_stream()
+        try:
+            return await self._session_over(stream, target, headers)
+        except BaseExceptionGroup as group:
+            raise _sole_error(group) from None
+        finally:
+            # trio-websocket leaves the socket open when the server rejects the handshake or
+            # closes first; owning the stream lets us always close it.
+            await trio.aclose_forcefully(stream)
+
+    async def _session_over(
+        self, stream: _Stream, target: _Target, headers: list[tuple[bytes, bytes]]
+    ) -> _End:
+        timeout = self.config.connect_timeout_s
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(timeout):
+                ws = await wrap_client_stream(
+                    nursery, stream, target.host_header, target.resource, extra_headers=headers
+                )
             self.stats.connects += 1
             if self.stats.connects > 1:
                 self.stats.reconnects += 1
@@ -222,15 +246,20 @@ class DeviceClient:
             self._sent_upto = 0  # whatever the last connection sent but got no ack for, resend
             end = _End.CLOSED
             try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._reader, ws, nursery.cancel_scope)
+                async with trio.open_nursery() as tasks:
+                    tasks.start_soon(self._reader, ws, tasks.cancel_scope)
                     end = await self._writer(ws)
-                    nursery.cancel_scope.cancel()
+                    tasks.cancel_scope.cancel()
             finally:
                 self.stats.connected = False
-            if end is _End.OFFLINE:
-                await ws.aclose(CLOSE_GOING_AWAY, "simulated network loss")
-            return end
+            if end is not _End.CLOSED:
+                with trio.move_on_after(timeout):
+                    if end is _End.OFFLINE:
+                        await ws.aclose(CLOSE_GOING_AWAY, "simulated network loss")
+                    else:
+                        await ws.aclose()
+            nursery.cancel_scope.cancel()
+        return end
 
     async def _reader(self, ws: WebSocketConnection, scope: trio.CancelScope) -> None:
         try:
@@ -353,3 +382,50 @@ class DeviceClient:
         self.stats.resyncs += 1
         log.info("%s: gateway is at seq %d, continuing after it", self.device_id, gateway_seq)
         self._wakeup.set()
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where a ``ws://`` or ``wss://`` URL points."""
+
+    host: str
+    port: int
+    secure: bool
+    resource: str  # path and query
+
+    @classmethod
+    def parse(cls, url: str) -> _Target:
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ValueError(f"not a WebSocket URL: {url!r}")
+        secure = parts.scheme == "wss"
+        port = parts.port or (443 if secure else 80)
+        resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return cls(parts.hostname, port, secure, resource)
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.secure else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+    async def open_stream(self) -> _Stream:
+        if self.secure:
+            return await trio.open_ssl_over_tcp_stream(
+                self.host, self.port, ssl_context=ssl.create_default_context()
+            )
+        return await trio.open_tcp_stream(self.host, self.port)
+
+
+def _sole_error(group: BaseExceptionGroup) -> BaseException:
+    """The one real error in a nursery's group (cancellations aside), else the group."""
+    leaves: list[BaseException] = []
+
+    def walk(g: BaseExceptionGroup) -> None:
+        for exc in g.exceptions:
+            if isinstance(exc, BaseExceptionGroup):
+                walk(exc)
+            elif not isinstance(exc, trio.Cancelled):
+                leaves.append(exc)
+
+    walk(group)
+    return leaves[0] if len(leaves) == 1 else group
