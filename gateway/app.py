@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S: Final = 1.0
 SHUTDOWN_GRACE_S: Final = 5.0  # for open HTTP requests when stopping
+DRAIN_GRACE_S: Final = 10.0  # for queued positions when stopping
 
 _json: Final = msgspec.json.Encoder()
 
@@ -78,6 +79,7 @@ class Gateway:
             ),
             queue_size=settings.writer_queue_size,
             max_batch=settings.writer_max_batch,
+            linger_s=settings.writer_linger_s,
             events_max_len=settings.events_max_len,
             on_events=self.broadcast_events,
         )
@@ -131,8 +133,12 @@ class Gateway:
             self.broadcast_events(events)
 
     async def run(
-        self, *, task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED
+        self,
+        stop: trio.Event | None = None,
+        *,
+        task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Serve until ``stop`` is set (then stop gracefully) or until cancelled."""
         from .api import create_app
 
         s = self.settings
@@ -143,29 +149,42 @@ class Gateway:
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")
         hc.graceful_timeout = SHUTDOWN_GRACE_S
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.ingest.run_writer)
-            ingest_port = await nursery.start(self.ws_ingest.serve, s.host, s.ingest_port)
-            binds = await nursery.start(
-                lambda task_status: hypercorn_serve(app, hc, task_status=task_status)
-            )
-            http_url = binds[0]
-            self.http_port = int(http_url.rsplit(":", 1)[1])
-            nursery.start_soon(self._sweep_offline)
-            task_status.started(
-                Endpoints(
-                    http_url=http_url,
-                    ingest_url=f"ws://{s.host}:{ingest_port}/v1/ingest",
-                    api_key=self.api_key,
-                    redis_url=s.redis_url,
+        async with trio.open_nursery() as core:
+            await core.start(self.ingest.run_writer)
+            async with trio.open_nursery() as front:
+                ingest_port = await front.start(self.ws_ingest.serve, s.host, s.ingest_port)
+                binds = await front.start(
+                    lambda task_status: hypercorn_serve(app, hc, task_status=task_status)
                 )
-            )
+                http_url = binds[0]
+                self.http_port = int(http_url.rsplit(":", 1)[1])
+                front.start_soon(self._sweep_offline)
+                task_status.started(
+                    Endpoints(
+                        http_url=http_url,
+                        ingest_url=f"ws://{s.host}:{ingest_port}/v1/ingest",
+                        api_key=self.api_key,
+                        redis_url=s.redis_url,
+                    )
+                )
+                await (stop or trio.Event()).wait()
+                front.cancel_scope.cancel()
+            # Devices are gone; write what they sent before stopping, within a deadline.
+            self.ingest.close()
+            core.cancel_scope.deadline = trio.current_time() + DRAIN_GRACE_S
 
 
 async def run_gateway(
-    settings: Any, *, task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED
+    settings: Any,
+    stop: trio.Event | None = None,
+    *,
+    task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run a gateway; with no ``redis_url``, also a private redis-server in the data folder."""
+    """Run a gateway; with no ``redis_url``, also a private redis-server in the data folder.
+
+    Setting ``stop`` stops it gracefully: ingest closes, queued positions are written
+    (within ``DRAIN_GRACE_S``), then it returns.
+    """
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     proc: RedisProcess | None = None
@@ -177,7 +196,7 @@ async def run_gateway(
     try:
         async with coredis.Redis.from_url(url) as redis:
             gw = Gateway(settings, redis, data_dir)
-            await gw.run(task_status=task_status)
+            await gw.run(stop, task_status=task_status)
     finally:
         if proc is not None:
             proc.stop()

@@ -29,11 +29,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, **overrides)
 
 
-async def _until_signal(cancel_scope: trio.CancelScope) -> None:
+async def _until_signal(stop: trio.Event) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
-            log.info("stopping: flushing acknowledged positions")
-            cancel_scope.cancel()
+            log.info("stopping: writing queued positions")
+            stop.set()
             return
 
 
@@ -52,9 +52,15 @@ def _banner(ep: Endpoints, extra: str = "") -> None:
 
 
 async def _serve(settings: Settings, vehicles: int | None, sim_args: list[str]) -> None:
+    stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_until_signal, nursery.cancel_scope)
-        ep: Endpoints = await nursery.start(run_gateway, settings)
+        nursery.start_soon(_until_signal, stop)
+
+        async def gateway(task_status: trio.TaskStatus[Endpoints]) -> None:
+            await run_gateway(settings, stop, task_status=task_status)
+            nursery.cancel_scope.cancel()  # the simulator too
+
+        ep: Endpoints = await nursery.start(gateway)
         if vehicles is None:
             _banner(ep)
             return
