@@ -246,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         report = trio.run(_main, config)
+    except KeyboardInterrupt:  # before the signal handler was installed
+        return EXIT_INTERRUPTED
     except BaseExceptionGroup as group:
         registration = group.subgroup(RegistrationError)
         if registration is None:

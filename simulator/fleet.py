@@ -143,7 +143,8 @@ async def run_fleet(
     Raises :class:`~simulator.registry.RegistrationError` if the devices cannot be registered.
     Setting ``stop`` during registration abandons it and returns an empty report.
     """
-    stop = stop or trio.Event()
+    if stop is None:
+        stop = trio.Event()
     city = City.generate(config.center, seed=config.seed, size_m=config.city_km * 1000)
     ids = config.device_ids()
     async with Registry(config.api, config.api_key, retry_for_s=config.register_timeout) as reg:
