@@ -4,6 +4,11 @@ Every option can also be given as an environment variable named ``SIM_`` plus th
 upper-cased with dashes as underscores (``--vehicles`` is ``SIM_VEHICLES``); the API key may
 also come from ``API_KEY``. The command line wins over the environment, which wins over the
 defaults. An unknown ``SIM_`` variable is an error, so a misspelling is not silently ignored.
+
+Progress lines go to stderr; the summary goes to stdout, and with ``--report-json`` the last
+line of stdout is the report as JSON (the hook for load tests). Exit codes: 0 after a clean run
+(also when stopped with Ctrl-C or SIGTERM), 1 if registration failed or no device ever
+connected, 2 for bad options, 130 if a second Ctrl-C cut the shutdown short.
 """
 
 from __future__ import annotations
@@ -227,6 +232,11 @@ async def _main(config: FleetConfig) -> FleetReport | None:
     return report
 
 
+def _leaf(group: BaseExceptionGroup) -> BaseException:
+    first = group.exceptions[0]
+    return _leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the simulator; returns the process exit code."""
     args = parse_args(argv)
@@ -250,10 +260,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BaseExceptionGroup as group:
         registration = group.subgroup(RegistrationError)
-        if registration is None:
-            raise
-        print(f"error: cannot register devices: {registration.exceptions[0]}", file=sys.stderr)
-        return EXIT_FAILED
+        if registration is not None:
+            print(f"error: cannot register devices: {_leaf(registration)}", file=sys.stderr)
+            return EXIT_FAILED
+        invalid = group.subgroup(ValueError)
+        if invalid is not None:
+            print(f"error: {_leaf(invalid)}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
     if report is None:
         return EXIT_INTERRUPTED
     print(report.summary(), flush=True)

@@ -140,12 +140,18 @@ async def run_fleet(
 ) -> FleetReport:
     """Register the devices, run the fleet until ``config.duration`` or ``stop``, report.
 
-    Raises :class:`~simulator.registry.RegistrationError` if the devices cannot be registered.
+    Raises :class:`~simulator.registry.RegistrationError` if the devices cannot be registered,
+    :class:`ValueError` if the city is too small for the routes asked for.
     Setting ``stop`` during registration abandons it and returns an empty report.
     """
     if stop is None:
         stop = trio.Event()
     city = City.generate(config.center, seed=config.seed, size_m=config.city_km * 1000)
+    if config.stops_per_route >= len(city.nodes):
+        raise ValueError(
+            f"a {config.city_km:g} km city has only {len(city.nodes) - 1} possible stops, "
+            f"fewer than {config.stops_per_route} per route"
+        )
     ids = config.device_ids()
     async with Registry(config.api, config.api_key, retry_for_s=config.register_timeout) as reg:
         tokens: dict[str, str] = {}

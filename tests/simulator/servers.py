@@ -73,7 +73,11 @@ class IngestServer:
             except ConnectionClosed:
                 return
             binary = isinstance(message, bytes)
-            body = msgspec.msgpack.decode(message) if binary else msgspec.json.decode(message)
+            body = (
+                msgspec.msgpack.decode(message)
+                if isinstance(message, bytes)
+                else msgspec.json.decode(message)
+            )
             self.frames.append((conn, device_id, body))
             self.received += 1
             rejected = []

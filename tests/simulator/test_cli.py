@@ -13,7 +13,7 @@ import pytest
 import trio
 from trio_websocket import serve_websocket
 
-from simulator.cli import EXIT_FAILED, EXIT_OK, config_from_args, parse_args
+from simulator.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, config_from_args, parse_args
 from simulator.wire import Encoding
 
 from .servers import API_KEY, IngestServer, make_api, start_api
@@ -152,3 +152,8 @@ async def test_registration_failure_exits_non_zero(nursery: trio.Nursery) -> Non
     api = await start_api(nursery, make_api(IngestServer()))
     code, _ = await _run_cli(["--api", api, "--api-key", "wrong", "--vehicles", "1"])
     assert code == EXIT_FAILED
+
+
+async def test_too_many_stops_for_the_city_is_a_usage_error() -> None:
+    code, _ = await _run_cli(["--city-km", "0.5", "--stops-per-route", "40", "--vehicles", "1"])
+    assert code == EXIT_USAGE
