@@ -1,10 +1,10 @@
 """Per-device filtering of decoded positions: pure logic, no I/O.
 
-Each position is checked in this order and the first failing check names the reason:
-range (lat/lon/speed/heading finite and in range), fix in the future, fix too old,
-accuracy too poor, duplicate (``seq`` not above the highest accepted), out of order
-(fix time before the last accepted fix), implausible jump (speed needed to get from the
-last accepted fix exceeds the limit).
+Ranges (lat/lon/speed/heading in range, no NaN) are enforced while decoding (see
+``wire``). Each position is then checked in this order and the first failing check names
+the reason: fix in the future, fix too old, accuracy too poor, duplicate (``seq`` not
+above the highest accepted), out of order (fix time before the last accepted fix),
+implausible jump (speed needed to get from the last accepted fix exceeds the limit).
 
 A jump is not held against a device for ever: if the same far-away place is confirmed by
 ``JUMP_CONFIRMATIONS`` consecutive fixes that agree with each other, the earlier fix was the
@@ -24,6 +24,7 @@ JUMP_CONFIRMATIONS: Final = 3
 # Two fixes within this distance never count as a jump whatever the time between them
 # (GPS noise on fixes taken in the same second).
 JUMP_FLOOR_M: Final = 50.0
+_M_PER_DEG: Final = math.pi * EARTH_RADIUS_M / 180.0
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -71,96 +72,63 @@ class Verdict:
     rejected: list[Rejection] = field(default_factory=list)
 
 
-def _in_range(p: Position) -> str | None:
-    # Comparisons with NaN are false, so "not (a <= x <= b)" also catches NaN.
-    if not (-90.0 <= p.lat <= 90.0):
-        return "lat"
-    if not (-180.0 <= p.lon <= 180.0):
-        return "lon"
-    if not (-1e12 < p.ts < 1e12):
-        return "ts"
-    v = p.speed
-    if v is not None and not (0.0 <= v < 1_000.0):
-        return "speed"
-    v = p.heading
-    if v is not None and not (0.0 <= v <= 360.0):
-        return "heading"
-    v = p.accuracy
-    if v is not None and not (v >= 0.0):
-        return "accuracy"
-    v = p.alt
-    if v is not None and not (-1e6 < v < 1e6):
-        return "alt"
-    v = p.battery
-    if v is not None and not (-1e6 < v < 1e6):
-        return "battery"
-    v = p.temp_c
-    if v is not None and not (-1e6 < v < 1e6):
-        return "temp_c"
-    v = p.odometer
-    if v is not None and not (-1e12 < v < 1e12):
-        return "odometer"
-    return None
-
-
 def validate(cursor: DeviceCursor, positions: list[Position], now: float, limits: Limits) -> Verdict:
     """Filter ``positions`` (in the order received) against ``cursor``, advancing it.
 
-    The cursor moves past every accepted position, so later positions of the same batch are
-    checked against it.
+    Ranges (and NaN) were already enforced by decoding. The cursor moves past every
+    accepted position, so later positions of the same batch are checked against it.
     """
     out = Verdict()
-    acc = out.accepted
-    rej = out.rejected
+    accept = out.accepted.append
+    reject = out.rejected.append
+    newest = now + limits.future_tolerance_s
+    oldest = now - limits.max_age_s
+    max_accuracy = limits.max_accuracy_m
+    max_speed = limits.max_speed_mps
+    seq0, ts0, lat0, lon0 = cursor.seq, cursor.ts, cursor.lat, cursor.lon
+    located = seq0 > 0 and lat0 == lat0  # lat0 is NaN until a first fix
     for p in positions:
-        bad_field = _in_range(p)
-        if bad_field is not None:
-            rej.append(Rejection(p.seq, Reason.OUT_OF_RANGE, bad_field))
+        ts = p.ts
+        if ts > newest:
+            reject(Rejection(p.seq, Reason.FUTURE))
             continue
-        if p.ts > now + limits.future_tolerance_s:
-            rej.append(Rejection(p.seq, Reason.FUTURE))
+        if ts < oldest:
+            reject(Rejection(p.seq, Reason.TOO_OLD))
             continue
-        if p.ts < now - limits.max_age_s:
-            rej.append(Rejection(p.seq, Reason.TOO_OLD))
+        acc = p.accuracy
+        if acc is not None and acc > max_accuracy:
+            reject(Rejection(p.seq, Reason.POOR_ACCURACY))
             continue
-        if p.accuracy is not None and p.accuracy > limits.max_accuracy_m:
-            rej.append(Rejection(p.seq, Reason.POOR_ACCURACY))
+        seq = p.seq
+        if seq <= seq0:
+            reject(Rejection(seq, Reason.DUPLICATE))
             continue
-        if p.seq <= cursor.seq:
-            rej.append(Rejection(p.seq, Reason.DUPLICATE))
+        if ts < ts0:
+            reject(Rejection(seq, Reason.OUT_OF_ORDER))
             continue
-        if p.ts < cursor.ts:
-            rej.append(Rejection(p.seq, Reason.OUT_OF_ORDER))
-            continue
-        if cursor.seq and not math.isnan(cursor.lat) and _is_jump(cursor, p, limits):
-            if not _confirms_jump(cursor, p, limits):
-                rej.append(Rejection(p.seq, Reason.IMPLAUSIBLE_JUMP))
-                continue
-        cursor.seq = p.seq
-        cursor.ts = p.ts
-        cursor.lat = p.lat
-        cursor.lon = p.lon
+        lat = p.lat
+        lon = p.lon
+        if located:
+            allowed = max_speed * (ts - ts0) + JUMP_FLOOR_M
+            # The L1 sum of the scaled differences bounds the distance from above, so most
+            # fixes skip the trigonometry.
+            dlon = abs(lon - lon0)
+            if dlon > 180.0:
+                dlon = 360.0 - dlon
+            if (abs(lat - lat0) + dlon) * _M_PER_DEG > allowed and (
+                haversine_m(lat0, lon0, lat, lon) > allowed
+            ):
+                if not _confirms_jump(cursor, p, limits):
+                    reject(Rejection(seq, Reason.IMPLAUSIBLE_JUMP))
+                    continue
+        seq0, ts0, lat0, lon0 = seq, ts, lat, lon
+        located = True
         cursor.jump_count = 0
-        acc.append(p)
+        accept(p)
+    cursor.seq, cursor.ts, cursor.lat, cursor.lon = seq0, ts0, lat0, lon0
     return out
 
 
-_M_PER_DEG: Final = math.pi * EARTH_RADIUS_M / 180.0
-
-
-def _is_jump(cursor: DeviceCursor, p: Position, limits: Limits) -> bool:
-    allowed = limits.max_speed_mps * (p.ts - cursor.ts) + JUMP_FLOOR_M
-    # Cheap bound first: the latitude difference alone is a lower bound of the distance,
-    # and the larger of the two scaled differences an upper bound of half of it.
-    dlat = abs(p.lat - cursor.lat) * _M_PER_DEG
-    if dlat > allowed:
-        return True
-    dlon = abs(p.lon - cursor.lon)
-    if dlon > 180.0:
-        dlon = 360.0 - dlon
-    if (dlat + dlon * _M_PER_DEG) <= allowed:
-        return False
-    return haversine_m(cursor.lat, cursor.lon, p.lat, p.lon) > allowed
 
 
 def _confirms_jump(cursor: DeviceCursor, p: Position, limits: Limits) -> bool:

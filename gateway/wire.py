@@ -8,25 +8,53 @@ so that every good position is kept and the bad one is named.
 from __future__ import annotations
 
 import enum
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 
 
-class Position(msgspec.Struct, frozen=True, omit_defaults=True):
+# Ranges are checked by msgspec while decoding (in C, and NaN fails every bound), so a
+# position that reaches Python code is already well-typed and in range.
+Lat = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+Lon = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+EpochS = Annotated[float, msgspec.Meta(ge=0.0, le=1e11)]
+Speed = Annotated[float, msgspec.Meta(ge=0.0, lt=1000.0)]
+Heading = Annotated[float, msgspec.Meta(ge=0.0, le=360.0)]
+Metres = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
+Finite = Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)]
+Seq = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class Position(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """One GPS fix as a device sends it. The device identity comes from its token."""
 
+    seq: Seq
+    ts: EpochS  # fix time, epoch seconds UTC
+    lat: Lat
+    lon: Lon
+    speed: Speed | None = None  # m/s
+    heading: Heading | None = None  # degrees
+    accuracy: Metres | None = None  # metres
+    alt: Finite | None = None  # metres
+    battery: Finite | None = None  # percent
+    temp_c: Finite | None = None
+    odometer: Finite | None = None  # metres
+
+
+class _LoosePosition(msgspec.Struct):
+    """The same shape without ranges: tells "out of range" from "malformed"."""
+
     seq: int
-    ts: float  # fix time, epoch seconds UTC
+    ts: float
     lat: float
     lon: float
-    speed: float | None = None  # m/s
-    heading: float | None = None  # degrees
-    accuracy: float | None = None  # metres
-    alt: float | None = None  # metres
-    battery: float | None = None  # percent
+    speed: float | None = None
+    heading: float | None = None
+    accuracy: float | None = None
+    alt: float | None = None
+    battery: float | None = None
     temp_c: float | None = None
-    odometer: float | None = None  # metres
+    odometer: float | None = None
 
 
 class Reason(enum.StrEnum):
@@ -64,6 +92,8 @@ _json_raw_list: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _mp_raw_list: Final = msgspec.msgpack.Decoder(list[msgspec.Raw])
 _json_pos: Final = msgspec.json.Decoder(Position)
 _mp_pos: Final = msgspec.msgpack.Decoder(Position)
+_json_loose: Final = msgspec.json.Decoder(_LoosePosition)
+_mp_loose: Final = msgspec.msgpack.Decoder(_LoosePosition)
 _json_any: Final = msgspec.json.Decoder(Any)
 _mp_any: Final = msgspec.msgpack.Decoder(Any)
 json_encoder: Final = msgspec.json.Encoder()
@@ -89,8 +119,9 @@ def _seq_of(raw: bytes | msgspec.Raw, binary: bool) -> int | None:
 def decode_frame(data: bytes | str) -> tuple[list[Position], list[Rejection]]:
     """Decode one frame: ``str`` is JSON text, ``bytes`` is MessagePack.
 
-    Returns the well-typed positions and a rejection (reason ``malformed``) for each
-    position of a batch that is not. Raises MalformedFrame if nothing can be read.
+    Returns the valid positions and a rejection for each one that is not: ``out_of_range``
+    (well-typed but a value outside its range, NaN included) or ``malformed``. Raises
+    MalformedFrame if the frame is neither a position nor an array.
     """
     binary = isinstance(data, bytes)
     try:
@@ -99,20 +130,36 @@ def decode_frame(data: bytes | str) -> tuple[list[Position], list[Rejection]]:
         first_error = str(exc)
     else:
         return ([frame] if isinstance(frame, Position) else frame), []
-    # Slow path, only for bad frames: a batch whose items are not all valid.
+    # Slow path, only for bad frames: look at each position on its own.
     try:
         items = (_mp_raw_list if binary else _json_raw_list).decode(data)
+    except msgspec.ValidationError:
+        items = [data]  # a single object
     except msgspec.DecodeError:
         raise MalformedFrame(first_error) from None
     dec = _mp_pos if binary else _json_pos
+    loose = _mp_loose if binary else _json_loose
     good: list[Position] = []
     bad: list[Rejection] = []
     for raw in items:
         try:
             good.append(dec.decode(raw))
         except msgspec.DecodeError as exc:
-            bad.append(Rejection(_seq_of(raw, binary), Reason.MALFORMED, str(exc)))
+            try:
+                lp = loose.decode(raw)
+            except msgspec.DecodeError:
+                if len(items) == 1 and raw is data:
+                    raise MalformedFrame(str(exc)) from None
+                bad.append(Rejection(_seq_of(raw, binary), Reason.MALFORMED, str(exc)))
+            else:
+                bad.append(Rejection(lp.seq, Reason.OUT_OF_RANGE, _field_of(str(exc))))
     return good, bad
+
+
+def _field_of(error: str) -> str:
+    """``"Expected `float` <= 90.0 - at `$.lat`"`` -> ``"lat"``."""
+    _, _, where = error.rpartition("$.")
+    return where.rstrip("`") or error
 
 
 def encode_reply(reply: Ack | ErrorReply, binary: bool) -> bytes | str:

@@ -1,11 +1,12 @@
 import math
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.validation import JUMP_CONFIRMATIONS, DeviceCursor, Limits, haversine_m, validate
-from gateway.wire import Position
+from gateway.wire import Position, decode_frame
 
 NOW = 1_800_000_000.0
 LIMITS = Limits(future_tolerance_s=60, max_age_s=3600, max_speed_mps=70, max_accuracy_m=100)
@@ -29,20 +30,37 @@ def test_haversine_one_degree_of_latitude() -> None:
 @pytest.mark.parametrize(
     ("p", "reason"),
     [
-        (pos(1, lat=91), "out_of_range"),
-        (pos(1, lat=math.nan), "out_of_range"),
-        (pos(1, lon=-180.5), "out_of_range"),
-        (pos(1, lon=math.inf), "out_of_range"),
-        (pos(1, speed=-1), "out_of_range"),
-        (pos(1, heading=400), "out_of_range"),
         (pos(1, dt=100 + 61), "future"),
         (pos(1, dt=-3600), "too_old"),
         (pos(1, accuracy=150), "poor_accuracy"),
-        (pos(1, accuracy=math.nan), "out_of_range"),
     ],
 )
 def test_single_position_rejections(p: Position, reason: str) -> None:
     assert reasons(DeviceCursor(), [p]) == [reason]
+
+
+@pytest.mark.parametrize(
+    ("fields", "bad_field"),
+    [
+        ({"lat": 91.0}, "lat"),
+        ({"lat": math.nan}, "lat"),
+        ({"lon": -180.5}, "lon"),
+        ({"lon": math.inf}, "lon"),
+        ({"speed": -1.0}, "speed"),
+        ({"heading": 400.0}, "heading"),
+        ({"accuracy": math.nan}, "accuracy"),
+        ({"temp_c": math.inf}, "temp_c"),
+        ({"ts": math.nan}, "ts"),
+    ],
+)
+def test_out_of_range_values_are_named_while_decoding(
+    fields: dict[str, float], bad_field: str
+) -> None:
+    good = {"seq": 1, "ts": NOW, "lat": 52.0, "lon": 4.0}
+    frame = msgspec.msgpack.encode([good | {"seq": 2, **fields}, good])
+    ok, bad = decode_frame(frame)
+    assert [p.seq for p in ok] == [1]
+    assert [(r.seq, r.reason, r.detail) for r in bad] == [(2, "out_of_range", bad_field)]
 
 
 def test_good_positions_advance_the_cursor() -> None:
