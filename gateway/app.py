@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from .ws_ingest import CLOSE_REVOKED, WebSocketIngest
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S: Final = 1.0
+RECENT_EVENTS: Final = 100  # shown to a browser that connects
 SHUTDOWN_GRACE_S: Final = 5.0  # for open HTTP requests when stopping
 DRAIN_GRACE_S: Final = 10.0  # for queued positions when stopping
 
@@ -66,6 +68,9 @@ class Gateway:
         self.device_auth = DeviceAuth(self.store)
         self.agent_auth: Callable[..., Callable[..., Awaitable[Any]]] | None = None
         self.http_port: int | None = None
+        self.recent_events: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=RECENT_EVENTS
+        )
         self.ingest = Ingest(
             self.store,
             self.fleet,
@@ -104,12 +109,17 @@ class Gateway:
 
     def broadcast_events(self, events: list[dict[str, Any]]) -> None:
         for ev in events:
+            self.recent_events.append(ev)
             self.hub.broadcast(_json.encode({"type": "event", "event": ev}))
 
     def ops_snapshot(self) -> str:
         vehicles = b",".join(live_json(s) for s in self.fleet.vehicles.values())
-        cfg = _json.encode({"tile_url": self.settings.tile_url})
-        return (b'{"type":"snapshot","config":%s,"vehicles":[%s]}' % (cfg, vehicles)).decode()
+        extra = _json.encode(
+            {"tile_url": self.settings.tile_url, "events": list(self.recent_events)}
+        )
+        return (
+            b'{"type":"snapshot","config":%s,"vehicles":[%s]}' % (extra, vehicles)
+        ).decode()
 
     # ----- services
 
@@ -167,7 +177,7 @@ class Gateway:
                         redis_url=s.redis_url,
                     )
                 )
-                await (stop or trio.Event()).wait()
+                await (stop if stop is not None else trio.Event()).wait()
                 front.cancel_scope.cancel()
             # Devices are gone; write what they sent before stopping, within a deadline.
             self.ingest.close()

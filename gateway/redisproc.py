@@ -108,6 +108,9 @@ def start_redis(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
+            # Its own session: Ctrl-C in a terminal must reach the gateway only, which then
+            # writes what is queued before it stops this server.
+            start_new_session=True,
         )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:

@@ -34,12 +34,12 @@ class SlippyMap {
     const p = SlippyMap.project(lat, lon, this.zoom);
     return { x: p.x - c.x + this.w / 2, y: p.y - c.y + this.h / 2 };
   }
-  fit(points) {
+  fit(points, maxZoom = 18) {
     if (!points.length) return;
     let [a, b, c, d] = [90, -90, 180, -180];
     for (const p of points) { a = Math.min(a, p.lat); b = Math.max(b, p.lat); c = Math.min(c, p.lon); d = Math.max(d, p.lon); }
     this.center = { lat: (a + b) / 2, lon: (c + d) / 2 };
-    for (let z = 18; z >= 2; z--) {
+    for (let z = maxZoom; z >= 2; z--) {
       const p1 = SlippyMap.project(b, c, z), p2 = SlippyMap.project(a, d, z);
       if (p2.x - p1.x < this.w * 0.85 && p2.y - p1.y < this.h * 0.85) { this.zoom = z; break; }
     }

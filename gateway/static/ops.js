@@ -4,7 +4,17 @@
 const COLORS = { moving: "#2e7dd7", stopped: "#e0a100", offline: "#8a949e" };
 const vehicles = new Map();
 let selected = null;
-let fitted = false;
+// The view follows the fleet (re-fitted now and then) until the user pans or zooms.
+let userMoved = false;
+let lastFit = 0;
+function autoFit() {
+  if (userMoved || !vehicles.size || performance.now() - lastFit < 10000) return;
+  map.fit([...vehicles.values()].filter(v => v.lat != null && v.status !== "offline"), 16);
+  lastFit = performance.now();
+}
+for (const ev of ["mousedown", "wheel"]) {
+  document.getElementById("map").addEventListener(ev, () => { userMoved = true; });
+}
 
 function apiKey() {
   const m = location.hash.match(/key=([^&]+)/);
@@ -84,14 +94,16 @@ function connect() {
     if (m.type === "snapshot") {
       vehicles.clear();
       m.vehicles.forEach(update);
+      document.getElementById("events").innerHTML = "";
+      (m.config.events || []).forEach(addEvent);
       if (m.config && m.config.tile_url && !map.tileUrl) {
         map.tileUrl = m.config.tile_url;
         document.getElementById("attribution").textContent = "Map data \u00a9 OpenStreetMap contributors";
       }
-      if (!fitted && vehicles.size) { map.fit([...vehicles.values()].filter(v => v.lat != null)); fitted = true; }
+      autoFit();
     } else if (m.type === "positions") {
       m.vehicles.forEach(update);
-      if (!fitted && vehicles.size) { map.fit([...vehicles.values()]); fitted = true; }
+      autoFit();
     } else if (m.type === "event") {
       addEvent(m.event);
     }
