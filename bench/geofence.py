@@ -64,11 +64,15 @@ def build_zones(n: int, rng: np.random.Generator) -> list[Zone]:
         zones.append(Zone.polygon(f"area-{i}", ring, kind="service_area"))
     for i in range(n_depot):
         lat, lon = place(8000)
-        zones.append(Zone.circle(f"depot-{i}", lat, lon, 150.0, kind="depot", dwell_threshold_s=600))
+        zones.append(
+            Zone.circle(f"depot-{i}", lat, lon, 150.0, kind="depot", dwell_threshold_s=600)
+        )
     for i in range(n_circle):
         lat, lon = place(7000)
         r = float(rng.uniform(20, 80))
-        zones.append(Zone.circle(f"stop-{i}", lat, lon, r, kind="customer_stop", dwell_threshold_s=120))
+        zones.append(
+            Zone.circle(f"stop-{i}", lat, lon, r, kind="customer_stop", dwell_threshold_s=120)
+        )
     for i in range(n_poly):
         cx, cy = frame.xy(*place(7000))
         if i % 3:
@@ -91,10 +95,12 @@ def build_zones(n: int, rng: np.random.Generator) -> list[Zone]:
         steps = rng.choice([-1, 1], size=(6, 2)) * rng.uniform(100, 600, (6, 2))
         steps[::2, 1] = 0
         steps[1::2, 0] = 0
-        xy = np.vstack([[x0, y0], [x0, y0] + np.cumsum(steps, axis=0)])
+        xy = np.vstack([[x0, y0], np.array([x0, y0]) + np.cumsum(steps, axis=0)])
         lat, lon = frame.to_latlon(xy[:, 0], xy[:, 1])
         path = list(zip(lat.tolist(), lon.tolist(), strict=True))
-        zones.append(Zone.corridor(f"corridor-{i}", path, float(rng.uniform(20, 40)), kind="restricted"))
+        zones.append(
+            Zone.corridor(f"corridor-{i}", path, float(rng.uniform(20, 40)), kind="restricted")
+        )
     return zones
 
 
@@ -192,7 +198,10 @@ def main() -> None:
     print(f"    engine setup (index, margins) : {t_setup:.2f} s")
     print(f"    events: {events} {kinds}")
     print(f"    slow-path fixes: {engine.stats.slow_path_fixes} of {engine.stats.fixes}")
-    print(f"ratios: engine/bare {full / bare:.2f}, engine/loop {full / loop:.2f}, bare/loop {bare / loop:.2f}")
+    print(
+        f"ratios: engine/bare {full / bare:.2f}, engine/loop {full / loop:.2f}, "
+        f"bare/loop {bare / loop:.2f}"
+    )
     print(
         json.dumps(
             {

@@ -1,3 +1,124 @@
+"""Geofencing, ETA and drift detection for delivery vehicles: pure logic, no I/O.
+
+The package takes positions and returns events; it never touches sockets, Redis or the clock.
+
+Zones and geometry
+    :class:`Zone` (with :class:`Circle`, :class:`Corridor`, :class:`Area` shapes and an optional
+    :class:`Schedule`), parsed from and written to GeoJSON; :class:`ZoneError` on bad input.
+    :mod:`geofence.geo` has the metres-correct maths (:func:`haversine_m`, :class:`LocalFrame`).
+
+Geofence engine
+    :class:`GeofenceEngine` holds the zones, a :class:`ZoneIndex` and each vehicle's membership.
+    Feed it :class:`FixBatch` batches with :meth:`GeofenceEngine.process` and call
+    :meth:`GeofenceEngine.tick` for dwell without fixes. It returns :class:`ZoneEnter`,
+    :class:`ZoneExit`, :class:`ZoneDwell` and :class:`ZoneCross` events. The per-pair rule is the
+    pure function :func:`transition`.
+
+Routes and ETAs
+    A :class:`Route` of :class:`Stop` values, optionally with a planned path, is followed by a
+    :class:`RouteTracker` (tuned by :class:`TrackerConfig`) that emits stop, ETA and alert
+    events (:class:`StopArriving` ... :class:`TemperatureExcursion`).
+
+All events are frozen msgspec Structs tagged by ``type``; decode any of them with
+``msgspec.json.decode(data, type=geofence.Event)``.
+"""
+
 from .engine import EngineConfig, EngineStats, FixBatch, GeofenceEngine
-from .geo import LocalFrame
-from .zones import Zone
+from .errors import GeofenceError, RouteError, ZoneError
+from .eta import SpeedModel, estimate_arrivals
+from .events import (
+    AnyGeofenceEvent,
+    AnyRouteEvent,
+    EtaChanged,
+    Event,
+    GeofenceEvent,
+    LateRisk,
+    LateRiskCleared,
+    OffRoute,
+    OffRouteCleared,
+    RouteEvent,
+    StopArrived,
+    StopArriving,
+    StopDeparted,
+    StoppedTooLong,
+    StoppedTooLongCleared,
+    TemperatureExcursion,
+    TemperatureExcursionCleared,
+    ZoneCross,
+    ZoneDwell,
+    ZoneEnter,
+    ZoneExit,
+)
+from .geo import (
+    EARTH_RADIUS_M,
+    LocalFrame,
+    destination,
+    haversine_m,
+    haversine_m_array,
+    initial_bearing_deg,
+    initial_bearing_deg_array,
+)
+from .index import Hits, ZoneIndex
+from .routes import PlannedPath, Route, Stop
+from .tracker import RouteTracker, TrackerConfig
+from .transitions import CROSS, INNER, OUTER, FixPoint, Membership, transition
+from .zones import MAX_VERTICES, Area, Circle, Corridor, Schedule, Zone
+
+__all__ = [
+    "CROSS",
+    "EARTH_RADIUS_M",
+    "INNER",
+    "MAX_VERTICES",
+    "OUTER",
+    "AnyGeofenceEvent",
+    "AnyRouteEvent",
+    "Area",
+    "Circle",
+    "Corridor",
+    "EngineConfig",
+    "EngineStats",
+    "EtaChanged",
+    "Event",
+    "FixBatch",
+    "FixPoint",
+    "GeofenceEngine",
+    "GeofenceError",
+    "GeofenceEvent",
+    "Hits",
+    "LateRisk",
+    "LateRiskCleared",
+    "LocalFrame",
+    "Membership",
+    "OffRoute",
+    "OffRouteCleared",
+    "PlannedPath",
+    "Route",
+    "RouteError",
+    "RouteEvent",
+    "RouteTracker",
+    "Schedule",
+    "SpeedModel",
+    "Stop",
+    "StopArrived",
+    "StopArriving",
+    "StopDeparted",
+    "StoppedTooLong",
+    "StoppedTooLongCleared",
+    "TemperatureExcursion",
+    "TemperatureExcursionCleared",
+    "TrackerConfig",
+    "Zone",
+    "ZoneCross",
+    "ZoneDwell",
+    "ZoneEnter",
+    "ZoneError",
+    "ZoneExit",
+    "ZoneIndex",
+    "destination",
+    "estimate_arrivals",
+    "haversine_m",
+    "haversine_m_array",
+    "initial_bearing_deg",
+    "initial_bearing_deg_array",
+    "transition",
+]

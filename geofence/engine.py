@@ -466,7 +466,6 @@ class GeofenceEngine:
         starts_l, ends_l, v_l = starts.tolist(), ends.tolist(), v.tolist()
         full_l = full.tolist()
         due_l = self._due[v[starts[work]]].tolist()
-        zones = self._index.zone_by_slot
         slow = 0
         for g, due in zip(work.tolist(), due_l, strict=True):
             a, b = starts_l[g], ends_l[g]
@@ -557,7 +556,12 @@ class GeofenceEngine:
         return touched
 
     def _dwells(
-        self, name: str, members: dict[int, Membership], fix: FixPoint, pos: int, out: list[_Pending]
+        self,
+        name: str,
+        members: dict[int, Membership],
+        fix: FixPoint,
+        pos: int,
+        out: list[_Pending],
     ) -> float:
         """Emit the dwell events due at ``fix``; return the next deadline."""
         for slot, m in list(members.items()):
@@ -591,8 +595,8 @@ class GeofenceEngine:
     def export_state(self) -> dict[str, Any]:
         """Every vehicle's last fix and memberships as JSON-ready dicts::
 
-            {"version": 1, "vehicles": {"van-1": {"ts": ..., "lat": ..., "lon": ...,
-                "zones": {"depot": {"since": ..., "dwell_done": false}}}}}
+        {"version": 1, "vehicles": {"van-1": {"ts": ..., "lat": ..., "lon": ...,
+            "zones": {"depot": {"since": ..., "dwell_done": false}}}}}
         """
         vehicles: dict[str, Any] = {}
         for vid, name in enumerate(self._names):

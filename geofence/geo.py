@@ -11,7 +11,7 @@ Two earth models are used, each where it is accurate enough and cheap:
 
 * :func:`haversine_m`, :func:`initial_bearing_deg` and :func:`destination` work on a sphere of
   the mean earth radius :data:`EARTH_RADIUS_M`. Against the WGS84 ellipsoid they are within
-  0.5 %, which is plenty for ETAs, jump checks and ranking.
+  0.6 %, which is plenty for ETAs, jump checks and ranking.
 * :class:`LocalFrame` is the east-north tangent plane of the WGS84 ellipsoid at a reference
   point, computed through earth-centred (ECEF) coordinates. It is what zone shapes are built
   and buffered in: within 50 km of the reference, a surface distance ``s`` from the origin
@@ -102,7 +102,9 @@ def initial_bearing_deg_array(
     return np.mod(np.degrees(np.arctan2(y, x)), 360.0)
 
 
-def destination(lat: float, lon: float, bearing_deg: float, distance_m: float) -> tuple[float, float]:
+def destination(
+    lat: float, lon: float, bearing_deg: float, distance_m: float
+) -> tuple[float, float]:
     """The point ``distance_m`` along the great circle from ``(lat, lon)`` at the initial
     ``bearing_deg``; returns ``(lat, lon)`` with lon in [-180, 180)."""
     d = distance_m / EARTH_RADIUS_M
@@ -132,9 +134,7 @@ def ecef_array(lat: ArrayLike, lon: ArrayLike) -> tuple[FloatArray, FloatArray, 
     return n * cphi * np.cos(lam), n * cphi * np.sin(lam), n * (1.0 - WGS84_E2) * sphi
 
 
-def _geodetic_array(
-    x: FloatArray, y: FloatArray, z: FloatArray
-) -> tuple[FloatArray, FloatArray]:
+def _geodetic_array(x: FloatArray, y: FloatArray, z: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Latitude and longitude (radians) of the ellipsoid normal through ECEF points near the
     surface. The fixed-point form ``atan2(z + e2 N sin(lat), p)`` stays stable at the poles."""
     p = np.hypot(x, y)
@@ -210,7 +210,9 @@ class LocalFrame:
         meridional = WGS84_A_M * (1.0 - WGS84_E2) / (w * w * w)
         parallel = WGS84_A_M / w * np.cos(lat_r)
         lat = lat - np.degrees((fy - ya) / meridional)
-        lon = lon - np.degrees(np.divide(fx - xa, parallel, where=parallel > 1e-3, out=np.zeros_like(fx)))
+        lon = lon - np.degrees(
+            np.divide(fx - xa, parallel, where=parallel > 1e-3, out=np.zeros_like(fx))
+        )
         if wrap:
             lon = normalize_lon_array(lon)
         return lat, lon

@@ -37,7 +37,7 @@ from shapely.geometry.base import BaseGeometry
 
 from .geo import ecef_array, gaussian_radius_m, normalize_lon_array, split_antimeridian
 from .transitions import CROSS, INNER, OUTER
-from .zones import Circle, Polygonal, Zone, polygonal_part, circle_polygon
+from .zones import Circle, Polygonal, Zone, circle_polygon, polygonal_part
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
@@ -394,9 +394,7 @@ class ZoneIndex:
             inn = o & same
             need = np.flatnonzero(o & ~same)
             if need.size:
-                inn[need] = shapely.contains_xy(
-                    self._inner[sp[need]], lo[pp[need]], la[pp[need]]
-                )
+                inn[need] = shapely.contains_xy(self._inner[sp[need]], lo[pp[need]], la[pp[need]])
             inner[pi] = inn
         flags[outer] |= OUTER
         flags[inner] |= INNER
@@ -470,7 +468,9 @@ class ZoneIndex:
             inner = d2 <= self._c2_in[slot]
         else:
             outer = shapely.contains_xy(self._outer[slot], lo, la)
-            inner = outer if self._inner_same[slot] else shapely.contains_xy(self._inner[slot], lo, la)
+            inner = (
+                outer if self._inner_same[slot] else shapely.contains_xy(self._inner[slot], lo, la)
+            )
         flags[outer] |= OUTER
         flags[inner & outer] |= INNER
         return flags

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -61,7 +61,7 @@ _DAY_NAMES: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM_RE: Final = re.compile(r"([01]\d|2[0-3]):([0-5]\d)|24:00")
 _M_PER_DEG_LAT: Final = 111_000.0
 
-Polygonal = Polygon | MultiPolygon
+Polygonal: TypeAlias = Polygon | MultiPolygon
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +323,9 @@ def _build_corridor(shape: Corridor) -> tuple[Polygonal, LocalFrame]:
     if not _is_number(w) or not math.isfinite(w) or w <= 0:
         raise ZoneError("properties.width_m", f"must be a positive number of metres, got {w!r}")
     if w > MAX_CORRIDOR_WIDTH_M:
-        raise ZoneError("properties.width_m", f"{w} m exceeds the limit of {MAX_CORRIDOR_WIDTH_M} m")
+        raise ZoneError(
+            "properties.width_m", f"{w} m exceeds the limit of {MAX_CORRIDOR_WIDTH_M} m"
+        )
     if float(np.abs(lat).max()) + w / 2 / _M_PER_DEG_LAT > MAX_ABS_LAT_DEG:
         raise ZoneError(f, f"corridor reaches past {MAX_ABS_LAT_DEG} degrees")
     frame = _frame_for(lon, lat)
@@ -415,7 +417,9 @@ class Zone:
         cls, id: str, path: Iterable[tuple[float, float]], width_m: float, **kw: Any
     ) -> Zone:
         """A corridor zone around ``path`` of ``(lat, lon)`` points."""
-        return cls(id=id, shape=Corridor(tuple((float(a), float(b)) for a, b in path), width_m), **kw)
+        return cls(
+            id=id, shape=Corridor(tuple((float(a), float(b)) for a, b in path), width_m), **kw
+        )
 
     @classmethod
     def polygon(

@@ -1,0 +1,526 @@
+"""Following one vehicle along its route: stop events, ETAs and drift alerts.
+
+A :class:`RouteTracker` is fed the vehicle's fixes in time order (:meth:`RouteTracker.update`)
+and, between fixes, the current time (:meth:`RouteTracker.tick`). It never reads the clock. It
+emits (see :mod:`geofence.events`):
+
+* ``stop.arriving`` once per stop, when within ``arriving_distance_m`` or ``arriving_lead_s``;
+* ``stop.arrived`` when the vehicle enters the stop's arrival circle, ``stop.departed`` when it
+  leaves it again by ``departure_margin_m`` (stops may be served in any order);
+* ``eta_changed`` for a pending stop when its ETA moved by more than
+  ``eta_change_threshold_s`` from the last one announced, at most once per
+  ``eta_min_interval_s``; the first announcement is compared with the stop's
+  ``planned_arrival`` when it has one;
+* ``late_risk`` when the ETA is past the window end by more than ``late_risk_margin_s``,
+  ``late_risk_cleared`` only once it is back before the window end by
+  ``late_risk_clear_margin_s`` (or the stop is reached);
+* ``stopped_too_long`` when the vehicle stays below ``stopped_speed_mps`` outside every stop
+  circle (and not ``resting``) for ``stopped_too_long_s``; cleared when it moves again;
+* ``off_route`` when farther than ``off_route_distance_m`` from the planned path for
+  ``off_route_duration_s``; cleared when back within ``off_route_clear_distance_m``;
+* ``temperature_excursion`` when the load temperature stays outside
+  ``[temp_min_c, temp_max_c]`` for ``temp_excursion_s``; cleared once back inside by
+  ``temp_hysteresis_c``.
+
+ETAs are the time the vehicle is expected to enter each stop's arrival circle. Remaining
+distance is measured along the planned path when the route has one (from where the vehicle
+projects onto it, plus how far off it the vehicle is), otherwise as great-circle distance
+times ``detour_factor``; speed comes from :class:`~geofence.eta.SpeedModel`; service times of
+earlier stops are added (see :func:`~geofence.eta.estimate_arrivals`). Distances to stops are
+great-circle (spherical, within 0.6 % of the ellipsoid).
+
+Per-stop state lives in numpy arrays so a fix costs a few dozen vectorised operations whatever
+the number of stops; Python work happens only for the stops that produce events.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from .eta import SpeedModel, SpeedState, estimate_arrivals
+from .events import (
+    EtaChanged,
+    LateRisk,
+    LateRiskCleared,
+    OffRoute,
+    OffRouteCleared,
+    RouteEvent,
+    StopArrived,
+    StopArriving,
+    StopDeparted,
+    StoppedTooLong,
+    StoppedTooLongCleared,
+    TemperatureExcursion,
+    TemperatureExcursionCleared,
+)
+from .geo import haversine_m, haversine_m_array
+from .routes import PlannedPath, Route
+
+PENDING: Final = 0
+ARRIVED: Final = 1
+DEPARTED: Final = 2
+_STATUS_NAMES: Final = ("pending", "arrived", "departed")
+STATE_VERSION: Final = 1
+
+
+class TrackerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every threshold of :class:`RouteTracker`, with its unit in its name."""
+
+    arrival_radius_m: float = 50.0
+    departure_margin_m: float = 20.0
+    arriving_distance_m: float = 1_000.0
+    arriving_lead_s: float = 300.0
+    eta_change_threshold_s: float = 120.0
+    eta_min_interval_s: float = 60.0
+    late_risk_margin_s: float = 60.0
+    late_risk_clear_margin_s: float = 120.0
+    stopped_speed_mps: float = 0.5
+    stopped_too_long_s: float = 600.0
+    off_route_distance_m: float = 200.0
+    off_route_clear_distance_m: float = 150.0
+    off_route_duration_s: float = 120.0
+    path_backtrack_m: float = 300.0
+    temp_min_c: float | None = None
+    temp_max_c: float | None = None
+    temp_hysteresis_c: float = 0.5
+    temp_excursion_s: float = 300.0
+    detour_factor: float = 1.3
+    typical_speed_mps: float = 8.3
+    speed_half_life_s: float = 120.0
+    speed_prior_s: float = 120.0
+    moving_speed_mps: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
+            if not name.startswith("temp_m") and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+        for name in ("arrival_radius_m", "typical_speed_mps", "speed_half_life_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.detour_factor < 1.0:
+            raise ValueError("detour_factor must be >= 1")
+        if self.off_route_clear_distance_m > self.off_route_distance_m:
+            raise ValueError("off_route_clear_distance_m must not exceed off_route_distance_m")
+        lo, hi = self.temp_min_c, self.temp_max_c
+        if lo is not None and hi is not None and lo >= hi:
+            raise ValueError("temp_min_c must be below temp_max_c")
+
+
+class _Alerts(msgspec.Struct, kw_only=True):
+    stopped_since: float | None = None
+    stopped_raised: bool = False
+    off_since: float | None = None
+    off_raised: bool = False
+    temp_since: float | None = None
+    temp_raised: bool = False
+    temp_last_c: float | None = None
+
+
+class RouteTracker:
+    """Follows one route; see the module docstring. Not thread-safe; one per active route."""
+
+    def __init__(self, route: Route, config: TrackerConfig | None = None) -> None:
+        self.route = route
+        self.config = cfg = config if config is not None else TrackerConfig()
+        stops = route.stops
+        n = len(stops)
+        self._ids = [s.id for s in stops]
+        self._slat = np.array([s.lat for s in stops])
+        self._slon = np.array([s.lon for s in stops])
+        self._radius = np.array([s.arrival_radius_m or cfg.arrival_radius_m for s in stops])
+        self._service = np.array([s.service_s for s in stops])
+        self._wend = np.array([s.window_end for s in stops])
+        self._path = PlannedPath(route.path) if route.path is not None else None
+        if self._path is not None:
+            located = [self._path.locate(s.lat, s.lon) for s in stops]
+            self._salong = np.array([a for a, _ in located])
+        else:
+            self._salong = np.zeros(n)
+        self.status = np.zeros(n, np.int8)
+        self.arrived_ts = np.full(n, np.nan)
+        self.eta = np.full(n, np.nan)
+        self.announced_eta = np.array(
+            [np.nan if s.planned_arrival is None else s.planned_arrival for s in stops]
+        )
+        self.announced_at = np.full(n, -np.inf)
+        self.arriving_sent = np.zeros(n, bool)
+        self.late = np.zeros(n, bool)
+        self.speed = SpeedModel(
+            cfg.typical_speed_mps, cfg.speed_half_life_s, cfg.speed_prior_s, cfg.moving_speed_mps
+        )
+        self.alerts = _Alerts()
+        self.last: tuple[float, float, float] | None = None
+        self.last_speed_mps = 0.0
+        self.along_m: float | None = None
+        self.offset_m = 0.0
+        self._legs_key: bytes = b""
+        self._legs = np.zeros(0)
+
+    # -- public views ---------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        """Whether every stop was departed from."""
+        return bool((self.status == DEPARTED).all())
+
+    def etas(self) -> dict[str, float]:
+        """The latest ETA of each pending stop."""
+        return {
+            self._ids[i]: float(self.eta[i])
+            for i in np.flatnonzero((self.status == PENDING) & ~np.isnan(self.eta)).tolist()
+        }
+
+    def stop_status(self, stop_id: str) -> str:
+        """``"pending"``, ``"arrived"`` or ``"departed"``."""
+        return _STATUS_NAMES[int(self.status[self._ids.index(stop_id)])]
+
+    # -- feeding --------------------------------------------------------------------------------
+
+    def update(
+        self,
+        ts: float,
+        lat: float,
+        lon: float,
+        *,
+        speed_mps: float | None = None,
+        temp_c: float | None = None,
+        resting: bool = False,
+    ) -> list[RouteEvent]:
+        """Apply a fix; return the events it causes. A fix older than the previous one is
+        ignored. Without ``speed_mps`` the speed is derived from the previous fix. ``resting``
+        says the vehicle is where stopping is expected (say, inside a depot zone)."""
+        last = self.last
+        if last is not None and ts < last[0]:
+            return []
+        if speed_mps is None or not math.isfinite(speed_mps):
+            if last is not None and ts > last[0]:
+                speed_mps = haversine_m(last[1], last[2], lat, lon) / (ts - last[0])
+            else:
+                speed_mps = 0.0
+        self.speed.update(ts, speed_mps)
+        self.last = (ts, lat, lon)
+        self.last_speed_mps = speed_mps
+        if self._path is not None:
+            after = None if self.along_m is None else self.along_m - self.config.path_backtrack_m
+            self.along_m, self.offset_m = self._path.locate(lat, lon, after_m=after)
+        events: list[RouteEvent] = []
+        dist = haversine_m_array(lat, lon, self._slat, self._slon)
+        self._stops(ts, lat, lon, dist, events)
+        self._etas(ts, lat, lon, dist, events)
+        moving = speed_mps >= self.config.stopped_speed_mps
+        self._stopped(ts, lat, lon, moving or resting or bool((dist <= self._radius).any()), events)
+        self._off_route(ts, lat, lon, events)
+        self._temperature(ts, lat, lon, temp_c, events)
+        return events
+
+    def tick(self, now: float) -> list[RouteEvent]:
+        """Re-evaluate at ``now`` without a new fix: the vehicle is assumed to be where it was
+        last seen, so ETAs slip while it is silent and time-based alerts can fire."""
+        if self.last is None or now < self.last[0]:
+            return []
+        _, lat, lon = self.last
+        events: list[RouteEvent] = []
+        dist = haversine_m_array(lat, lon, self._slat, self._slon)
+        self._etas(now, lat, lon, dist, events)
+        a = self.alerts
+        if a.stopped_since is not None:
+            self._stopped(now, lat, lon, False, events)
+        if a.off_since is not None:
+            self._off_route(now, lat, lon, events)
+        if a.temp_since is not None:
+            self._temperature(now, lat, lon, None, events)
+        return events
+
+    # -- rules ----------------------------------------------------------------------------------
+
+    def _base(self, ts: float, lat: float, lon: float) -> tuple[str, str, float, float, float]:
+        return self.route.vehicle_id, self.route.id, ts, lat, lon
+
+    def _stops(
+        self, ts: float, lat: float, lon: float, dist: NDArray[np.float64], out: list[RouteEvent]
+    ) -> None:
+        base = self._base(ts, lat, lon)
+        status = self.status
+        gone = np.flatnonzero(
+            (status == ARRIVED) & (dist > self._radius + self.config.departure_margin_m)
+        )
+        for i in gone.tolist():
+            status[i] = DEPARTED
+            out.append(
+                StopDeparted(*base, stop_id=self._ids[i], arrived_ts=float(self.arrived_ts[i]))
+            )
+        came = np.flatnonzero((status == PENDING) & (dist <= self._radius))
+        for i in came.tolist():
+            status[i] = ARRIVED
+            self.arrived_ts[i] = ts
+            out.append(StopArrived(*base, stop_id=self._ids[i]))
+            if self.late[i]:
+                self.late[i] = False
+                out.append(
+                    LateRiskCleared(
+                        *base, stop_id=self._ids[i], eta=ts, window_end=float(self._wend[i])
+                    )
+                )
+
+    def _travel(self, pending: NDArray[np.intp], dist: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Distances: vehicle to the first pending stop's circle, then stop to stop."""
+        cfg = self.config
+        first = int(pending[0])
+        r0 = float(self._radius[first])
+        straight = max(float(dist[first]) - r0, 0.0)
+        if self._path is not None and self.along_m is not None:
+            ahead = float(self._salong[first]) - self.along_m
+            d0 = (
+                max(ahead - r0, 0.0) + self.offset_m if ahead >= 0 else straight * cfg.detour_factor
+            )
+            d0 = max(d0, straight)
+        else:
+            d0 = straight * cfg.detour_factor
+        key = pending.tobytes()
+        if key != self._legs_key:
+            self._legs = self._leg_lengths(pending)
+            self._legs_key = key
+        travel = np.empty(pending.size)
+        travel[0] = d0
+        travel[1:] = self._legs
+        return travel
+
+    def _leg_lengths(self, pending: NDArray[np.intp]) -> NDArray[np.float64]:
+        """Stop-to-stop travel: from entering stop ``a``'s circle to entering ``b``'s."""
+        a, b = pending[:-1], pending[1:]
+        straight = haversine_m_array(self._slat[a], self._slon[a], self._slat[b], self._slon[b])
+        rb = self._radius[b]
+        legs = np.maximum(straight - rb, 0.0) * self.config.detour_factor
+        if self._path is not None:
+            along = self._salong[b] - self._salong[a]
+            on_path = along >= 0
+            legs = np.where(on_path, np.maximum(np.maximum(along, straight) - rb, 0.0), legs)
+        # Arrival is at the edge of a stop's circle; the vehicle still covers the radius to
+        # the stop itself before leaving for the next one.
+        return legs + self._radius[a]
+
+    def _etas(
+        self, now: float, lat: float, lon: float, dist: NDArray[np.float64], out: list[RouteEvent]
+    ) -> None:
+        cfg = self.config
+        pending = np.flatnonzero(self.status == PENDING)
+        if pending.size == 0:
+            return
+        serving = np.flatnonzero(self.status == ARRIVED)
+        busy = 0.0
+        if serving.size:
+            busy = float(np.max(self.arrived_ts[serving] + self._service[serving])) - now
+        eta = estimate_arrivals(
+            now,
+            self._travel(pending, dist),
+            self._service[pending],
+            self.speed.speed_mps(),
+            busy_s=busy,
+        )
+        self.eta[pending] = eta
+        base = self._base(now, lat, lon)
+        ids = self._ids
+
+        arriving = ~self.arriving_sent[pending] & (
+            (dist[pending] <= cfg.arriving_distance_m) | (eta - now <= cfg.arriving_lead_s)
+        )
+        for j in np.flatnonzero(arriving).tolist():
+            i = int(pending[j])
+            self.arriving_sent[i] = True
+            out.append(
+                StopArriving(*base, stop_id=ids[i], eta=float(eta[j]), distance_m=float(dist[i]))
+            )
+
+        announced = self.announced_eta[pending]
+        never = np.isnan(announced) & np.isinf(self.announced_at[pending])
+        moved = np.abs(eta - announced) > cfg.eta_change_threshold_s
+        allowed = now - self.announced_at[pending] >= cfg.eta_min_interval_s
+        for j in np.flatnonzero(never | (moved & allowed)).tolist():
+            i = int(pending[j])
+            prev = None if math.isnan(announced[j]) else float(announced[j])
+            self.announced_eta[i] = eta[j]
+            self.announced_at[i] = now
+            out.append(EtaChanged(*base, stop_id=ids[i], eta=float(eta[j]), previous_eta=prev))
+
+        late_by = eta - self._wend[pending]
+        late = self.late[pending]
+        for j in np.flatnonzero(~late & (late_by > cfg.late_risk_margin_s)).tolist():
+            i = int(pending[j])
+            self.late[i] = True
+            out.append(
+                LateRisk(
+                    *base,
+                    stop_id=ids[i],
+                    eta=float(eta[j]),
+                    window_end=float(self._wend[i]),
+                    late_by_s=float(late_by[j]),
+                )
+            )
+        for j in np.flatnonzero(late & (late_by < -cfg.late_risk_clear_margin_s)).tolist():
+            i = int(pending[j])
+            self.late[i] = False
+            out.append(
+                LateRiskCleared(
+                    *base, stop_id=ids[i], eta=float(eta[j]), window_end=float(self._wend[i])
+                )
+            )
+
+    def _stopped(
+        self, ts: float, lat: float, lon: float, excused: bool, out: list[RouteEvent]
+    ) -> None:
+        a = self.alerts
+        if excused:
+            if a.stopped_raised and a.stopped_since is not None:
+                out.append(
+                    StoppedTooLongCleared(
+                        *self._base(ts, lat, lon),
+                        since_ts=a.stopped_since,
+                        stopped_s=ts - a.stopped_since,
+                    )
+                )
+            a.stopped_since = None
+            a.stopped_raised = False
+            return
+        if a.stopped_since is None:
+            a.stopped_since = ts
+        if not a.stopped_raised and ts - a.stopped_since >= self.config.stopped_too_long_s:
+            a.stopped_raised = True
+            out.append(
+                StoppedTooLong(
+                    *self._base(ts, lat, lon),
+                    since_ts=a.stopped_since,
+                    stopped_s=ts - a.stopped_since,
+                )
+            )
+
+    def _off_route(self, ts: float, lat: float, lon: float, out: list[RouteEvent]) -> None:
+        if self._path is None:
+            return
+        cfg = self.config
+        a = self.alerts
+        off = self.offset_m
+        if off > cfg.off_route_distance_m:
+            if a.off_since is None:
+                a.off_since = ts
+            if not a.off_raised and ts - a.off_since >= cfg.off_route_duration_s:
+                a.off_raised = True
+                out.append(
+                    OffRoute(*self._base(ts, lat, lon), distance_m=off, since_ts=a.off_since)
+                )
+        elif off <= cfg.off_route_clear_distance_m or not a.off_raised:
+            if a.off_raised and a.off_since is not None:
+                out.append(
+                    OffRouteCleared(*self._base(ts, lat, lon), distance_m=off, since_ts=a.off_since)
+                )
+            a.off_since = None
+            a.off_raised = False
+
+    def _temperature(
+        self, ts: float, lat: float, lon: float, temp_c: float | None, out: list[RouteEvent]
+    ) -> None:
+        """Apply a reading (or, with ``temp_c`` None, only the passing of time)."""
+        cfg = self.config
+        lo, hi = cfg.temp_min_c, cfg.temp_max_c
+        if lo is None and hi is None:
+            return
+        a = self.alerts
+        if temp_c is not None:
+            a.temp_last_c = temp_c
+            outside = (lo is not None and temp_c < lo) or (hi is not None and temp_c > hi)
+            h = cfg.temp_hysteresis_c
+            back = (lo is None or temp_c >= lo + h) and (hi is None or temp_c <= hi - h)
+            if not outside and (back or not a.temp_raised):
+                if a.temp_raised and a.temp_since is not None:
+                    out.append(
+                        TemperatureExcursionCleared(
+                            *self._base(ts, lat, lon), temp_c=temp_c, since_ts=a.temp_since
+                        )
+                    )
+                a.temp_since = None
+                a.temp_raised = False
+                return
+            if outside and a.temp_since is None:
+                a.temp_since = ts
+        since = a.temp_since
+        if since is None or a.temp_raised or a.temp_last_c is None:
+            return
+        if ts - since >= cfg.temp_excursion_s:
+            a.temp_raised = True
+            out.append(
+                TemperatureExcursion(
+                    *self._base(ts, lat, lon),
+                    temp_c=a.temp_last_c,
+                    min_c=lo,
+                    max_c=hi,
+                    since_ts=since,
+                )
+            )
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def export_state(self) -> dict[str, Any]:
+        """The tracker's mutable state as JSON-ready data (the route itself is not included)."""
+
+        def num(x: float) -> float | None:
+            return None if not math.isfinite(x) else float(x)
+
+        return {
+            "version": STATE_VERSION,
+            "route_id": self.route.id,
+            "stops": {
+                sid: {
+                    "status": _STATUS_NAMES[int(self.status[i])],
+                    "arrived_ts": num(self.arrived_ts[i]),
+                    "announced_eta": num(self.announced_eta[i]),
+                    "announced_at": num(self.announced_at[i]),
+                    "arriving_sent": bool(self.arriving_sent[i]),
+                    "late_risk": bool(self.late[i]),
+                }
+                for i, sid in enumerate(self._ids)
+            },
+            "last": list(self.last) if self.last is not None else None,
+            "last_speed_mps": self.last_speed_mps,
+            "along_m": self.along_m,
+            "offset_m": self.offset_m,
+            "speed": msgspec.to_builtins(self.speed.state),
+            "alerts": msgspec.to_builtins(self.alerts),
+        }
+
+    @classmethod
+    def from_state(
+        cls, route: Route, state: dict[str, Any], config: TrackerConfig | None = None
+    ) -> RouteTracker:
+        """A tracker for ``route`` resumed from :meth:`export_state` output. Stops the state
+        does not know stay pending."""
+        if state.get("version") != STATE_VERSION or state.get("route_id") != route.id:
+            raise ValueError("state is not from this route or this version")
+        t = cls(route, config)
+        stops = state.get("stops") or {}
+        for i, sid in enumerate(t._ids):
+            s = stops.get(sid)
+            if s is None:
+                continue
+            t.status[i] = _STATUS_NAMES.index(s["status"])
+            for name in ("arrived_ts", "announced_eta"):
+                getattr(t, name)[i] = np.nan if s[name] is None else s[name]
+            t.announced_at[i] = -np.inf if s["announced_at"] is None else s["announced_at"]
+            t.arriving_sent[i] = bool(s["arriving_sent"])
+            t.late[i] = bool(s["late_risk"])
+        last = state.get("last")
+        t.last = None if last is None else (float(last[0]), float(last[1]), float(last[2]))
+        t.last_speed_mps = float(state.get("last_speed_mps") or 0.0)
+        t.along_m = state.get("along_m")
+        t.offset_m = float(state.get("offset_m") or 0.0)
+        t.speed.state = msgspec.convert(state.get("speed") or {}, SpeedState)
+        t.alerts = msgspec.convert(state.get("alerts") or {}, _Alerts)
+        return t
