@@ -29,10 +29,10 @@ from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.app import Endpoints, run_gateway  # noqa: E402
-from gateway.config import load_settings  # noqa: E402
-from gateway.redisproc import start_redis  # noqa: E402
-from gateway.wire import Position  # noqa: E402
+from gateway.app import Endpoints, run_gateway
+from gateway.config import load_settings
+from gateway.redisproc import start_redis
+from gateway.wire import Position
 
 WARMUP_S = 1.5
 LOADGEN = Path(__file__).with_name("wsload.py")
@@ -90,7 +90,9 @@ async def bare(connections: int, batch: int, duration: float) -> float:
     return rate
 
 
-async def gateway(redis_url: str, data_dir: Path, connections: int, batch: int, duration: float) -> float:
+async def gateway(
+    redis_url: str, data_dir: Path, connections: int, batch: int, duration: float
+) -> float:
     settings = load_settings(
         env={}, redis_url=redis_url, data_dir=str(data_dir), http_port=0, ingest_port=0,
         api_keys="bench", device_rate_per_s=1e9, device_burst=10**9, writer_max_batch=20_000,
@@ -144,7 +146,9 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--duration", type=float, default=6.0)
     trio.run(main, p.parse_args())

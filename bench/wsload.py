@@ -36,7 +36,9 @@ def ws_frame(payload: bytes, binary: bool) -> bytes:
     return hdr + b"\x00\x00\x00\x00" + payload
 
 
-async def handshake(stream: trio.SocketStream, host: str, port: int, path: str, token: str | None) -> None:
+async def handshake(
+    stream: trio.SocketStream, host: str, port: int, path: str, token: str | None
+) -> None:
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
         f"GET {path} HTTP/1.1",

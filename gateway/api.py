@@ -269,4 +269,5 @@ def create_app(gw: Gateway) -> QuartTrio:
                         gw.metrics.inc("gateway_browser_messages_total")
         finally:
             sub.close()
+
     return app

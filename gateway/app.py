@@ -117,9 +117,7 @@ class Gateway:
         extra = _json.encode(
             {"tile_url": self.settings.tile_url, "events": list(self.recent_events)}
         )
-        return (
-            b'{"type":"snapshot","config":%s,"vehicles":[%s]}' % (extra, vehicles)
-        ).decode()
+        return (b'{"type":"snapshot","config":%s,"vehicles":[%s]}' % (extra, vehicles)).decode()
 
     # ----- services
 
@@ -195,8 +193,7 @@ async def run_gateway(
     Setting ``stop`` stops it gracefully: ingest closes, queued positions are written
     (within ``DRAIN_GRACE_S``), then it returns.
     """
-    data_dir = Path(settings.data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = _data_dir(settings.data_dir)
     proc: RedisProcess | None = None
     url = settings.redis_url
     if not url:
@@ -210,6 +207,12 @@ async def run_gateway(
     finally:
         if proc is not None:
             proc.stop()
+
+
+def _data_dir(path: str) -> Path:
+    d = Path(path).resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    return d
 
 
 def start_private_redis(folder: Path) -> RedisProcess:

@@ -76,7 +76,9 @@ async def _serve(settings: Settings, vehicles: int | None, sim_args: list[str]) 
 
         async def simulator() -> None:
             result = await trio.run_process(cmd, check=False)
-            log.info("simulator exited with status %s; the gateway keeps running", result.returncode)
+            log.info(
+                "simulator exited with status %s; the gateway keeps running", result.returncode
+            )
 
         nursery.start_soon(simulator)
 
@@ -84,9 +86,10 @@ async def _serve(settings: Settings, vehicles: int | None, sim_args: list[str]) 
 def _api(args: argparse.Namespace) -> tuple[str, str]:
     settings = load_settings(args.config)
     base = args.api or settings.resolved_public_url()
-    key = args.api_key or (settings.api_key_list() or [None])[0]
-    if key is None:
-        key = persistent_secret(Path(settings.data_dir).resolve(), "api_key")
+    keys = settings.api_key_list()
+    key: str = args.api_key or (
+        keys[0] if keys else persistent_secret(Path(settings.data_dir).resolve(), "api_key")
+    )
     return base.rstrip("/"), key
 
 
@@ -137,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = build_parser().parse_args(argv)
     try:
         if args.command == "device":

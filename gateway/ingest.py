@@ -132,7 +132,9 @@ class Ingest:
         cursor = DeviceCursor.from_tuple(raw) if raw else DeviceCursor()
         return Session(self, device, cursor, durable_seq=cursor.seq)
 
-    async def run_writer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run_writer(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Write queued positions to Redis until ``close`` is called and the queue is empty.
 
         Cancelled instead, whatever is still queued was never acknowledged, so devices
@@ -149,7 +151,9 @@ class Ingest:
         """No more positions: the writer finishes what is queued, then returns."""
         self._send.close()
 
-    def _gather(self, first: tuple[Session, list[Position]]) -> list[tuple[Session, list[Position]]]:
+    def _gather(
+        self, first: tuple[Session, list[Position]]
+    ) -> list[tuple[Session, list[Position]]]:
         items = [first]
         n = len(first[1])
         while n < self.max_batch:

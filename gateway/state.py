@@ -7,7 +7,6 @@ writer persists the result; the offline sweep calls ``sweep`` with the current t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any, Final
 
 import msgspec

@@ -43,6 +43,14 @@ _json_enc: Final = msgspec.json.Encoder()
 _positions_dec: Final = msgspec.msgpack.Decoder(list[Position])
 
 
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _raw(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
 def hash_token(token: str) -> str:
     # Tokens are 192 random bits, so a fast hash is enough: there is nothing to brute-force.
     return hashlib.sha256(token.encode()).hexdigest()
@@ -218,11 +226,11 @@ class Store:
             if not entries:
                 break
             for e in entries:
-                device = e.field_values[b"d"].decode()
-                for p in _positions_dec.decode(e.field_values[b"p"]):
+                device = _text(e.field_values[b"d"])
+                for p in _positions_dec.decode(_raw(e.field_values[b"p"])):
                     if since <= p.ts <= until:
                         out.append((device, p))
-            last = entries[-1].identifier.decode()
+            last = _text(entries[-1].identifier)
             ms, sq = last.split("-")
             cursor = f"{ms}-{int(sq) + 1}"
             if len(entries) < 200:
@@ -249,7 +257,7 @@ class Store:
         entries = await self.redis.xrange(keys.EVENTS, since_id, "+", count=count)
         out = []
         for e in entries:
-            ev = msgspec.json.decode(e.field_values[b"e"])
-            ev["id"] = e.identifier.decode()
+            ev = msgspec.json.decode(_raw(e.field_values[b"e"]))
+            ev["id"] = _text(e.identifier)
             out.append(ev)
         return out

@@ -72,7 +72,9 @@ class Verdict:
     rejected: list[Rejection] = field(default_factory=list)
 
 
-def validate(cursor: DeviceCursor, positions: list[Position], now: float, limits: Limits) -> Verdict:
+def validate(
+    cursor: DeviceCursor, positions: list[Position], now: float, limits: Limits
+) -> Verdict:
     """Filter ``positions`` (in the order received) against ``cursor``, advancing it.
 
     Ranges (and NaN) were already enforced by decoding. The cursor moves past every
@@ -115,20 +117,19 @@ def validate(cursor: DeviceCursor, positions: list[Position], now: float, limits
             dlon = abs(lon - lon0)
             if dlon > 180.0:
                 dlon = 360.0 - dlon
-            if (abs(lat - lat0) + dlon) * _M_PER_DEG > allowed and (
-                haversine_m(lat0, lon0, lat, lon) > allowed
+            if (
+                (abs(lat - lat0) + dlon) * _M_PER_DEG > allowed
+                and haversine_m(lat0, lon0, lat, lon) > allowed
+                and not _confirms_jump(cursor, p, limits)
             ):
-                if not _confirms_jump(cursor, p, limits):
-                    reject(Rejection(seq, Reason.IMPLAUSIBLE_JUMP))
-                    continue
+                reject(Rejection(seq, Reason.IMPLAUSIBLE_JUMP))
+                continue
         seq0, ts0, lat0, lon0 = seq, ts, lat, lon
         located = True
         cursor.jump_count = 0
         accept(p)
     cursor.seq, cursor.ts, cursor.lat, cursor.lon = seq0, ts0, lat0, lon0
     return out
-
-
 
 
 def _confirms_jump(cursor: DeviceCursor, p: Position, limits: Limits) -> bool:

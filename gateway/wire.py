@@ -12,7 +12,6 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
-
 # Ranges are checked by msgspec while decoding (in C, and NaN fails every bound), so a
 # position that reaches Python code is already well-typed and in range.
 Lat = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
@@ -124,6 +123,9 @@ def decode_frame(data: bytes | str) -> tuple[list[Position], list[Rejection]]:
     MalformedFrame if the frame is neither a position nor an array.
     """
     binary = isinstance(data, bytes)
+    if not binary:
+        data = str(data).encode()  # msgspec's JSON decoder reads UTF-8 bytes
+    assert isinstance(data, bytes)
     try:
         frame = (_mp_frame if binary else _json_frame).decode(data)
     except msgspec.DecodeError as exc:
@@ -134,7 +136,7 @@ def decode_frame(data: bytes | str) -> tuple[list[Position], list[Rejection]]:
     try:
         items = (_mp_raw_list if binary else _json_raw_list).decode(data)
     except msgspec.ValidationError:
-        items = [data]  # a single object
+        items = [msgspec.Raw(data)]  # a single object
     except msgspec.DecodeError:
         raise MalformedFrame(first_error) from None
     dec = _mp_pos if binary else _json_pos
@@ -148,7 +150,7 @@ def decode_frame(data: bytes | str) -> tuple[list[Position], list[Rejection]]:
             try:
                 lp = loose.decode(raw)
             except msgspec.DecodeError:
-                if len(items) == 1 and raw is data:
+                if len(items) == 1 and bytes(raw) == data:
                     raise MalformedFrame(str(exc)) from None
                 bad.append(Rejection(_seq_of(raw, binary), Reason.MALFORMED, str(exc)))
             else:

@@ -36,7 +36,9 @@ class GatewayHandle:
         )
 
     async def register(self, device_id: str, vehicle: str | None = None) -> str:
-        r = await self.http.post("/v1/devices", json={"id": device_id, "vehicle": vehicle or device_id})
+        r = await self.http.post(
+            "/v1/devices", json={"id": device_id, "vehicle": vehicle or device_id}
+        )
         assert r.status_code == 201, r.text
         return str(r.json()["token"])
 

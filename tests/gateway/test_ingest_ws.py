@@ -14,13 +14,22 @@ import httpx
 import msgspec
 import pytest
 import trio
+import trio.lowlevel
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from .conftest import GatewayHandle, gateway_settings, start_gateway
 
 
-def fix(seq: int, lat: float = 52.37, lon: float = 4.89, dt: float = 0.0, **kw: Any) -> dict[str, Any]:
-    return {"seq": seq, "ts": time.time() - 30 + seq + dt, "lat": lat + seq * 1e-5, "lon": lon, **kw}
+def fix(
+    seq: int, lat: float = 52.37, lon: float = 4.89, dt: float = 0.0, **kw: Any
+) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "ts": time.time() - 30 + seq + dt,
+        "lat": lat + seq * 1e-5,
+        "lon": lon,
+        **kw,
+    }
 
 
 def headers(token: str) -> list[tuple[str, str]]:
@@ -132,7 +141,12 @@ async def test_bad_input_keeps_the_connection_and_other_devices(gateway: Gateway
         await bad.send_message(msgspec.msgpack.encode(fix(1, lat=math.nan)))
         nan_reply = msgspec.msgpack.decode(await bad.get_message())
         assert nan_reply["rejected"] == [{"seq": 1, "reason": "out_of_range", "detail": "lat"}]
-        batch = [fix(2), fix(3, lat=95.0), {"seq": 4, "ts": "x", "lat": 1, "lon": 1}, fix(5, dt=3600)]
+        batch = [
+            fix(2),
+            fix(3, lat=95.0),
+            {"seq": 4, "ts": "x", "lat": 1, "lon": 1},
+            fix(5, dt=3600),
+        ]
         await bad.send_message(json.dumps(batch))
         got = await ack_until(bad, 2)
         while len(got["rejected"]) < 3:
@@ -216,7 +230,7 @@ async def test_flooding_device_is_slowed_then_closed_others_unaffected(
                 while True:
                     seq += 10
                     await fws.send_message(json.dumps([fix(s) for s in range(seq - 9, seq + 1)]))
-                    await trio.sleep(0)
+                    await trio.lowlevel.checkpoint()
             except ConnectionClosed:
                 pass
 
@@ -244,11 +258,14 @@ async def test_flooding_device_is_slowed_then_closed_others_unaffected(
 async def test_third_connection_replaces_the_oldest(gateway: GatewayHandle) -> None:
     token = await gateway.register("van-5")
     url, h = gateway.ep.ingest_url, headers(token)
-    async with open_websocket_url(url, extra_headers=h) as first:
-        async with open_websocket_url(url, extra_headers=h), open_websocket_url(url, extra_headers=h) as third:
-            assert await closed_by_gateway(first) == 4001
-            await third.send_message(json.dumps(fix(1)))
-            assert (await ack_until(third, 1))["seq"] == 1
+    async with (
+        open_websocket_url(url, extra_headers=h) as first,
+        open_websocket_url(url, extra_headers=h),
+        open_websocket_url(url, extra_headers=h) as third,
+    ):
+        assert await closed_by_gateway(first) == 4001
+        await third.send_message(json.dumps(fix(1)))
+        assert (await ack_until(third, 1))["seq"] == 1
 
 
 async def test_state_survives_a_gateway_restart(

@@ -41,7 +41,10 @@ def test_unreadable_frames(frame: str | bytes) -> None:
 
 def test_reply_encodings() -> None:
     ack = Ack(7, [Rejection(3, "duplicate")])
-    assert encode_reply(ack, False) == '{"type":"ack","seq":7,"rejected":[{"seq":3,"reason":"duplicate"}]}'
+    assert (
+        encode_reply(ack, False)
+        == '{"type":"ack","seq":7,"rejected":[{"seq":3,"reason":"duplicate"}]}'
+    )
     assert msgspec.msgpack.decode(encode_reply(ack, True)) == {
         "type": "ack",
         "seq": 7,
