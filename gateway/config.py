@@ -31,11 +31,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     public_url: str = ""  # base URL for links in messages; default http://{host}:{http_port}
     data_dir: str = "data"
     redis_url: str = ""  # empty: start a private redis-server in data_dir
-    mqtt_url: str = ""  # empty: no MQTT ingest
 
     # --- auth
     api_keys: str = ""  # comma separated agent API keys; empty: one is generated in data_dir
-    link_secret: str = ""  # signs customer tracking links; empty: generated in data_dir
 
     # --- ingest limits
     max_frame_bytes: int = 1 * MIB
