@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import RouteError
-from .geo import LocalFrame, haversine_m_array, unwrapped_center
+from .geo import LocalFrame, unwrapped_center
 from .zones import Zone
 
 MAX_STOPS: Final = 1_000
@@ -119,8 +119,9 @@ class Route(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 class PlannedPath:
     """A planned polyline, measured in metres.
 
-    Built in a :class:`~geofence.geo.LocalFrame` around the path; lengths along the path are
-    great-circle lengths of its segments. Immutable after construction.
+    Built in a :class:`~geofence.geo.LocalFrame` around the path, so lengths and offsets are
+    ellipsoidal metres (to 1e-5 within 50 km of the path's centre). Immutable after
+    construction.
     """
 
     __slots__ = ("_ax", "_ay", "_cum", "_dx", "_dy", "_len2", "_seg_m", "frame", "length_m")
@@ -136,7 +137,7 @@ class PlannedPath:
         self._ax, self._ay = x[:-1], y[:-1]
         self._dx, self._dy = np.diff(x), np.diff(y)
         self._len2 = self._dx * self._dx + self._dy * self._dy
-        self._seg_m = haversine_m_array(lat[:-1], lon[:-1], lat[1:], lon[1:])
+        self._seg_m = np.sqrt(self._len2)
         self._cum = np.concatenate(([0.0], np.cumsum(self._seg_m)))
         self.length_m = float(self._cum[-1])
 
