@@ -1,0 +1,71 @@
+"""The ops page in real headless Chromium, against a real gateway and Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import trio
+from trio_websocket import open_websocket_url
+
+from ..browser import in_browser
+from .conftest import API_KEY, GatewayHandle
+
+
+async def send(gateway: GatewayHandle, token: str, positions: list[dict[str, Any]]) -> None:
+    hdrs = [("Authorization", f"Bearer {token}")]
+    async with open_websocket_url(gateway.ep.ingest_url, extra_headers=hdrs) as ws:
+        await ws.send_message(json.dumps(positions))
+        with trio.fail_after(5):
+            while json.loads(await ws.get_message())["seq"] < positions[-1]["seq"]:
+                pass
+
+
+def fixes(first_seq: int, n: int, lat: float, step: float, speed: float) -> list[dict[str, Any]]:
+    now = time.time()
+    return [
+        {"seq": first_seq + i, "ts": now - n + i, "lat": lat + i * step, "lon": 4.9, "speed": speed}
+        for i in range(n)
+    ]
+
+
+async def test_ops_page_shows_vehicles_and_live_updates(gateway: GatewayHandle) -> None:
+    tok_a = await gateway.register("van-a")
+    tok_b = await gateway.register("van-b")
+    await send(gateway, tok_a, fixes(1, 3, 52.37, 0.0, 0.0))
+    await send(gateway, tok_b, fixes(1, 3, 52.38, 0.0, 0.0))
+    url = f"{gateway.ep.http_url}/ops#key={API_KEY}"
+
+    def check(page: Any) -> None:
+        page.goto(url)
+        page.wait_for_selector("#conn.on", timeout=10_000)
+        page.wait_for_function("document.querySelectorAll('#vehicles li').length === 2")
+        assert "stopped" in page.inner_text("li[data-id='van-b']")
+        # The key moved from the URL into the browser's storage.
+        assert "key=" not in page.url
+        trio.from_thread.run(send, gateway, tok_b, fixes(4, 5, 52.381, 0.0001, 9.0))
+        page.wait_for_function(
+            "document.querySelector(\"li[data-id='van-b']\").textContent.includes('moving')",
+            timeout=10_000,
+        )
+        assert "32 km/h" in page.inner_text("li[data-id='van-b']")
+        assert "2 vehicles: 1 moving, 1 stopped" in page.inner_text("#counts")
+        events = page.inner_text("#events")
+        assert "vehicle.online van-a" in events and "vehicle.online van-b" in events
+
+    await trio.to_thread.run_sync(in_browser("ops_page", check))
+
+
+async def test_ops_stream_refuses_a_bad_key(gateway: GatewayHandle) -> None:
+    url = gateway.ep.http_url.replace("http://", "ws://") + "/v1/ops/live?key=wrong"
+    r = await gateway.http.get(
+        url.replace("ws://", "http://"),
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    )
+    assert r.status_code == 401
