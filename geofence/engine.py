@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -453,38 +452,47 @@ class GeofenceEngine:
         every zone it is in or observed.
         """
         changed_idx = np.flatnonzero(changed)
-        changed_l = changed_idx.tolist()
         sel = changed[hits.point]
         hp = hits.point[sel]
         hs_l = hits.slot[sel].tolist()
         hf_l = hits.flags[sel].tolist()
         h0_l = np.searchsorted(hp, changed_idx, side="left").tolist()
         h1_l = np.searchsorted(hp, changed_idx, side="right").tolist()
-        t_l, la_l, lo_l = t.tolist(), la.tolist(), lo.tolist()
-        pt_l, pla_l, plo_l = pt.tolist(), pla.tolist(), plo.tolist()
-        order_l = order.tolist()
-        starts_l, ends_l, v_l = starts.tolist(), ends.tolist(), v.tolist()
-        full_l = full.tolist()
-        due_l = self._due[v[starts[work]]].tolist()
+        # Python lists only for the changed fixes; the rest stays in numpy.
+        k_l = changed_idx.tolist()
+        t_c, la_c, lo_c = (
+            t[changed_idx].tolist(),
+            la[changed_idx].tolist(),
+            lo[changed_idx].tolist(),
+        )
+        pt_c, pla_c = pt[changed_idx].tolist(), pla[changed_idx].tolist()
+        plo_c, order_c = plo[changed_idx].tolist(), order[changed_idx].tolist()
+        before_c = t[np.maximum(changed_idx - 1, 0)].tolist()
+        ga, gb = starts[work], ends[work]
+        c0_l = np.searchsorted(changed_idx, ga).tolist()
+        c1_l = np.searchsorted(changed_idx, gb).tolist()
+        vid_l = v[ga].tolist()
+        full_l = full[work].tolist()
+        t_end_l = t[gb - 1].tolist()
+        due_l = self._due[v[ga]].tolist()
         slow = 0
-        for g, due in zip(work.tolist(), due_l, strict=True):
-            a, b = starts_l[g], ends_l[g]
-            vid = v_l[a]
+        for g, a in enumerate(ga.tolist()):
+            due = due_l[g]
+            vid = vid_l[g]
             name = self._names[vid]
             members = self._members[vid]
             last_obs = self._obs[vid]
-            c0 = bisect_left(changed_l, a)
-            c1 = bisect_left(changed_l, b)
+            c0, c1 = c0_l[g], c1_l[g]
             slow += c1 - c0
             cur = a
             for c in range(c0, c1 + 1):
-                k = changed_l[c] if c < c1 else b
-                while cur < k and due <= t_l[k - 1]:
-                    j = bisect_left(t_l, due, cur, k)
-                    fix = FixPoint(t_l[j], la_l[j], lo_l[j])
-                    due = self._dwells(name, members, fix, order_l[j], out)
+                k, t_before = (k_l[c], before_c[c]) if c < c1 else (int(gb[g]), t_end_l[g])
+                while cur < k and due <= t_before:
+                    j = cur + int(np.searchsorted(t[cur:k], due))
+                    fix = FixPoint(float(t[j]), float(la[j]), float(lo[j]))
+                    due = self._dwells(name, members, fix, int(order[j]), out)
                     cur = j + 1
-                if k == b:
+                if c == c1:
                     break
                 obs = dict(zip(hs_l[h0_l[c] : h1_l[c]], hf_l[h0_l[c] : h1_l[c]], strict=True))
                 crossed = [s for s, f in obs.items() if f & CROSS]
@@ -497,14 +505,14 @@ class GeofenceEngine:
                 else:
                     slots = {s for s, _ in obs.items() ^ last_obs.items()}
                 slots.update(crossed)
-                fix = FixPoint(t_l[k], la_l[k], lo_l[k])
+                fix = FixPoint(t_c[c], la_c[c], lo_c[c])
                 if slots:
-                    ptk = pt_l[k]
-                    prev = None if ptk != ptk else FixPoint(ptk, pla_l[k], plo_l[k])  # NaN: none
-                    if self._apply(name, members, slots, obs, crossed, fix, prev, order_l[k], out):
+                    ptk = pt_c[c]
+                    prev = None if ptk != ptk else FixPoint(ptk, pla_c[c], plo_c[c])  # NaN: none
+                    if self._apply(name, members, slots, obs, crossed, fix, prev, order_c[c], out):
                         due = self._next_due(members)
                 if due <= fix.ts:
-                    due = self._dwells(name, members, fix, order_l[k], out)
+                    due = self._dwells(name, members, fix, order_c[c], out)
                 last_obs = obs
                 cur = k + 1
             self._obs[vid] = last_obs
