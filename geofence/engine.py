@@ -20,14 +20,20 @@ Contract:
 * A vehicle that comes back after being offline is compared with its last fix as usual, so it gets
   the exits and enters it owes; crossings are only inferred between fixes at most
   ``max_cross_gap_s`` apart.
-* Time only comes from fixes and from ``now`` arguments.
+* A zone with a :class:`~geofence.zones.Schedule` emits nothing while inactive, but membership
+  is still tracked, so a vehicle already inside when the zone becomes active gets no enter (and
+  its later exit is reported).
+* Time only comes from fixes and from ``now`` arguments. The engine is not thread-safe: call it
+  from one task.
 
 How it stays fast: one vectorised index query covers the whole batch (see
 :mod:`geofence.index`). Each fix's observations are summarised in a 64-bit Zobrist signature
 (XOR of a hash per ``(zone slot, OUTER/INNER bits)``). Because a transition is idempotent in its
 observation, a fix whose signature equals the previous fix's cannot change membership; only fixes
-whose signature changed, that cross a zone, or that reach a dwell deadline get Python-level work.
-Two different observation sets share a signature with probability 2**-64.
+whose signature changed, that cross a zone, or that reach a dwell deadline get Python-level work,
+and at those only the zones whose bits changed are looked at. Two different observation sets
+share a signature with probability 2**-64. :attr:`GeofenceEngine.stats` counts the fixes that
+took the Python path.
 
 State for persistence: :meth:`GeofenceEngine.export_state` returns plain JSON-ready dicts and
 :meth:`GeofenceEngine.import_state` takes them back (set the zones first).
@@ -237,7 +243,7 @@ class GeofenceEngine:
         idx = np.fromiter(map(self._vid.__getitem__, vehicles), np.int64, count=len(vehicles))
         after = len(self._vid)
         if after > before:
-            self._names.extend(itertools.islice(self._vid, before, None))
+            self._names.extend(str(name) for name in itertools.islice(self._vid, before, None))
             self._members.extend({} for _ in range(after - before))
             self._obs.extend({} for _ in range(after - before))
             self._grow(after)
@@ -458,7 +464,7 @@ class GeofenceEngine:
         hf_l = hits.flags[sel].tolist()
         h0_l = np.searchsorted(hp, changed_idx, side="left").tolist()
         h1_l = np.searchsorted(hp, changed_idx, side="right").tolist()
-        # Python lists only for the changed fixes; the rest stays in numpy.
+        # Lists are built for the changed fixes only, so this costs in proportion to the work.
         k_l = changed_idx.tolist()
         t_c, la_c, lo_c = (
             t[changed_idx].tolist(),

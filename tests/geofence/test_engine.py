@@ -436,3 +436,17 @@ def test_no_event_while_staying_within_the_boundary_band(
         a = math.radians(brg)
         fixes.append(fix("v", 1 + k, d * math.sin(a), d * math.cos(a)))
     assert e.process(fixes) == []
+
+
+def test_events_round_trip_through_json_as_one_union() -> None:
+    import msgspec
+
+    from geofence import Event
+
+    e = engine(circle("c", 0, 0, 50, dwell_threshold_s=5), enter_margin_m=0, exit_margin_m=0)
+    out = e.process([fix("v", 0, -300, 0), fix("v", 1, 0, 0), fix("v", 9, 0, 0)])
+    out += e.process([fix("v", 10, 300, 0), fix("v", 20, -300, 0)])
+    assert {type(ev) for ev in out} == {ZoneEnter, ZoneDwell, ZoneExit, ZoneCross}
+    data = msgspec.json.encode(out)
+    assert b'"type":"geofence.enter"' in data
+    assert msgspec.json.decode(data, type=list[Event]) == out
