@@ -7,6 +7,7 @@ set headers on a WebSocket, so the ops stream takes the key as ``?key=``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -82,6 +83,31 @@ def _valid_id(value: Any, field: str) -> str:
     return value
 
 
+def agent_key() -> str | None:
+    auth = request.headers.get("Authorization", "")
+    scheme, _, tok = auth.partition(" ")
+    if scheme.lower() == "bearer" and tok:
+        return tok.strip()
+    return request.headers.get("X-API-Key")
+
+
+def agent_required(
+    gw: Gateway,
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """A decorator refusing requests without a valid agent API key (401)."""
+
+    def agent(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not gw.api_keys.check(agent_key()):
+                return jsonify({"error": "missing or invalid API key"}), 401
+            return await fn(*args, **kwargs)
+
+        return wrapper
+
+    return agent
+
+
 def create_app(gw: Gateway) -> QuartTrio:
     app = QuartTrio(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = 16 * 2**20
@@ -93,22 +119,7 @@ def create_app(gw: Gateway) -> QuartTrio:
             body["field"] = exc.field
         return jsonify(body), exc.status
 
-    def agent_key() -> str | None:
-        auth = request.headers.get("Authorization", "")
-        scheme, _, tok = auth.partition(" ")
-        if scheme.lower() == "bearer" and tok:
-            return tok.strip()
-        return request.headers.get("X-API-Key")
-
-    def agent(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if not gw.api_keys.check(agent_key()):
-                return jsonify({"error": "missing or invalid API key"}), 401
-            return await fn(*args, **kwargs)
-
-        wrapper.__name__ = fn.__name__
-        return wrapper
-
+    agent = agent_required(gw)
     gw.agent_auth = agent
 
     # ----- service endpoints
@@ -270,4 +281,7 @@ def create_app(gw: Gateway) -> QuartTrio:
         finally:
             sub.close()
 
+    from .zones_api import zones_blueprint
+
+    app.register_blueprint(zones_blueprint(gw))
     return app

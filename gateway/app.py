@@ -19,12 +19,14 @@ from hypercorn.trio import serve as hypercorn_serve
 from .auth import ApiKeys, DeviceAuth, persistent_secret
 from .hub import Hub
 from .ingest import Ingest
+from .live import LiveTracking
 from .metrics import Metrics
 from .redisproc import RedisProcess, start_redis
 from .state import Fleet, encode_state, live_json
 from .store import Store
 from .validation import Limits
 from .ws_ingest import CLOSE_REVOKED, WebSocketIngest
+from .zones_store import ZoneStore
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,15 @@ class Gateway:
             linger_s=settings.writer_linger_s,
             events_max_len=settings.events_max_len,
             on_events=self.broadcast_events,
+            after_write=self.live_offer,
+        )
+        self.zone_store = ZoneStore(redis)
+        self.live = LiveTracking(
+            self.store,
+            self.zone_store,
+            self.metrics,
+            self.broadcast_events,
+            events_max_len=settings.events_max_len,
         )
         self.ws_ingest = WebSocketIngest(
             self.ingest,
@@ -102,6 +113,17 @@ class Gateway:
         )
 
     # ----- hooks used by the API
+
+    async def _write(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            await self.ingest.run_writer(task_status=task_status)
+        finally:
+            self.live.close()  # the live stage finishes what the writer handed it
+
+    async def live_offer(self, written: list[tuple[str, list[Any]]]) -> None:
+        await self.live.offer(written)
 
     def device_revoked(self, device_id: str) -> None:
         self.device_auth.forget_device(device_id)
@@ -151,6 +173,7 @@ class Gateway:
 
         s = self.settings
         self.fleet.load(await self.store.load_states())
+        await self.live.load_state(list(self.fleet.vehicles))
         app = create_app(self)
         hc = HypercornConfig()
         hc.bind = [f"{s.host}:{s.http_port}"]
@@ -158,7 +181,8 @@ class Gateway:
         hc.errorlog = logging.getLogger("hypercorn.error")
         hc.graceful_timeout = SHUTDOWN_GRACE_S
         async with trio.open_nursery() as core:
-            await core.start(self.ingest.run_writer)
+            await core.start(self.live.run)
+            await core.start(self._write)
             async with trio.open_nursery() as front:
                 ingest_port = await front.start(self.ws_ingest.serve, s.host, s.ingest_port)
                 binds = await front.start(

@@ -108,6 +108,7 @@ class Ingest:
         linger_s: float,
         events_max_len: int,
         on_events: Callable[[list[dict[str, Any]]], None] = lambda evs: None,
+        after_write: Callable[[list[tuple[str, list[Position]]]], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.fleet = fleet
@@ -118,6 +119,7 @@ class Ingest:
         self.linger_s = linger_s
         self.events_max_len = events_max_len
         self.on_events = on_events
+        self.after_write = after_write
         self.accepted_key = metrics.key("gateway_positions_accepted_total")
         self._send, self._recv = trio.open_memory_channel[tuple[Session, list[Position]]](
             queue_size
@@ -171,6 +173,7 @@ class Ingest:
         for item in items:
             by_vehicle.setdefault(item[0].vehicle, []).append(item)
         writes: list[VehicleWrite] = []
+        written: list[tuple[str, list[Position]]] = []
         events: list[dict[str, Any]] = []
         fragments: list[tuple[str, bytes]] = []
         count = 0
@@ -179,6 +182,7 @@ class Ingest:
             positions = group[0][1] if len(group) == 1 else [p for _, ps in group for p in ps]
             state, evs = self.fleet.apply(vehicle, session.device.id, positions, now)
             events.extend(evs)
+            written.append((vehicle, positions))
             count += len(positions)
             last = positions[-1]
             writes.append(
@@ -206,6 +210,8 @@ class Ingest:
             s.on_progress()
         for vehicle, frag in fragments:
             self.hub.publish(vehicle, frag)
+        if self.after_write is not None:
+            await self.after_write(written)
 
     async def _until_done(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         # While Redis is unreachable nothing is acknowledged and the queue fills, which

@@ -1,0 +1,322 @@
+"""The live stage after ingest: geofence transitions and route tracking, turned into events.
+
+The writer hands every durably written batch to ``LiveTracking.offer`` (a bounded channel;
+full, the writer waits: geofencing is in-process CPU work and far faster than ingest). One
+task runs the geofence engine on the whole batch (vectorised) and each active route's
+tracker on the newest fix of its vehicle, then appends the resulting events to the log.
+A ticker lets dwell, ETA and silence-based alerts fire without new fixes. Engine and
+tracker state are saved per vehicle (``veh:{id}`` fields ``geo`` and ``trk``) every few
+seconds, so a restart does not forget who is inside which zone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+import trio
+
+from geofence import (
+    EngineConfig,
+    EtaChanged,
+    FixBatch,
+    GeofenceEngine,
+    GeofenceEvent,
+    LateRisk,
+    LateRiskCleared,
+    Route,
+    RouteEvent,
+    RouteTracker,
+    StopArrived,
+    StopArriving,
+    StopDeparted,
+    TrackerConfig,
+    Zone,
+)
+from geofence.engine import STATE_VERSION as ENGINE_STATE_VERSION
+
+from . import keys
+from .metrics import Metrics
+from .store import Store
+from .wire import Position
+from .zones_store import ZoneStore
+
+log = logging.getLogger(__name__)
+
+TICK_S: Final = 1.0
+SAVE_EVERY_S: Final = 5.0
+QUEUE_BATCHES: Final = 64
+
+_json: Final = msgspec.json.Encoder()
+
+Groups = Sequence[tuple[str, Sequence[Position]]]
+
+
+@dataclass
+class TrackedRoute:
+    """An active route, its tracker, and which deliveries each stop serves."""
+
+    route: Route
+    tracker: RouteTracker
+    deliveries: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _base(etype: str, vehicle: str, ts: float, **top: Any) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "type": etype,
+        "ts": ts,
+        "vehicle": vehicle,
+        "route": None,
+        "stop": None,
+        "delivery": None,
+        "data": {},
+    }
+    ev.update(top)
+    return ev
+
+
+def geofence_event(ev: GeofenceEvent) -> dict[str, Any]:
+    """A zone transition as an event-log record (``data.zone`` names the zone)."""
+    data = msgspec.to_builtins(ev)
+    etype = data.pop("type")
+    for k in ("vehicle_id", "ts"):
+        data.pop(k)
+    data["zone"] = data.pop("zone_id")
+    out = _base(etype, ev.vehicle_id, ev.ts)
+    out["data"] = data
+    return out
+
+
+_VEHICLE_ALERTS: Final = {
+    "stopped_too_long": "vehicle.stopped_too_long",
+    "stopped_too_long_cleared": "vehicle.stopped_too_long_cleared",
+    "off_route": "vehicle.off_route",
+    "off_route_cleared": "vehicle.off_route_cleared",
+    "temperature_excursion": "vehicle.temperature_excursion",
+    "temperature_excursion_cleared": "vehicle.temperature_excursion_cleared",
+}
+
+
+def route_events(ev: RouteEvent, tracked: TrackedRoute) -> list[dict[str, Any]]:
+    """A tracker event as event-log records: the stop or vehicle event, and one
+    ``delivery.*`` record per delivery of the stop where customers are concerned."""
+    data = msgspec.to_builtins(ev)
+    etype = data.pop("type")
+    for k in ("vehicle_id", "route_id", "ts"):
+        data.pop(k)
+    stop_id = data.pop("stop_id", None)
+    base = {"route": ev.route_id, "stop": stop_id}
+    if etype in _VEHICLE_ALERTS:
+        return [_base(_VEHICLE_ALERTS[etype], ev.vehicle_id, ev.ts, data=data, **base)]
+    out: list[dict[str, Any]] = []
+    if isinstance(ev, StopArriving | StopArrived | StopDeparted):
+        out.append(_base(etype, ev.vehicle_id, ev.ts, data=dict(data), **base))
+    per_delivery: str | None = None
+    if isinstance(ev, StopArriving):
+        per_delivery = "delivery.arriving"
+    elif isinstance(ev, EtaChanged):
+        stop = tracked.route.stop(ev.stop_id)
+        prev = ev.previous_eta
+        data["window_end"] = stop.window_end
+        data["delta_s"] = None if prev is None else ev.eta - prev
+        per_delivery = "delivery.eta_changed"
+    elif isinstance(ev, LateRisk):
+        data["delta_s"] = ev.late_by_s
+        per_delivery = "delivery.late_risk"
+    elif isinstance(ev, LateRiskCleared):
+        per_delivery = "delivery.late_risk_cleared"
+    if per_delivery is not None:
+        deliveries = tracked.deliveries.get(stop_id or "", [])
+        if not deliveries:
+            out.append(_base(per_delivery.replace("delivery.", "stop."), ev.vehicle_id, ev.ts,
+                             data=data, **base))  # fmt: skip
+        for d in deliveries:
+            out.append(_base(per_delivery, ev.vehicle_id, ev.ts, data=dict(data), delivery=d,
+                             **base))  # fmt: skip
+    return out
+
+
+class LiveTracking:
+    def __init__(
+        self,
+        store: Store,
+        zone_store: ZoneStore,
+        metrics: Metrics,
+        on_events: Callable[[list[dict[str, Any]]], None],
+        *,
+        events_max_len: int,
+        engine_config: EngineConfig | None = None,
+        tracker_config: TrackerConfig | None = None,
+    ) -> None:
+        self.store = store
+        self.zone_store = zone_store
+        self.metrics = metrics
+        self.on_events = on_events
+        self.events_max_len = events_max_len
+        self.engine = GeofenceEngine(engine_config or EngineConfig())
+        self.tracker_config = tracker_config or TrackerConfig()
+        self.routes: dict[str, TrackedRoute] = {}  # by vehicle
+        self._dirty: set[str] = set()
+        self._send, self._recv = trio.open_memory_channel[Groups](QUEUE_BATCHES)
+        metrics.gauge_fn(
+            "gateway_live_queue_depth", lambda: float(self._send.statistics().current_buffer_used)
+        )
+        metrics.gauge_fn("gateway_zones", lambda: float(len(self.engine.zones())))
+
+    # ----- changes from the API and other processes
+
+    def apply_zone(self, zone_id: str, zone: Zone | None) -> None:
+        if zone is None:
+            self.engine.remove_zone(zone_id)
+        else:
+            self.engine.set_zone(zone)
+
+    def set_route(
+        self,
+        route: Route,
+        deliveries: dict[str, list[str]],
+        temp_range: tuple[float | None, float | None] = (None, None),
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        """Track ``route`` for its vehicle from now on (replacing its previous route)."""
+        cfg = self.tracker_config
+        if temp_range != (None, None):
+            cfg = msgspec.structs.replace(cfg, temp_min_c=temp_range[0], temp_max_c=temp_range[1])
+        tracker: RouteTracker | None = None
+        if state is not None:
+            try:
+                tracker = RouteTracker.from_state(route, state, cfg)
+            except ValueError:
+                tracker = None
+        self.routes[route.vehicle_id] = TrackedRoute(
+            route, tracker or RouteTracker(route, cfg), deliveries
+        )
+
+    def clear_route(self, vehicle: str) -> None:
+        self.routes.pop(vehicle, None)
+
+    # ----- the stage
+
+    async def offer(self, groups: Groups) -> None:
+        await self._send.send(groups)
+
+    def process(self, groups: Groups) -> list[dict[str, Any]]:
+        """Run geofences and trackers over one written batch; return the events."""
+        names: list[str] = []
+        ts: list[float] = []
+        lat: list[float] = []
+        lon: list[float] = []
+        for vehicle, positions in groups:
+            for p in positions:
+                names.append(vehicle)
+                ts.append(p.ts)
+                lat.append(p.lat)
+                lon.append(p.lon)
+            self._dirty.add(vehicle)
+        events = [geofence_event(e) for e in self.engine.process(FixBatch(names, ts, lat, lon))]
+        for vehicle, positions in groups:
+            tracked = self.routes.get(vehicle)
+            if tracked is None:
+                continue
+            p = positions[-1]
+            resting = any(
+                (z := self.engine.zone(zid)) is not None and z.kind == "depot"
+                for zid in self.engine.memberships(vehicle)
+            )
+            for ev in tracked.tracker.update(
+                p.ts, p.lat, p.lon, speed_mps=p.speed, temp_c=p.temp_c, resting=resting
+            ):
+                events.extend(route_events(ev, tracked))
+        return events
+
+    def tick(self, now: float) -> list[dict[str, Any]]:
+        events = [geofence_event(e) for e in self.engine.tick(now)]
+        for tracked in self.routes.values():
+            for ev in tracked.tracker.tick(now):
+                events.extend(route_events(ev, tracked))
+        return events
+
+    async def _emit(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        for ev in events:
+            self.metrics.inc("gateway_events_total", type=ev["type"])
+        try:
+            await self.store.append_events(events, self.events_max_len)
+        except Exception as exc:
+            log.warning("could not append %d events: %s", len(events), exc)
+        self.on_events(events)
+
+    async def _consume(self) -> None:
+        async for groups in self._recv:
+            await self._emit(self.process(groups))
+
+    async def _ticker(self) -> None:
+        last_save = trio.current_time()
+        while True:
+            await trio.sleep(TICK_S)
+            await self._emit(self.tick(time.time()))
+            if trio.current_time() - last_save >= SAVE_EVERY_S:
+                last_save = trio.current_time()
+                try:
+                    await self.save_state()
+                except Exception as exc:
+                    log.warning("could not save live state: %s", exc)
+
+    async def save_state(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        if not dirty:
+            return
+        geo = self.engine.export_state()["vehicles"]
+        redis = self.store.redis
+        async with redis.pipeline(transaction=False) as p:
+            for v in dirty:
+                fields: dict[str, bytes] = {}
+                if v in geo:
+                    fields["geo"] = _json.encode(geo[v])
+                tracked = self.routes.get(v)
+                if tracked is not None:
+                    fields["trk"] = _json.encode(tracked.tracker.export_state())
+                if fields:
+                    p.hset(keys.vehicle(v), fields)
+
+    async def load_state(self, vehicles: Sequence[str]) -> None:
+        """Zones from Redis, then each vehicle's saved zone memberships."""
+        for zone in await self.zone_store.load_all():
+            self.engine.set_zone(zone)
+        saved: dict[str, Any] = {}
+        for v in vehicles:
+            raw = await self.store.redis.hget(keys.vehicle(v), "geo")
+            if raw is not None:
+                saved[v] = msgspec.json.decode(raw)
+        if saved:
+            self.engine.import_state({"version": ENGINE_STATE_VERSION, "vehicles": saved})
+
+    async def saved_tracker_state(self, vehicle: str) -> dict[str, Any] | None:
+        raw = await self.store.redis.hget(keys.vehicle(vehicle), "trk")
+        return None if raw is None else msgspec.json.decode(raw)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.zone_store.follow_changes, self.apply_zone)
+            nursery.start_soon(self._ticker)
+            task_status.started()
+            try:
+                await self._consume()
+            finally:
+                with trio.move_on_after(2) as cs:
+                    cs.shield = True
+                    try:
+                        await self.save_state()
+                    except* Exception as group:
+                        # Cancelled from outside, Redis may already be gone: the state saved
+                        # a few seconds ago stands.
+                        log.info("live state not saved at stop: %r", group.exceptions)
+            nursery.cancel_scope.cancel()
+
+    def close(self) -> None:
+        self._send.close()

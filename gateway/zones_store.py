@@ -1,0 +1,96 @@
+"""Zones in Redis, and the change feed that keeps every gateway process's engine current.
+
+A zone is stored as its GeoJSON Feature at ``zone:{id}``, listed in the set ``zones``. Every
+change is published on the channel ``zones:changed`` (the zone id), so each process reloads
+that zone and applies it to live traffic within a moment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+import coredis
+import msgspec
+import trio
+
+from geofence import Zone
+
+log = logging.getLogger(__name__)
+
+ZONES: Final = "zones"
+CHANNEL: Final = "zones:changed"
+RESUBSCRIBE_S: Final = 1.0
+
+_json: Final = msgspec.json.Encoder()
+
+
+def zone_key(zone_id: str) -> str:
+    return f"zone:{{{zone_id}}}"
+
+
+class ZoneStore:
+    def __init__(self, redis: coredis.Redis[bytes]) -> None:
+        self.redis = redis
+
+    async def put(self, zone: Zone) -> None:
+        async with self.redis.pipeline(transaction=True) as p:
+            p.set(zone_key(zone.id), _json.encode(zone.to_geojson()))
+            p.sadd(ZONES, [zone.id])
+        await self.redis.publish(CHANNEL, zone.id)
+
+    async def delete(self, zone_id: str) -> bool:
+        async with self.redis.pipeline(transaction=True) as p:
+            removed = p.delete([zone_key(zone_id)])
+            p.srem(ZONES, [zone_id])
+        await self.redis.publish(CHANNEL, zone_id)
+        return bool(await removed)
+
+    async def get(self, zone_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(zone_key(zone_id))
+        return None if raw is None else msgspec.json.decode(raw)
+
+    async def load_all(self) -> list[Zone]:
+        ids = sorted(
+            m.decode() if isinstance(m, bytes) else m for m in await self.redis.smembers(ZONES)
+        )
+        zones = []
+        for zid in ids:
+            feature = await self.get(zid)
+            if feature is not None:
+                zones.append(Zone.from_geojson(feature))
+        return zones
+
+    async def follow_changes(
+        self,
+        apply: Callable[[str, Zone | None], None],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Call ``apply(id, zone or None)`` for every change made by any process."""
+        started = trio.Event()
+
+        async def follow_once() -> None:
+            async with self.redis.pubsub(channels=[CHANNEL]) as ps:
+                if not started.is_set():
+                    started.set()
+                    task_status.started()
+                async for message in ps:
+                    if message["type"] != "message":
+                        continue
+                    data = message["data"]
+                    zid = data.decode() if isinstance(data, bytes) else str(data)
+                    feature = await self.get(zid)
+                    apply(zid, None if feature is None else Zone.from_geojson(feature))
+
+        while True:
+            # except*: a cancellation travelling with a connection error still cancels.
+            try:
+                await follow_once()
+            except* Exception as group:
+                log.warning("zone change feed interrupted, resubscribing: %r", group.exceptions)
+            if not started.is_set():
+                started.set()
+                task_status.started()
+            await trio.sleep(RESUBSCRIBE_S)
