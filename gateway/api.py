@@ -281,7 +281,9 @@ def create_app(gw: Gateway) -> QuartTrio:
         finally:
             sub.close()
 
+    from .http_ingest import http_ingest_blueprint
     from .zones_api import zones_blueprint
 
     app.register_blueprint(zones_blueprint(gw))
+    app.register_blueprint(http_ingest_blueprint(gw))
     return app

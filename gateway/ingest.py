@@ -63,6 +63,7 @@ class Session:
     on_progress: Callable[[], None] = lambda: None
     rejected: list[Rejection] = field(default_factory=list)
     bucket: TokenBucket | None = None
+    _progress: trio.Event = field(default_factory=trio.Event)
 
     @property
     def vehicle(self) -> str:
@@ -86,6 +87,16 @@ class Session:
             await p._send.send((self, verdict.accepted))
         elif self.rejected:
             self.on_progress()
+
+    def pulse(self) -> None:
+        """Wake every ``wait_durable`` (the ``on_progress`` of request/response protocols)."""
+        event, self._progress = self._progress, trio.Event()
+        event.set()
+
+    async def wait_durable(self, seq: int) -> None:
+        """Return once positions up to ``seq`` are in Redis; needs ``on_progress = pulse``."""
+        while self.durable_seq < seq:
+            await self._progress.wait()
 
     def take_rejected(self) -> list[Rejection]:
         out, self.rejected = self.rejected, []
