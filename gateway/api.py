@@ -20,6 +20,7 @@ import trio
 from quart import Response, jsonify, request, send_from_directory, websocket
 from quart_trio import QuartTrio
 
+from .dispatch_api import dispatch_blueprint
 from .openapi import openapi_spec
 from .state import public
 from .store import DeviceExists, UnknownDevice
@@ -286,4 +287,5 @@ def create_app(gw: Gateway) -> QuartTrio:
 
     app.register_blueprint(zones_blueprint(gw))
     app.register_blueprint(http_ingest_blueprint(gw))
+    app.register_blueprint(dispatch_blueprint(gw))
     return app
