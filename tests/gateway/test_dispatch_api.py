@@ -319,3 +319,18 @@ async def test_dispatch_endpoints_need_the_key(gateway: GatewayHandle) -> None:
         assert (await anonymous.get("/v1/deliveries")).status_code == 401
         r = await anonymous.post("/v1/deliveries/x/status", json={"status": "delivered"})
         assert r.status_code == 401
+
+
+async def test_openapi_describes_the_dispatch_endpoints(gateway: GatewayHandle) -> None:
+    spec = (await gateway.http.get("/openapi.json")).json()
+    methods = {p: set(ops) for p, ops in spec["paths"].items()}
+    assert methods["/v1/routes"] == {"put", "get"}
+    for path in ("/v1/routes/{id}", "/v1/deliveries", "/v1/deliveries/{id}"):
+        assert methods[path] == {"get"}
+    for path in ("/v1/routes/{id}/assign", "/v1/routes/{id}/start", "/v1/deliveries/{id}/status"):
+        assert methods[path] == {"post"}
+    schemas = spec["components"]["schemas"]
+    assert "failed" in schemas["StatusChange"]["properties"]["status"]["enum"]
+    assert schemas["RouteImport"]["properties"]["routes"]["items"] == {
+        "$ref": "#/components/schemas/RouteInput"
+    }
