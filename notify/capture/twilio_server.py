@@ -92,6 +92,7 @@ class TwilioCaptureServer:
     port: int = 0
     status_callbacks: bool = True
     callback_delay_s: float = 0.0
+    response_delay_s: float = 0.0  # hold each answer this long (a slow provider)
     messages: list[CapturedSms] = field(default_factory=list)
     requests: list[CapturedRequest] = field(default_factory=list)
     callbacks_sent: list[tuple[str, str, int]] = field(default_factory=list)  # sid, status, code
@@ -166,6 +167,8 @@ class TwilioCaptureServer:
         response = self._answer(sid, form, now)
         self.requests.append(CapturedRequest(response.status_code, form, now))
         self._notify()
+        if self.response_delay_s:
+            await trio.sleep(self.response_delay_s)
         return response
 
     def _answer(self, sid: str, form: dict[str, str], now: float) -> Response:
