@@ -1,0 +1,351 @@
+"""ETA accuracy: how far the route tracker's arrival predictions are from actual arrivals.
+
+Drives N simulated vans (``simulator.Van``, seeded: traffic, long dwells, detours, GPS noise and
+dropouts) through one delivery route each in a synthetic city, on an explicit clock and without
+servers. Each van's plan becomes a ``geofence.Route``: one stop per planned address, a window of
+``WINDOW_S`` either side of the planned arrival, the plan's service time, and the planned
+polyline (the shortest paths depot -> stop 1 -> ... -> last stop) as ``path``. Every fix the
+gateway would accept goes to a ``RouteTracker`` in time order (the simulator's deliberate
+outliers are dropped, as the gateway's implausible-jump check drops them), and the tracker's ETA
+for every pending stop is recorded after each fix.
+
+The actual arrival at a stop is the first fix of the run of fixes inside the stop's arrival
+circle that contains the van's own visit: the moment the tracker's ETA is defined for. At 10 and
+30 minutes out, the prediction is the ETA held after the last fix at or before
+``arrival - horizon``, if that fix is no more than ``TOLERANCE_S`` older and the tracker still
+had the stop pending.
+
+Prints, per horizon: the number of stops measured, the median and p90 absolute error, the mean
+signed error (negative: the van came later than predicted), and the error split into its dwell
+part (planned service still to come vs the van's actual time at stops before the arrival) and
+its travel part (the rest), plus the p90 over predictions with no long dwell before the arrival.
+The last line is one JSON object with the figures.
+
+Run: ``.venv/bin/python bench/eta_accuracy.py [--vans N] [--seed N] [--interval S]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+# The repository root goes first so the packages are found even where an editable install
+# recorded them as namespace packages.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
+
+import numpy as np  # noqa: E402
+from numpy.typing import NDArray  # noqa: E402
+
+from geofence import (  # noqa: E402
+    Route,
+    RouteTracker,
+    Stop,
+    StopArrived,
+    StopDeparted,
+    TrackerConfig,
+    haversine_m,
+)
+from simulator import DEFAULT_CENTER, City, Fix, Van, VanConfig  # noqa: E402
+from simulator.vehicle import PLAN_SERVICE_S  # noqa: E402
+
+DESCRIPTION: Final = "ETA error of the route tracker against actual arrival, simulated vans."
+EPOCH: Final = 1_700_000_000.0  # a fixed start keeps runs identical
+CITY_SIZE_M: Final = 4_000.0
+WINDOW_S: Final = 30 * 60.0  # promised window, either side of the planned arrival
+HORIZONS_MIN: Final = (10, 30)
+TOLERANCE_S: Final = 60.0  # a prediction older than this before its horizon is not used
+POLL_S: Final = 60.0  # clock step when collecting fixes; fixes keep their own times
+ROUTE_START_LIMIT_S: Final = 3_600.0  # a van waits minutes at the depot; this guards a bug
+ROUTE_LIMIT_S: Final = 8 * 3_600.0
+
+Floats = NDArray[np.float64]
+
+
+@dataclass(slots=True)
+class VanRun:
+    """One van's route, the fixes the tracker saw and what the tracker held after each."""
+
+    route: Route
+    fix_ts: Floats  # (F,)
+    etas: Floats  # (F, stops): NaN once the stop is no longer pending
+    actual: Floats  # (stops,): entry into the arrival circle, NaN if never found
+    visit_ts: Floats  # (stops,): the van's own arrival at the stop
+    departed_ts: Floats  # (stops,): the van's own departure from the stop
+    tracker_arrived: Floats  # (stops,): when the tracker saw the stop reached
+    tracker_departed: Floats  # (stops,): when the tracker saw the van leave it
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One prediction at one horizon, its error and the error's dwell part, in seconds."""
+
+    horizon_min: int
+    error_s: float  # predicted - actual
+    dwell_error_s: float  # planned service still to come - actual time at stops
+    long_dwell: bool  # a dwell longer than any normal service lies before the arrival
+
+
+def build_route(van: Van, city: City, van_id: str, radius_m: float) -> Route:
+    """The tracker's view of the van's plan: stops, windows, service times, planned path."""
+    node = city.depot
+    path = None
+    stops = []
+    for p in van.plan:
+        leg = city.shortest_path(node, p.address.node)
+        path = leg if path is None else path.join(leg)
+        node = p.address.node
+        planned = EPOCH + p.planned_arrival_s / van.config.time_scale
+        stops.append(
+            Stop(
+                id=f"s{p.index}",
+                lat=p.address.lat,
+                lon=p.address.lon,
+                window_start=planned - WINDOW_S,
+                window_end=planned + WINDOW_S,
+                service_s=PLAN_SERVICE_S,
+                planned_arrival=planned,
+                arrival_radius_m=radius_m,
+            )
+        )
+    if path is None:
+        raise RuntimeError(f"{van_id} has an empty plan")
+    return Route(id=f"route-{van_id}", vehicle_id=van_id, stops=tuple(stops), path=path.points)
+
+
+def drive(van: Van, van_id: str) -> list[Fix]:
+    """Advance ``van`` until it starts a route, then return its fixes up to leaving the last
+    stop. Fixes from before the route are not returned: the route is not known then."""
+    now = EPOCH
+    while not van.plan:
+        now += van.config.interval_s
+        van.poll(now)
+        if now - EPOCH > ROUTE_START_LIMIT_S:
+            raise RuntimeError(f"{van_id} never started a route")
+    n = len(van.plan)
+    fixes: list[Fix] = []
+    while len(van.visits) < n or van.visits[n - 1].departed_s is None:
+        now += POLL_S
+        fixes.extend(f for f in van.poll(now) if not f.outlier)
+        if now - EPOCH > ROUTE_LIMIT_S:
+            raise RuntimeError(f"{van_id} did not finish its route")
+    return fixes
+
+
+def run_van(city: City, config: VanConfig, seed: int, index: int, cfg: TrackerConfig) -> VanRun:
+    """Drive one van through its first route and follow it with a tracker."""
+    van_id = f"van-{index}"
+    van = Van(city, config, seed=seed, epoch=EPOCH)
+    fixes = drive(van, van_id)
+    route = build_route(van, city, van_id, cfg.arrival_radius_m)
+    n = len(route.stops)
+    index_of = {s.id: i for i, s in enumerate(route.stops)}
+
+    tracker = RouteTracker(route, cfg)
+    etas = np.full((len(fixes), n), np.nan)
+    tracker_arrived = np.full(n, np.nan)
+    tracker_departed = np.full(n, np.nan)
+    for k, f in enumerate(fixes):
+        for ev in tracker.update(f.ts, f.lat, f.lon, speed_mps=f.speed, temp_c=f.temp_c):
+            if isinstance(ev, StopArrived) and math.isnan(tracker_arrived[index_of[ev.stop_id]]):
+                tracker_arrived[index_of[ev.stop_id]] = f.ts
+            elif isinstance(ev, StopDeparted):
+                tracker_departed[index_of[ev.stop_id]] = f.ts
+        for sid, eta in tracker.etas().items():
+            etas[k, index_of[sid]] = eta
+
+    def wall(sim_s: float) -> float:
+        return EPOCH + sim_s / config.time_scale
+
+    visits = van.visits[:n]
+    visit_ts = np.array([wall(v.arrived_s) for v in visits])
+    departed_ts = np.array([wall(v.departed_s or v.arrived_s) for v in visits])
+    fix_ts = np.array([f.ts for f in fixes])
+    actual = np.array(
+        [
+            circle_entry(fixes, fix_ts, stop, float(t), cfg.arrival_radius_m)
+            for stop, t in zip(route.stops, visit_ts, strict=True)
+        ]
+    )
+    return VanRun(
+        route,
+        fix_ts,
+        etas,
+        actual,
+        visit_ts,
+        departed_ts,
+        tracker_arrived,
+        tracker_departed,
+    )
+
+
+def circle_entry(
+    fixes: list[Fix], fix_ts: Floats, stop: Stop, visit_ts: float, radius_m: float
+) -> float:
+    """The first fix of the run of fixes inside the stop's circle that contains the visit.
+
+    Passing through the circle earlier on the way to another stop does not count.
+    """
+
+    def inside(f: Fix) -> bool:
+        return haversine_m(f.lat, f.lon, stop.lat, stop.lon) <= radius_m
+
+    k = int(np.searchsorted(fix_ts, visit_ts, side="right")) - 1
+    entry = math.nan
+    while k >= 0 and inside(fixes[k]):
+        entry = fixes[k].ts
+        k -= 1
+    if math.isnan(entry):
+        # No fix inside at the visit itself (a dropout): the first one inside after it.
+        k = int(np.searchsorted(fix_ts, visit_ts, side="left"))
+        while k < len(fixes) and not inside(fixes[k]):
+            k += 1
+        if k < len(fixes):
+            entry = fixes[k].ts
+    return entry
+
+
+def predictions(
+    runs: list[VanRun], long_dwell_s: float
+) -> tuple[list[Sample], dict[int, dict[str, int]]]:
+    """Predictions at each horizon, and per horizon why stops could not be measured."""
+    out: list[Sample] = []
+    missing: dict[int, dict[str, int]] = {h: {} for h in HORIZONS_MIN}
+    for run in runs:
+        service = np.array([s.service_s for s in run.route.stops])
+        for i, arrival in enumerate(run.actual.tolist()):
+            for h in HORIZONS_MIN:
+                why = None
+                k = int(np.searchsorted(run.fix_ts, arrival - h * 60, side="right")) - 1
+                if math.isnan(arrival):
+                    why = "no arrival found"
+                elif k < 0:
+                    why = "route started later"
+                elif arrival - h * 60 - run.fix_ts[k] > TOLERANCE_S:
+                    why = "no fix near the horizon"
+                elif math.isnan(run.etas[k, i]):
+                    why = "tracker no longer pending"
+                if why is not None:
+                    missing[h][why] = missing[h].get(why, 0) + 1
+                    continue
+                t = float(run.fix_ts[k])
+                out.append(
+                    Sample(
+                        horizon_min=h,
+                        error_s=float(run.etas[k, i] - arrival),
+                        dwell_error_s=planned_dwell(run, service, k, i) - actual_dwell(run, t, i),
+                        long_dwell=bool(
+                            np.any(
+                                (run.departed_ts - run.visit_ts > long_dwell_s)
+                                & (run.departed_ts > t)
+                                & (run.visit_ts < arrival)
+                            )
+                        ),
+                    )
+                )
+    return out, missing
+
+
+def planned_dwell(run: VanRun, service: Floats, k: int, target: int) -> float:
+    """Service time the tracker counted on at fix ``k`` before reaching stop ``target``: the
+    rest of the service under way plus that of every pending stop ordered before it."""
+    t = run.fix_ts[k]
+    ahead = np.flatnonzero(~np.isnan(run.etas[k, :target]))
+    serving = (run.tracker_arrived <= t) & ~(run.tracker_departed <= t)
+    busy = (
+        float(np.max(run.tracker_arrived[serving] + service[serving]) - t) if serving.any() else 0
+    )
+    return max(busy, 0.0) + float(service[ahead].sum())
+
+
+def actual_dwell(run: VanRun, t: float, target: int) -> float:
+    """Time the van actually spent at stops between ``t`` and its arrival at ``target``."""
+    start = np.maximum(run.visit_ts, t)
+    end = np.minimum(run.departed_ts, run.actual[target])
+    return float(np.clip(end - start, 0.0, None).sum())
+
+
+def summary(errors: list[float]) -> dict[str, float]:
+    """Count, median and p90 of the absolute error and mean signed error, in seconds."""
+    a = np.asarray(errors, dtype=np.float64)
+    if a.size == 0:
+        return {"n": 0, "median_s": math.nan, "p90_s": math.nan, "bias_s": math.nan}
+    return {
+        "n": int(a.size),
+        "median_s": round(float(np.median(np.abs(a))), 1),
+        "p90_s": round(float(np.percentile(np.abs(a), 90)), 1),
+        "bias_s": round(float(np.mean(a)), 1),
+    }
+
+
+def _line(label: str, s: dict[str, float]) -> str:
+    return (
+        f"  {label:<24} n={s['n']:<4.0f} median {s['median_s']:5.0f} s ({s['median_s'] / 60:4.1f}"
+        f" min)  p90 {s['p90_s']:5.0f} s ({s['p90_s'] / 60:4.1f} min)"
+        f"  mean signed {s['bias_s']:+5.0f} s"
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=DESCRIPTION)
+    parser.add_argument("--vans", type=int, default=40, help="vans, one route each (40)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the city and the vans (1)")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between fixes (1)")
+    args = parser.parse_args(argv)
+    if args.vans < 1 or args.interval <= 0:
+        parser.error("--vans must be at least 1 and --interval positive")
+
+    started = time.perf_counter()
+    city = City.generate(DEFAULT_CENTER, seed=args.seed, size_m=CITY_SIZE_M)
+    van_cfg = VanConfig(interval_s=args.interval)
+    tracker_cfg = TrackerConfig()
+    runs = [
+        run_van(city, van_cfg, args.seed * 100_003 + i, i, tracker_cfg) for i in range(args.vans)
+    ]
+    found, missing = predictions(runs, long_dwell_s=van_cfg.service_s[1])
+    elapsed = time.perf_counter() - started
+
+    n_stops = sum(len(r.route.stops) for r in runs)
+    n_fixes = sum(len(r.fix_ts) for r in runs)
+    print(
+        f"{args.vans} vans, {n_stops} stops, {n_fixes:,} fixes every {args.interval:g} s,"
+        f" planned service {PLAN_SERVICE_S:.0f} s per stop; {elapsed:.1f} s"
+    )
+    print("error = predicted - actual arrival (negative: the van came later than predicted)")
+    result: dict[str, Any] = {"vans": args.vans, "seed": args.seed, "stops": n_stops}
+    for h in HORIZONS_MIN:
+        at = [x for x in found if x.horizon_min == h]
+        overall = summary([x.error_s for x in at])
+        parts = {
+            "dwell_part": summary([x.dwell_error_s for x in at]),
+            "travel_part": summary([x.error_s - x.dwell_error_s for x in at]),
+            "no_long_dwell": summary([x.error_s for x in at if not x.long_dwell]),
+        }
+        print(f"ETA {h} min out:")
+        print(_line("all", overall))
+        print(_line("dwell part of error", parts["dwell_part"]))
+        print(_line("travel part of error", parts["travel_part"]))
+        print(_line("no long dwell before", parts["no_long_dwell"]))
+        if missing[h]:
+            print("  not measured: " + ", ".join(f"{w} {c}" for w, c in sorted(missing[h].items())))
+        result[f"eta_{h}min"] = {
+            "n": overall["n"],
+            "median_s": overall["median_s"],
+            "p90_s": overall["p90_s"],
+            "bias_s": overall["bias_s"],
+            **{name: {"p90_s": s["p90_s"], "bias_s": s["bias_s"]} for name, s in parts.items()},
+            "not_measured": missing[h],
+        }
+    result["elapsed_s"] = round(elapsed, 1)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
