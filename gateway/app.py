@@ -17,6 +17,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from .auth import ApiKeys, DeviceAuth, persistent_secret
+from .dispatch_service import Dispatch
 from .hub import Hub
 from .ingest import Ingest
 from .live import LiveTracking
@@ -52,6 +53,8 @@ class Endpoints:
 
 class Gateway:
     """Holds the shared parts; ``run`` serves until cancelled."""
+
+    dispatch: Dispatch  # routes and deliveries, set when the API is created
 
     def __init__(self, settings: Any, redis: coredis.Redis[bytes], data_dir: Path) -> None:
         from .config import Settings
@@ -175,6 +178,7 @@ class Gateway:
         self.fleet.load(await self.store.load_states())
         await self.live.load_state(list(self.fleet.vehicles))
         app = create_app(self)
+        self.live.attach_dispatch(self.dispatch)
         hc = HypercornConfig()
         hc.bind = [f"{s.host}:{s.http_port}"]
         hc.accesslog = None

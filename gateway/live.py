@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import trio
@@ -40,16 +40,23 @@ from geofence import (
 from geofence.engine import STATE_VERSION as ENGINE_STATE_VERSION
 
 from . import keys
+from .dispatch import RouteRecord, to_geofence_route
+from .dispatch_lifecycle import ARRIVING
 from .metrics import Metrics
 from .store import Store
 from .wire import Position
 from .zones_store import ZoneStore
+
+if TYPE_CHECKING:
+    from .dispatch_service import Dispatch
 
 log = logging.getLogger(__name__)
 
 TICK_S: Final = 1.0
 SAVE_EVERY_S: Final = 5.0
 QUEUE_BATCHES: Final = 64
+ROUTE_CHANGES: Final = 10_000
+STARTED: Final = "started"
 
 _json: Final = msgspec.json.Encoder()
 
@@ -162,6 +169,8 @@ class LiveTracking:
         self.routes: dict[str, TrackedRoute] = {}  # by vehicle
         self._dirty: set[str] = set()
         self._send, self._recv = trio.open_memory_channel[Groups](QUEUE_BATCHES)
+        self._route_send, self._route_recv = trio.open_memory_channel[RouteRecord](ROUTE_CHANGES)
+        self.dispatch: Dispatch | None = None
         metrics.gauge_fn(
             "gateway_live_queue_depth", lambda: float(self._send.statistics().current_buffer_used)
         )
@@ -198,6 +207,68 @@ class LiveTracking:
 
     def clear_route(self, vehicle: str) -> None:
         self.routes.pop(vehicle, None)
+
+    # ----- routes from dispatch
+
+    def attach_dispatch(self, dispatch: Dispatch) -> None:
+        self.dispatch = dispatch
+        dispatch.on_route_changed.append(self.route_changed)
+
+    def route_changed(self, record: RouteRecord) -> None:
+        """Dispatch listener: apply the route's new state from the stage's own task."""
+        try:
+            self._route_send.send_nowait(record)
+        except trio.WouldBlock:
+            log.error("route change queue full; route %s not applied live", record.id)
+
+    async def install(self, record: RouteRecord) -> None:
+        """Track a started route on its vehicle; stop tracking it otherwise."""
+        for vehicle, tracked in list(self.routes.items()):
+            if tracked.route.id == record.id and (
+                record.status != STARTED or vehicle != record.vehicle
+            ):
+                del self.routes[vehicle]
+        if record.status != STARTED or self.dispatch is None:
+            return
+        deliveries = await self.dispatch.store.reader().deliveries(record.delivery_ids())
+        lows = [d.temp_min_c for d in deliveries.values() if d.temp_min_c is not None]
+        highs = [d.temp_max_c for d in deliveries.values() if d.temp_max_c is not None]
+        current = self.routes.get(record.vehicle)
+        state = None
+        if current is None or current.route.id != record.id:
+            state = await self.saved_tracker_state(record.vehicle)
+        else:
+            state = current.tracker.export_state()
+        self.set_route(
+            to_geofence_route(record),
+            {s.id: list(s.deliveries) for s in record.stops},
+            (max(lows) if lows else None, min(highs) if highs else None),
+            state=state,
+        )
+
+    async def _apply_route_changes(self) -> None:
+        async for record in self._route_recv:
+            try:
+                await self.install(record)
+            except Exception:
+                log.exception("could not apply route %s live", record.id)
+
+    async def _lifecycle(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A delivery near its stop becomes ``arriving``; its ``delivery.arriving`` event (with
+        ETA and distance, which notifications quote) stands for that change, and is dropped
+        when the delivery cannot change (already delivered, cancelled, ...)."""
+        if self.dispatch is None:
+            return events
+        out = []
+        for ev in events:
+            if ev["type"] == "delivery.arriving":
+                try:
+                    await self.dispatch.store.set_status(ev["delivery"], ARRIVING, ev["ts"])
+                except Exception as exc:
+                    log.debug("delivery %s not made arriving: %s", ev["delivery"], exc)
+                    continue
+            out.append(ev)
+        return out
 
     # ----- the stage
 
@@ -253,13 +324,13 @@ class LiveTracking:
 
     async def _consume(self) -> None:
         async for groups in self._recv:
-            await self._emit(self.process(groups))
+            await self._emit(await self._lifecycle(self.process(groups)))
 
     async def _ticker(self) -> None:
         last_save = trio.current_time()
         while True:
             await trio.sleep(TICK_S)
-            await self._emit(self.tick(time.time()))
+            await self._emit(await self._lifecycle(self.tick(time.time())))
             if trio.current_time() - last_save >= SAVE_EVERY_S:
                 last_save = trio.current_time()
                 try:
@@ -303,6 +374,10 @@ class LiveTracking:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.zone_store.follow_changes, self.apply_zone)
+            if self.dispatch is not None:
+                for record in await self.dispatch.load_active_routes():
+                    await self.install(record)
+            nursery.start_soon(self._apply_route_changes)
             nursery.start_soon(self._ticker)
             task_status.started()
             try:
