@@ -282,10 +282,12 @@ def create_app(gw: Gateway) -> QuartTrio:
         finally:
             sub.close()
 
+    from .customer_api import customer_blueprint
     from .http_ingest import http_ingest_blueprint
     from .zones_api import zones_blueprint
 
     app.register_blueprint(zones_blueprint(gw))
     app.register_blueprint(http_ingest_blueprint(gw))
     app.register_blueprint(dispatch_blueprint(gw))
+    app.register_blueprint(customer_blueprint(gw))
     return app

@@ -20,6 +20,7 @@ from .auth import ApiKeys, DeviceAuth, persistent_secret
 from .dispatch_service import Dispatch
 from .hub import Hub
 from .ingest import Ingest
+from .links import Links, LinkSigner
 from .live import LiveTracking
 from .metrics import Metrics
 from .redisproc import RedisProcess, start_redis
@@ -71,6 +72,11 @@ class Gateway:
         self.api_key = keys[0]
         self.api_keys = ApiKeys(keys)
         self.device_auth = DeviceAuth(self.store)
+        self.links = Links(
+            redis,
+            LinkSigner(settings.link_secret or persistent_secret(data_dir, "link_secret")),
+            settings.link_ttl_s,
+        )
         self.agent_auth: Callable[..., Callable[..., Awaitable[Any]]] | None = None
         self.http_port: int | None = None
         self.recent_events: collections.deque[dict[str, Any]] = collections.deque(
@@ -124,6 +130,10 @@ class Gateway:
             await self.ingest.run_writer(task_status=task_status)
         finally:
             self.live.close()  # the live stage finishes what the writer handed it
+
+    def link_url(self, token: str) -> str:
+        """The customer page URL for a tracking token."""
+        return f"{self.settings.resolved_public_url(self.http_port)}/t/{token}"
 
     async def live_offer(self, written: list[tuple[str, list[Any]]]) -> None:
         await self.live.offer(written)

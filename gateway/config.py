@@ -34,6 +34,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
     # --- auth
     api_keys: str = ""  # comma separated agent API keys; empty: one is generated in data_dir
+    link_secret: str = ""  # signs customer tracking links; empty: generated in data_dir
+    link_ttl_s: float = 7 * 86_400.0  # how long a tracking link stays valid
 
     # --- ingest limits
     max_frame_bytes: int = 1 * MIB

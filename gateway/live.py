@@ -40,7 +40,7 @@ from geofence import (
 from geofence.engine import STATE_VERSION as ENGINE_STATE_VERSION
 
 from . import keys
-from .dispatch import RouteRecord, to_geofence_route
+from .dispatch import STARTED, RouteRecord, to_geofence_route
 from .dispatch_lifecycle import ARRIVING
 from .metrics import Metrics
 from .store import Store
@@ -56,7 +56,6 @@ TICK_S: Final = 1.0
 SAVE_EVERY_S: Final = 5.0
 QUEUE_BATCHES: Final = 64
 ROUTE_CHANGES: Final = 10_000
-STARTED: Final = "started"
 
 _json: Final = msgspec.json.Encoder()
 

@@ -1,0 +1,82 @@
+"""What a customer's tracking link shows: this delivery only.
+
+The vehicle's position is included only while the vehicle is on its way to this
+delivery's stop (the route is started, the delivery is out for delivery or arriving, and
+this stop is the next one the vehicle has not reached). Nothing about other stops, other
+deliveries or other customers is ever included.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Final
+
+from .dispatch import STARTED
+from .dispatch_lifecycle import ARRIVING, OUT_FOR_DELIVERY
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+ETA_BEFORE_S: Final = 5 * 60.0  # the ETA window shown: this much before the ETA
+ETA_AFTER_S: Final = 10 * 60.0  # ... and this much after
+ETA_ROUND_S: Final = 5 * 60.0
+
+
+def eta_window(eta: float) -> dict[str, float]:
+    start = math.floor((eta - ETA_BEFORE_S) / ETA_ROUND_S) * ETA_ROUND_S
+    end = math.ceil((eta + ETA_AFTER_S) / ETA_ROUND_S) * ETA_ROUND_S
+    return {"start": start, "end": end}
+
+
+async def customer_view(
+    gw: Gateway, delivery_id: str
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The customer's view of a delivery (None if it no longer exists), and the vehicle it
+    shows (None: none)."""
+    store = gw.dispatch.store
+    d = await store.get_delivery(delivery_id)
+    if d is None:
+        return None, None
+    route = None if d.route is None else await store.get_route(d.route)
+    stop = None if route is None else next((s for s in route.stops if s.id == d.stop), None)
+    view: dict[str, Any] = {
+        "reference": d.external_id,
+        "status": d.status,
+        "kind": d.kind,
+        "window": {"start": d.window.start, "end": d.window.end},
+        "address": d.address,
+        "destination": {"lat": d.location.lat, "lon": d.location.lon},
+        "driver": route.driver.first_name if route is not None else None,
+        "eta": None,
+        "eta_window": None,
+        "vehicle": None,
+        "reason": d.reason if d.status == "failed" else None,
+    }
+    if route is None or stop is None or route.status != STARTED:
+        return view, None
+    if d.status not in (OUT_FOR_DELIVERY, ARRIVING):
+        return view, None
+    tracked = gw.live.routes.get(route.vehicle)
+    if tracked is None or tracked.route.id != route.id:
+        return view, None
+    eta = tracked.tracker.etas().get(stop.id)
+    if eta is not None:
+        view["eta"] = eta
+        view["eta_window"] = eta_window(eta)
+    next_stop = next(
+        (s.id for s in tracked.route.stops if tracked.tracker.stop_status(s.id) == "pending"),
+        None,
+    )
+    if next_stop != stop.id:
+        return view, None
+    state = gw.fleet.vehicles.get(route.vehicle)
+    if state is None or math.isnan(state.lat):
+        return view, None
+    view["vehicle"] = {
+        "lat": state.lat,
+        "lon": state.lon,
+        "heading": state.heading,
+        "speed": state.speed,
+        "ts": state.ts,
+    }
+    return view, route.vehicle

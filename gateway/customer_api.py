@@ -1,0 +1,120 @@
+"""Customer tracking pages and their data, opened by signed links; agents issue and revoke.
+
+``GET /t/<token>``: the page. ``GET /v1/track/<token>``: the view as JSON.
+``WS /v1/track/<token>/live``: the view again whenever it changes. A bad, expired or revoked
+token gets 403 with the same body whether or not the delivery exists.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+import trio
+from quart import Blueprint, Response, jsonify, send_from_directory, websocket
+
+from .api import STATIC_DIR, ApiError, agent_required
+from .customer import customer_view
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+REFRESH_S: Final = 5.0  # the view is re-sent at least this often (ETA moves with time)
+MIN_INTERVAL_S: Final = 1.0  # ... and at most once per this, however fast the van reports
+DENIED: Final = "this tracking link is invalid or has expired"
+
+_json: Final = msgspec.json.Encoder()
+
+
+def customer_blueprint(gw: Gateway) -> Blueprint:
+    bp = Blueprint("customer", __name__)
+    agent = agent_required(gw)
+
+    async def delivery_for(token: str) -> str:
+        delivery = await gw.links.check(token)
+        if delivery is None:
+            raise ApiError(403, DENIED)
+        return delivery
+
+    @bp.get("/t/<token>")
+    async def page(token: str) -> Any:
+        if await gw.links.check(token) is None:
+            return Response(f"<!doctype html><title>Tracking</title><p>{DENIED}.</p>", 403)
+        response = await send_from_directory(STATIC_DIR, "track.html")
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @bp.get("/v1/track/<token>")
+    async def view(token: str) -> Any:
+        body, _ = await customer_view(gw, await delivery_for(token))
+        if body is None:
+            raise ApiError(403, DENIED)
+        return jsonify(body)
+
+    @bp.websocket("/v1/track/<token>/live")
+    async def live(token: str) -> Any:
+        delivery = await gw.links.check(token)
+        if delivery is None:
+            return Response(DENIED, status=403)
+        await websocket.accept()
+        body, _ = await customer_view(gw, delivery)
+        if body is None:
+            return Response(DENIED, status=403)
+        await websocket.send(_json.encode({"type": "view", "view": body}).decode())
+        last = body
+        # Watching the route's vehicle wakes the sender on its positions; what the customer
+        # sees of them is decided by customer_view each time.
+        route_vehicle = await _route_vehicle(gw, delivery)
+        sub = gw.hub.subscribe([route_vehicle] if route_vehicle else [])
+        try:
+            async with trio.open_nursery() as nursery:
+
+                async def drain_incoming() -> None:
+                    while True:
+                        await websocket.receive()
+
+                nursery.start_soon(drain_incoming)
+                while True:
+                    with trio.move_on_after(REFRESH_S):
+                        await sub.next_batch()
+                    body, _ = await customer_view(gw, delivery)
+                    if body is None:
+                        return None
+                    if body != last:
+                        await websocket.send(_json.encode({"type": "view", "view": body}).decode())
+                        last = body
+                    await trio.sleep(MIN_INTERVAL_S)
+        finally:
+            sub.close()
+
+    @bp.post("/v1/deliveries/<ident>/link")
+    @agent
+    async def issue(ident: str) -> Any:
+        delivery = await gw.dispatch.store.resolve_delivery(ident)
+        if delivery is None:
+            raise ApiError(404, "no such delivery")
+        now = time.time()
+        token = await gw.links.issue(delivery, now)
+        return jsonify({"delivery": delivery, "token": token, "url": gw.link_url(token),
+                        "expires": now + gw.links.ttl_s})  # fmt: skip
+
+    @bp.post("/v1/deliveries/<ident>/link/revoke")
+    @agent
+    async def revoke(ident: str) -> Any:
+        delivery = await gw.dispatch.store.resolve_delivery(ident)
+        if delivery is None:
+            raise ApiError(404, "no such delivery")
+        await gw.links.revoke(delivery)
+        return jsonify({"delivery": delivery, "revoked": True})
+
+    return bp
+
+
+async def _route_vehicle(gw: Gateway, delivery_id: str) -> str | None:
+    d = await gw.dispatch.store.get_delivery(delivery_id)
+    if d is None or d.route is None:
+        return None
+    route = await gw.dispatch.store.get_route(d.route)
+    return None if route is None else route.vehicle

@@ -1,0 +1,61 @@
+"use strict";
+// Customer tracking page: the token in the URL opens one delivery's view, kept live.
+
+const token = location.pathname.split("/").pop();
+const LABELS = {
+  scheduled: "Scheduled",
+  out_for_delivery: "Out for delivery",
+  arriving: "Arriving soon",
+  delivered: "Delivered",
+  failed: "We could not deliver",
+  rescheduled: "Rescheduled",
+  returned: "Returned to sender",
+  cancelled: "Cancelled",
+};
+let view = null;
+
+const fmt = t => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+
+const map = new SlippyMap(document.getElementById("map"), ctx => {
+  if (!view) return;
+  const dest = view.destination;
+  const d = map.toScreen(dest.lat, dest.lon);
+  ctx.beginPath(); ctx.arc(d.x, d.y, 8, 0, 2 * Math.PI);
+  ctx.fillStyle = "#2e9d5b"; ctx.fill(); ctx.strokeStyle = "#fff"; ctx.lineWidth = 2; ctx.stroke();
+  if (view.vehicle) {
+    const v = map.toScreen(view.vehicle.lat, view.vehicle.lon);
+    ctx.beginPath(); ctx.arc(v.x, v.y, 8, 0, 2 * Math.PI);
+    ctx.fillStyle = "#2e7dd7"; ctx.fill(); ctx.strokeStyle = "#fff"; ctx.stroke();
+  }
+});
+
+function render(v) {
+  const first = !view;
+  view = v;
+  document.getElementById("status").textContent = LABELS[v.status] || v.status;
+  document.getElementById("eta").textContent =
+    v.eta_window ? `Expected between ${fmt(v.eta_window.start)} and ${fmt(v.eta_window.end)}` : "";
+  document.getElementById("driver").textContent = v.driver && v.vehicle ? `${v.driver} is on the way` : "";
+  document.getElementById("window").textContent =
+    v.window ? `Promised window: ${fmt(v.window.start)} - ${fmt(v.window.end)}` : "";
+  document.getElementById("address").textContent = v.address || "";
+  document.body.dataset.status = v.status;
+  document.body.dataset.vehicle = v.vehicle ? "shown" : "hidden";
+  const pts = [v.destination].concat(v.vehicle ? [v.vehicle] : []);
+  if (first || v.vehicle) map.fit(pts, 16);
+  map.dirty = true;
+  window.trackState = { status: v.status, eta: v.eta, vehicle: v.vehicle, updates: (window.trackState?.updates || 0) + 1 };
+}
+
+function connect() {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${proto}://${location.host}/v1/track/${token}/live`);
+  const conn = document.getElementById("conn");
+  ws.onopen = () => { conn.textContent = ""; };
+  ws.onmessage = m => { const msg = JSON.parse(m.data); if (msg.type === "view") render(msg.view); };
+  ws.onclose = () => { conn.textContent = "Reconnecting..."; setTimeout(connect, 3000); };
+}
+fetch(`/v1/track/${token}`).then(r => r.ok ? r.json() : null).then(v => {
+  if (v) { render(v); } else { document.getElementById("status").textContent = "This tracking link is invalid or has expired."; }
+});
+connect();
