@@ -223,7 +223,9 @@ class Notifier:
             delivery = await self.lookup.get(event.delivery) if event.delivery else None
             link = self.link_for(delivery.id) if delivery and self.link_for else None
             for intent in customer_intents(event, delivery, now, self.config.rules, link):
-                queued.append(await self._queue(intent, event.id, now))
+                # A channel this process has no adapter for is not queued at all.
+                if intent.channel in self.channels:
+                    queued.append(await self._queue(intent, event.id, now))
             await self._alerts(event, now, queued)
         await self._webhooks(event, now, queued)
         return queued
@@ -239,14 +241,13 @@ class Notifier:
         alert, created = await self.alerts.raise_alert(spec)
         if created:
             for intent in oncall_intents(alert.id, spec, now, self.config.rules):
-                queued.append(await self._queue(intent, event.id, now))
+                if intent.channel in self.channels:
+                    queued.append(await self._queue(intent, event.id, now))
 
     async def _queue(
         self, intent: Intent, event_id: str | None, now: float
     ) -> tuple[Message, EnqueueStatus]:
         message = self.compose(intent, event_id, now)
-        if message.channel not in self.channels:
-            return message, "duplicate"
         return message, await self.outbox.enqueue(message, intent.rate)
 
     def compose(self, intent: Intent, event_id: str | None, now: float) -> Message:

@@ -143,7 +143,7 @@ class Templates:
         self, brand: str, language: str, timezone: str, context: Mapping[str, Any]
     ) -> dict[str, Any]:
         return {
-            "brand_name": self.brand_names.get(brand, brand),
+            "brand_name": self.brand_names.get(brand) or self.brand_names[DEFAULT_BRAND],
             **context,
             "language": language,
             "timezone": zone(timezone).key,
