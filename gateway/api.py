@@ -132,7 +132,10 @@ def create_app(gw: Gateway) -> QuartTrio:
                 await gw.redis.ping()
         except Exception as exc:
             return jsonify({"status": "degraded", "redis": str(exc)}), 503
-        return jsonify({"status": "ok"})
+        body: dict[str, Any] = {"status": "ok"}
+        if gw.mqtt is not None:
+            body["mqtt"] = "connected" if gw.mqtt.connected else "reconnecting"
+        return jsonify(body)
 
     @app.get("/metrics")
     async def metrics() -> Any:

@@ -23,6 +23,7 @@ from .ingest import Ingest
 from .links import Links, LinkSigner
 from .live import LiveTracking
 from .metrics import Metrics
+from .mqtt_ingest import MqttIngest
 from .redisproc import RedisProcess, start_redis
 from .state import Fleet, encode_state, live_json
 from .store import Store
@@ -101,6 +102,7 @@ class Gateway:
             after_write=self.live_offer,
         )
         self.zone_store = ZoneStore(redis)
+        self.mqtt = MqttIngest(self) if settings.mqtt_url else None
         self.live = LiveTracking(
             self.store,
             self.zone_store,
@@ -140,6 +142,8 @@ class Gateway:
 
     def device_revoked(self, device_id: str) -> None:
         self.device_auth.forget_device(device_id)
+        if self.mqtt is not None:
+            self.mqtt.forget(device_id)
         self.ws_ingest.kick_device(device_id, CLOSE_REVOKED, "device revoked")
 
     def broadcast_events(self, events: list[dict[str, Any]]) -> None:
@@ -205,6 +209,8 @@ class Gateway:
                 http_url = binds[0]
                 self.http_port = int(http_url.rsplit(":", 1)[1])
                 front.start_soon(self._sweep_offline)
+                if self.mqtt is not None:
+                    await front.start(self.mqtt.run)
                 task_status.started(
                     Endpoints(
                         http_url=http_url,

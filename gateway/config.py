@@ -31,6 +31,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     public_url: str = ""  # base URL for links in messages; default http://{host}:{http_port}
     data_dir: str = "data"
     redis_url: str = ""  # empty: start a private redis-server in data_dir
+    mqtt_url: str = ""  # mqtt://user:pass@host:1883 or mqtts://...; empty: no MQTT ingest
+    mqtt_topics: str = "fleet/+/pos,owntracks/+/+"
+    mqtt_shared_group: str = ""  # set: subscribe as $share/<group>/... to split the feed
+    mqtt_client_id: str = ""  # empty: a random one per process
 
     # --- auth
     api_keys: str = ""  # comma separated agent API keys; empty: one is generated in data_dir

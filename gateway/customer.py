@@ -28,9 +28,7 @@ def eta_window(eta: float) -> dict[str, float]:
     return {"start": start, "end": end}
 
 
-async def customer_view(
-    gw: Gateway, delivery_id: str
-) -> tuple[dict[str, Any] | None, str | None]:
+async def customer_view(gw: Gateway, delivery_id: str) -> tuple[dict[str, Any] | None, str | None]:
     """The customer's view of a delivery (None if it no longer exists), and the vehicle it
     shows (None: none)."""
     store = gw.dispatch.store
