@@ -287,10 +287,12 @@ def create_app(gw: Gateway) -> QuartTrio:
 
     from .customer_api import customer_blueprint
     from .http_ingest import http_ingest_blueprint
+    from .pod import pod_blueprint
     from .zones_api import zones_blueprint
 
     app.register_blueprint(zones_blueprint(gw))
     app.register_blueprint(http_ingest_blueprint(gw))
     app.register_blueprint(dispatch_blueprint(gw))
     app.register_blueprint(customer_blueprint(gw))
+    app.register_blueprint(pod_blueprint(gw))
     return app

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .dispatch import STARTED
 from .dispatch_lifecycle import ARRIVING, OUT_FOR_DELIVERY
+from .pod import load_pod
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -49,7 +50,16 @@ async def customer_view(gw: Gateway, delivery_id: str) -> tuple[dict[str, Any] |
         "eta_window": None,
         "vehicle": None,
         "reason": d.reason if d.status == "failed" else None,
+        "proof": None,
     }
+    if d.status == "delivered":
+        pod = await load_pod(gw, delivery_id)
+        if pod is not None:
+            view["proof"] = {
+                "recipient_name": pod.recipient_name,
+                "ts": pod.ts,
+                "files": [{"sha256": f.sha256, "kind": f.kind} for f in pod.files],
+            }
     if route is None or stop is None or route.status != STARTED:
         return view, None
     if d.status not in (OUT_FOR_DELIVERY, ARRIVING):

@@ -16,6 +16,7 @@ from quart import Blueprint, Response, jsonify, send_from_directory, websocket
 
 from .api import STATIC_DIR, ApiError, agent_required
 from .customer import customer_view
+from .pod import send_pod_file
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -88,6 +89,10 @@ def customer_blueprint(gw: Gateway) -> Blueprint:
                     await trio.sleep(MIN_INTERVAL_S)
         finally:
             sub.close()
+
+    @bp.get("/v1/track/<token>/pod/<sha>")
+    async def pod_file(token: str, sha: str) -> Any:
+        return await send_pod_file(gw, await delivery_for(token), sha)
 
     @bp.post("/v1/deliveries/<ident>/link")
     @agent
