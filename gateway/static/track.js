@@ -40,6 +40,19 @@ function render(v) {
     v.window ? `Promised window: ${fmt(v.window.start)} - ${fmt(v.window.end)}` : "";
   document.getElementById("address").textContent = v.address || "";
   document.body.dataset.status = v.status;
+  const proof = document.getElementById("proof");
+  proof.hidden = !v.proof;
+  if (v.proof) {
+    document.getElementById("proofname").textContent =
+      `Received by ${v.proof.recipient_name || "the recipient"} at ${fmt(v.proof.ts)}`;
+    const imgs = document.getElementById("proofimgs");
+    imgs.replaceChildren(...v.proof.files.map(f => {
+      const img = document.createElement("img");
+      img.src = `/v1/track/${token}/pod/${f.sha256}`;
+      img.alt = f.kind;
+      return img;
+    }));
+  }
   document.body.dataset.vehicle = v.vehicle ? "shown" : "hidden";
   const pts = [v.destination].concat(v.vehicle ? [v.vehicle] : []);
   if (first || v.vehicle) map.fit(pts, 16);
