@@ -287,6 +287,7 @@ def create_app(gw: Gateway) -> QuartTrio:
 
     from .customer_api import customer_blueprint
     from .http_ingest import http_ingest_blueprint
+    from .ops_api import ops_blueprint
     from .pod import pod_blueprint
     from .zones_api import zones_blueprint
 
@@ -295,4 +296,5 @@ def create_app(gw: Gateway) -> QuartTrio:
     app.register_blueprint(dispatch_blueprint(gw))
     app.register_blueprint(customer_blueprint(gw))
     app.register_blueprint(pod_blueprint(gw))
+    app.register_blueprint(ops_blueprint(gw))
     return app

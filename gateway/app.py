@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import coredis
 import msgspec
@@ -18,6 +18,9 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .auth import ApiKeys, DeviceAuth, persistent_secret
 from .dispatch_service import Dispatch
+
+if TYPE_CHECKING:
+    from notify import Notifier
 from .hub import Hub
 from .ingest import Ingest
 from .links import Links, LinkSigner
@@ -57,6 +60,7 @@ class Gateway:
     """Holds the shared parts; ``run`` serves until cancelled."""
 
     dispatch: Dispatch  # routes and deliveries, set when the API is created
+    notifier: Notifier | None = None
 
     def __init__(self, settings: Any, redis: coredis.Redis[bytes], data_dir: Path) -> None:
         from .config import Settings

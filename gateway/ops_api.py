@@ -1,0 +1,86 @@
+"""Operations endpoints: KPIs from the event log and a CSV export of deliveries."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from quart import Blueprint, Response, jsonify, request
+
+from .api import ApiError, agent_required
+from .dispatch_lifecycle import STATUSES
+from .kpis import compute_kpis
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+MAX_KPI_EVENTS: Final = 500_000
+MAX_ALERTS: Final = 100_000
+CSV_COLUMNS: Final = (
+    "id", "external_id", "status", "route", "stop", "kind", "address", "window_start",
+    "window_end", "recipient_name", "reason", "note", "updated",
+)  # fmt: skip
+
+
+def ops_blueprint(gw: Gateway) -> Blueprint:
+    bp = Blueprint("ops", __name__)
+    agent = agent_required(gw)
+
+    @bp.get("/v1/kpis")
+    @agent
+    async def kpis() -> Any:
+        try:
+            since = float(request.args.get("since") or time.time() - 86_400)
+        except ValueError:
+            raise ApiError(400, "since must be epoch seconds", "since") from None
+        events: list[dict[str, Any]] = []
+        cursor = f"{int(since * 1000)}-0"
+        while len(events) < MAX_KPI_EVENTS:
+            page = await gw.store.read_events(cursor, 5000)
+            if not page:
+                break
+            events.extend(page)
+            ms, seq = page[-1]["id"].split("-")
+            cursor = f"{ms}-{int(seq) + 1}"
+        deliveries = await gw.dispatch.store.list_deliveries()
+        body = compute_kpis(events, {d.id: d.window.end for d in deliveries})
+        body["since"] = since
+        body["events"] = len(events)
+        if gw.notifier is not None:
+            alerts = await gw.notifier.alerts.list_alerts(None, limit=MAX_ALERTS)
+            open_alerts = [a for a in alerts if a.status != "resolved"]
+            solved = [a.time_to_resolve_s for a in alerts if a.time_to_resolve_s is not None]
+            body["open_exceptions"] = len(open_alerts)
+            body["avg_resolution_s"] = sum(solved) / len(solved) if solved else None
+        return jsonify(body)
+
+    @bp.get("/v1/deliveries.csv")
+    @agent
+    async def deliveries_csv() -> Any:
+        status = request.args.get("status")
+        if status and status not in STATUSES:
+            raise ApiError(400, f"status must be one of {', '.join(STATUSES)}", "status")
+        route = request.args.get("route")
+        rid = await gw.dispatch.store.resolve_route(route) if route else None
+        if route and rid is None:
+            raise ApiError(404, "no such route", "route")
+        rows = await gw.dispatch.store.list_deliveries(rid)
+        rows.sort(key=lambda d: (d.window.start, d.external_id))
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(CSV_COLUMNS)
+        for d in rows:
+            if status and d.status != status:
+                continue
+            w.writerow([d.id, d.external_id, d.status, d.route or "", d.stop or "", d.kind,
+                        d.address, d.window.start, d.window.end, d.recipient.name,
+                        d.reason or "", d.note or "", d.updated])  # fmt: skip
+        return Response(
+            buf.getvalue(),
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="deliveries.csv"'},
+        )
+
+    return bp
