@@ -4,6 +4,8 @@
 - :mod:`~simulator.vehicle`: a van driving its route, producing GPS fixes (pure logic).
 - :mod:`~simulator.device`: the WebSocket client of one device: acks, backlog, reconnects.
 - :mod:`~simulator.registry`: device registration through the REST API.
+- :mod:`~simulator.manifest`: a van's planned route as a route import payload (pure logic).
+- :mod:`~simulator.dispatch`: route import and start, stop reports of the driver app.
 - :mod:`~simulator.fleet`: many vans and devices run together; :func:`run_fleet`.
 - ``python -m simulator``: the command line (:mod:`simulator.cli`).
 
@@ -12,11 +14,13 @@ Nothing here imports the gateway: the simulator only knows the wire contract.
 
 from .city import Address, City, NoRoute, Path, RoadClass, Street
 from .device import DeviceClient, DeviceConfig
+from .dispatch import DispatchClient, Dispatcher, DispatchError, DispatchStats
 from .fleet import DEFAULT_CENTER, Fleet, FleetConfig, format_status, run_fleet
 from .geo import LocalProjection, haversine_m
+from .manifest import RouteManifest, StopManifest, build_manifest
 from .registry import RegistrationError, Registry
 from .stats import DeviceStats, FleetReport
-from .vehicle import Fix, Phase, PlannedStop, StopVisit, Van, VanConfig
+from .vehicle import Fix, Phase, PlannedStop, RoutePlan, StopVisit, Van, VanConfig
 from .wire import Ack, Encoding, ErrorReply, Position, Rejection, decode_reply, encode_frame
 
 __all__ = [
@@ -27,6 +31,10 @@ __all__ = [
     "DeviceClient",
     "DeviceConfig",
     "DeviceStats",
+    "DispatchClient",
+    "DispatchError",
+    "DispatchStats",
+    "Dispatcher",
     "Encoding",
     "ErrorReply",
     "Fix",
@@ -43,10 +51,14 @@ __all__ = [
     "Registry",
     "Rejection",
     "RoadClass",
+    "RouteManifest",
+    "RoutePlan",
+    "StopManifest",
     "StopVisit",
     "Street",
     "Van",
     "VanConfig",
+    "build_manifest",
     "decode_reply",
     "encode_frame",
     "format_status",

@@ -131,6 +131,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--register-timeout", type=float, default=d.register_timeout)
     p.add_argument("--token-in-query", type=_flag, nargs="?", const=True, default=False)
     p.add_argument(
+        "--no-routes",
+        type=_flag,
+        nargs="?",
+        const=True,
+        default=not d.routes,
+        help="do not import routes nor report stops through the routes API (load tests)",
+    )
+    p.add_argument(
+        "--fail-rate",
+        type=_share,
+        default=d.fail_rate,
+        help="share of stops the driver reports failed (nobody home, no access, ...)",
+    )
+    p.add_argument(
+        "--run-id",
+        default=d.run_id,
+        help="part of every route's external id (VAN-RUNID-N); default: the start time",
+    )
+    p.add_argument(
+        "--timezone",
+        default=d.timezone,
+        help="IANA time zone of the recipients; default: guessed from --center "
+        "(Europe/Amsterdam for the default centre)",
+    )
+    p.add_argument(
         "--report-json",
         type=_flag,
         nargs="?",
@@ -204,6 +229,10 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
         status_interval=args.status_interval,
         register_timeout=args.register_timeout,
         token_in_query=args.token_in_query,
+        routes=not args.no_routes,
+        fail_rate=args.fail_rate,
+        run_id=args.run_id,
+        timezone=args.timezone,
     )
 
 
@@ -222,12 +251,18 @@ def _print_status(report: FleetReport, rate: float) -> None:
     print(format_status(report, rate), file=sys.stderr, flush=True)
 
 
+def _print_notice(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 async def _main(config: FleetConfig) -> FleetReport | None:
     stop = trio.Event()
     report: FleetReport | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, stop, nursery.cancel_scope)
-        report = await run_fleet(config, stop=stop, on_status=_print_status)
+        report = await run_fleet(
+            config, stop=stop, on_status=_print_status, on_notice=_print_notice
+        )
         nursery.cancel_scope.cancel()
     return report
 
@@ -251,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"simulator: {config.vehicles} vans around {config.center[0]:.4f},{config.center[1]:.4f}"
         f" -> {config.ingest} ({config.encoding.value}, batch {config.batch}, "
-        f"time scale {config.time_scale:g})",
+        f"time scale {config.time_scale:g})" + ("" if config.routes else ", no routes"),
         file=sys.stderr,
     )
     try:

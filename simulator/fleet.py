@@ -1,9 +1,15 @@
 """A fleet of vans, each with its own device client, driven in one trio nursery.
 
-:func:`run_fleet` registers the devices, starts one producer task (the van emitting fixes on
+:func:`run_fleet` registers the devices, imports and starts each van's first route through the
+routes API (unless ``routes`` is off), starts one producer task (the van emitting fixes on
 schedule) and one device task per vehicle, and runs until the duration elapses or ``stop`` is
 set; then it stops the producers, lets every device flush and drain its acks for a moment, and
 returns the fleet totals.
+
+While the vans drive, each later route is imported and started when the van is back at the
+depot with its next plan, and each stop the van leaves is reported delivered (or, at
+``fail_rate``, failed) as a driver app would; these calls run beside the vans and never hold
+them up.
 """
 
 from __future__ import annotations
@@ -12,14 +18,19 @@ import logging
 import math
 import random
 import time
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final
 
+import msgspec
 import trio
 
 from .city import City
 from .device import DeviceClient, DeviceConfig
+from .dispatch import DispatchClient, Dispatcher, ImportRoute, ReportStop
+from .manifest import RouteManifest, build_manifest, default_timezone
 from .registry import RegistrationError, Registry
 from .stats import FleetReport
 from .vehicle import Van, VanConfig
@@ -30,6 +41,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CENTER: Final = (52.3731, 4.8932)  # Amsterdam, Dam square
 SHUTDOWN_GRACE_S: Final = 2.0  # beyond the devices' drain time, before cancelling them
 DEVICE_RESTART_S: Final = 1.0
+SHOWN_DELIVERIES: Final = 3  # delivery ids printed at start, for looking them up
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +71,35 @@ class FleetConfig:
     status_interval: float = 5.0
     register_timeout: float = 30.0  # how long to wait for the API to come up
     token_in_query: bool = False
+    routes: bool = True  # import routes and report stops; off for pure load tests
+    fail_rate: float = 0.05  # share of stops reported failed
+    run_id: str = ""  # part of every route's external id; empty: the start time
+    timezone: str = ""  # IANA zone of the recipients; empty: guessed from the centre
 
     def __post_init__(self) -> None:
         if self.vehicles < 1:
             raise ValueError("vehicles must be at least 1")
         if self.duration is not None and self.duration <= 0:
             raise ValueError("duration must be positive")
-        for name in ("reefer_share", "outlier_rate", "dropout_rate", "disconnect_rate"):
+        for name in ("reefer_share", "outlier_rate", "dropout_rate", "disconnect_rate",
+                     "fail_rate"):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
+        if self.timezone:
+            try:
+                zoneinfo.ZoneInfo(self.timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {self.timezone!r}") from None
+
+    def zone(self) -> str:
+        """The recipients' time zone."""
+        return self.timezone or default_timezone(self.center)
+
+    def make_run_id(self, now: float) -> str:
+        """``run_id``, or the local date and time of ``now`` in the city's zone."""
+        if self.run_id:
+            return self.run_id
+        return datetime.fromtimestamp(now, zoneinfo.ZoneInfo(self.zone())).strftime("%Y%m%d-%H%M%S")
 
     def device_ids(self) -> list[str]:
         width = max(3, len(str(self.vehicles)))
@@ -101,6 +133,14 @@ class Member:
 
     van: Van
     client: DeviceClient
+    seed: int = 0
+    announced: int = 0  # highest route number handed to the dispatcher
+    reported: int = 0  # visits whose stop was handed to the dispatcher
+    manifests: dict[int, RouteManifest] = field(default_factory=dict)  # by route number
+
+    @property
+    def vehicle(self) -> str:
+        return self.client.device_id
 
 
 @dataclass(slots=True)
@@ -112,14 +152,45 @@ class Fleet:
     members: list[Member]
     started_at: float = field(default_factory=trio.current_time)
     crashed_producers: int = 0
+    run_id: str = ""
+    dispatcher: Dispatcher | None = None
 
     def report(self) -> FleetReport:
         """Totals so far."""
         elapsed = trio.current_time() - self.started_at
-        return FleetReport.collect((m.client.stats for m in self.members), elapsed)
+        report = FleetReport.collect((m.client.stats for m in self.members), elapsed)
+        if self.dispatcher is None:
+            return report
+        return msgspec.structs.replace(report, dispatch=self.dispatcher.stats.as_dict())
+
+    def manifest(self, member: Member, number: int) -> RouteManifest:
+        """The import payload of ``member``'s route ``number``, built once and kept."""
+        found = member.manifests.get(number)
+        if found is not None:
+            return found
+        van = member.van
+        plan = van.upcoming if van.upcoming and van.upcoming.number == number else van.route
+        if plan is None or plan.number != number:
+            raise LookupError(f"{member.vehicle} has no route {number} in view")
+        made = build_manifest(
+            plan,
+            vehicle=member.vehicle,
+            run_id=self.run_id,
+            wall_time=van.wall_time,
+            time_scale=self.config.time_scale,
+            timezone=self.config.zone(),
+            seed=member.seed,
+            reefer=van.config.reefer,
+        )
+        # Only the route being driven and the next one are ever looked up.
+        for old in [n for n in member.manifests if n < number - 1]:
+            del member.manifests[old]
+        member.manifests[number] = made
+        return made
 
 
 StatusCallback = Callable[[FleetReport, float], None]
+NoticeCallback = Callable[[str], None]
 
 
 def format_status(report: FleetReport, rate: float) -> str:
@@ -136,14 +207,19 @@ async def run_fleet(
     *,
     stop: trio.Event | None = None,
     on_status: StatusCallback | None = None,
+    on_notice: NoticeCallback | None = None,
     task_status: trio.TaskStatus[Fleet] = trio.TASK_STATUS_IGNORED,
 ) -> FleetReport:
-    """Register the devices, run the fleet until ``config.duration`` or ``stop``, report.
+    """Register the devices, import their routes, run the fleet until ``config.duration`` or
+    ``stop``, report.
 
+    ``on_notice`` is given one-line messages for people: the routes imported, conflicts.
     Raises :class:`~simulator.registry.RegistrationError` if the devices cannot be registered,
     :class:`ValueError` if the city is too small for the routes asked for.
-    Setting ``stop`` during registration abandons it and returns an empty report.
+    Setting ``stop`` during registration or the first import abandons the run and returns the
+    report so far.
     """
+    notice: NoticeCallback = on_notice if on_notice is not None else _log_notice
     if stop is None:
         stop = trio.Event()
     city = City.generate(config.center, seed=config.seed, size_m=config.city_km * 1000)
@@ -170,8 +246,43 @@ async def run_fleet(
         if stop.is_set():
             return FleetReport.collect([], 0.0)
         fleet = _build(config, city, ids, tokens, reg)
-        await _run(fleet, stop, on_status, task_status)
+        if not config.routes:
+            await _run(fleet, stop, on_status, task_status)
+            return fleet.report()
+        async with DispatchClient(config.api, config.api_key) as client:
+            fleet.dispatcher = Dispatcher(client, config.fail_rate, config.seed, notice)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_on, stop, nursery.cancel_scope)
+                await _import_first_routes(fleet, notice)
+                nursery.cancel_scope.cancel()
+            if not stop.is_set():
+                await _run(fleet, stop, on_status, task_status)
     return fleet.report()
+
+
+def _log_notice(line: str) -> None:
+    log.info("%s", line)
+
+
+async def _import_first_routes(fleet: Fleet, notice: NoticeCallback) -> None:
+    dispatcher = fleet.dispatcher
+    assert dispatcher is not None
+    manifests = []
+    for member in fleet.members:
+        dispatcher.add_van(member.vehicle)
+        plan = member.van.upcoming
+        if plan is not None:
+            manifests.append(fleet.manifest(member, plan.number))
+            member.announced = plan.number
+    await dispatcher.import_routes(manifests)
+    stats = dispatcher.stats
+    shown = [d for m in manifests if m.external_id in dispatcher.started for d in m.delivery_ids]
+    notice(
+        f"routes (run {fleet.run_id}): {stats.routes_imported} imported, "
+        f"{stats.routes_started} started, {sum(len(m.delivery_ids) for m in manifests)} "
+        f"deliveries; look one up at GET {fleet.config.api.rstrip('/')}/v1/deliveries/ID: "
+        + ", ".join(shown[:SHOWN_DELIVERIES])
+    )
 
 
 def _build(
@@ -181,10 +292,11 @@ def _build(
     wall = time.time()
     members = []
     for n, device_id in enumerate(ids):
+        seed = config.seed * 1_000_003 + n
         van = Van(
             city,
             config.van_config(reefer=rng.random() < config.reefer_share),
-            seed=config.seed * 1_000_003 + n,
+            seed=seed,
             # Spread the fixes of the fleet over the interval instead of sending in bursts.
             epoch=wall + rng.uniform(0, config.interval),
         )
@@ -195,8 +307,8 @@ def _build(
             seed=config.seed * 2_000_003 + n,
             refresh_token=reg.rotate,
         )
-        members.append(Member(van, client))
-    return Fleet(config, city, members)
+        members.append(Member(van, client, seed))
+    return Fleet(config, city, members, run_id=config.make_run_id(wall))
 
 
 async def _run(
@@ -210,6 +322,11 @@ async def _run(
     async with trio.open_nursery() as nursery:
         producers = trio.CancelScope()
         nursery.start_soon(_run_devices, fleet, stop, devices_done)
+        dispatch_done = trio.Event()
+        if fleet.dispatcher is not None:
+            nursery.start_soon(_run_dispatcher, fleet.dispatcher, dispatch_done)
+        else:
+            dispatch_done.set()
         nursery.start_soon(_run_producers, fleet, producers)
         if on_status is not None and config.status_interval > 0:
             nursery.start_soon(_report_status, fleet, on_status)
@@ -221,9 +338,18 @@ async def _run(
         producers.cancel()
         for member in fleet.members:
             member.client.stop()
+        if fleet.dispatcher is not None:
+            fleet.dispatcher.close()
         with trio.move_on_after(config.drain + SHUTDOWN_GRACE_S):
             await devices_done.wait()
+            # The last stop reports get the same grace as the last acks.
+            await dispatch_done.wait()
         nursery.cancel_scope.cancel()
+
+
+async def _run_dispatcher(dispatcher: Dispatcher, done: trio.Event) -> None:
+    await dispatcher.run()
+    done.set()
 
 
 async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
@@ -266,12 +392,31 @@ async def _produce(fleet: Fleet, member: Member) -> None:
         while True:
             for fix in van.poll(time.time()):
                 client.submit(fix)
+            if fleet.dispatcher is not None:
+                _dispatch(fleet, fleet.dispatcher, member)
             await trio.sleep(max(0.0, van.next_fix_at - time.time()))
     except Exception:
         # The van stays parked and silent; the rest of the fleet carries on.
         fleet.crashed_producers += 1
         client.stats.crashes += 1
         log.exception("%s: van simulation failed", client.device_id)
+
+
+def _dispatch(fleet: Fleet, dispatcher: Dispatcher, member: Member) -> None:
+    """Hand the dispatcher the stops the van has left and its next route, once each."""
+    van = member.van
+    visits = van.visits
+    while member.reported < len(visits) and visits[member.reported].departed_s is not None:
+        stop = visits[member.reported].stop
+        member.reported += 1
+        manifest = member.manifests.get(stop.route)
+        if manifest is not None:
+            dispatcher.submit(member.vehicle, ReportStop(manifest.external_id,
+                                                         manifest.stops[stop.index]))  # fmt: skip
+    plan = van.upcoming
+    if plan is not None and plan.number > member.announced:
+        member.announced = plan.number
+        dispatcher.submit(member.vehicle, ImportRoute(fleet.manifest(member, plan.number)))
 
 
 async def _report_status(fleet: Fleet, on_status: StatusCallback) -> None:

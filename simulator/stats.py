@@ -59,6 +59,9 @@ class FleetReport(msgspec.Struct, frozen=True):
     unacked: int
     crashes: int
     positions_per_s: float
+    # Routes imported and started, stops reported (see simulator.dispatch.DispatchStats);
+    # empty when the run imports no routes.
+    dispatch: dict[str, int] = msgspec.field(default_factory=dict)
 
     @property
     def rejected_total(self) -> int:
@@ -121,4 +124,17 @@ class FleetReport(msgspec.Struct, frozen=True):
             lines.append(f"closed by gateway: {codes}")
         if self.crashes:
             lines.append(f"device crashes survived: {self.crashes}")
+        if self.dispatch:
+            d = self.dispatch
+            lines.append(
+                f"routes imported {d.get('routes_imported', 0)}, started "
+                f"{d.get('routes_started', 0)} (not imported {d.get('import_failures', 0)}, "
+                f"not started {d.get('start_failures', 0)}, earlier runs' routes closed "
+                f"{d.get('stale_routes_closed', 0)})"
+            )
+            lines.append(
+                f"stops reported: delivered {d.get('delivered', 0)}, failed {d.get('failed', 0)}"
+                f"; reports lost {d.get('status_errors', 0) + d.get('dropped', 0)}, "
+                f"retries {d.get('retries', 0)}"
+            )
         return "\n".join(lines)

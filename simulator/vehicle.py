@@ -109,6 +109,24 @@ class PlannedStop:
     index: int
     address: Address
     planned_arrival_s: float
+    route: int = 1  # the van's route number, see :attr:`RoutePlan.number`
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    """A route as the dispatcher plans it before the van leaves the depot.
+
+    Times are simulated seconds since the van's epoch. ``path`` is the planned polyline
+    (lat, lon) from the depot through every stop and back, without the detours the driver
+    may take.
+    """
+
+    number: int  # 1 for the van's first route, then 2, 3, ...
+    depart_s: float
+    stops: tuple[PlannedStop, ...]
+    path: tuple[tuple[float, float], ...]
+    return_s: float  # planned arrival back at the depot
+    service_s: float = PLAN_SERVICE_S  # planned time at each stop
 
 
 @dataclass(slots=True)
@@ -148,7 +166,7 @@ class _Leg:
 
 @dataclass(slots=True)
 class _Route:
-    plan: list[PlannedStop]
+    plan: RoutePlan
     legs: list[_Leg] = field(default_factory=list)
 
 
@@ -183,9 +201,11 @@ class Van:
         self._traffic = 1.0
         self._traffic_until = 0.0
         self._route: _Route | None = None
+        self._next: _Route | None = None
         self._leg_index = 0
         self._d = 0.0  # distance along the current leg
         self._seg = 0
+        self._plan_next()
 
     @property
     def sim_time(self) -> float:
@@ -200,7 +220,25 @@ class Van:
     @property
     def plan(self) -> list[PlannedStop]:
         """Stops of the current route, empty before the first one starts."""
-        return self._route.plan if self._route else []
+        return list(self._route.plan.stops) if self._route else []
+
+    @property
+    def route(self) -> RoutePlan | None:
+        """The route being driven; None before the first one starts."""
+        return self._route.plan if self._route else None
+
+    @property
+    def upcoming(self) -> RoutePlan | None:
+        """The route planned for the next departure from the depot, while the van waits there.
+
+        It is known from the moment the van reaches the depot (or is created), so a dispatcher
+        can announce it before the van leaves.
+        """
+        return self._next.plan if self._next else None
+
+    def wall_time(self, sim_s: float) -> float:
+        """Wall-clock epoch seconds at which simulated time ``sim_s`` falls."""
+        return self.epoch + sim_s / self.config.time_scale
 
     @property
     def position(self) -> tuple[float, float]:
@@ -243,7 +281,8 @@ class Van:
                 self._start_route()
         self.battery = min(100.0, max(5.0, self.battery))
 
-    def _start_route(self) -> None:
+    def _plan_next(self) -> None:
+        """Plan the next route to leave the depot at ``_phase_until``."""
         cfg, city, rng = self.config, self.city, self._rng
         addresses = city.random_addresses(rng, cfg.stops_per_route)
         ordered: list[Address] = []
@@ -254,18 +293,32 @@ class Van:
             addresses.remove(nxt)
             ordered.append(nxt)
             here = city.nodes[nxt.node]
-        route = _Route(plan=[])
-        t = self._t
+        number = self.counters.routes + 1
+        depart = self._phase_until
+        t = depart
         prev = city.depot
+        stops: list[PlannedStop] = []
+        legs: list[_Leg] = []
+        depot = city.nodes[city.depot]
+        points: list[tuple[float, float]] = [(depot.lat, depot.lon)]
         for i, address in enumerate(ordered):
             path = city.shortest_path(prev, address.node)
             t += path.travel_time_s / (PLAN_SPEED_SHARE * self._driver)
-            route.plan.append(PlannedStop(i, address, t))
-            route.legs.append(self._leg(self._maybe_detour(path), i))
+            stops.append(PlannedStop(i, address, t, number))
+            legs.append(self._leg(self._maybe_detour(path), i))
+            points.extend(path.points[1:])
             t += PLAN_SERVICE_S
             prev = address.node
-        route.legs.append(self._leg(self._maybe_detour(city.shortest_path(prev, city.depot)), None))
-        self._route = route
+        back = city.shortest_path(prev, city.depot)
+        legs.append(self._leg(self._maybe_detour(back), None))
+        points.extend(back.points[1:])
+        t += back.travel_time_s / (PLAN_SPEED_SHARE * self._driver)
+        plan = RoutePlan(number, depart, tuple(stops), tuple(points), t)
+        self._next = _Route(plan, legs)
+
+    def _start_route(self) -> None:
+        assert self._next is not None
+        self._route, self._next = self._next, None
         self._leg_index = 0
         self.counters.routes += 1
         self._begin_leg()
@@ -373,8 +426,9 @@ class Van:
         if leg.to_stop is None:
             self.phase = Phase.DEPOT
             self._phase_until = self._t + rng.uniform(*cfg.depot_break_s)
+            self._plan_next()
             return
-        self.visits.append(StopVisit(self._route.plan[leg.to_stop], self._t))
+        self.visits.append(StopVisit(self._route.plan.stops[leg.to_stop], self._t))
         dwell = rng.uniform(*cfg.service_s)
         if rng.random() < cfg.long_dwell_probability:
             dwell += rng.uniform(*cfg.long_dwell_s)

@@ -2,7 +2,10 @@
 
 ``IngestServer`` is a trio-websocket handler that stores positions per device, acks the highest
 seq, rejects chosen seqs and can drop a connection after a given frame without acking it.
-``make_api`` is a quart-trio app with the device registration endpoints.
+``make_api`` is a quart-trio app with the device registration endpoints and, answering like the
+gateway's routes and deliveries API, ``PUT /v1/routes``, ``POST /v1/routes/{id}/start``,
+``GET /v1/routes``, ``GET /v1/deliveries`` and ``POST /v1/deliveries/{id}/status``, recording
+each call in a :class:`RoutesApi`.
 """
 
 from __future__ import annotations
@@ -104,10 +107,161 @@ class IngestServer:
                 return
 
 
-def make_api(ingest: IngestServer) -> QuartTrio:
-    """Device registration endpoints that issue tokens the ingest server accepts."""
+OPEN = ("scheduled", "out_for_delivery", "arriving")
+NEXT = {
+    "scheduled": {"out_for_delivery", "cancelled"},
+    "out_for_delivery": {"arriving", "delivered", "failed", "cancelled"},
+    "arriving": {"delivered", "failed", "cancelled"},
+}
+REASONS = ("nobody_home", "no_access", "refused", "damaged", "address_not_found", "other")
+
+
+@dataclass
+class RoutesApi:
+    """State of the routes double; ``fail`` holds HTTP codes to answer first, per method+path
+    prefix (e.g. ``{"POST /v1/deliveries": [503, 503]}``)."""
+
+    routes: dict[str, dict[str, Any]] = field(default_factory=dict)  # by external id
+    deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)  # by external id
+    active: dict[str, str] = field(default_factory=dict)  # vehicle -> route external id
+    calls: list[tuple[str, str, Any]] = field(default_factory=list)  # method, path, body
+    fail: dict[str, list[int]] = field(default_factory=dict)
+
+    def injected(self, method: str, path: str) -> int | None:
+        for prefix, codes in self.fail.items():
+            if f"{method} {path}".startswith(prefix) and codes:
+                return codes.pop(0)
+        return None
+
+    def seen(self, method: str, prefix: str) -> list[tuple[str, str, Any]]:
+        return [c for c in self.calls if c[0] == method and c[1].startswith(prefix)]
+
+    def add_started(self, vehicle: str, external_id: str, deliveries: int) -> None:
+        """A route left started by someone else (or an earlier run)."""
+        ids = [f"{external_id}-D{k}" for k in range(deliveries)]
+        self.routes[external_id] = {"status": "started", "vehicle": vehicle, "deliveries": ids}
+        for d in ids:
+            self.deliveries[d] = {"id": d, "route": external_id, "status": "out_for_delivery"}
+        self.active[vehicle] = external_id
+
+    def _finish_if_done(self, route: str) -> None:
+        rec = self.routes[route]
+        if rec["status"] == "started" and all(
+            self.deliveries[d]["status"] not in OPEN for d in rec["deliveries"]
+        ):
+            rec["status"] = "finished"
+            self.active.pop(rec["vehicle"], None)
+
+
+def _err(status: int, message: str, field_name: str | None = None, **extra: Any) -> Any:
+    body = {"error": message, **extra}
+    if field_name:
+        body["field"] = field_name
+    return body, status
+
+
+def _routes_endpoints(app: QuartTrio, api: RoutesApi) -> None:
+    def authorised() -> bool:
+        return request.headers.get("Authorization") == f"Bearer {API_KEY}"
+
+    async def begin() -> tuple[Any, Any]:
+        body = await request.get_json(silent=True)
+        api.calls.append((request.method, request.path, body))
+        if not authorised():
+            return body, _err(401, "unauthorised")
+        code = api.injected(request.method, request.path)
+        if code is not None:
+            return body, _err(code, "injected failure")
+        return body, None
+
+    @app.put("/v1/routes")
+    async def import_routes() -> Any:
+        body, refused = await begin()
+        if refused:
+            return refused
+        for i, r in enumerate(body["routes"]):
+            if r["vehicle"] not in app.config["ingest"].devices:
+                return _err(422, f"unknown vehicle {r['vehicle']!r}", f"routes[{i}].vehicle")
+        for r in body["routes"]:
+            ext = r["external_id"]
+            ids = [d["external_id"] for s in r["stops"] for d in s["deliveries"]]
+            old = api.routes.get(ext, {"status": "planned"})
+            api.routes[ext] = {"status": old["status"], "vehicle": r["vehicle"],
+                               "deliveries": ids, "payload": r}  # fmt: skip
+            for d in ids:
+                api.deliveries.setdefault(d, {"id": d, "route": ext, "status": "scheduled"})
+        return {"routes": [{"external_id": r["external_id"]} for r in body["routes"]],
+                "imported": len(body["routes"])}  # fmt: skip
+
+    @app.post("/v1/routes/<ident>/start")
+    async def start(ident: str) -> Any:
+        _, refused = await begin()
+        if refused:
+            return refused
+        rec = api.routes.get(ident)
+        if rec is None:
+            return _err(404, f"no such route {ident}", "id")
+        if rec["status"] != "planned":
+            return _err(409, f"route {ident} is already {rec['status']}", "id")
+        other = api.active.get(rec["vehicle"])
+        if other is not None and other != ident:
+            return _err(409, f"vehicle {rec['vehicle']} is still on route {other}", "vehicle")
+        rec["status"] = "started"
+        api.active[rec["vehicle"]] = ident
+        for d in rec["deliveries"]:
+            api.deliveries[d]["status"] = "out_for_delivery"
+        return {"route": {"external_id": ident, "status": "started"}, "events": 1}
+
+    @app.get("/v1/routes")
+    async def list_routes() -> Any:
+        _, refused = await begin()
+        if refused:
+            return refused
+        vehicle, status = request.args.get("vehicle"), request.args.get("status")
+        found = [
+            {"id": ext, "external_id": ext, "vehicle": r["vehicle"], "status": r["status"]}
+            for ext, r in api.routes.items()
+            if (vehicle is None or r["vehicle"] == vehicle)
+            and (status is None or r["status"] == status)
+        ]
+        return {"routes": found}
+
+    @app.get("/v1/deliveries")
+    async def list_deliveries() -> Any:
+        _, refused = await begin()
+        if refused:
+            return refused
+        route = request.args.get("route")
+        found = [d for d in api.deliveries.values() if route is None or d["route"] == route]
+        return {"deliveries": found, "total": len(found)}
+
+    @app.post("/v1/deliveries/<ident>/status")
+    async def status(ident: str) -> Any:
+        body, refused = await begin()
+        if refused:
+            return refused
+        rec = api.deliveries.get(ident)
+        if rec is None:
+            return _err(404, f"no such delivery {ident}", "id")
+        new = body.get("status")
+        if new == "failed" and body.get("reason") not in REASONS:
+            return _err(400, "failed needs a reason", "reason")
+        if new not in NEXT.get(rec["status"], set()):
+            return _err(409, "illegal transition", "status", **{"from": rec["status"], "to": new})
+        rec["status"] = new
+        rec["reason"], rec["note"] = body.get("reason"), body.get("note")
+        api._finish_if_done(rec["route"])
+        return {"delivery": rec, "events": 1}
+
+
+def make_api(ingest: IngestServer, routes: RoutesApi | None = None) -> QuartTrio:
+    """Device registration endpoints that issue tokens the ingest server accepts, and the
+    routes double (``app.config["routes"]``)."""
     app = QuartTrio(__name__)
     app.config["calls"] = []
+    app.config["ingest"] = ingest
+    app.config["routes"] = routes if routes is not None else RoutesApi()
+    _routes_endpoints(app, app.config["routes"])
 
     def authorised() -> bool:
         return request.headers.get("Authorization") == f"Bearer {API_KEY}"

@@ -76,6 +76,8 @@ def test_environment_fills_in_and_command_line_wins() -> None:
         ({"SIM_VEHICLES": "lots"}, "SIM_VEHICLES='lots'"),
         ({"SIM_ENCODING": "xml"}, "choose from"),
         ({"SIM_CENTER": "52.3"}, "expected LAT,LON"),
+        ({"SIM_FAIL_RATE": "1.5"}, "must be between 0 and 1"),
+        ({"SIM_NO_ROUTES": "maybe"}, "expected a boolean"),
     ],
 )
 def test_bad_environment_is_refused(
@@ -85,6 +87,38 @@ def test_bad_environment_is_refused(
         parse_args([], env=env)
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_route_options() -> None:
+    config = config_from_args(parse_args([], env={}))
+    assert config.routes is True and config.fail_rate == 0.05
+    assert config.run_id == "" and config.zone() == "Europe/Amsterdam"
+    args = ["--no-routes", "--fail-rate", "0.2", "--run-id", "demo", "--timezone", "Europe/Paris"]
+    config = config_from_args(parse_args(args, env={}))
+    assert config.routes is False and config.fail_rate == 0.2
+    assert config.make_run_id(0.0) == "demo" and config.zone() == "Europe/Paris"
+    env = {"SIM_NO_ROUTES": "1", "SIM_FAIL_RATE": "0"}
+    config = config_from_args(parse_args([], env=env))
+    assert config.routes is False and config.fail_rate == 0.0
+    assert config_from_args(parse_args([], env={"SIM_NO_ROUTES": "0"})).routes is True
+    # The run id defaults to the local start time in the city.
+    assert config_from_args(parse_args([], env={})).make_run_id(1_760_000_000.0) == (
+        "20251009-105320"
+    )
+
+
+def test_bad_time_zone_is_a_usage_error() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "simulator", "--timezone", "Nowhere/Special"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == EXIT_USAGE
+    assert "unknown time zone 'Nowhere/Special'" in out.stderr
 
 
 async def _run_cli(

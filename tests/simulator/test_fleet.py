@@ -8,7 +8,7 @@ from trio_websocket import serve_websocket
 from simulator.fleet import FleetConfig, run_fleet
 from simulator.stats import FleetReport
 
-from .servers import API_KEY, IngestServer, make_api, start_api
+from .servers import API_KEY, IngestServer, RoutesApi, make_api, start_api
 
 
 async def test_fleet_registers_drives_and_reports(nursery: trio.Nursery) -> None:
@@ -70,3 +70,74 @@ async def test_stop_during_registration_returns_an_empty_report() -> None:
 async def _set_later(event: trio.Event) -> None:
     await trio.sleep(0.2)
     event.set()
+
+
+async def _fleet_servers(nursery: trio.Nursery) -> tuple[str, str, RoutesApi]:
+    ingest = IngestServer()
+    routes = RoutesApi()
+    api = await start_api(nursery, make_api(ingest, routes))
+    listener = await nursery.start(serve_websocket, ingest.handler, "127.0.0.1", 0, None)
+    return api, f"ws://127.0.0.1:{listener.port}/v1/ingest", routes
+
+
+async def test_fleet_imports_routes_and_reports_stops_like_a_driver_app(
+    nursery: trio.Nursery,
+) -> None:
+    api, ingest_url, routes = await _fleet_servers(nursery)
+    config = FleetConfig(
+        api=api,
+        ingest=ingest_url,
+        api_key=API_KEY,
+        vehicles=3,
+        interval=0.05,
+        # 3 s are an hour: with seed 1 each van has planned its second route by 2,850 s.
+        time_scale=1200.0,
+        duration=3.0,
+        city_km=1.2,
+        stops_per_route=3,
+        fail_rate=0.3,
+        run_id="t7",
+        drain=1.0,
+        status_interval=0,
+    )
+    notices: list[str] = []
+    with trio.fail_after(20):
+        report = await run_fleet(config, on_notice=notices.append)
+
+    vans = ["van-001", "van-002", "van-003"]
+    first_put = routes.seen("PUT", "/v1/routes")[0][2]
+    assert [r["external_id"] for r in first_put["routes"]] == [f"{v}-t7-1" for v in vans]
+    assert notices[0].startswith("routes (run t7): 3 imported, 3 started, ")
+    assert "/v1/deliveries/ID: van-001-t7-1-S01-1, van-001-t7-1-S0" in notices[0]
+    d = report.dispatch
+    # Every van finished its first route and was given its second one, started cleanly.
+    assert {ext for ext in routes.routes} >= {f"{v}-t7-{n}" for v in vans for n in (1, 2)}
+    assert all(routes.routes[f"{v}-t7-1"]["status"] == "finished" for v in vans)
+    assert d["routes_started"] == d["routes_imported"] == len(routes.routes)
+    assert d["stale_routes_closed"] == d["start_failures"] == d["status_errors"] == 0
+    statuses = [body["status"] for _, _, body in routes.seen("POST", "/v1/deliveries/")]
+    assert statuses.count("delivered") == d["delivered"] > 0
+    assert statuses.count("failed") == d["failed"] > 0
+    closed = [x for x in routes.deliveries.values() if x["status"] in ("delivered", "failed")]
+    assert len(closed) == d["delivered"] + d["failed"]
+    # Reports of a van follow its stops in order, the next route only after the last of them.
+    for v in vans:
+        mine = [(m, p) for m, p, _ in routes.calls if f"/{v}-t7-" in p or (
+            m == "PUT" and p == "/v1/routes")]  # fmt: skip
+        start2 = mine.index(("POST", f"/v1/routes/{v}-t7-2/start"))
+        first = [p.split("/")[3] for m, p in mine[:start2] if p.startswith("/v1/deliveries/")]
+        assert first == sorted(first) and len(first) == len(
+            routes.routes[f"{v}-t7-1"]["deliveries"]
+        )
+    assert report.acked > 0
+
+
+async def test_no_routes_makes_no_route_calls(nursery: trio.Nursery) -> None:
+    api, ingest_url, routes = await _fleet_servers(nursery)
+    config = FleetConfig(api=api, ingest=ingest_url, api_key=API_KEY, vehicles=2, interval=0.05,
+                         time_scale=600.0, duration=1.0, city_km=1.2, stops_per_route=2,
+                         drain=0.5, routes=False)  # fmt: skip
+    with trio.fail_after(15):
+        report = await run_fleet(config)
+    assert report.sent > 0 and report.dispatch == {}
+    assert routes.calls == []
