@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S: Final = 1.0
 RECENT_EVENTS: Final = 100  # shown to a browser that connects
+TAIL_BATCH: Final = 500
+TAIL_BLOCK_MS: Final = 1000
 SHUTDOWN_GRACE_S: Final = 5.0  # for open HTTP requests when stopping
 DRAIN_GRACE_S: Final = 10.0  # for queued positions when stopping
 
@@ -102,7 +104,6 @@ class Gateway:
             max_batch=settings.writer_max_batch,
             linger_s=settings.writer_linger_s,
             events_max_len=settings.events_max_len,
-            on_events=self.broadcast_events,
             after_write=self.live_offer,
         )
         self.zone_store = ZoneStore(redis)
@@ -111,7 +112,6 @@ class Gateway:
             self.store,
             self.zone_store,
             self.metrics,
-            self.broadcast_events,
             events_max_len=settings.events_max_len,
         )
         self.ws_ingest = WebSocketIngest(
@@ -150,10 +150,26 @@ class Gateway:
             self.mqtt.forget(device_id)
         self.ws_ingest.kick_device(device_id, CLOSE_REVOKED, "device revoked")
 
-    def broadcast_events(self, events: list[dict[str, Any]]) -> None:
-        for ev in events:
+    async def _tail_events(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Every event in the log, whichever process wrote it, to the ops browsers."""
+        last = "0-0"
+        for ev in reversed(await self.store.read_events_reverse(RECENT_EVENTS)):
             self.recent_events.append(ev)
-            self.hub.broadcast(_json.encode({"type": "event", "event": ev}))
+            last = ev["id"]
+        task_status.started()
+        while True:
+            try:
+                events = await self.store.read_events_after(last, TAIL_BATCH, TAIL_BLOCK_MS)
+            except Exception as exc:
+                log.warning("event tail interrupted: %s", exc)
+                await trio.sleep(1.0)
+                continue
+            for ev in events:
+                last = ev["id"]
+                self.recent_events.append(ev)
+                self.hub.broadcast(_json.encode({"type": "event", "event": ev}))
 
     def ops_snapshot(self) -> str:
         vehicles = b",".join(live_json(s) for s in self.fleet.vehicles.values())
@@ -181,7 +197,6 @@ class Gateway:
                 await self.store.append_events(events, self.settings.events_max_len)
             except Exception as exc:
                 log.warning("could not record offline vehicles: %s", exc)
-            self.broadcast_events(events)
 
     async def run(
         self,
@@ -213,6 +228,7 @@ class Gateway:
                 http_url = binds[0]
                 self.http_port = int(http_url.rsplit(":", 1)[1])
                 front.start_soon(self._sweep_offline)
+                await front.start(self._tail_events)
                 if self.mqtt is not None:
                     await front.start(self.mqtt.run)
                 task_status.started(

@@ -88,8 +88,7 @@ def dispatch_blueprint(gw: Gateway) -> Blueprint:
         DispatchStore(gw.redis),
         gw.store,
         gw.settings.events_max_len,
-        gw.broadcast_events,
-        gw.metrics,
+        metrics=gw.metrics,
     )
     # The Gateway class may or may not declare this attribute; setattr suits both.
     setattr(gw, "dispatch", dispatch)  # noqa: B010

@@ -44,7 +44,7 @@ class Dispatch:
         store: DispatchStore,
         event_log: Store,
         events_max_len: int,
-        broadcast: Callable[[list[dict[str, Any]]], None],
+        broadcast: Callable[[list[dict[str, Any]]], None] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
@@ -113,7 +113,8 @@ class Dispatch:
         if self.metrics is not None:
             for ev in changes.events:
                 self.metrics.inc("gateway_events_total", type=ev["type"])
-        self.broadcast(changes.events)
+        if self.broadcast is not None:
+            self.broadcast(changes.events)
         for route in changes.routes.values():
             for listener in list(self.on_route_changed):
                 try:

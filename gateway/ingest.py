@@ -118,7 +118,6 @@ class Ingest:
         max_batch: int,
         linger_s: float,
         events_max_len: int,
-        on_events: Callable[[list[dict[str, Any]]], None] = lambda evs: None,
         after_write: Callable[[list[tuple[str, list[Position]]]], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
@@ -129,7 +128,6 @@ class Ingest:
         self.max_batch = max_batch
         self.linger_s = linger_s
         self.events_max_len = events_max_len
-        self.on_events = on_events
         self.after_write = after_write
         self.accepted_key = metrics.key("gateway_positions_accepted_total")
         self._send, self._recv = trio.open_memory_channel[tuple[Session, list[Position]]](
@@ -211,7 +209,6 @@ class Ingest:
             for ev in events:
                 self.metrics.inc("gateway_events_total", type=ev["type"])
             await self._until_done(self.store.append_events, events, self.events_max_len)
-            self.on_events(events)
         self.metrics.inc("gateway_writer_batches_total")
         self.metrics.inc("gateway_writer_positions_total", count)
         for s, positions in items:

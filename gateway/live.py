@@ -3,7 +3,7 @@
 The writer hands every durably written batch to ``LiveTracking.offer`` (a bounded channel;
 full, the writer waits: geofencing is in-process CPU work and far faster than ingest). One
 task runs the geofence engine on the whole batch (vectorised) and each active route's
-tracker on the newest fix of its vehicle, then appends the resulting events to the log.
+tracker on its vehicle's fixes in order, then appends the resulting events to the log.
 A ticker lets dwell, ETA and silence-based alerts fire without new fixes. Engine and
 tracker state are saved per vehicle (``veh:{id}`` fields ``geo`` and ``trk``) every few
 seconds, so a restart does not forget who is inside which zone.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -152,7 +152,6 @@ class LiveTracking:
         store: Store,
         zone_store: ZoneStore,
         metrics: Metrics,
-        on_events: Callable[[list[dict[str, Any]]], None],
         *,
         events_max_len: int,
         engine_config: EngineConfig | None = None,
@@ -161,7 +160,6 @@ class LiveTracking:
         self.store = store
         self.zone_store = zone_store
         self.metrics = metrics
-        self.on_events = on_events
         self.events_max_len = events_max_len
         self.engine = GeofenceEngine(engine_config or EngineConfig())
         self.tracker_config = tracker_config or TrackerConfig()
@@ -292,15 +290,17 @@ class LiveTracking:
             tracked = self.routes.get(vehicle)
             if tracked is None:
                 continue
-            p = positions[-1]
             resting = any(
                 (z := self.engine.zone(zid)) is not None and z.kind == "depot"
                 for zid in self.engine.memberships(vehicle)
             )
-            for ev in tracked.tracker.update(
-                p.ts, p.lat, p.lon, speed_mps=p.speed, temp_c=p.temp_c, resting=resting
-            ):
-                events.extend(route_events(ev, tracked))
+            # Every fix, not only the newest: a resent backlog may hold a whole approach,
+            # and its arriving and arrived must not be skipped.
+            for p in positions:
+                for ev in tracked.tracker.update(
+                    p.ts, p.lat, p.lon, speed_mps=p.speed, temp_c=p.temp_c, resting=resting
+                ):
+                    events.extend(route_events(ev, tracked))
         return events
 
     def tick(self, now: float) -> list[dict[str, Any]]:
@@ -319,7 +319,6 @@ class LiveTracking:
             await self.store.append_events(events, self.events_max_len)
         except Exception as exc:
             log.warning("could not append %d events: %s", len(events), exc)
-        self.on_events(events)
 
     async def _consume(self) -> None:
         async for groups in self._recv:

@@ -169,7 +169,6 @@ def pod_blueprint(gw: Gateway) -> Blueprint:
             limits = {"distance_m": distance, "limit_m": POD_MAX_DISTANCE_M}
             events.append({"type": "delivery.pod_flagged", **base, "data": limits})
         await gw.store.append_events(events, gw.settings.events_max_len)
-        gw.broadcast_events(events)
         return jsonify(msgspec.to_builtins(pod)), 201
 
     @bp.get("/v1/deliveries/<ident>/pod")

@@ -253,11 +253,26 @@ class Store:
                     trim_operator=coredis.PureToken.APPROXIMATELY,
                 )
 
+    async def read_events_reverse(self, count: int) -> list[dict[str, Any]]:
+        """The newest ``count`` events, newest first."""
+        entries = await self.redis.xrevrange(keys.EVENTS, "+", "-", count=count)
+        return [self._event(e) for e in entries]
+
+    async def read_events_after(
+        self, last_id: str, count: int, block_ms: int
+    ) -> list[dict[str, Any]]:
+        """Events after ``last_id``, waiting up to ``block_ms`` for the first one."""
+        found = await self.redis.xread({keys.EVENTS: last_id}, count=count, block=block_ms)
+        if not found:
+            return []
+        return [self._event(e) for entries in found.values() for e in entries]
+
+    @staticmethod
+    def _event(e: Any) -> dict[str, Any]:
+        ev: dict[str, Any] = msgspec.json.decode(_raw(e.field_values[b"e"]))
+        ev["id"] = _text(e.identifier)
+        return ev
+
     async def read_events(self, since_id: str = "-", count: int = 100) -> list[dict[str, Any]]:
         entries = await self.redis.xrange(keys.EVENTS, since_id, "+", count=count)
-        out = []
-        for e in entries:
-            ev = msgspec.json.decode(_raw(e.field_values[b"e"]))
-            ev["id"] = _text(e.identifier)
-            out.append(ev)
-        return out
+        return [self._event(e) for e in entries]

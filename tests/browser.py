@@ -6,6 +6,8 @@ call back into the trio test (to send positions) while the browser waits.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -39,7 +41,17 @@ def chromium_page(name: str) -> Iterator[Any]:
     """A fresh browser profile and page; a screenshot lands in test-artifacts/ on failure."""
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+    # trio-asyncio (used by the email channel) installs an event loop policy whose loops
+    # cannot run in a plain thread; Playwright's own loop must be an ordinary one.
+    policy = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    try:
+        manager = sync_playwright()
+        pw = manager.__enter__()
+    finally:
+        asyncio.set_event_loop_policy(policy)
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as profile:
+        stack.callback(manager.__exit__, None, None, None)
         context = pw.chromium.launch_persistent_context(
             profile,
             executable_path=chromium_path(),

@@ -22,7 +22,23 @@ function apiKey() {
   return localStorage.getItem("apiKey");
 }
 
+const routes = new Map();  // started routes: id -> {path, stops: [{lat, lon, status}]}
+const STOP_COLORS = { delivered: "#2e9d5b", failed: "#b3472f", arriving: "#2e7dd7" };
+
 const map = new SlippyMap(document.getElementById("map"), ctx => {
+  for (const r of routes.values()) {
+    if (r.path && r.path.length > 1) {
+      ctx.beginPath();
+      r.path.forEach(([lat, lon], i) => { const p = map.toScreen(lat, lon); i ? ctx.lineTo(p.x, p.y) : ctx.moveTo(p.x, p.y); });
+      ctx.strokeStyle = "rgba(46,125,215,.35)"; ctx.lineWidth = 3; ctx.stroke();
+    }
+    for (const s of r.stops) {
+      const p = map.toScreen(s.lat, s.lon);
+      ctx.beginPath(); ctx.rect(p.x - 3.5, p.y - 3.5, 7, 7);
+      ctx.fillStyle = STOP_COLORS[s.status] || "#fff"; ctx.fill();
+      ctx.strokeStyle = "#1d2733"; ctx.lineWidth = 1; ctx.stroke();
+    }
+  }
   for (const v of vehicles.values()) {
     if (v.lat == null || Number.isNaN(v.lat)) continue;
     const p = map.toScreen(v.lat, v.lon);
@@ -106,14 +122,127 @@ function connect() {
       autoFit();
     } else if (m.type === "event") {
       addEvent(m.event);
+      if (m.event.type.startsWith("delivery.") || m.event.type.startsWith("route.")) listDirty = true;
+    } else if (m.type === "alert") {
+      alerts.set(m.alert.id, m.alert);
+      renderAlerts();
     }
     window.opsState = { vehicles: vehicles.size, messages: (window.opsState?.messages || 0) + 1 };
   };
 }
+async function api(path, options = {}) {
+  const r = await fetch(path, { ...options, headers: { ...(options.headers || {}), "X-API-Key": apiKey() } });
+  if (!r.ok) throw new Error(`${path}: ${r.status}`);
+  return r.json();
+}
+
+async function refreshRoutes() {
+  try {
+    const list = (await api("/v1/routes?status=started&limit=500")).routes;
+    const seen = new Set();
+    for (const summary of list) {
+      seen.add(summary.id);
+      const [route, dl] = await Promise.all([
+        api(`/v1/routes/${summary.id}`), api(`/v1/deliveries?route=${summary.id}&limit=1000`)]);
+      const byStop = {};
+      for (const d of dl.deliveries) byStop[d.stop] = d.status;
+      routes.set(summary.id, {
+        path: route.path,
+        stops: route.stops.map(s => ({ lat: s.location.lat, lon: s.location.lon, status: byStop[s.id] })),
+      });
+    }
+    for (const id of [...routes.keys()]) if (!seen.has(id)) routes.delete(id);
+    map.dirty = true;
+  } catch (e) { /* the next refresh tries again */ }
+}
+
+const pct = x => x == null ? "-" : `${Math.round(x * 100)}%`;
+const mins = s => s == null ? "-" : `${(s / 60).toFixed(1)} min`;
+async function refreshKpis() {
+  try {
+    const k = await api("/v1/kpis");
+    document.getElementById("kpis").innerHTML =
+      `<b>on time</b>${pct(k.on_time_rate)}<b>delivery</b>${mins(k.avg_delivery_time_s)}` +
+      `<b>ETA error</b>${mins(k.eta_error_median_s)}<b>failed</b>${k.failed}` +
+      `<b>open exceptions</b>${k.open_exceptions ?? "-"}<b>resolution</b>${mins(k.avg_resolution_s)}`;
+  } catch (e) { /* shown again on the next refresh */ }
+}
+
+let searchTimer = null;
+document.getElementById("dsearch").addEventListener("input", e => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(async () => {
+    const q = e.target.value.trim();
+    const ul = document.getElementById("deliveries");
+    if (!q) { ul.replaceChildren(); return; }
+    const found = (await api(`/v1/deliveries?q=${encodeURIComponent(q)}&limit=50`)).deliveries;
+    ul.replaceChildren(...found.map(d => {
+      const li = document.createElement("li");
+      li.dataset.id = d.id;
+      const st = document.createElement("span");
+      st.className = `st-${d.status}`; st.textContent = d.status;
+      li.append(`${d.external_id} ${d.recipient.name} `, st, ` ${d.address}`);
+      return li;
+    }));
+  }, 250);
+});
+
+const alerts = new Map();
+function renderAlerts() {
+  const ul = document.getElementById("alerts");
+  const open = [...alerts.values()].filter(a => a.status !== "resolved").sort((a, b) => b.created - a.created);
+  document.getElementById("alertcount").textContent = open.length ? `(${open.length})` : "";
+  ul.replaceChildren(...open.map(a => {
+    const li = document.createElement("li");
+    li.className = `sev-${a.severity}`;
+    li.dataset.id = a.id;
+    li.dataset.status = a.status;
+    li.append(`${a.title} `);
+    for (const [label, action] of [["ack", "ack"], ["resolve", "resolve"]]) {
+      if (action === "ack" && a.status !== "open") continue;
+      const b = document.createElement("button");
+      b.textContent = label;
+      b.dataset.action = action;
+      b.onclick = async () => {
+        const updated = await api(`/v1/alerts/${a.id}/${action}`, { method: "POST",
+          headers: { "Content-Type": "application/json" }, body: JSON.stringify({ by: "ops page" }) });
+        alerts.set(updated.id || a.id, updated.alert || updated);
+        renderAlerts();
+      };
+      li.append(b);
+    }
+    return li;
+  }));
+}
+async function refreshAlerts() {
+  try {
+    const list = await api("/v1/alerts");
+    alerts.clear();
+    for (const a of (list.alerts || [])) alerts.set(a.id, a);
+    renderAlerts();
+  } catch (e) { /* no alerts endpoint, or offline */ }
+}
+
+document.getElementById("csv").addEventListener("click", async e => {
+  e.preventDefault();
+  const r = await fetch("/v1/deliveries.csv", { headers: { "X-API-Key": apiKey() } });
+  const url = URL.createObjectURL(await r.blob());
+  const a = document.createElement("a"); a.href = url; a.download = "deliveries.csv"; a.click();
+  URL.revokeObjectURL(url);
+});
+
+function startPolling() {
+  refreshRoutes(); refreshKpis(); refreshAlerts();
+  setInterval(refreshRoutes, 20000);
+  setInterval(refreshKpis, 30000);
+}
+
 document.getElementById("loginform").addEventListener("submit", e => {
   e.preventDefault();
   localStorage.setItem("apiKey", document.getElementById("keyinput").value);
   document.getElementById("login").hidden = true;
   connect();
+  startPolling();
 });
 connect();
+if (apiKey()) startPolling();
