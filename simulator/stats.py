@@ -133,8 +133,9 @@ class FleetReport(msgspec.Struct, frozen=True):
                 f"{d.get('stale_routes_closed', 0)})"
             )
             lines.append(
-                f"stops reported: delivered {d.get('delivered', 0)}, failed {d.get('failed', 0)}"
-                f"; reports lost {d.get('status_errors', 0) + d.get('dropped', 0)}, "
+                f"deliveries reported: delivered {d.get('delivered', 0)}, "
+                f"failed {d.get('failed', 0)}; "
+                f"reports lost {d.get('status_errors', 0) + d.get('dropped', 0)}, "
                 f"retries {d.get('retries', 0)}"
             )
         return "\n".join(lines)

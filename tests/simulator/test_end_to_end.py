@@ -112,3 +112,26 @@ async def test_no_routes_leaves_the_routes_api_alone(gateway: GatewayHandle) -> 
     assert "dispatch" not in report or report["dispatch"] == {}
     assert (await gateway.http.get("/v1/routes")).json()["routes"] == []
     assert "routes (run" not in stderr
+
+
+@pytest.mark.slow
+async def test_a_new_run_closes_the_routes_an_earlier_run_left_started(
+    gateway: GatewayHandle,
+) -> None:
+    first, _ = await _run_simulator(gateway, "--duration", "2", "--run-id", "a")
+    second, stderr = await _run_simulator(gateway, "--duration", "2", "--run-id", "b")
+
+    assert first["dispatch"]["routes_started"] == VEHICLES
+    assert second["dispatch"]["routes_started"] == VEHICLES
+    assert second["dispatch"]["stale_routes_closed"] == VEHICLES
+    assert f"{PREFIX}001: closed earlier route {PREFIX}001-a-1" in stderr
+    routes = (await gateway.http.get("/v1/routes")).json()["routes"]
+    status = {r["external_id"]: r["status"] for r in routes}
+    vans = [f"{PREFIX}{i:03d}" for i in range(1, VEHICLES + 1)]
+    assert status == {
+        **{f"{v}-a-1": "finished" for v in vans},
+        **{f"{v}-b-1": "started" for v in vans},
+    }
+    left = (await gateway.http.get("/v1/deliveries", params={"q": "-a-1-"})).json()
+    assert left["total"] > 0
+    assert {d["status"] for d in left["deliveries"]} <= {"cancelled", "delivered", "failed"}
