@@ -21,7 +21,7 @@ SIGNER = LinkSigner("0123456789abcdef-secret")
 def test_a_token_opens_its_delivery_until_it_expires() -> None:
     tok = SIGNER.issue("d_1", 0, expires=2000.0)
     claims = SIGNER.verify(tok, now=1000.0)
-    assert claims is not None and (claims.delivery, claims.generation) == ("d_1", 0)
+    assert claims is not None and (claims.delivery, claims.issued_ms) == ("d_1", 0)
     assert SIGNER.verify(tok, now=2001.0) is None
 
 
