@@ -35,6 +35,7 @@ flight at a crash may reach the phone twice; the attempt log marks the repeated 
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import random
@@ -244,6 +245,8 @@ class Outbox:
         self._slots = trio.Semaphore(self.config.concurrency)
         self._wake_scheduler = trio.Event()
         self._group_ready = False
+        # Attempts by outcome ("sent", "retry", "dead", ...), for the gateway's /metrics.
+        self.counters: collections.Counter[str] = collections.Counter()
 
     # ----- queueing
 
@@ -615,6 +618,7 @@ class Outbox:
             p.xdel(keys.OUTBOX, [entry_id])
 
     async def _report(self, message: Message, attempt: Attempt) -> None:
+        self.counters[attempt.outcome] += 1
         if self.on_outcome is None:
             return
         try:

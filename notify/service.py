@@ -206,7 +206,15 @@ class Notifier:
             else:
                 if event.id is None:
                     event = msgspec.structs.replace(event, id=entry_id)
-                await self.handle_event(event)
+                try:
+                    await self.handle_event(event)
+                except coredis.exceptions.RedisError:
+                    raise  # left pending: handled again once Redis answers
+                except Exception:
+                    # A bad record or template must not stop every later notification.
+                    log.exception(
+                        "event %s (%s) could not be handled; skipped", entry_id, event.type
+                    )
         await self.redis.xack(EVENTS_STREAM, keys.EVENTS_GROUP, [entry_id])
 
     # ----- one event

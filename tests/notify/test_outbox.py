@@ -211,6 +211,7 @@ async def test_invalid_number_is_dead_lettered_with_reason(
     assert dead.code == 21211 and "21211" in dead.reason
     assert outcomes(record) == ["dead"] and record.error == dead.reason
     assert [a.outcome for a in seen] == ["dead"]
+    assert outbox.counters == {"dead": 1}
     assert twilio_server.messages == [] and len(twilio_server.requests) == 1
 
 
