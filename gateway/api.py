@@ -297,4 +297,15 @@ def create_app(gw: Gateway) -> QuartTrio:
     app.register_blueprint(customer_blueprint(gw))
     app.register_blueprint(pod_blueprint(gw))
     app.register_blueprint(ops_blueprint(gw))
+    if gw.notifier is not None and gw.notifications is not None:
+        from notify import create_blueprint as notify_blueprint
+
+        app.register_blueprint(
+            notify_blueprint(
+                gw.notifier,
+                twilio_auth_token=gw.notifications.twilio_auth_token,
+                auth=agent,
+                public_url=gw.settings.resolved_public_url(gw.http_port),
+            )
+        )
     return app

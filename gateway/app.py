@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import coredis
 import msgspec
@@ -16,18 +16,18 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from notify import Notifier
+
 from .auth import ApiKeys, DeviceAuth, persistent_secret
 from .dispatch_service import Dispatch
-
-if TYPE_CHECKING:
-    from notify import Notifier
 from .hub import Hub
 from .ingest import Ingest
 from .links import Links, LinkSigner
 from .live import LiveTracking
 from .metrics import Metrics
 from .mqtt_ingest import MqttIngest
-from .redisproc import RedisProcess, start_redis
+from .notifications import Notifications
+from .redisproc import RedisProcess, free_port, start_redis
 from .state import Fleet, encode_state, live_json
 from .store import Store
 from .validation import Limits
@@ -108,6 +108,7 @@ class Gateway:
         )
         self.zone_store = ZoneStore(redis)
         self.mqtt = MqttIngest(self) if settings.mqtt_url else None
+        self.notifications = Notifications(self) if settings.notify else None
         self.live = LiveTracking(
             self.store,
             self.zone_store,
@@ -210,15 +211,33 @@ class Gateway:
         s = self.settings
         self.fleet.load(await self.store.load_states())
         await self.live.load_state(list(self.fleet.vehicles))
-        app = create_app(self)
-        self.live.attach_dispatch(self.dispatch)
+        # The port is fixed before anything starts: links and provider callbacks name it.
+        self.http_port = s.http_port or free_port()
         hc = HypercornConfig()
-        hc.bind = [f"{s.host}:{s.http_port}"]
+        hc.bind = [f"{s.host}:{self.http_port}"]
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")
         hc.graceful_timeout = SHUTDOWN_GRACE_S
+        live_done = trio.Event()
+        notify_scope = trio.CancelScope()
+
+        async def live(task_status: trio.TaskStatus[None]) -> None:
+            try:
+                await self.live.run(task_status=task_status)
+            finally:
+                live_done.set()
+
+        async def notifications(task_status: trio.TaskStatus[Notifier]) -> None:
+            assert self.notifications is not None
+            with notify_scope:
+                await self.notifications.run(task_status=task_status)
+
         async with trio.open_nursery() as core:
-            await core.start(self.live.run)
+            if self.notifications is not None:
+                self.notifier = await core.start(notifications)
+            app = create_app(self)
+            self.live.attach_dispatch(self.dispatch)
+            await core.start(live)
             await core.start(self._write)
             async with trio.open_nursery() as front:
                 ingest_port = await front.start(self.ws_ingest.serve, s.host, s.ingest_port)
@@ -241,9 +260,12 @@ class Gateway:
                 )
                 await (stop if stop is not None else trio.Event()).wait()
                 front.cancel_scope.cancel()
-            # Devices are gone; write what they sent before stopping, within a deadline.
+            # Devices are gone; write what they sent before stopping, within a deadline,
+            # and let the notifier run until the events of those positions are logged.
             self.ingest.close()
             core.cancel_scope.deadline = trio.current_time() + DRAIN_GRACE_S
+            await live_done.wait()
+            notify_scope.cancel()
 
 
 async def run_gateway(

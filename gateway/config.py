@@ -41,6 +41,25 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     link_secret: str = ""  # signs customer tracking links; empty: generated in data_dir
     link_ttl_s: float = 7 * 86_400.0  # how long a tracking link stays valid
 
+    # --- notifications
+    notify: bool = True  # run the notifier (customer messages, alerts, webhooks) here
+    notify_capture: bool = True  # unconfigured SMS/email go to local capture servers
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_from: str = "+15005550006"  # sender number
+    twilio_messaging_service_sid: str = ""
+    twilio_api_url: str = ""  # empty: Twilio's own API
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_from: str = "Deliveries <deliveries@fleetgate.invalid>"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = True
+    smtp_tls: bool = False  # implicit TLS (port 465)
+    quiet_hours: str = "21:00-08:00"  # recipient's local time; empty: none
+    oncall_emails: str = ""  # comma separated: critical alerts by email
+    oncall_phones: str = ""  # comma separated E.164: critical alerts by SMS
+
     # --- ingest limits
     max_frame_bytes: int = 1 * MIB
     max_batch_positions: int = 10_000

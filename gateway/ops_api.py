@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 MAX_KPI_EVENTS: Final = 500_000
 MAX_ALERTS: Final = 100_000
+CAPTURE_SHOWN: Final = 200
 CSV_COLUMNS: Final = (
     "id", "external_id", "status", "route", "stop", "kind", "address", "window_start",
     "window_end", "recipient_name", "reason", "note", "updated",
@@ -55,6 +56,48 @@ def ops_blueprint(gw: Gateway) -> Blueprint:
             body["open_exceptions"] = len(open_alerts)
             body["avg_resolution_s"] = sum(solved) / len(solved) if solved else None
         return jsonify(body)
+
+    @bp.get("/v1/live")
+    @agent
+    async def live() -> Any:
+        """The routes this process tracks, with each pending stop's ETA."""
+        routes = {
+            vehicle: {
+                "route": t.route.id,
+                "etas": t.tracker.etas(),
+                "stops": {s.id: t.tracker.stop_status(s.id) for s in t.route.stops},
+            }
+            for vehicle, t in gw.live.routes.items()
+        }
+        return jsonify({"routes": routes, "zones": len(gw.live.engine.zones())})
+
+    @bp.get("/v1/capture/messages")
+    @agent
+    async def captured() -> Any:
+        """What the local capture servers received (only when they stand in for Twilio and
+        SMTP), newest first: lets a demo user read the texts and open their links."""
+        n = gw.notifications
+        if n is None or (n.sms_capture is None and n.email_capture is None):
+            raise ApiError(404, "no capture servers run: SMS and email go to real providers")
+        sms = [] if n.sms_capture is None else n.sms_capture.messages[-CAPTURE_SHOWN:]
+        mail = [] if n.email_capture is None else n.email_capture.messages[-CAPTURE_SHOWN:]
+        return jsonify(
+            {
+                "sms": [
+                    {"to": m.to, "from": m.from_, "body": m.body, "ts": m.received_at}
+                    for m in reversed(sms)
+                ],
+                "email": [
+                    {
+                        "to": list(m.rcpt_tos),
+                        "subject": m.subject,
+                        "text": m.part("text/plain"),
+                        "ts": m.received_at,
+                    }
+                    for m in reversed(mail)
+                ],
+            }
+        )
 
     @bp.get("/v1/deliveries.csv")
     @agent

@@ -23,6 +23,7 @@ def gateway_settings(redis_url: str, data_dir: Path, **overrides: Any) -> Settin
         ingest_port=0,
         api_keys=API_KEY,
         tile_url="",
+        quiet_hours="",  # messages are sent whatever the hour the tests run at
         **overrides,
     )
 
@@ -65,3 +66,10 @@ async def gateway(
     yield gw
     await gw.http.aclose()
     gw.scope.cancel()
+
+
+async def wait_tracked(gw: GatewayHandle, vehicle: str) -> None:
+    """Wait until the live stage tracks a started route on ``vehicle``."""
+    with trio.fail_after(5):
+        while vehicle not in (await gw.http.get("/v1/live")).json()["routes"]:  # noqa: ASYNC110
+            await trio.sleep(0.02)

@@ -10,7 +10,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from ..browser import in_browser
-from .conftest import GatewayHandle
+from .conftest import GatewayHandle, wait_tracked
 from .test_links import issue, two_stop_route
 from .test_live_routes import M_PER_DEG_LAT, STOP
 
@@ -35,7 +35,7 @@ async def test_customer_page_shows_the_van_coming_and_the_eta(gateway: GatewayHa
     assert (await gateway.http.put("/v1/routes", json=two_stop_route(now - 600))).is_success
     link = await issue(gateway, "D-S1")
     assert (await gateway.http.post("/v1/routes/LINK-R/start")).is_success
-    await trio.sleep(0.3)  # the live stage installs the route's tracker
+    await wait_tracked(gateway, "van-link")
     await drive(gateway, device, 1, [3000, 2900, 2800], now - 200, 10.0)
     url = f"{gateway.ep.http_url}/t/{link}"
 

@@ -12,7 +12,7 @@ from trio_websocket import open_websocket_url
 from gateway.dispatch import delivery_id
 from gateway.links import LinkSigner
 
-from .conftest import GatewayHandle
+from .conftest import GatewayHandle, wait_tracked
 from .test_live_routes import M_PER_DEG_LAT, STOP
 
 SIGNER = LinkSigner("0123456789abcdef-secret")
@@ -82,7 +82,7 @@ async def test_the_vehicle_is_shown_only_on_its_way_to_this_stop(gateway: Gatewa
     assert "recipient" not in view and "phone" not in json.dumps(view)
 
     assert (await gateway.http.post("/v1/routes/LINK-R/start")).is_success
-    await trio.sleep(0.3)  # the live stage installs the route's tracker
+    await wait_tracked(gateway, "van-link")
     async with open_websocket_url(f"{gateway.ep.ingest_url}?token={token}") as ws:
         south = [900 - 100 * i for i in range(5)]  # metres south of Ada's stop
         fixes = [

@@ -11,7 +11,7 @@ from trio_websocket import open_websocket_url
 
 from gateway.dispatch import delivery_id, route_id
 
-from .conftest import GatewayHandle
+from .conftest import GatewayHandle, wait_tracked
 
 STOP = (48.85, 2.35)
 M_PER_DEG_LAT = 111_195.0
@@ -51,7 +51,7 @@ async def test_a_started_route_gives_arriving_and_arrived(gateway: GatewayHandle
     did = delivery_id("LIVE-D1")
     assert (await gateway.http.get(f"/v1/deliveries/{did}")).json()["status"] == "out_for_delivery"
     # Let the live stage install the route's tracker before the van moves.
-    await trio.sleep(0.3)
+    await wait_tracked(gateway, "van-live")
 
     # From 2 km south to the stop at 10 m/s, a fix every 10 s.
     n = 21

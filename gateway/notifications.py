@@ -1,0 +1,164 @@
+"""Wiring of the ``notify`` package into the gateway: channels from the settings, local
+capture servers for whatever is not configured, the Notifier service, and the ops feed of
+alerts.
+
+With no Twilio account or SMTP host configured (and ``NOTIFY_CAPTURE`` on, the default),
+SMS and email go to a Twilio-compatible capture server and an SMTP capture server that
+this process starts on free local ports, so the whole flow runs with no account; what was
+sent shows on the ops page as ``notification.*`` events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import time
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+import trio
+
+from notify import (
+    Notifier,
+    NotifierConfig,
+    RulesConfig,
+    SmtpEmailChannel,
+    TwilioSmsChannel,
+    WebhookChannel,
+)
+from notify.capture.smtp_server import SmtpCaptureServer
+from notify.capture.twilio_server import TwilioCaptureServer
+from notify.keys import ALERTS_CHANNEL
+
+from .config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from notify import Channel
+
+    from .app import Gateway
+
+log = logging.getLogger(__name__)
+
+RESUBSCRIBE_S: Final = 1.0
+_json: Final = msgspec.json.Encoder()
+
+
+def parse_quiet_hours(text: str) -> tuple[time, time]:
+    """``"21:00-08:00"`` -> (21:00, 08:00); empty: no quiet hours (start == end)."""
+    if not text.strip():
+        return time(0, 0), time(0, 0)
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+    except ValueError:
+        raise ConfigError(f"quiet_hours must look like 21:00-08:00, got {text!r}") from None
+    return start, end
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def notifier_config(s: Settings) -> NotifierConfig:
+    start, end = parse_quiet_hours(s.quiet_hours)
+    rules = RulesConfig(
+        quiet_start=start,
+        quiet_end=end,
+        oncall_emails=_list(s.oncall_emails),
+        oncall_phones=_list(s.oncall_phones),
+    )
+    return NotifierConfig(rules=rules, events_max_len=s.events_max_len)
+
+
+class Notifications:
+    """The notification side as one gateway service: ``run`` reports the Notifier."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.sms_capture: TwilioCaptureServer | None = None
+        self.email_capture: SmtpCaptureServer | None = None
+        self.twilio_auth_token: str | None = None
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Notifier] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        s = self.gw.settings
+        public = s.resolved_public_url(self.gw.http_port)
+        # Capture servers outlive the channels that talk to them; the channels (each with
+        # its own event loop or HTTP client) outlive the services that use them.
+        async with trio.open_nursery() as servers:
+            channels: dict[str, Channel] = {}
+            sms = await self._sms(s, servers, public)
+            email = await self._email(s, servers)
+            async with contextlib.AsyncExitStack() as stack:
+                if sms is not None:
+                    channels["sms"] = await stack.enter_async_context(sms)
+                if email is not None:
+                    channels["email"] = await stack.enter_async_context(email)
+                channels["webhook"] = await stack.enter_async_context(WebhookChannel(self.gw.redis))
+                notifier = Notifier(
+                    self.gw.redis,
+                    channels,
+                    link_for=lambda delivery: self.gw.link_url(self.gw.links.issue(delivery)),
+                    config=notifier_config(s),
+                )
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(notifier.run)
+                    nursery.start_soon(self._alerts_to_browsers)
+                    log.info("notifications: %s", ", ".join(sorted(channels)))
+                    task_status.started(notifier)
+
+    async def _sms(
+        self, s: Settings, nursery: trio.Nursery, public: str
+    ) -> TwilioSmsChannel | None:
+        sid, token, base = s.twilio_account_sid, s.twilio_auth_token, s.twilio_api_url or None
+        if not sid and s.notify_capture:
+            self.sms_capture = TwilioCaptureServer()
+            base = await nursery.start(self.sms_capture.run)
+            sid, token = self.sms_capture.account_sid, self.sms_capture.auth_token
+            log.info("SMS go to the local capture server at %s", base)
+        if not sid:
+            return None
+        self.twilio_auth_token = token
+        return TwilioSmsChannel(
+            sid,
+            token,
+            s.twilio_from or None,
+            messaging_service_sid=s.twilio_messaging_service_sid or None,
+            api_base_url=base,
+            status_callback_url=f"{public}/twilio/status",
+        )
+
+    async def _email(self, s: Settings, nursery: trio.Nursery) -> SmtpEmailChannel | None:
+        if s.smtp_host:
+            return SmtpEmailChannel(
+                s.smtp_host,
+                s.smtp_port,
+                s.smtp_from,
+                username=s.smtp_username or None,
+                password=s.smtp_password or None,
+                starttls=s.smtp_starttls and not s.smtp_tls,
+                use_tls=s.smtp_tls,
+            )
+        if not s.notify_capture:
+            return None
+        self.email_capture = SmtpCaptureServer()
+        port = await nursery.start(self.email_capture.run)
+        log.info("email goes to the local capture server on port %d", port)
+        return SmtpEmailChannel("127.0.0.1", port, s.smtp_from, starttls=False)
+
+    async def _alerts_to_browsers(self) -> None:
+        """Alerts changed by any process, to this process's ops browsers."""
+        while True:
+            try:
+                async with self.gw.redis.pubsub(channels=[ALERTS_CHANNEL]) as ps:
+                    async for message in ps:
+                        if message["type"] != "message":
+                            continue
+                        data = message["data"]
+                        alert: Any = msgspec.json.decode(
+                            data if isinstance(data, bytes) else str(data).encode()
+                        )
+                        self.gw.hub.broadcast(_json.encode({"type": "alert", "alert": alert}))
+            except* Exception as group:
+                log.warning("alert feed interrupted, resubscribing: %r", group.exceptions)
+            await trio.sleep(RESUBSCRIBE_S)
