@@ -6,10 +6,11 @@ const vehicles = new Map();
 let selected = null;
 // The view follows the fleet (re-fitted now and then) until the user pans or zooms.
 let userMoved = false;
-let lastFit = 0;
+let lastFit = -Infinity;
 function autoFit() {
   if (userMoved || !vehicles.size || performance.now() - lastFit < 10000) return;
-  map.fit([...vehicles.values()].filter(v => v.lat != null && v.status !== "offline"), 16);
+  const stops = [...routes.values()].flatMap(r => r.stops);
+  map.fit([...vehicles.values()].filter(v => v.lat != null && v.status !== "offline").concat(stops), 16);
   lastFit = performance.now();
 }
 for (const ev of ["mousedown", "wheel"]) {
@@ -231,10 +232,28 @@ document.getElementById("csv").addEventListener("click", async e => {
   URL.revokeObjectURL(url);
 });
 
+async function refreshMessages() {
+  try {
+    const m = await api("/v1/capture/messages");
+    document.getElementById("msgsection").hidden = false;
+    const items = m.sms.map(x => ({ ts: x.ts, text: `SMS to ${x.to}: ${x.body}` }))
+      .concat(m.email.map(x => ({ ts: x.ts, text: `Email to ${x.to.join(", ")}: ${x.subject}` })))
+      .sort((a, b) => b.ts - a.ts).slice(0, 100);
+    document.getElementById("messages").replaceChildren(...items.map(x => {
+      const li = document.createElement("li");
+      const t = document.createElement("span");
+      t.className = "t"; t.textContent = new Date(x.ts * 1000).toLocaleTimeString();
+      li.append(t, x.text);
+      return li;
+    }));
+  } catch (e) { /* real providers: nothing captured here */ }
+}
+
 function startPolling() {
-  refreshRoutes(); refreshKpis(); refreshAlerts();
+  refreshRoutes(); refreshKpis(); refreshAlerts(); refreshMessages();
   setInterval(refreshRoutes, 20000);
   setInterval(refreshKpis, 30000);
+  setInterval(refreshMessages, 5000);
 }
 
 document.getElementById("loginform").addEventListener("submit", e => {
