@@ -69,3 +69,35 @@ async def test_ops_stream_refuses_a_bad_key(gateway: GatewayHandle) -> None:
         },
     )
     assert r.status_code == 401
+
+
+async def test_ops_page_shows_an_alert_arriving_and_resolves_it(gateway: GatewayHandle) -> None:
+    from .test_links import two_stop_route
+
+    await gateway.register("van-link")
+    assert (await gateway.http.put("/v1/routes", json=two_stop_route(time.time()))).is_success
+    assert (await gateway.http.post("/v1/routes/LINK-R/start")).is_success
+    url = f"{gateway.ep.http_url}/ops#key={API_KEY}"
+
+    async def fail_delivery() -> None:
+        r = await gateway.http.post(
+            "/v1/deliveries/D-S1/status", json={"status": "failed", "reason": "nobody_home"}
+        )
+        assert r.status_code == 200, r.text
+
+    def check(page: Any) -> None:
+        page.goto(url)
+        page.wait_for_selector("#conn.on", timeout=10_000)
+        assert page.locator("#alerts li").count() == 0
+        trio.from_thread.run(fail_delivery)
+        page.wait_for_selector("#alerts li", timeout=10_000)
+        assert page.locator("#alerts li").count() == 1
+        page.click("#alerts li button[data-action=ack]")
+        page.wait_for_selector("#alerts li[data-status=acknowledged]", timeout=5_000)
+        page.click("#alerts li button[data-action=resolve]")
+        page.wait_for_function("document.querySelectorAll('#alerts li').length === 0")
+
+    await trio.to_thread.run_sync(in_browser("ops_alerts", check))
+    resolved = (await gateway.http.get("/v1/alerts", params={"status": "resolved"})).json()
+    [alert] = resolved["alerts"]
+    assert alert["resolved_by"] == "ops page" and alert["time_to_resolve_s"] >= 0
