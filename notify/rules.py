@@ -298,7 +298,7 @@ def _describe_alert(event: Event) -> tuple[str, Severity, str, str] | None:
             f"Estimated arrival {late}.",
         )
     if kind == "vehicle.stopped_too_long":
-        minutes = round((_num(d.get("duration_s")) or 0) / 60)
+        minutes = round((_num(d.get("stopped_s", d.get("duration_s"))) or 0) / 60)
         detail = f"Stopped for {minutes} min." if minutes else "Stopped longer than allowed."
         return f"stopped:{event.vehicle}", "warning", "Vehicle stopped too long", detail
     if kind == "vehicle.off_route":
@@ -322,6 +322,14 @@ def _describe_alert(event: Event) -> tuple[str, Severity, str, str] | None:
         detail = f"Reason: {reason}." + (f" Driver's note: {note}" if note else "")
         key = f"failed:{event.delivery}:{event.stop}"
         return key, "warning", "Delivery attempt failed", detail
+    if kind == "delivery.pod_flagged":
+        metres = _num(d.get("distance_m"))
+        detail = (
+            f"Proof of delivery taken {round(metres)} m from the stop."
+            if metres is not None
+            else "Proof of delivery taken away from the stop."
+        )
+        return f"pod:{event.delivery}", "warning", "Proof of delivery away from the stop", detail
     if kind == "delivery.customer_message":
         # Replies about one delivery bump one alert; the latest text is its detail.
         key = f"customer_message:{event.delivery or d.get('from')}"
@@ -334,8 +342,15 @@ def resolved_alert_keys(event: Event) -> list[str]:
     """Keys of open alerts that ``event`` shows are over."""
     if event.type == "vehicle.online" and event.vehicle:
         return [f"offline:{event.vehicle}"]
-    if event.type == "delivery.delivered" and event.delivery:
+    if event.type in ("delivery.delivered", "delivery.late_risk_cleared") and event.delivery:
         return [f"late_risk:{event.delivery}"]
+    cleared = {
+        "vehicle.stopped_too_long_cleared": "stopped",
+        "vehicle.off_route_cleared": "off_route",
+        "vehicle.temperature_excursion_cleared": "temperature",
+    }.get(event.type)
+    if cleared and event.vehicle:
+        return [f"{cleared}:{event.vehicle}"]
     return []
 
 

@@ -195,3 +195,24 @@ def test_oncall_only_at_or_above_the_configured_severity() -> None:
     ]
     assert all(i.urgent and i.trigger == "alert" for i in intents)
     assert oncall_intents("al_2", warning, 0, config) == []
+
+
+def test_cleared_events_resolve_their_alerts() -> None:
+    pairs = [
+        ("vehicle.stopped_too_long", "vehicle.stopped_too_long_cleared", {"stopped_s": 900.0}),
+        ("vehicle.off_route", "vehicle.off_route_cleared", {"distance_m": 400.0}),
+        ("vehicle.temperature_excursion", "vehicle.temperature_excursion_cleared",
+         {"temp_c": 11.0}),
+        ("delivery.late_risk", "delivery.late_risk_cleared", {"eta": at(17), "window_end": at(16)}),
+    ]  # fmt: skip
+    for raised, cleared, data in pairs:
+        spec = alert_for(event(raised, at(10), **data))
+        assert spec is not None, raised
+        assert resolved_alert_keys(event(cleared, at(11))) == [spec.key], cleared
+    stopped = alert_for(event("vehicle.stopped_too_long", at(10), stopped_s=900.0))
+    assert stopped is not None and "15 min" in stopped.detail
+
+
+def test_a_proof_far_from_the_stop_raises_an_alert() -> None:
+    spec = alert_for(event("delivery.pod_flagged", at(10), distance_m=812.4))
+    assert spec is not None and spec.key == "pod:d1" and "812 m" in spec.detail
