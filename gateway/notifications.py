@@ -31,6 +31,7 @@ from notify.capture.twilio_server import TwilioCaptureServer
 from notify.keys import ALERTS_CHANNEL
 
 from .config import ConfigError, Settings
+from .pubsub import follow_channel
 
 if TYPE_CHECKING:
     from notify import Channel
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RESUBSCRIBE_S: Final = 1.0
 _json: Final = msgspec.json.Encoder()
 
 
@@ -148,17 +148,9 @@ class Notifications:
 
     async def _alerts_to_browsers(self) -> None:
         """Alerts changed by any process, to this process's ops browsers."""
-        while True:
-            try:
-                async with self.gw.redis.pubsub(channels=[ALERTS_CHANNEL]) as ps:
-                    async for message in ps:
-                        if message["type"] != "message":
-                            continue
-                        data = message["data"]
-                        alert: Any = msgspec.json.decode(
-                            data if isinstance(data, bytes) else str(data).encode()
-                        )
-                        self.gw.hub.broadcast(_json.encode({"type": "alert", "alert": alert}))
-            except* Exception as group:
-                log.warning("alert feed interrupted, resubscribing: %r", group.exceptions)
-            await trio.sleep(RESUBSCRIBE_S)
+
+        async def changed(data: bytes) -> None:
+            alert: Any = msgspec.json.decode(data)
+            self.gw.hub.broadcast(_json.encode({"type": "alert", "alert": alert}))
+
+        await follow_channel(self.gw.redis, ALERTS_CHANNEL, changed)

@@ -20,10 +20,11 @@ import msgspec
 import trio
 from quart import Blueprint, jsonify, request, send_file
 
+from geofence import haversine_m
+
 from .api import ApiError, agent_key
 from .dispatch import STARTED
 from .dispatch_lifecycle import DELIVERED, IllegalTransition
-from .validation import haversine_m
 
 if TYPE_CHECKING:
     from .app import Gateway

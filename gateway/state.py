@@ -11,7 +11,8 @@ from typing import Any, Final
 
 import msgspec
 
-from .validation import haversine_m
+from geofence import haversine_m
+
 from .wire import Position
 
 MOVING: Final = "moving"

@@ -17,23 +17,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Final
 
+from geofence.geo import EARTH_RADIUS_M, haversine_m
+
 from .wire import Position, Reason, Rejection
 
-EARTH_RADIUS_M: Final = 6_371_008.8
 JUMP_CONFIRMATIONS: Final = 3
 # Two fixes within this distance never count as a jump whatever the time between them
 # (GPS noise on fixes taken in the same second).
 JUMP_FLOOR_M: Final = 50.0
 _M_PER_DEG: Final = math.pi * EARTH_RADIUS_M / 180.0
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1 = math.radians(lat1)
-    p2 = math.radians(lat2)
-    dp = p2 - p1
-    dl = math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ that zone and applies it to live traffic within a moment.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -17,11 +16,10 @@ import trio
 
 from geofence import Zone
 
-log = logging.getLogger(__name__)
+from .pubsub import follow_channel
 
 ZONES: Final = "zones"
 CHANNEL: Final = "zones:changed"
-RESUBSCRIBE_S: Final = 1.0
 
 _json: Final = msgspec.json.Encoder()
 
@@ -69,28 +67,10 @@ class ZoneStore:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Call ``apply(id, zone or None)`` for every change made by any process."""
-        started = trio.Event()
 
-        async def follow_once() -> None:
-            async with self.redis.pubsub(channels=[CHANNEL]) as ps:
-                if not started.is_set():
-                    started.set()
-                    task_status.started()
-                async for message in ps:
-                    if message["type"] != "message":
-                        continue
-                    data = message["data"]
-                    zid = data.decode() if isinstance(data, bytes) else str(data)
-                    feature = await self.get(zid)
-                    apply(zid, None if feature is None else Zone.from_geojson(feature))
+        async def changed(data: bytes) -> None:
+            zid = data.decode()
+            feature = await self.get(zid)
+            apply(zid, None if feature is None else Zone.from_geojson(feature))
 
-        while True:
-            # except*: a cancellation travelling with a connection error still cancels.
-            try:
-                await follow_once()
-            except* Exception as group:
-                log.warning("zone change feed interrupted, resubscribing: %r", group.exceptions)
-            if not started.is_set():
-                started.set()
-                task_status.started()
-            await trio.sleep(RESUBSCRIBE_S)
+        await follow_channel(self.redis, CHANNEL, changed, task_status=task_status)
