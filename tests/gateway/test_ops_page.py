@@ -22,12 +22,15 @@ async def send(gateway: GatewayHandle, token: str, positions: list[dict[str, Any
                 pass
 
 
+T0 = time.time() - 50  # fix times count from here, so later batches never go back in time
+
+
 def fixes(first_seq: int, n: int, lat: float, step: float, speed: float) -> list[dict[str, Any]]:
-    now = time.time()
     return [
-        {"seq": first_seq + i, "ts": now - n + i, "lat": lat + i * step, "lon": 4.9, "speed": speed}
+        {"seq": first_seq + i, "ts": T0 + first_seq + i, "lat": lat + i * step, "lon": 4.9,
+         "speed": speed}
         for i in range(n)
-    ]
+    ]  # fmt: skip
 
 
 async def test_ops_page_shows_vehicles_and_live_updates(gateway: GatewayHandle) -> None:
@@ -44,7 +47,7 @@ async def test_ops_page_shows_vehicles_and_live_updates(gateway: GatewayHandle) 
         assert "stopped" in page.inner_text("li[data-id='van-b']")
         # The key moved from the URL into the browser's storage.
         assert "key=" not in page.url
-        trio.from_thread.run(send, gateway, tok_b, fixes(4, 5, 52.381, 0.0001, 9.0))
+        trio.from_thread.run(send, gateway, tok_b, fixes(4, 5, 52.3801, 0.0001, 9.0))
         page.wait_for_function(
             "document.querySelector(\"li[data-id='van-b']\").textContent.includes('moving')",
             timeout=10_000,
