@@ -285,6 +285,7 @@ def create_app(gw: Gateway) -> QuartTrio:
         finally:
             sub.close()
 
+    from .claims import claims_blueprint
     from .customer_api import customer_blueprint
     from .http_ingest import http_ingest_blueprint
     from .ops_api import ops_blueprint
@@ -297,6 +298,7 @@ def create_app(gw: Gateway) -> QuartTrio:
     app.register_blueprint(customer_blueprint(gw))
     app.register_blueprint(pod_blueprint(gw))
     app.register_blueprint(ops_blueprint(gw))
+    app.register_blueprint(claims_blueprint(gw))
     if gw.notifier is not None and gw.notifications is not None:
         from notify import create_blueprint as notify_blueprint
 

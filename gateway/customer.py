@@ -9,9 +9,11 @@ deliveries or other customers is ever included.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo
 
-from .dispatch import STARTED
+from .dispatch import STARTED, Window
 from .dispatch_lifecycle import ARRIVING, OUT_FOR_DELIVERY
 from .pod import load_pod
 
@@ -27,6 +29,28 @@ def eta_window(eta: float) -> dict[str, float]:
     start = math.floor((eta - ETA_BEFORE_S) / ETA_ROUND_S) * ETA_ROUND_S
     end = math.ceil((eta + ETA_AFTER_S) / ETA_ROUND_S) * ETA_ROUND_S
     return {"start": start, "end": end}
+
+
+RESCHEDULE_DAYS: Final = 3
+RESCHEDULE_SLOTS: Final = ((9, 12), (13, 17), (17, 20))  # local hours
+
+
+async def reschedule_options(gw: Gateway, delivery_id: str) -> list[Window]:
+    """Windows a customer may choose after a failed attempt: the next days' slots, in the
+    recipient's time zone. Empty unless the delivery's last attempt failed."""
+    d = await gw.dispatch.store.get_delivery(delivery_id)
+    if d is None or d.status != "failed":
+        return []
+    tz = ZoneInfo(d.recipient.timezone)
+    today = datetime.now(tz).date()
+    out = []
+    for n in range(1, RESCHEDULE_DAYS + 1):
+        day = today + timedelta(days=n)
+        for start_h, end_h in RESCHEDULE_SLOTS:
+            start = datetime(day.year, day.month, day.day, start_h, tzinfo=tz).timestamp()
+            end = datetime(day.year, day.month, day.day, end_h, tzinfo=tz).timestamp()
+            out.append(Window(start=start, end=end))
+    return out
 
 
 async def customer_view(gw: Gateway, delivery_id: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -51,7 +75,11 @@ async def customer_view(gw: Gateway, delivery_id: str) -> tuple[dict[str, Any] |
         "vehicle": None,
         "reason": d.reason if d.status == "failed" else None,
         "proof": None,
+        "reschedule": None,
     }
+    if d.status == "failed":
+        options = await reschedule_options(gw, delivery_id)
+        view["reschedule"] = [{"start": w.start, "end": w.end} for w in options]
     if d.status == "delivered":
         pod = await load_pod(gw, delivery_id)
         if pod is not None:

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import trio
-from quart import Blueprint, Response, jsonify, send_from_directory, websocket
+from quart import Blueprint, Response, jsonify, request, send_from_directory, websocket
 
 from .api import STATIC_DIR, ApiError, agent_required
-from .customer import customer_view
+from .customer import customer_view, reschedule_options
+from .dispatch import Window
+from .dispatch_lifecycle import RESCHEDULED
 from .pod import send_pod_file
 
 if TYPE_CHECKING:
@@ -93,6 +95,28 @@ def customer_blueprint(gw: Gateway) -> Blueprint:
     @bp.get("/v1/track/<token>/pod/<sha>")
     async def pod_file(token: str, sha: str) -> Any:
         return await send_pod_file(gw, await delivery_for(token), sha)
+
+    @bp.post("/v1/track/<token>/reschedule")
+    async def reschedule(token: str) -> Any:
+        """After a failed attempt the customer picks a new window among those offered."""
+        body = await request.get_json(force=True, silent=True)
+        delivery = await delivery_for(token)
+        options = await reschedule_options(gw, delivery)
+        choice = body.get("window") if isinstance(body, dict) else None
+        if not options:
+            raise ApiError(409, "this delivery cannot be rescheduled now")
+        if not isinstance(choice, dict) or {k: choice.get(k) for k in ("start", "end")} not in [
+            {"start": o.start, "end": o.end} for o in options
+        ]:
+            raise ApiError(400, "window must be one of the windows offered", "window")
+        await gw.dispatch.set_status(
+            delivery,
+            RESCHEDULED,
+            note="rescheduled by the customer",
+            window=Window(start=float(choice["start"]), end=float(choice["end"])),
+        )
+        body, _ = await customer_view(gw, delivery)
+        return jsonify(body)
 
     @bp.post("/v1/deliveries/<ident>/link")
     @agent

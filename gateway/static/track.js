@@ -32,7 +32,8 @@ const map = new SlippyMap(document.getElementById("map"), ctx => {
 function render(v) {
   const first = !view;
   view = v;
-  document.getElementById("status").textContent = LABELS[v.status] || v.status;
+  document.getElementById("status").textContent =
+    (LABELS[v.status] || v.status) + (v.reason ? ` (${v.reason.replace(/_/g, " ")})` : "");
   document.getElementById("eta").textContent =
     v.eta_window ? `Expected between ${fmt(v.eta_window.start)} and ${fmt(v.eta_window.end)}` : "";
   document.getElementById("driver").textContent = v.driver && v.vehicle ? `${v.driver} is on the way` : "";
@@ -40,6 +41,21 @@ function render(v) {
     v.window ? `Promised window: ${fmt(v.window.start)} - ${fmt(v.window.end)}` : "";
   document.getElementById("address").textContent = v.address || "";
   document.body.dataset.status = v.status;
+  const resched = document.getElementById("resched");
+  resched.hidden = !(v.reschedule && v.reschedule.length);
+  if (!resched.hidden) {
+    document.getElementById("reschedopts").replaceChildren(...v.reschedule.map(w => {
+      const b = document.createElement("button");
+      const day = new Date(w.start * 1000).toLocaleDateString([], { weekday: "long", day: "numeric", month: "short" });
+      b.textContent = `${day}, ${fmt(w.start)} - ${fmt(w.end)}`;
+      b.onclick = async () => {
+        const r = await fetch(`/v1/track/${token}/reschedule`, { method: "POST",
+          headers: { "Content-Type": "application/json" }, body: JSON.stringify({ window: w }) });
+        if (r.ok) render(await r.json());
+      };
+      return b;
+    }));
+  }
   const proof = document.getElementById("proof");
   proof.hidden = !v.proof;
   if (v.proof) {
