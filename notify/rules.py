@@ -174,7 +174,10 @@ def _context(
         "delivery_id": delivery.id,
         "external_id": delivery.external_id,
         "tracking_url": tracking_url or "",
-        "reschedule_url": data.get("reschedule_url"),
+        # The tracking page shows the proof once delivered and offers new windows after a
+        # failed attempt, so the link serves both when the event names no other.
+        "reschedule_url": data.get("reschedule_url")
+        or (tracking_url if trigger == "failed" else None),
         "ts": event.ts,
         "eta": eta,
         "eta_day_differs": bool(
@@ -185,7 +188,7 @@ def _context(
         "minutes": minutes,
         "distance_m": _num(data.get("distance_m")) or 0.0,
         "delta_s": _num(data.get("delta_s")),
-        "pod_url": data.get("pod_url"),
+        "pod_url": data.get("pod_url") or (tracking_url if trigger == "delivered" else None),
         "reason": data.get("reason", "other"),
         "note": data.get("note", ""),
     }

@@ -216,3 +216,15 @@ def test_cleared_events_resolve_their_alerts() -> None:
 def test_a_proof_far_from_the_stop_raises_an_alert() -> None:
     spec = alert_for(event("delivery.pod_flagged", at(10), distance_m=812.4))
     assert spec is not None and spec.key == "pod:d1" and "812 m" in spec.detail
+
+
+def test_delivered_and_failed_messages_link_to_the_tracking_page() -> None:
+    done = customer_intents(event("delivery.delivered", at(10)), delivery(), at(10), CONFIG,
+                            "https://t/1")  # fmt: skip
+    assert done and all(i.context["pod_url"] == "https://t/1" for i in done)
+    failed = customer_intents(event("delivery.failed", at(10), reason="nobody_home"),
+                              delivery(), at(10), CONFIG, "https://t/1")  # fmt: skip
+    assert failed and all(i.context["reschedule_url"] == "https://t/1" for i in failed)
+    moving = customer_intents(event("delivery.out_for_delivery", at(10)), delivery(), at(10),
+                              CONFIG, "https://t/1")  # fmt: skip
+    assert all(i.context["pod_url"] is None for i in moving)
