@@ -27,6 +27,7 @@ from .live import LiveTracking
 from .metrics import Metrics
 from .mqtt_ingest import MqttIngest
 from .notifications import Notifications
+from .peers import Peers
 from .redisproc import RedisProcess, free_port, start_redis
 from .state import Fleet, encode_state, live_json
 from .store import Store
@@ -105,7 +106,9 @@ class Gateway:
             linger_s=settings.writer_linger_s,
             events_max_len=settings.events_max_len,
             after_write=self.live_offer,
+            after_states=self.peers_announce,
         )
+        self.peers = Peers(redis, self.fleet, self.hub, self.metrics)
         self.zone_store = ZoneStore(redis)
         self.mqtt = MqttIngest(self) if settings.mqtt_url else None
         self.notifications = Notifications(self) if settings.notify else None
@@ -141,6 +144,9 @@ class Gateway:
     def link_url(self, token: str) -> str:
         """The customer page URL for a tracking token."""
         return f"{self.settings.resolved_public_url(self.http_port)}/t/{token}"
+
+    async def peers_announce(self, states: list[tuple[str, bytes]]) -> None:
+        await self.peers.announce(states)
 
     async def live_offer(self, written: list[tuple[str, list[Any]]]) -> None:
         await self.live.offer(written)
@@ -193,9 +199,11 @@ class Gateway:
                 events.append(ev)
                 self.metrics.inc("gateway_events_total", type=ev["type"])
             try:
-                for s, _ in changed:
-                    await self.store.save_state(s.vehicle, encode_state(s))
+                blobs = [(s.vehicle, encode_state(s)) for s, _ in changed]
+                for vehicle, blob in blobs:
+                    await self.store.save_state(vehicle, blob)
                 await self.store.append_events(events, self.settings.events_max_len)
+                await self.peers.announce(blobs)
             except Exception as exc:
                 log.warning("could not record offline vehicles: %s", exc)
 
@@ -247,6 +255,7 @@ class Gateway:
                 http_url = binds[0]
                 self.http_port = int(http_url.rsplit(":", 1)[1])
                 front.start_soon(self._sweep_offline)
+                await front.start(self.peers.follow)
                 await front.start(self._tail_events)
                 if self.mqtt is not None:
                     await front.start(self.mqtt.run)

@@ -119,6 +119,7 @@ class Ingest:
         linger_s: float,
         events_max_len: int,
         after_write: Callable[[list[tuple[str, list[Position]]]], Awaitable[None]] | None = None,
+        after_states: Callable[[list[tuple[str, bytes]]], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.fleet = fleet
@@ -129,6 +130,7 @@ class Ingest:
         self.linger_s = linger_s
         self.events_max_len = events_max_len
         self.after_write = after_write
+        self.after_states = after_states
         self.accepted_key = metrics.key("gateway_positions_accepted_total")
         self._send, self._recv = trio.open_memory_channel[tuple[Session, list[Position]]](
             queue_size
@@ -218,6 +220,8 @@ class Ingest:
             s.on_progress()
         for vehicle, frag in fragments:
             self.hub.publish(vehicle, frag)
+        if self.after_states is not None:
+            await self.after_states([(w.vehicle, w.state) for w in writes])
         if self.after_write is not None:
             await self.after_write(written)
 

@@ -92,10 +92,18 @@ class Fleet:
         self.stopped_speed_mps = stopped_speed_mps
         self.offline_after_s = offline_after_s
         self.vehicles: dict[str, VehicleState] = {}
+        # Vehicles whose newest state this process wrote: the ones it marks offline.
+        self.local: set[str] = set()
 
     def load(self, blobs: dict[str, bytes]) -> None:
         for vid, blob in blobs.items():
             self.vehicles[vid] = decode_state(blob)
+            self.local.add(vid)
+
+    def take_remote(self, state: VehicleState) -> None:
+        """A newer state written by another process."""
+        self.vehicles[state.vehicle] = state
+        self.local.discard(state.vehicle)
 
     def apply(
         self, vehicle: str, device: str, positions: list[Position], now: float
@@ -108,6 +116,7 @@ class Fleet:
         s = self.vehicles.get(vehicle)
         if s is None:
             s = self.vehicles[vehicle] = VehicleState(vehicle=vehicle)
+        self.local.add(vehicle)
         events: list[dict[str, Any]] = []
         p = positions[-1]
         prev_ts, prev_lat, prev_lon = (
@@ -148,7 +157,8 @@ class Fleet:
         """Mark vehicles silent for longer than ``offline_after_s`` as offline."""
         out = []
         limit = now - self.offline_after_s
-        for s in self.vehicles.values():
+        for vid in self.local:
+            s = self.vehicles[vid]
             if s.status != OFFLINE and s.seen < limit:
                 s.status = OFFLINE
                 s.since = now

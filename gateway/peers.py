@@ -1,0 +1,70 @@
+"""Vehicle states shared between gateway processes on one Redis.
+
+After each write batch a process publishes the new states of the batch's vehicles on the
+channel ``live:states`` (one message per batch). Every other process takes them into its
+in-memory fleet and its browsers' streams, so a browser connected to any process sees every
+vehicle, and the REST API of any process answers with the latest state. A vehicle whose
+newest state came from another process is that process's to mark offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from typing import Final
+
+import coredis
+import msgspec
+import trio
+
+from .hub import Hub
+from .metrics import Metrics
+from .pubsub import follow_channel
+from .state import Fleet, decode_state, live_json
+
+log = logging.getLogger(__name__)
+
+CHANNEL: Final = "live:states"
+
+_enc: Final = msgspec.msgpack.Encoder()
+_dec: Final = msgspec.msgpack.Decoder(tuple[str, list[tuple[str, bytes]]])
+
+
+class Peers:
+    def __init__(
+        self, redis: coredis.Redis[bytes], fleet: Fleet, hub: Hub, metrics: Metrics
+    ) -> None:
+        self.redis = redis
+        self.fleet = fleet
+        self.hub = hub
+        self.metrics = metrics
+        self.origin = secrets.token_hex(8)
+
+    async def announce(self, states: Sequence[tuple[str, bytes]]) -> None:
+        """Tell the other processes these vehicles' new states (best effort)."""
+        if not states:
+            return
+        try:
+            await self.redis.publish(CHANNEL, _enc.encode((self.origin, list(states))))
+        except Exception as exc:
+            self.metrics.inc("gateway_peer_publish_errors_total")
+            log.warning("could not share vehicle states: %s", exc)
+
+    async def _received(self, data: bytes) -> None:
+        try:
+            origin, states = _dec.decode(data)
+        except msgspec.DecodeError:
+            return
+        if origin == self.origin:
+            return
+        for vehicle, blob in states:
+            state = decode_state(blob)
+            self.fleet.take_remote(state)
+            self.hub.publish(vehicle, live_json(state))
+        self.metrics.inc("gateway_peer_states_total", len(states))
+
+    async def follow(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        await follow_channel(self.redis, CHANNEL, self._received, task_status=task_status)
