@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +58,37 @@ def _banner(ep: Endpoints, extra: str = "") -> None:
     )
 
 
-async def _serve(settings: Settings, vehicles: int | None, sim_args: list[str]) -> None:
+PORT_STRIDE = 10  # process i listens on the configured ports + 10 * i
+
+
+def _port_plus(port: int, i: int) -> str:
+    return str(port + PORT_STRIDE * i) if port else "0"
+
+
+async def _serve(
+    settings: Settings, vehicles: int | None, sim_args: list[str], processes: int = 1
+) -> None:
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_until_signal, stop)
 
         async def gateway(task_status: trio.TaskStatus[Endpoints]) -> None:
             await run_gateway(settings, stop, task_status=task_status)
-            nursery.cancel_scope.cancel()  # the simulator too
+            nursery.cancel_scope.cancel()  # the simulator and other processes too
 
         ep: Endpoints = await nursery.start(gateway)
+        # Further processes share this one's Redis and data folder (so its API key and
+        # link secret), each on ports PORT_STRIDE further; a load balancer goes in front.
+        for i in range(1, processes):
+            env = os.environ | {
+                "REDIS_URL": ep.redis_url,
+                "DATA_DIR": settings.data_dir,
+                "HOST": settings.host,
+                "HTTP_PORT": _port_plus(settings.http_port, i),
+                "INGEST_PORT": _port_plus(settings.ingest_port, i),
+            }
+            cmd = [sys.executable, "-m", "gateway", "serve"]
+            nursery.start_soon(partial(trio.run_process, cmd, env=env, check=False))
         if vehicles is None:
             _banner(ep)
             return
@@ -130,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--ingest-port", type=int)
         sp.add_argument("--data-dir")
         sp.add_argument("--redis-url")
+        sp.add_argument(
+            "--processes", type=int, default=1, help="gateway processes sharing one Redis"
+        )
         if name == "demo":
             sp.add_argument("--vehicles", type=int, default=50)
             sp.add_argument(
@@ -165,5 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     vehicles = args.vehicles if args.command == "demo" else None
     sim_args = [a for a in getattr(args, "sim_args", []) if a != "--"]
-    trio.run(_serve, settings, vehicles, sim_args, restrict_keyboard_interrupt_to_checkpoints=True)
+    if args.processes < 1:
+        print("--processes must be at least 1", file=sys.stderr)
+        return 2
+    trio.run(
+        _serve,
+        settings,
+        vehicles,
+        sim_args,
+        args.processes,
+        restrict_keyboard_interrupt_to_checkpoints=True,
+    )
     return 0
