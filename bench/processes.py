@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,15 @@ async def start_gateway(redis_url: str, data_dir: Path, nursery: trio.Nursery) -
         "DEVICE_RATE_PER_S": "1e9", "DEVICE_BURST": "1000000000",
     }  # fmt: skip
     nursery.start_soon(
-        lambda: trio.run_process(
-            [sys.executable, "-m", "gateway", "serve"], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+        partial(
+            trio.run_process,
+            [sys.executable, "-m", "gateway", "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
         )
-    )  # fmt: skip
+    )
     base = f"http://127.0.0.1:{http}"
     async with httpx.AsyncClient() as client:
         with trio.fail_after(30):
