@@ -129,6 +129,8 @@ class Gateway:
             flood_close_after_s=settings.flood_close_after_s,
             max_connections_per_device=settings.max_connections_per_device,
             ack_interval_s=settings.ack_interval_s,
+            max_connections_per_ip=settings.max_connections_per_ip,
+            bad_auth_burst=settings.bad_auth_burst,
         )
 
     # ----- hooks used by the API

@@ -67,6 +67,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     device_burst: int = 20_000  # positions a device may send at once (offline backlog)
     flood_close_after_s: float = 10.0  # throttled continuously this long: closed with 1008
     max_connections_per_device: int = 2  # a further connection replaces the oldest
+    max_connections_per_ip: int = 10_000  # device connections from one address (NAT: high)
+    bad_auth_burst: int = 20  # failed handshakes from one address before it is refused
     ack_interval_s: float = 0.25  # at most one ack per connection this often
     writer_queue_size: int = 10_000  # frames waiting for the Redis writer (full: block)
     writer_max_batch: int = 5_000  # positions per Redis round trip

@@ -45,6 +45,12 @@ class TokenBucket:
         self.tokens = burst
         self.updated = now
 
+    def available(self, now: float) -> float:
+        """Tokens at ``now``, taking none."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        return self.tokens
+
     def take(self, n: float, now: float) -> float:
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now

@@ -18,11 +18,18 @@ import time
 from typing import Final
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import (
+    ConnectionClosed,
+    Endpoint,
+    WebSocketConnection,
+    WebSocketRequest,
+    serve_websocket,
+)
 
 from .auth import DeviceAuth, bearer
 from .ingest import Ingest, Session, TokenBucket
 from .metrics import Metrics
+from .store import DeviceRecord
 from .wire import Ack, ErrorReply, MalformedFrame, decode_frame, encode_reply
 
 log = logging.getLogger(__name__)
@@ -32,6 +39,8 @@ CLOSE_TOO_BIG: Final = 1009
 CLOSE_REPLACED: Final = 4001
 CLOSE_REVOKED: Final = 4003
 CLOSE_TIMEOUT_S: Final = 2.0
+BAD_AUTH_PER_S: Final = 1 / 6  # failed handshakes an address earns back: 10 a minute
+MAX_TRACKED_IPS: Final = 100_000
 
 
 class _Conn:
@@ -93,6 +102,8 @@ class WebSocketIngest:
         flood_close_after_s: float,
         max_connections_per_device: int,
         ack_interval_s: float,
+        max_connections_per_ip: int = 10_000,
+        bad_auth_burst: int = 20,
     ) -> None:
         self.ingest = ingest
         self.auth = auth
@@ -104,6 +115,10 @@ class WebSocketIngest:
         self.flood_close_after_s = flood_close_after_s
         self.max_connections_per_device = max_connections_per_device
         self.ack_interval_s = ack_interval_s
+        self.max_connections_per_ip = max_connections_per_ip
+        self.bad_auth_burst = bad_auth_burst
+        self.ip_connections: dict[str, int] = {}
+        self.bad_auth: dict[str, TokenBucket] = {}
         self._frames_key = {
             False: metrics.key("gateway_frames_total", proto="ws", enc="json"),
             True: metrics.key("gateway_frames_total", proto="ws", enc="msgpack"),
@@ -138,7 +153,31 @@ class WebSocketIngest:
         for conn in list(self.connections.get(device_id, ())):
             conn.kick(code, reason)
 
+    def _bad_auth_bucket(self, ip: str) -> TokenBucket:
+        bucket = self.bad_auth.get(ip)
+        if bucket is None:
+            if len(self.bad_auth) > MAX_TRACKED_IPS:
+                self.bad_auth.clear()
+            bucket = self.bad_auth[ip] = TokenBucket(
+                BAD_AUTH_PER_S, self.bad_auth_burst, time.monotonic()
+            )
+        return bucket
+
     async def handle(self, request: WebSocketRequest) -> None:
+        remote = request.remote
+        ip = str(remote.address) if isinstance(remote, Endpoint) else str(remote)
+        # An address that keeps presenting bad tokens is refused before any lookup.
+        bad = self.bad_auth.get(ip)
+        if (bad is not None and bad.take(0, time.monotonic()) > 0) or (
+            bad is not None and bad.tokens < 1
+        ):
+            self.metrics.inc("gateway_handshakes_refused_total", reason="ip_blocked")
+            await request.reject(429, body=b"too many failed attempts from this address")
+            return
+        if self.ip_connections.get(ip, 0) >= self.max_connections_per_ip:
+            self.metrics.inc("gateway_handshakes_refused_total", reason="ip_connections")
+            await request.reject(429, body=b"too many connections from this address")
+            return
         token = bearer(request.headers, request.path)
         if token is None:
             self.metrics.inc("gateway_handshakes_refused_total", reason="missing_token")
@@ -147,8 +186,20 @@ class WebSocketIngest:
         device = await self.auth.lookup(token)
         if device is None:
             self.metrics.inc("gateway_handshakes_refused_total", reason="unknown_device")
+            self._bad_auth_bucket(ip).take(1, time.monotonic())
             await request.reject(401, body=b"unknown or revoked device token")
             return
+        self.ip_connections[ip] = self.ip_connections.get(ip, 0) + 1
+        try:
+            await self._serve_device(request, device)
+        finally:
+            left = self.ip_connections.get(ip, 1) - 1
+            if left:
+                self.ip_connections[ip] = left
+            else:
+                self.ip_connections.pop(ip, None)
+
+    async def _serve_device(self, request: WebSocketRequest, device: DeviceRecord) -> None:
         ws = await request.accept()
         session = await self.ingest.open_session(device)
         bucket = self.buckets.get(device.id)

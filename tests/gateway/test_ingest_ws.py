@@ -293,3 +293,32 @@ async def test_state_survives_a_gateway_restart(
     ]
     await gw2.http.aclose()
     gw2.scope.cancel()
+
+
+async def test_per_address_limits(redis_url: str, data_dir: Path, nursery: trio.Nursery) -> None:
+    gw = await start_gateway(
+        nursery,
+        gateway_settings(redis_url, data_dir, max_connections_per_ip=2, bad_auth_burst=3),
+    )
+    tokens = [await gw.register(f"ip-van-{i}") for i in range(3)]
+    url = gw.ep.ingest_url
+    async with (
+        open_websocket_url(url, extra_headers=headers(tokens[0])),
+        open_websocket_url(url, extra_headers=headers(tokens[1])),
+    ):
+        r = await handshake(url, tokens[2])
+        assert r.status_code == 429 and "connections" in r.text
+    # The two connections are closed: the address has room again.
+    with trio.fail_after(5):
+        while (await handshake(url, "wrong-1")).status_code != 401:  # noqa: ASYNC110
+            await trio.sleep(0.05)
+    # Guessing tokens: after the burst of failures the address is refused outright,
+    # even with a good token.
+    codes = [(await handshake(url, f"wrong-{i}")).status_code for i in range(2, 5)]
+    assert codes == [401, 401, 429]
+    assert (await handshake(url, tokens[2])).status_code == 429
+    metrics = await gw.metrics()
+    assert 'gateway_handshakes_refused_total{reason="ip_blocked"}' in metrics
+    assert 'gateway_handshakes_refused_total{reason="ip_connections"} 1' in metrics
+    await gw.http.aclose()
+    gw.scope.cancel()
