@@ -220,7 +220,7 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
         # OwnTracks expects a JSON array (of commands or cards) in reply.
         return jsonify([])
 
-    @bp.post("/v1/ingest")
+    @bp.post("/v1/positions")
     async def batch() -> Any:
         session = await session_for(bearer())
         data = await request.get_data(as_text=False)

@@ -96,10 +96,10 @@ async def test_batch_post_json_and_msgpack(gateway: GatewayHandle) -> None:
     fixes = [{"seq": i, "ts": now - 10 + i, "lat": 52.0 + i * 1e-5, "lon": 4.0} for i in (1, 2, 3)]
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=gateway.ep.http_url, headers=headers) as client:
-        r = await client.post("/v1/ingest", json=fixes[:2])
+        r = await client.post("/v1/positions", json=fixes[:2])
         assert r.json() == {"type": "ack", "seq": 2, "rejected": []}
         r = await client.post(
-            "/v1/ingest",
+            "/v1/positions",
             content=msgspec.msgpack.encode(
                 [fixes[1], fixes[2], {**fixes[2], "seq": 4, "lat": 91.0}]
             ),
@@ -112,6 +112,6 @@ async def test_batch_post_json_and_msgpack(gateway: GatewayHandle) -> None:
             (2, "duplicate"),
         ]
         r = await client.post(
-            "/v1/ingest", content=b"{nope", headers={"Content-Type": "application/json"}
+            "/v1/positions", content=b"{nope", headers={"Content-Type": "application/json"}
         )
         assert r.status_code == 400 and "malformed" in r.json()["error"]

@@ -83,7 +83,7 @@ async def test_gateway_starts_without_a_broker_and_keeps_other_ingest(
     gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir, mqtt_url=dead))
     token = await gw.register("van-w")
     r = await gw.http.post(
-        "/v1/ingest",
+        "/v1/positions",
         json=[{"seq": 1, "ts": time.time(), "lat": 1.0, "lon": 2.0}],
         headers={"Authorization": f"Bearer {token}"},
     )
