@@ -170,6 +170,7 @@ def openapi_spec(server_url: str) -> dict[str, Any]:
                 "events": {"type": "array", "items": _ref("Event")}}})}}},
     }  # fmt: skip
     _add_dispatch(schemas, paths)
+    _add_more(paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -433,4 +434,88 @@ def _add_dispatch(schemas: dict[str, Any], paths: dict[str, Any]) -> None:
             "responses": {"200": _ok({"type": "object", "properties": {
                 "delivery": _ref("Delivery")}}), "400": _err(), "404": _err(),
                 "409": conflict}}},
+    })  # fmt: skip
+
+
+def _op(summary: str, *codes: str, params: list[dict[str, Any]] | None = None,
+        body: bool = False, public: bool = False) -> dict[str, Any]:  # fmt: skip
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {c: ({"description": "ok"} if c < "300" else _err()) for c in codes},
+    }
+    if params:
+        op["parameters"] = params
+    if body:
+        json_object = {"application/json": {"schema": {"type": "object"}}}
+        op["requestBody"] = {"required": True, "content": json_object}
+    if public:
+        op["security"] = []
+    return op
+
+
+def _add_more(paths: dict[str, Any]) -> None:
+    """Zones, HTTP ingest, tracking links, proof of delivery, claims, notifications, ops."""
+    zid, did, tok = _path_param("id"), _path_param("id"), _path_param("token")
+    paths.update({
+        "/v1/zones": {
+            "get": _op("Zones as a GeoJSON FeatureCollection", "200",
+                       params=[_query("kind", "string", "only zones of this kind")]),
+            "post": _op("Create a zone from a GeoJSON Feature (Polygon, MultiPolygon, Point with "
+                        "radius_m, LineString with width_m)", "201", "409", "422", body=True),
+        },
+        "/v1/zones/{id}": {
+            "get": _op("One zone", "200", "404", params=[zid]),
+            "put": _op("Create or replace a zone", "200", "422", params=[zid], body=True),
+            "delete": _op("Delete a zone", "204", "404", params=[zid]),
+        },
+        "/v1/positions": {"post": _op(
+            "Device batch POST (Bearer device token; JSON or application/msgpack); "
+            "answers the ack once stored", "200", "400", "401", body=True, public=True)},
+        "/v1/osmand": {"get": _op("OsmAnd protocol (Traccar Client); id = device token",
+                                  "200", "400", "401", public=True)},
+        "/v1/owntracks": {"post": _op("OwnTracks HTTP mode (basic auth password = token)",
+                                      "200", "400", "401", body=True, public=True)},
+        "/v1/deliveries/{id}/link": {"post": _op("Issue a customer tracking link", "200", "404",
+                                                 params=[did])},
+        "/v1/deliveries/{id}/link/revoke": {"post": _op(
+            "Revoke every tracking link issued so far", "200", "404", params=[did])},
+        "/v1/track/{token}": {"get": _op("The customer's view of one delivery", "200", "403",
+                                         params=[tok], public=True)},
+        "/v1/track/{token}/reschedule": {"post": _op(
+            "After a failed attempt, choose one of the windows offered", "200", "400", "403",
+            "409", params=[tok], body=True, public=True)},
+        "/v1/deliveries/{id}/pod": {
+            "post": _op("Complete with proof of delivery (multipart: photo, signature, "
+                        "recipient_name, notes, lat, lon, ts); agent key or the vehicle's "
+                        "device token", "201", "401", "403", "409", "413", "415", params=[did]),
+            "get": _op("The proof of delivery", "200", "404", params=[did]),
+        },
+        "/v1/deliveries/{id}/claims": {"post": _op("Open a claim", "201", "400", "404",
+                                                   params=[did], body=True)},
+        "/v1/claims": {"get": _op("Claims", "200", params=[
+            _query("status", "string", "open or resolved"),
+            _query("delivery", "string", "one delivery's")])},
+        "/v1/claims/{id}/resolve": {"post": _op("Resolve a claim", "200", "400", "404", "409",
+                                                params=[zid], body=True)},
+        "/v1/notifications": {"get": _op("Every notification of a delivery, with its attempts",
+                                         "200", params=[_query("delivery", "string", "id")])},
+        "/v1/alerts": {"get": _op("Alerts", "200", params=[
+            _query("status", "string", "unresolved (default), open, acknowledged, resolved or all"),
+        ])},
+        "/v1/alerts/{id}/ack": {"post": _op("Acknowledge an alert", "200", "404", "409",
+                                            params=[zid])},
+        "/v1/alerts/{id}/resolve": {"post": _op("Resolve an alert", "200", "404", params=[zid])},
+        "/v1/webhooks": {"get": _op("Webhook subscriptions", "200"),
+                         "post": _op("Subscribe a URL (url, secret, events)", "201", "400",
+                                     body=True)},
+        "/v1/webhooks/{id}": {"get": _op("One subscription", "200", "404", params=[zid]),
+                              "patch": _op("Change it", "200", "400", "404", params=[zid],
+                                           body=True),
+                              "delete": _op("Delete it", "204", "404", params=[zid])},
+        "/v1/kpis": {"get": _op("KPIs from the event log", "200", "400",
+                                params=[_query("since", "number", "epoch seconds")])},
+        "/v1/deliveries.csv": {"get": _op("Deliveries as CSV", "200", "400", "404")},
+        "/v1/live": {"get": _op("Routes tracked by this process, with ETAs", "200")},
+        "/v1/capture/messages": {"get": _op(
+            "What the local capture servers received (demo)", "200", "404")},
     })  # fmt: skip

@@ -89,6 +89,10 @@ async def test_openapi_and_metrics(gateway: GatewayHandle) -> None:
     spec = (await gateway.http.get("/openapi.json")).json()
     assert spec["openapi"].startswith("3.")
     assert "/v1/vehicles/{id}/track" in spec["paths"]
+    for path in ("/v1/zones/{id}", "/v1/positions", "/v1/track/{token}", "/v1/deliveries/{id}/pod",
+                 "/v1/alerts/{id}/resolve", "/v1/claims", "/v1/kpis"):  # fmt: skip
+        assert path in spec["paths"], path
+    assert spec["paths"]["/v1/positions"]["post"]["security"] == []  # device token, not a key
     metrics = await gateway.metrics()
     assert "# TYPE gateway_positions_accepted_total counter" in metrics
     assert (await gateway.http.get("/healthz")).json() == {"status": "ok"}
