@@ -202,9 +202,6 @@ class LiveTracking:
             route, tracker or RouteTracker(route, cfg), deliveries
         )
 
-    def clear_route(self, vehicle: str) -> None:
-        self.routes.pop(vehicle, None)
-
     # ----- routes from dispatch
 
     def attach_dispatch(self, dispatch: Dispatch) -> None:

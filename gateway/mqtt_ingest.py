@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -183,6 +183,3 @@ class MqttIngest:
 
     def forget(self, device_id: str) -> None:
         self.sessions.pop(device_id, None)
-
-    def status(self) -> dict[str, Any]:
-        return {"connected": self.connected, "patterns": self.patterns}

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,15 +124,6 @@ def start_redis(
         with contextlib.suppress(OSError):
             last_log = (data_dir / "redis.log").read_text()[-2000:]
     raise RedisServerError(f"redis-server did not start: {last_log}")
-
-
-@contextlib.contextmanager
-def running_redis(data_dir: Path, **kwargs: object) -> Iterator[RedisProcess]:
-    proc = start_redis(data_dir, **kwargs)  # type: ignore[arg-type]
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def _die_with_parent() -> None:
