@@ -1,13 +1,19 @@
 """The shipper's and the driver app's side of the gateway's routes and deliveries API.
 
 :class:`DispatchClient` makes the HTTP calls (``PUT /v1/routes``, ``POST .../start``,
-``POST /v1/deliveries/{id}/status``), retrying what may succeed later (no answer, HTTP 5xx)
+``POST /v1/deliveries/{id}/status``, ``POST /v1/deliveries/{id}/pod``,
+``POST /v1/deliveries/{id}/link``), retrying what may succeed later (no answer, HTTP 5xx)
 and turning refusals into :class:`DispatchError` with the gateway's reason and field.
 
 :class:`Dispatcher` runs them for a fleet: :meth:`Dispatcher.import_routes` imports and starts
 the first routes before the vans leave; afterwards each van's later routes and stop reports go
 through a small queue of their own (:meth:`Dispatcher.submit`), worked off by one task per van
 so a van's reports stay in order and its driving never waits for the gateway.
+
+A delivery is completed the way the driver app does it: a proof of delivery (a photo, the
+recipient's signature, who took the parcel, where and when) uploaded with the van's device
+token, which by itself makes the delivery ``delivered``. Failed attempts are plain status
+reports with the agent key.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -24,6 +31,7 @@ import httpx
 import trio
 
 from .manifest import RouteManifest, StopManifest, stop_outcome
+from .png import delivery_photo, signature_image
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,8 @@ RETRY_BASE_S: Final = 0.5  # doubled after each failed attempt
 VAN_QUEUE: Final = 256  # pending jobs per van; when full new jobs are dropped and counted
 OPEN_STATUSES: Final = ("scheduled", "out_for_delivery", "arriving")
 STALE_NOTE: Final = "route superseded by a new simulator run"
+NEIGHBOUR_SHARE: Final = 0.1  # deliveries handed to a neighbour
+NEIGHBOUR: Final = "neighbour"
 
 
 class DispatchError(Exception):
@@ -59,6 +69,8 @@ class DispatchStats:
     start_failures: int = 0  # routes imported but not started; their stops are not reported
     stale_routes_closed: int = 0  # earlier runs' routes that kept a van busy
     delivered: int = 0
+    pod_uploaded: int = 0  # deliveries completed with a proof of delivery
+    pod_conflicts: int = 0  # proofs refused with 409: the delivery was no longer open
     failed: int = 0  # deliveries reported failed at the door
     status_errors: int = 0  # status reports that did not get through
     retries: int = 0
@@ -95,15 +107,28 @@ class DispatchClient:
         await self._client.aclose()
 
     async def _call(
-        self, what: str, method: str, path: str, *, json: Any = None, params: Any = None
+        self,
+        what: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        data: dict[str, str] | None = None,
+        files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
+        token: str | None = None,
     ) -> Any:
         """The decoded JSON answer of a 2xx; retries transport errors and 5xx, raises
-        :class:`DispatchError` for the rest or when the attempts run out."""
+        :class:`DispatchError` for the rest or when the attempts run out. ``token`` replaces
+        the agent key for this call."""
         url = self.api + path
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         delay = self._retry_base_s
         for attempt in range(1, self._attempts + 1):
             try:
-                resp = await self._client.request(method, url, json=json, params=params)
+                resp = await self._client.request(
+                    method, url, json=json, params=params, data=data, files=files, headers=headers
+                )
             except httpx.TransportError as exc:
                 problem = DispatchError(what, 0, f"no answer from {self.api}: {exc!r}")
             else:
@@ -149,6 +174,44 @@ class DispatchClient:
         )
         return reply
 
+    async def upload_pod(
+        self,
+        delivery: str,
+        *,
+        token: str | None,
+        photo: bytes,
+        signature: bytes,
+        recipient_name: str,
+        notes: str,
+        position: tuple[float, float] | None,
+        ts: float,
+    ) -> dict[str, Any]:
+        """``POST /v1/deliveries/{id}/pod`` as multipart, authenticated with the device
+        ``token`` (the agent key when None); the gateway marks the delivery delivered."""
+        form = {"recipient_name": recipient_name, "notes": notes, "ts": f"{ts:.3f}"}
+        if position is not None:
+            form["lat"], form["lon"] = f"{position[0]:.7f}", f"{position[1]:.7f}"
+        files = [
+            ("photo", ("photo.png", photo, "image/png")),
+            ("signature", ("signature.png", signature, "image/png")),
+        ]
+        reply: dict[str, Any] = await self._call(
+            f"proof of delivery {delivery}",
+            "POST",
+            f"/v1/deliveries/{_q(delivery)}/pod",
+            data=form,
+            files=files,
+            token=token,
+        )
+        return reply
+
+    async def issue_link(self, delivery: str) -> str:
+        """A customer tracking link for ``delivery`` (``POST /v1/deliveries/{id}/link``)."""
+        reply = await self._call(
+            f"tracking link of {delivery}", "POST", f"/v1/deliveries/{_q(delivery)}/link"
+        )
+        return str(reply["url"])
+
     async def started_route(self, vehicle: str) -> dict[str, Any] | None:
         """Summary of the route ``vehicle`` is on, if any."""
         reply = await self._call(
@@ -193,10 +256,13 @@ class ReportStop:
 
     route: str  # external id
     stop: StopManifest
+    position: tuple[float, float] | None = None  # the van's (lat, lon) at the stop
+    at: float | None = None  # wall-clock epoch seconds the van left the stop; None: now
 
 
 Job = ImportRoute | ReportStop
 Notice = Callable[[str], None]
+DeviceToken = Callable[[str], str | None]  # vehicle -> its device's current token, if any
 
 
 @dataclass(slots=True)
@@ -214,6 +280,8 @@ class Dispatcher:
     fail_rate: float = 0.05  # share of stops the driver reports failed
     seed: int = 1
     notice: Notice = field(default=lambda line: None)
+    # Proofs of delivery go with the van's device token; without one, with the agent key.
+    device_token: DeviceToken = field(default=lambda vehicle: None)
     batch: int = IMPORT_BATCH
     started: set[str] = field(default_factory=set)  # external ids of routes we started
     _vans: dict[str, _Van] = field(default_factory=dict)
@@ -255,7 +323,7 @@ class Dispatcher:
                     if await self._import([job.manifest]):
                         await self._start(job.manifest)
                 else:
-                    await self._report(van.rng, job)
+                    await self._report(vehicle, van.rng, job)
             except Exception:
                 # A bug here must not stop this van's later reports, nor the fleet.
                 log.exception("%s: dispatch job failed", vehicle)
@@ -333,19 +401,45 @@ class Dispatcher:
             self.stats.start_failures += 1
             self.notice(f"{m.vehicle}: route {m.external_id} not started: {exc}")
 
-    async def _report(self, rng: random.Random, job: ReportStop) -> None:
+    async def _report(self, vehicle: str, rng: random.Random, job: ReportStop) -> None:
         if job.route not in self.started:
             return
         status, reason, note = stop_outcome(rng, self.fail_rate, job.stop.kind)
         for delivery in job.stop.deliveries:
             async with self._limiter:
                 try:
-                    await self.client.set_status(delivery, status, reason=reason, note=note)
+                    if status == "delivered":
+                        await self._complete(vehicle, delivery, job)
+                    else:
+                        await self.client.set_status(delivery, status, reason=reason, note=note)
                 except DispatchError as exc:
-                    self.stats.status_errors += 1
+                    if status == "delivered" and exc.status == 409:
+                        self.stats.pod_conflicts += 1
+                    else:
+                        self.stats.status_errors += 1
                     log.warning("%s", exc)
                     continue
             if status == "delivered":
                 self.stats.delivered += 1
+                self.stats.pod_uploaded += 1
             else:
                 self.stats.failed += 1
+
+    async def _complete(self, vehicle: str, delivery: str, job: ReportStop) -> None:
+        """Upload the proof of ``delivery``, which marks it delivered."""
+        neighbour = random.Random(delivery).random() < NEIGHBOUR_SHARE
+        name = NEIGHBOUR if neighbour or not job.stop.recipient else job.stop.recipient
+        if job.stop.kind == "pickup":
+            notes = "Return collected"
+        else:
+            notes = "Left with the neighbour" if name == NEIGHBOUR else "Handed to the recipient"
+        await self.client.upload_pod(
+            delivery,
+            token=self.device_token(vehicle),
+            photo=delivery_photo(delivery),
+            signature=signature_image(delivery),
+            recipient_name=name,
+            notes=notes,
+            position=job.position,
+            ts=job.at if job.at is not None else time.time(),
+        )

@@ -8,8 +8,10 @@ returns the fleet totals.
 
 While the vans drive, each later route is imported and started when the van is back at the
 depot with its next plan, and each stop the van leaves is reported delivered (or, at
-``fail_rate``, failed) as a driver app would; these calls run beside the vans and never hold
-them up.
+``fail_rate``, failed) as a driver app would: a delivery with a proof of delivery uploaded
+with the van's device token, taken where the van stood; these calls run beside the vans and
+never hold them up. Tracking links for the first few deliveries are printed once the first
+routes are started, for opening the customer page.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import trio
 
 from .city import City
 from .device import DeviceClient, DeviceConfig
-from .dispatch import DispatchClient, Dispatcher, ImportRoute, ReportStop
+from .dispatch import DispatchClient, Dispatcher, DispatchError, ImportRoute, ReportStop
 from .manifest import RouteManifest, build_manifest, default_timezone
 from .registry import RegistrationError, Registry
 from .stats import FleetReport
@@ -42,6 +44,7 @@ DEFAULT_CENTER: Final = (52.3731, 4.8932)  # Amsterdam, Dam square
 SHUTDOWN_GRACE_S: Final = 2.0  # beyond the devices' drain time, before cancelling them
 DEVICE_RESTART_S: Final = 1.0
 SHOWN_DELIVERIES: Final = 3  # delivery ids printed at start, for looking them up
+TRACKING_LINKS: Final = 3  # customer tracking links printed at start
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,7 @@ class Member:
     announced: int = 0  # highest route number handed to the dispatcher
     reported: int = 0  # visits whose stop was handed to the dispatcher
     manifests: dict[int, RouteManifest] = field(default_factory=dict)  # by route number
+    parked: tuple[int, tuple[float, float]] | None = None  # (visit index, position) at a stop
 
     @property
     def vehicle(self) -> str:
@@ -162,6 +166,13 @@ class Fleet:
         if self.dispatcher is None:
             return report
         return msgspec.structs.replace(report, dispatch=self.dispatcher.stats.as_dict())
+
+    def device_token(self, vehicle: str) -> str | None:
+        """The current token of ``vehicle``'s device (it changes when the device rotates it)."""
+        for member in self.members:
+            if member.vehicle == vehicle:
+                return member.client.token
+        return None
 
     def manifest(self, member: Member, number: int) -> RouteManifest:
         """The import payload of ``member``'s route ``number``, built once and kept."""
@@ -250,7 +261,9 @@ async def run_fleet(
             await _run(fleet, stop, on_status, task_status)
             return fleet.report()
         async with DispatchClient(config.api, config.api_key) as client:
-            fleet.dispatcher = Dispatcher(client, config.fail_rate, config.seed, notice)
+            fleet.dispatcher = Dispatcher(
+                client, config.fail_rate, config.seed, notice, device_token=fleet.device_token
+            )
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_cancel_on, stop, nursery.cancel_scope)
                 await _import_first_routes(fleet, notice)
@@ -283,6 +296,23 @@ async def _import_first_routes(fleet: Fleet, notice: NoticeCallback) -> None:
         f"deliveries; look one up at GET {fleet.config.api.rstrip('/')}/v1/deliveries/ID: "
         + ", ".join(shown[:SHOWN_DELIVERIES])
     )
+    await _print_tracking_links(dispatcher, shown[:TRACKING_LINKS], notice)
+
+
+async def _print_tracking_links(
+    dispatcher: Dispatcher, deliveries: list[str], notice: NoticeCallback
+) -> None:
+    """Issue customer tracking links for ``deliveries`` and print them on one line."""
+    if not deliveries:
+        return
+    urls: list[str] = []
+    try:
+        for delivery in deliveries:
+            urls.append(await dispatcher.client.issue_link(delivery))
+    except DispatchError as exc:
+        notice(f"tracking links not issued: {exc}")
+    if urls:
+        notice("tracking links: " + " ".join(urls))
 
 
 def _build(
@@ -406,13 +436,23 @@ def _dispatch(fleet: Fleet, dispatcher: Dispatcher, member: Member) -> None:
     """Hand the dispatcher the stops the van has left and its next route, once each."""
     van = member.van
     visits = van.visits
+    if visits and visits[-1].departed_s is None:  # standing at a stop: where the driver is
+        member.parked = (len(visits) - 1, van.position)
     while member.reported < len(visits) and visits[member.reported].departed_s is not None:
-        stop = visits[member.reported].stop
+        visit = visits[member.reported]
+        stop = visit.stop
+        if member.parked is not None and member.parked[0] == member.reported:
+            position = member.parked[1]
+        else:  # arrived and left between two looks: it stood at the address
+            position = (stop.address.lat, stop.address.lon)
         member.reported += 1
         manifest = member.manifests.get(stop.route)
         if manifest is not None:
-            dispatcher.submit(member.vehicle, ReportStop(manifest.external_id,
-                                                         manifest.stops[stop.index]))  # fmt: skip
+            departed = visit.departed_s
+            assert departed is not None
+            report = ReportStop(manifest.external_id, manifest.stops[stop.index], position,
+                                van.wall_time(departed))  # fmt: skip
+            dispatcher.submit(member.vehicle, report)
     plan = van.upcoming
     if plan is not None and plan.number > member.announced:
         member.announced = plan.number

@@ -71,11 +71,13 @@ _NOTES: Final = (
 
 @dataclass(frozen=True, slots=True)
 class StopManifest:
-    """What the driver app knows about one stop: its kind and its deliveries' external ids."""
+    """What the driver app knows about one stop: its kind, its deliveries' external ids and
+    the recipient's name."""
 
     external_id: str
     kind: str  # "delivery" or "pickup"
     deliveries: tuple[str, ...]
+    recipient: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +253,9 @@ def _stop(
         "service_s": round(service_s / time_scale, 3),
         "deliveries": deliveries,
     }
-    manifest = StopManifest(stop_ext, kind, tuple(d["external_id"] for d in deliveries))
+    manifest = StopManifest(
+        stop_ext, kind, tuple(d["external_id"] for d in deliveries), recipient["name"]
+    )
     return payload, manifest
 
 

@@ -4,8 +4,9 @@
 seq, rejects chosen seqs and can drop a connection after a given frame without acking it.
 ``make_api`` is a quart-trio app with the device registration endpoints and, answering like the
 gateway's routes and deliveries API, ``PUT /v1/routes``, ``POST /v1/routes/{id}/start``,
-``GET /v1/routes``, ``GET /v1/deliveries`` and ``POST /v1/deliveries/{id}/status``, recording
-each call in a :class:`RoutesApi`.
+``GET /v1/routes``, ``GET /v1/deliveries``, ``POST /v1/deliveries/{id}/status``,
+``POST /v1/deliveries/{id}/pod`` (multipart, the vehicle's device token or the agent key) and
+``POST /v1/deliveries/{id}/link``, recording each call in a :class:`RoutesApi`.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ class RoutesApi:
     deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)  # by external id
     active: dict[str, str] = field(default_factory=dict)  # vehicle -> route external id
     calls: list[tuple[str, str, Any]] = field(default_factory=list)  # method, path, body
+    # Proofs by delivery: the form fields, the files as (field, bytes), and who sent them.
+    pods: dict[str, dict[str, Any]] = field(default_factory=dict)
     fail: dict[str, list[int]] = field(default_factory=dict)
 
     def injected(self, method: str, path: str) -> int | None:
@@ -252,6 +255,44 @@ def _routes_endpoints(app: QuartTrio, api: RoutesApi) -> None:
         rec["reason"], rec["note"] = body.get("reason"), body.get("note")
         api._finish_if_done(rec["route"])
         return {"delivery": rec, "events": 1}
+
+    @app.post("/v1/deliveries/<ident>/pod")
+    async def pod(ident: str) -> Any:
+        form = await request.form
+        files = await request.files
+        uploads = [(name, f.read()) for name in ("photo", "signature") for f in files.getlist(name)]
+        api.calls.append((request.method, request.path, dict(form)))
+        code = api.injected(request.method, request.path)
+        if code is not None:
+            return _err(code, "injected failure")
+        rec = api.deliveries.get(ident)
+        if rec is None:
+            return _err(404, "no such delivery")
+        auth = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        by = "agent" if auth == API_KEY else None
+        route = api.routes[rec["route"]]
+        for device_id, dev in app.config["ingest"].devices.items():
+            if auth and dev.token == auth:
+                if route["status"] != "started" or route["vehicle"] != device_id:
+                    return _err(403, "this delivery is not on this vehicle's started route")
+                by = device_id
+        if by is None:
+            return _err(401, "an agent API key or the vehicle's device token is needed")
+        if rec["status"] not in ("out_for_delivery", "arriving"):
+            return _err(409, f"cannot complete a delivery that is {rec['status']}")
+        rec["status"] = "delivered"
+        api.pods[ident] = {"form": dict(form), "files": uploads, "by": by}
+        api._finish_if_done(rec["route"])
+        return {"delivery": ident, "by": by}, 201
+
+    @app.post("/v1/deliveries/<ident>/link")
+    async def link(ident: str) -> Any:
+        _, refused = await begin()
+        if refused:
+            return refused
+        if ident not in api.deliveries:
+            return _err(404, "no such delivery")
+        return {"delivery": ident, "token": f"tok-{ident}", "url": f"http://customer/t/tok-{ident}"}
 
 
 def make_api(ingest: IngestServer, routes: RoutesApi | None = None) -> QuartTrio:

@@ -56,26 +56,97 @@ async def test_routes_are_imported_in_batches_then_started(nursery: trio.Nursery
     assert all(d["status"] == "out_for_delivery" for d in api.deliveries.values())
 
 
-async def test_stops_are_reported_in_order_with_retries(nursery: trio.Nursery) -> None:
+async def test_deliveries_are_completed_with_a_proof_in_order_with_retries(
+    nursery: trio.Nursery,
+) -> None:
     url, api = await _server(nursery, 1)
     api.fail["POST /v1/deliveries"] = [503, 503]
     m = _manifest(1)
     async with DispatchClient(url, API_KEY, retry_base_s=0.01) as client:
-        dispatcher = Dispatcher(client, fail_rate=0.0)
+        dispatcher = Dispatcher(client, fail_rate=0.0, device_token=lambda v: "token-1")
         dispatcher.add_van("van-001")
         dispatcher.submit("van-001", ImportRoute(m))
-        for stop in m.stops:
-            dispatcher.submit("van-001", ReportStop(m.external_id, stop))
+        for k, stop in enumerate(m.stops):
+            dispatcher.submit(
+                "van-001", ReportStop(m.external_id, stop, (52.1 + k, 4.5), 1_760_000_100.0 + k)
+            )
         dispatcher.close()
         with trio.fail_after(10):
             await dispatcher.run()
     calls = api.seen("POST", "/v1/deliveries/")
     assert len(calls) == len(m.delivery_ids) + 2  # two answered 503 and retried
     assert [p.split("/")[3] for _, p, _ in calls[2:]] == m.delivery_ids
-    assert all(body == {"status": "delivered"} for _, _, body in calls)
+    assert all(p.endswith("/pod") for _, p, _ in calls)  # no separate status call
     assert dispatcher.stats.retries == 2 and dispatcher.stats.delivered == len(m.delivery_ids)
+    assert dispatcher.stats.pod_uploaded == len(m.delivery_ids)
+    assert sorted(api.pods) == sorted(m.delivery_ids)
+    names = {d: s.recipient for s in m.stops for d in s.deliveries}
+    photos = set()
+    for k, stop in enumerate(m.stops):
+        for d in stop.deliveries:
+            pod = api.pods[d]
+            assert pod["by"] == "van-001"  # the device token, not the agent key
+            form = pod["form"]
+            assert form["recipient_name"] in (names[d], "neighbour") and names[d]
+            assert form["notes"]
+            assert (float(form["lat"]), float(form["lon"])) == (52.1 + k, 4.5)
+            assert float(form["ts"]) == 1_760_000_100.0 + k
+            kinds = [kind for kind, _ in pod["files"]]
+            assert kinds == ["photo", "signature"]
+            assert all(data.startswith(b"\x89PNG\r\n\x1a\n") for _, data in pod["files"])
+            photos.add(pod["files"][0][1])
+    assert len(photos) == len(m.delivery_ids)  # each delivery its own photo
     assert api.routes[m.external_id]["status"] == "finished"
     assert not api.active
+
+
+async def test_a_proof_for_a_closed_delivery_is_counted_not_retried(
+    nursery: trio.Nursery,
+) -> None:
+    url, api = await _server(nursery, 1)
+    m = _manifest(1)
+    first = m.stops[0]
+    async with DispatchClient(url, API_KEY, retry_base_s=0.01) as client:
+        dispatcher = Dispatcher(client, fail_rate=0.0, device_token=lambda v: "token-1")
+        await dispatcher.import_routes([m])
+        for d in first.deliveries:
+            api.deliveries[d]["status"] = "cancelled"
+        dispatcher.add_van("van-001")
+        dispatcher.submit("van-001", ReportStop(m.external_id, first))
+        dispatcher.close()
+        await dispatcher.run()
+    stats = dispatcher.stats
+    assert len(api.seen("POST", "/v1/deliveries/")) == len(first.deliveries)
+    assert stats.pod_conflicts == len(first.deliveries)
+    assert stats.retries == stats.pod_uploaded == stats.delivered == stats.status_errors == 0
+
+
+async def test_a_proof_refused_for_another_vehicle_is_an_error(nursery: trio.Nursery) -> None:
+    url, api = await _server(nursery, 2)
+    m = _manifest(1)
+    async with DispatchClient(url, API_KEY) as client:
+        # van-002's token: the gateway lets a device complete only its own route's deliveries.
+        dispatcher = Dispatcher(client, fail_rate=0.0, device_token=lambda v: "token-2")
+        await dispatcher.import_routes([m])
+        dispatcher.add_van("van-001")
+        dispatcher.submit("van-001", ReportStop(m.external_id, m.stops[0]))
+        dispatcher.close()
+        await dispatcher.run()
+    assert dispatcher.stats.status_errors == len(m.stops[0].deliveries)
+    assert dispatcher.stats.pod_uploaded == 0 and not api.pods
+
+
+async def test_tracking_links_are_issued_with_the_agent_key(nursery: trio.Nursery) -> None:
+    url, api = await _server(nursery, 1)
+    m = _manifest(1)
+    async with DispatchClient(url, API_KEY) as client:
+        await Dispatcher(client).import_routes([m])
+        link = await client.issue_link(m.delivery_ids[0])
+        with pytest.raises(DispatchError) as missing:
+            await client.issue_link("nope")
+    assert link == f"http://customer/t/tok-{m.delivery_ids[0]}"
+    assert missing.value.status == 404
+    assert len(api.seen("POST", "/v1/deliveries/nope/link")) == 1
 
 
 async def test_failures_carry_a_reason_and_a_note(nursery: trio.Nursery) -> None:

@@ -1,8 +1,10 @@
-"""``python -m simulator`` against a real gateway: its routes are imported, started, tracked."""
+"""``python -m simulator`` against a real gateway: its routes are imported, started, tracked,
+its deliveries completed with proofs of delivery, and it prints customer tracking links."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -102,6 +104,32 @@ async def test_simulated_routes_are_started_and_tracked(gateway: GatewayHandle) 
     assert types["delivery.delivered"] == d["delivered"]
     assert types["delivery.failed"] == d["failed"]
     assert d["delivered"] + d["failed"] >= 1
+
+    # Delivered ones were completed by the van's driver app with a proof of delivery.
+    assert d["pod_uploaded"] == d["delivered"] >= 1 and d["pod_conflicts"] == 0
+    assert types["delivery.pod"] == d["pod_uploaded"]
+    assert types["delivery.pod_flagged"] == 0  # geo-stamped at the stop
+    delivered = (await gateway.http.get("/v1/deliveries", params={"status": "delivered"})).json()
+    assert delivered["total"] == d["delivered"]
+    for item in delivered["deliveries"]:
+        resp = await gateway.http.get(f"/v1/deliveries/{item['id']}/pod")
+        assert resp.status_code == 200, resp.text
+        pod = resp.json()
+        assert sorted(f["kind"] for f in pod["files"]) == ["photo", "signature"]
+        assert {f["type"] for f in pod["files"]} == {"png"}
+        assert pod["by"] == item["external_id"].split(f"-{RUN_ID}-")[0]  # its device token
+        assert pod["recipient_name"] and pod["lat"] is not None
+        photo = next(f for f in pod["files"] if f["kind"] == "photo")
+        got = await gateway.http.get(f"/v1/deliveries/{item['id']}/pod/{photo['sha256']}")
+        assert got.status_code == 200 and got.content.startswith(b"\x89PNG\r\n\x1a\n")
+
+    # A demo user is shown three customer tracking links.
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("tracking links: ")]
+    assert len(lines) == 1, stderr
+    urls = lines[0].removeprefix("tracking links: ").split(" ")
+    assert len(urls) == 3 and all(re.match(r"https?://[^ ]+/t/[^ /]+$", u) for u in urls)
+    page = await gateway.http.get("/v1/track/" + urls[0].rsplit("/t/", 1)[1])
+    assert page.status_code == 200, page.text
 
 
 @pytest.mark.slow

@@ -115,9 +115,23 @@ async def test_fleet_imports_routes_and_reports_stops_like_a_driver_app(
     assert all(routes.routes[f"{v}-t7-1"]["status"] == "finished" for v in vans)
     assert d["routes_started"] == d["routes_imported"] == len(routes.routes)
     assert d["stale_routes_closed"] == d["start_failures"] == d["status_errors"] == 0
-    statuses = [body["status"] for _, _, body in routes.seen("POST", "/v1/deliveries/")]
-    assert statuses.count("delivered") == d["delivered"] > 0
-    assert statuses.count("failed") == d["failed"] > 0
+    links = [p for _, p, _ in routes.seen("POST", "/v1/deliveries/") if p.endswith("/link")]
+    shown = ["van-001-t7-1-S01-1", *(p.split("/")[3] for p in links[1:])]
+    assert len(links) == 3 and links[0] == f"/v1/deliveries/{shown[0]}/link"
+    assert notices[1] == "tracking links: " + " ".join(f"http://customer/t/tok-{x}" for x in shown)
+    statuses = [body["status"] for _, p, body in routes.seen("POST", "/v1/deliveries/")
+                if p.endswith("/status")]  # fmt: skip
+    # Delivered ones were completed with a proof only, failed ones with a status report.
+    assert statuses.count("failed") == len(statuses) == d["failed"] > 0
+    assert len(routes.pods) == d["delivered"] == d["pod_uploaded"] > 0
+    stops = {f"{r['external_id']}-{s['external_id']}": s for r in
+             (x["payload"] for x in routes.routes.values()) for s in r["stops"]}  # fmt: skip
+    for delivery, pod in routes.pods.items():
+        assert pod["by"] == delivery.split("-t7-")[0]  # the van's own device token
+        assert [kind for kind, _ in pod["files"]] == ["photo", "signature"]
+        where = stops[delivery.rsplit("-", 1)[0]]["location"]
+        lat, lon = float(pod["form"]["lat"]), float(pod["form"]["lon"])
+        assert abs(lat - where["lat"]) < 2e-4 and abs(lon - where["lon"]) < 3e-4  # ~20 m
     closed = [x for x in routes.deliveries.values() if x["status"] in ("delivered", "failed")]
     assert len(closed) == d["delivered"] + d["failed"]
     # Reports of a van follow its stops in order, the next route only after the last of them.
@@ -125,7 +139,8 @@ async def test_fleet_imports_routes_and_reports_stops_like_a_driver_app(
         mine = [(m, p) for m, p, _ in routes.calls if f"/{v}-t7-" in p or (
             m == "PUT" and p == "/v1/routes")]  # fmt: skip
         start2 = mine.index(("POST", f"/v1/routes/{v}-t7-2/start"))
-        first = [p.split("/")[3] for m, p in mine[:start2] if p.startswith("/v1/deliveries/")]
+        first = [p.split("/")[3] for m, p in mine[:start2]
+                 if p.startswith("/v1/deliveries/") and not p.endswith("/link")]  # fmt: skip
         assert first == sorted(first) and len(first) == len(
             routes.routes[f"{v}-t7-1"]["deliveries"]
         )
