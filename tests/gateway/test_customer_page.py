@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import trio
 from trio_websocket import open_websocket_url
 
 from ..browser import in_browser
-from .conftest import GatewayHandle, wait_tracked
+from .conftest import API_KEY, GatewayHandle, gateway_settings, start_gateway, wait_tracked
 from .test_links import issue, two_stop_route
 from .test_live_routes import M_PER_DEG_LAT, STOP
 
@@ -68,3 +71,56 @@ async def test_a_bad_link_shows_a_plain_refusal(gateway: GatewayHandle) -> None:
         assert "invalid or has expired" in page.inner_text("body")
 
     await trio.to_thread.run_sync(in_browser("customer_bad_link", check))
+
+
+async def test_customer_page_follows_a_simulated_van(
+    redis_url: str, data_dir: Path, nursery: trio.Nursery
+) -> None:
+    # The simulator drives 10x faster than real time: its vans go 10x over the usual limit.
+    gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir, max_speed_mps=600.0))
+    proc = await trio.lowlevel.open_process(
+        [
+            sys.executable, "-m", "simulator",
+            "--api", gw.ep.http_url, "--ingest", gw.ep.ingest_url, "--api-key", API_KEY,
+            "--vehicles", "1", "--duration", "60", "--time-scale", "10", "--interval", "0.5",
+            "--seed", "1", "--city-km", "1.2", "--stops-per-route", "4",
+            "--id-prefix", "page-", "--status-interval", "0", "--fail-rate", "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        err = b""
+        with trio.fail_after(30):
+            while b"tracking links:" not in err or not err.split(b"tracking links:")[1].count(
+                b"\n"
+            ):
+                chunk = await proc.stderr.receive_some(4096)
+                assert chunk, err.decode()
+                err += chunk
+        # The first link is the van's first stop: the one it drives to now.
+        link = err.split(b"tracking links:")[1].split()[0].decode()
+
+        def check(page: Any) -> None:
+            page.goto(link)
+            page.wait_for_function("window.trackState && window.trackState.vehicle", timeout=20_000)
+            first = page.evaluate("window.trackState")
+            page.wait_for_function(
+                f"""window.trackState.vehicle &&
+                    (window.trackState.vehicle.lat !== {first["vehicle"]["lat"]} ||
+                     window.trackState.vehicle.lon !== {first["vehicle"]["lon"]}) &&
+                    window.trackState.eta !== {first["eta"] or "null"}""",
+                timeout=20_000,
+            )
+            assert page.inner_text("#eta").startswith("Expected between")
+            assert page.inner_text("#status") in ("Out for delivery", "Arriving soon")
+
+        await trio.to_thread.run_sync(in_browser("customer_page_simulated", check))
+    finally:
+        proc.kill()
+        await proc.wait()
+        if proc.stderr is not None:
+            await proc.stderr.aclose()
+        await gw.http.aclose()
+        gw.scope.cancel()
