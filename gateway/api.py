@@ -11,7 +11,7 @@ import functools
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -43,17 +43,31 @@ class ApiError(Exception):
         self.field = field
 
 
-def _float_arg(name: str, default: float) -> float:
-    raw = request.args.get(name)
+def finite_field(fields: Mapping[str, Any], name: str) -> float | None:
+    """``fields[name]`` (query arguments or a form) as a finite number; None if absent.
+    Anything else is a 400 naming the field."""
+    raw = fields.get(name)
     if raw is None or raw == "":
-        return default
+        return None
     try:
         value = float(raw)
     except ValueError:
-        raise ApiError(400, f"{name} must be a number (epoch seconds)", name) from None
+        raise ApiError(400, f"{name} must be a number", name) from None
     if not math.isfinite(value):
         raise ApiError(400, f"{name} must be finite", name)
     return value
+
+
+def _float_arg(name: str, default: float) -> float:
+    value = finite_field(request.args, name)
+    return default if value is None else value
+
+
+async def drain_browser() -> None:
+    """Read a browser WebSocket until it closes: reading is how a closed browser is
+    noticed; nothing it says is needed."""
+    while True:
+        await websocket.receive()
 
 
 def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
@@ -262,13 +276,7 @@ def create_app(gw: Gateway) -> QuartTrio:
         try:
             await websocket.send(gw.ops_snapshot())
             async with trio.open_nursery() as nursery:
-
-                async def drain_incoming() -> None:
-                    # Reading notices a closed browser; nothing it says is needed yet.
-                    while True:
-                        await websocket.receive()
-
-                nursery.start_soon(drain_incoming)
+                nursery.start_soon(drain_browser)
                 while True:
                     pending, extra, overflowed = await sub.next_batch()
                     if overflowed:

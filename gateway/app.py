@@ -19,6 +19,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from notify import Notifier
 
 from .auth import ApiKeys, DeviceAuth, persistent_secret
+from .config import Settings
 from .dispatch_service import Dispatch
 from .hub import Hub
 from .ingest import Ingest
@@ -65,10 +66,7 @@ class Gateway:
     dispatch: Dispatch  # routes and deliveries, set when the API is created
     notifier: Notifier | None = None
 
-    def __init__(self, settings: Any, redis: coredis.Redis[bytes], data_dir: Path) -> None:
-        from .config import Settings
-
-        assert isinstance(settings, Settings)
+    def __init__(self, settings: Settings, redis: coredis.Redis[bytes], data_dir: Path) -> None:
         self.settings = settings
         self.redis = redis
         self.data_dir = data_dir
@@ -280,7 +278,7 @@ class Gateway:
 
 
 async def run_gateway(
-    settings: Any,
+    settings: Settings,
     stop: trio.Event | None = None,
     *,
     task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED,

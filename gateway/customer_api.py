@@ -14,7 +14,7 @@ import msgspec
 import trio
 from quart import Blueprint, Response, jsonify, request, send_from_directory, websocket
 
-from .api import STATIC_DIR, ApiError, agent_required
+from .api import STATIC_DIR, ApiError, agent_required, drain_browser
 from .customer import customer_view, reschedule_options
 from .dispatch import Window
 from .dispatch_lifecycle import RESCHEDULED
@@ -73,12 +73,7 @@ def customer_blueprint(gw: Gateway) -> Blueprint:
         sub = gw.hub.subscribe([route_vehicle] if route_vehicle else [])
         try:
             async with trio.open_nursery() as nursery:
-
-                async def drain_incoming() -> None:
-                    while True:
-                        await websocket.receive()
-
-                nursery.start_soon(drain_incoming)
+                nursery.start_soon(drain_browser)
                 while True:
                     with trio.move_on_after(REFRESH_S):
                         await sub.next_batch()

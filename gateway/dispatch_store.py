@@ -41,6 +41,7 @@ from .dispatch import (
 )
 from .dispatch_plan import Changes, assign_route, change_status, merge_import, start_route
 from .dispatch_validate import ImportedRoute
+from .store import text as _text
 
 ROUTES: Final = "routes"
 ROUTES_ACTIVE: Final = "routes:active"
@@ -75,10 +76,6 @@ class NotFound(LookupError):
 
 class Busy(Exception):
     """Other writers kept changing the same records; the caller may retry."""
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class _Reader:

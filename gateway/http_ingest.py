@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -173,6 +174,18 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
         metrics.inc("gateway_frames_rejected_total", reason=reason)
         return ApiError(400, f"{reason}: {detail}")
 
+    def read_one(
+        parse: Callable[[dict[str, Any]], Position | None], fields: dict[str, Any]
+    ) -> Position | None:
+        """One position from a protocol's fields; out of range or unreadable is a 400."""
+        try:
+            return parse(fields)
+        except msgspec.ValidationError as exc:
+            metrics.inc("gateway_positions_rejected_total", reason=Reason.OUT_OF_RANGE)
+            raise ApiError(400, f"out_of_range: {exc}") from None
+        except (KeyError, ValueError, TypeError) as exc:
+            raise bad_frame("malformed", f"cannot read the position: {exc}") from None
+
     @bp.route("/v1/osmand", methods=["GET", "POST"])
     async def osmand() -> Any:
         params: dict[str, Any] = dict(request.args)
@@ -187,13 +200,8 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
         token = params.get("id") or params.get("deviceid") or params.get("device_id") or bearer()
         session = await session_for(str(token) if token else None)
         metrics.inc("gateway_frames_total", proto="osmand", enc="http")
-        try:
-            pos = osmand_position(params)
-        except msgspec.ValidationError as exc:
-            metrics.inc("gateway_positions_rejected_total", reason=Reason.OUT_OF_RANGE)
-            raise ApiError(400, f"out_of_range: {exc}") from None
-        except (KeyError, ValueError, TypeError) as exc:
-            raise bad_frame("malformed", f"cannot read the position: {exc}") from None
+        pos = read_one(osmand_position, params)
+        assert pos is not None  # every OsmAnd request is a location
         ack = await ingest(session, [pos], [])
         if ack.rejected:
             return jsonify(msgspec.to_builtins(ack)), 400
@@ -206,13 +214,7 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
         body = await request.get_json(force=True, silent=True)
         if not isinstance(body, dict):
             raise bad_frame("malformed", "body is not a JSON object")
-        try:
-            pos = owntracks_position(body)
-        except msgspec.ValidationError as exc:
-            metrics.inc("gateway_positions_rejected_total", reason=Reason.OUT_OF_RANGE)
-            raise ApiError(400, f"out_of_range: {exc}") from None
-        except (KeyError, ValueError, TypeError) as exc:
-            raise bad_frame("malformed", f"cannot read the location: {exc}") from None
+        pos = read_one(owntracks_position, body)
         if pos is not None:
             ack = await ingest(session, [pos], [])
             if ack.rejected:

@@ -11,7 +11,6 @@ than ``POD_MAX_DISTANCE_M`` from the stop is accepted but flagged for agents
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -22,7 +21,7 @@ from quart import Blueprint, jsonify, request, send_file
 
 from geofence import haversine_m
 
-from .api import ApiError, agent_key
+from .api import ApiError, agent_key, finite_field
 from .dispatch import STARTED
 from .dispatch_lifecycle import DELIVERED, IllegalTransition
 
@@ -79,19 +78,6 @@ def pod_folder(gw: Gateway, delivery_id: str) -> Path:
     return gw.data_dir / "pod" / delivery_id
 
 
-def _number(form: Any, name: str) -> float | None:
-    raw = form.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be a number", name) from None
-    if not math.isfinite(value):
-        raise ApiError(400, f"{name} must be finite", name)
-    return value
-
-
 def pod_blueprint(gw: Gateway) -> Blueprint:
     bp = Blueprint("pod", __name__)
 
@@ -122,12 +108,12 @@ def pod_blueprint(gw: Gateway) -> Blueprint:
         notes = (form.get("notes") or "").strip()
         if len(name) > MAX_TEXT or len(notes) > MAX_TEXT:
             raise ApiError(400, f"recipient_name and notes are limited to {MAX_TEXT} characters")
-        lat, lon = _number(form, "lat"), _number(form, "lon")
+        lat, lon = finite_field(form, "lat"), finite_field(form, "lon")
         if (lat is None) != (lon is None) or (
             lat is not None and lon is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180)
         ):
             raise ApiError(400, "lat and lon go together and must be valid degrees", "lat")
-        ts = _number(form, "ts") or time.time()
+        ts = finite_field(form, "ts") or time.time()
         uploads: list[tuple[str, bytes]] = []
         photos = files.getlist("photo")
         if len(photos) > MAX_PHOTOS:

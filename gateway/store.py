@@ -43,7 +43,8 @@ _json_enc: Final = msgspec.json.Encoder()
 _positions_dec: Final = msgspec.msgpack.Decoder(list[Position])
 
 
-def _text(value: str | bytes) -> str:
+def text(value: str | bytes) -> str:
+    """A Redis reply as text."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -226,11 +227,11 @@ class Store:
             if not entries:
                 break
             for e in entries:
-                device = _text(e.field_values[b"d"])
+                device = text(e.field_values[b"d"])
                 for p in _positions_dec.decode(_raw(e.field_values[b"p"])):
                     if since <= p.ts <= until:
                         out.append((device, p))
-            last = _text(entries[-1].identifier)
+            last = text(entries[-1].identifier)
             ms, sq = last.split("-")
             cursor = f"{ms}-{int(sq) + 1}"
             if len(entries) < 200:
@@ -270,7 +271,7 @@ class Store:
     @staticmethod
     def _event(e: Any) -> dict[str, Any]:
         ev: dict[str, Any] = msgspec.json.decode(_raw(e.field_values[b"e"]))
-        ev["id"] = _text(e.identifier)
+        ev["id"] = text(e.identifier)
         return ev
 
     async def read_events(self, since_id: str = "-", count: int = 100) -> list[dict[str, Any]]:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -73,3 +75,18 @@ async def wait_tracked(gw: GatewayHandle, vehicle: str) -> None:
     with trio.fail_after(5):
         while vehicle not in (await gw.http.get("/v1/live")).json()["routes"]:  # noqa: ASYNC110
             await trio.sleep(0.02)
+
+
+async def handshake(url: str, token: str | None) -> httpx.Response:
+    """A plain WebSocket upgrade request. (trio-websocket's client leaks its socket when the
+    server rejects the handshake, which this suite's warnings-as-errors would flag.)"""
+    hdrs = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+    }
+    if token:
+        hdrs["Authorization"] = f"Bearer {token}"
+    async with httpx.AsyncClient() as client:
+        return await client.get(url.replace("ws://", "http://"), headers=hdrs)

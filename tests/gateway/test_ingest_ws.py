@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 import pytest
 import trio
 import trio.lowlevel
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from .conftest import GatewayHandle, gateway_settings, start_gateway
+from .conftest import GatewayHandle, gateway_settings, handshake, start_gateway
 
 
 def fix(
@@ -34,21 +31,6 @@ def fix(
 
 def headers(token: str) -> list[tuple[str, str]]:
     return [("Authorization", f"Bearer {token}")]
-
-
-async def handshake(url: str, token: str | None) -> httpx.Response:
-    """A plain WebSocket upgrade request. (trio-websocket's client leaks its socket when the
-    server rejects the handshake, which this suite's warnings-as-errors would flag.)"""
-    hdrs = {
-        "Connection": "Upgrade",
-        "Upgrade": "websocket",
-        "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
-    }
-    if token:
-        hdrs["Authorization"] = f"Bearer {token}"
-    async with httpx.AsyncClient() as client:
-        return await client.get(url.replace("ws://", "http://"), headers=hdrs)
 
 
 async def closed_by_gateway(ws: Any) -> int:

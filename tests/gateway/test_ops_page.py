@@ -10,7 +10,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from ..browser import in_browser
-from .conftest import API_KEY, GatewayHandle
+from .conftest import API_KEY, GatewayHandle, handshake
 
 
 async def send(gateway: GatewayHandle, token: str, positions: list[dict[str, Any]]) -> None:
@@ -61,16 +61,7 @@ async def test_ops_page_shows_vehicles_and_live_updates(gateway: GatewayHandle) 
 
 
 async def test_ops_stream_refuses_a_bad_key(gateway: GatewayHandle) -> None:
-    url = gateway.ep.http_url.replace("http://", "ws://") + "/v1/ops/live?key=wrong"
-    r = await gateway.http.get(
-        url.replace("ws://", "http://"),
-        headers={
-            "Connection": "Upgrade",
-            "Upgrade": "websocket",
-            "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        },
-    )
+    r = await handshake(f"{gateway.ep.http_url}/v1/ops/live?key=wrong", None)
     assert r.status_code == 401
 
 
