@@ -50,7 +50,7 @@ cmd=${1:-help}
 shift || true
 case "$cmd" in
     setup)
-        need_system redis-server redis-server mosquitto mosquitto chromium chromium
+        need_system redis-server redis-server redis-cli redis-tools mosquitto mosquitto chromium chromium
         need_python
         ;;
     run)
@@ -59,7 +59,7 @@ case "$cmd" in
         exec "$VENV/bin/python" -m gateway demo "$@"
         ;;
     test)
-        need_system redis-server redis-server mosquitto mosquitto chromium chromium
+        need_system redis-server redis-server redis-cli redis-tools mosquitto mosquitto chromium chromium
         need_python
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,13 +14,15 @@ from typing import Any, Final
 import coredis
 import msgspec
 import trio
+from coredis.connection import TCPLocation
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from notify import Notifier
+from notify.redis_client import RedisClient
 
 from .auth import ApiKeys, DeviceAuth, persistent_secret
-from .config import Settings
+from .config import Settings, split_redis_url
 from .dispatch_service import Dispatch
 from .hub import Hub
 from .ingest import Ingest
@@ -66,7 +69,7 @@ class Gateway:
     dispatch: Dispatch  # routes and deliveries, set when the API is created
     notifier: Notifier | None = None
 
-    def __init__(self, settings: Settings, redis: coredis.Redis[bytes], data_dir: Path) -> None:
+    def __init__(self, settings: Settings, redis: RedisClient[bytes], data_dir: Path) -> None:
         self.settings = settings
         self.redis = redis
         self.data_dir = data_dir
@@ -296,12 +299,25 @@ async def run_gateway(
         url = proc.url
         settings = msgspec.structs.replace(settings, redis_url=url)
     try:
-        async with coredis.Redis.from_url(url) as redis:
+        async with connect_redis(url) as redis:
             gw = Gateway(settings, redis, data_dir)
             await gw.run(stop, task_status=task_status)
     finally:
         if proc is not None:
             proc.stop()
+
+
+def connect_redis(url: str) -> RedisClient[bytes]:
+    """A client for ``url``: a ``coredis.RedisCluster`` for a ``redis+cluster://`` URL, else a
+    ``coredis.Redis``. Enter it with ``async with`` to connect."""
+    client_url, cluster = split_redis_url(url)
+    if cluster:
+        # The startup node given as a TCPLocation: coredis warns (deprecated) when it builds
+        # one from the URL itself.
+        parsed = urllib.parse.urlsplit(client_url)
+        node = TCPLocation(parsed.hostname or "127.0.0.1", parsed.port or 6379)
+        return coredis.RedisCluster.from_url(client_url, startup_nodes=[node])
+    return coredis.Redis.from_url(client_url)
 
 
 def _data_dir(path: str) -> Path:

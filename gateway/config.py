@@ -30,7 +30,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     ingest_port: int = 8081
     public_url: str = ""  # base URL for links in messages; default http://{host}:{http_port}
     data_dir: str = "data"
-    redis_url: str = ""  # empty: start a private redis-server in data_dir
+    # redis://host:port/db for one server, redis+cluster://host:port (any node) for a Redis
+    # Cluster (rediss:// and rediss+cluster:// with TLS); empty: a private redis-server
+    redis_url: str = ""
     mqtt_url: str = ""  # mqtt://user:pass@host:1883 or mqtts://...; empty: no MQTT ingest
     mqtt_topics: str = "fleet/+/pos,owntracks/+/+"
     mqtt_shared_group: str = ""  # set: subscribe as $share/<group>/... to split the feed
@@ -98,6 +100,25 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+
+    def redis_cluster(self) -> bool:
+        """Whether ``redis_url`` names a Redis Cluster (``redis+cluster://``)."""
+        return split_redis_url(self.redis_url)[1]
+
+
+CLUSTER_SUFFIX: Final = "+cluster"  # redis+cluster://, rediss+cluster://
+
+
+def split_redis_url(url: str) -> tuple[str, bool]:
+    """The URL as the Redis client takes it, and whether it names a Redis Cluster.
+
+    ``redis+cluster://host:port`` (or ``rediss+cluster://`` for TLS) is any node of a
+    cluster; the client discovers the others from it.
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower().endswith(CLUSTER_SUFFIX):
+        return f"{scheme[: -len(CLUSTER_SUFFIX)]}://{rest}", True
+    return url, False
 
 
 FIELDS: Final = frozenset(Settings.__struct_fields__)

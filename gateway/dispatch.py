@@ -1,9 +1,9 @@
 """Routes, stops and deliveries as the gateway stores them, and their internal ids.
 
-A :class:`RouteRecord` is stored as JSON at ``route:{<id>}`` with its stops embedded; each
-stop lists the ids of its deliveries. A :class:`DeliveryRecord` is stored as JSON at
-``dlv:{<id>}``; its fields are the ones ``notify.deliveries.Delivery`` reads, plus the stop's
-location and the status history fields.
+A :class:`RouteRecord` is stored as JSON at ``route:{dispatch}:<id>`` with its stops
+embedded; each stop lists the ids of its deliveries. A :class:`DeliveryRecord` is stored as
+JSON at ``dlv:{dispatch}:<id>``; its fields are the ones ``notify.deliveries.Delivery``
+reads, plus the stop's location and the status history fields.
 
 Internal ids are derived from the shipper's external ids (a hash), so importing the same
 external id again always lands on the same record, whichever process does it.

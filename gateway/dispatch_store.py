@@ -2,23 +2,26 @@
 
 Every write operation reads what it needs under ``WATCH``, computes the change with the pure
 functions of :mod:`gateway.dispatch_plan`, and writes it in one MULTI/EXEC; if a watched key
-changed meanwhile, it starts again. A half-imported batch is therefore never visible. (Keys
-of different routes and deliveries hash to different Redis Cluster slots: on a cluster this
-needs one slot for dispatch keys; today the gateway runs on one Redis.)
+changed meanwhile, it starts again. A half-imported batch is therefore never visible.
+
+One change can touch many routes, deliveries and vehicles, so every key here carries the
+one hash tag ``{dispatch}``: on a Redis Cluster they all live in one slot, where WATCH and
+MULTI/EXEC work. Routes and deliveries change orders of magnitude less often than positions
+arrive, so one slot is not a bottleneck.
 
 Keys:
 
-=========================  ======  ====================================================
-``route:{<id>}``           string  JSON :class:`~gateway.dispatch.RouteRecord`
-``route:{<id>}:dlv``       set     the route's delivery ids
-``dlv:{<id>}``             string  JSON :class:`~gateway.dispatch.DeliveryRecord`
-``vehroute:{<vehicle>}``   string  the vehicle's active (started) route id
-``routes``                 set     every route id
-``routes:active``          set     started route ids
-``routes:ext``             hash    external id -> route id
-``deliveries``             set     every delivery id
-``deliveries:ext``         hash    external id -> delivery id
-=========================  ======  ====================================================
+==================================  ======  ===========================================
+``route:{dispatch}:<id>``           string  JSON :class:`~gateway.dispatch.RouteRecord`
+``route:{dispatch}:<id>:dlv``       set     the route's delivery ids
+``dlv:{dispatch}:<id>``             string  JSON :class:`~gateway.dispatch.DeliveryRecord`
+``vehroute:{dispatch}:<vehicle>``   string  the vehicle's active (started) route id
+``routes:{dispatch}``               set     every route id
+``routes:{dispatch}:active``        set     started route ids
+``routes:{dispatch}:ext``           hash    external id -> route id
+``deliveries:{dispatch}``           set     every delivery id
+``deliveries:{dispatch}:ext``       hash    external id -> delivery id
+==================================  ======  ===========================================
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
 import coredis
+from coredis.patterns.pipeline import ClusterPipeline, Pipeline
+
+from notify.deliveries import delivery_key
+from notify.redis_client import RedisClient
 
 from . import keys
 from .dispatch import (
@@ -43,31 +50,26 @@ from .dispatch_plan import Changes, assign_route, change_status, merge_import, s
 from .dispatch_validate import ImportedRoute
 from .store import text as _text
 
-ROUTES: Final = "routes"
-ROUTES_ACTIVE: Final = "routes:active"
-ROUTES_EXT: Final = "routes:ext"
-DELIVERIES: Final = "deliveries"
-DELIVERIES_EXT: Final = "deliveries:ext"
+ROUTES: Final = "routes:{dispatch}"
+ROUTES_ACTIVE: Final = "routes:{dispatch}:active"
+ROUTES_EXT: Final = "routes:{dispatch}:ext"
+DELIVERIES: Final = "deliveries:{dispatch}"
+DELIVERIES_EXT: Final = "deliveries:{dispatch}:ext"
 
 MAX_ATTEMPTS: Final = 20  # optimistic retries when other writers keep changing the same keys
 READ_CHUNK: Final = 500  # keys per pipelined read
 
 
 def route_key(route_id: str) -> str:
-    return f"route:{{{route_id}}}"
+    return f"route:{{dispatch}}:{route_id}"
 
 
 def route_deliveries_key(route_id: str) -> str:
-    return f"route:{{{route_id}}}:dlv"
-
-
-def delivery_key(delivery_id: str) -> str:
-    # Read by notify.deliveries; the braces are a literal Redis Cluster hash tag.
-    return f"dlv:{{{delivery_id}}}"
+    return f"route:{{dispatch}}:{route_id}:dlv"
 
 
 def vehroute_key(vehicle: str) -> str:
-    return f"vehroute:{{{vehicle}}}"
+    return f"vehroute:{{dispatch}}:{vehicle}"
 
 
 class NotFound(LookupError):
@@ -81,7 +83,7 @@ class Busy(Exception):
 class _Reader:
     """Reads records and remembers their keys, so the transaction can watch them."""
 
-    def __init__(self, redis: coredis.Redis[bytes]) -> None:
+    def __init__(self, redis: RedisClient[bytes]) -> None:
         self.redis = redis
         self.keys: set[str] = set()
 
@@ -117,7 +119,7 @@ class _Rewatch(Exception):
 class DispatchStore:
     """Routes and deliveries in Redis."""
 
-    def __init__(self, redis: coredis.Redis[bytes]) -> None:
+    def __init__(self, redis: RedisClient[bytes]) -> None:
         self.redis = redis
 
     # ----- reads
@@ -269,7 +271,7 @@ class DispatchStore:
         raise Busy("the records kept changing; retry")
 
 
-def _queue(pipe: coredis.patterns.pipeline.Pipeline[bytes], ch: Changes) -> None:
+def _queue(pipe: Pipeline[bytes] | ClusterPipeline[bytes], ch: Changes) -> None:
     for r in ch.routes.values():
         pipe.set(route_key(r.id), encode(r))
         members = route_deliveries_key(r.id)

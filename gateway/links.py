@@ -17,8 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-import coredis
 import msgspec
+
+from notify.redis_client import RedisClient
 
 DEFAULT_TTL_S: Final = 7 * 86_400.0
 MAX_TOKEN_CHARS: Final = 512
@@ -81,7 +82,7 @@ class LinkSigner:
 class Links:
     """Issue links, and check and revoke them against the revocation times in Redis."""
 
-    def __init__(self, redis: coredis.Redis[bytes], signer: LinkSigner, ttl_s: float) -> None:
+    def __init__(self, redis: RedisClient[bytes], signer: LinkSigner, ttl_s: float) -> None:
         self.redis = redis
         self.signer = signer
         self.ttl_s = ttl_s

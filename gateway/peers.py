@@ -14,9 +14,10 @@ import secrets
 from collections.abc import Sequence
 from typing import Final
 
-import coredis
 import msgspec
 import trio
+
+from notify.redis_client import RedisClient, publish
 
 from .hub import Hub
 from .metrics import Metrics
@@ -32,9 +33,7 @@ _dec: Final = msgspec.msgpack.Decoder(tuple[str, list[tuple[str, bytes]]])
 
 
 class Peers:
-    def __init__(
-        self, redis: coredis.Redis[bytes], fleet: Fleet, hub: Hub, metrics: Metrics
-    ) -> None:
+    def __init__(self, redis: RedisClient[bytes], fleet: Fleet, hub: Hub, metrics: Metrics) -> None:
         self.redis = redis
         self.fleet = fleet
         self.hub = hub
@@ -46,7 +45,7 @@ class Peers:
         if not states:
             return
         try:
-            await self.redis.publish(CHANNEL, _enc.encode((self.origin, list(states))))
+            await publish(self.redis, CHANNEL, _enc.encode((self.origin, list(states))))
         except Exception as exc:
             self.metrics.inc("gateway_peer_publish_errors_total")
             log.warning("could not share vehicle states: %s", exc)

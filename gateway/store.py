@@ -19,6 +19,8 @@ from typing import Any, Final
 import coredis
 import msgspec
 
+from notify.redis_client import RedisClient, is_cluster
+
 from . import keys
 from .wire import Position
 
@@ -75,6 +77,18 @@ class DeviceRecord:
         }
 
 
+def _device_record(device_id: str, h: dict[bytes, bytes]) -> DeviceRecord | None:
+    if not h:
+        return None
+    return DeviceRecord(
+        id=device_id,
+        vehicle=h[b"vehicle"].decode(),
+        name=h.get(b"name", b"").decode(),
+        revoked=h.get(b"revoked") == b"1",
+        created=float(h.get(b"created", b"0")),
+    )
+
+
 class DeviceExists(Exception):
     pass
 
@@ -95,10 +109,12 @@ class VehicleWrite:
 
 
 class Store:
-    def __init__(self, redis: coredis.Redis[bytes], track_retention_s: float) -> None:
+    def __init__(self, redis: RedisClient[bytes], track_retention_s: float) -> None:
         self.redis = redis
         self.track_retention_s = track_retention_s
         self._write_sha: str | None = None
+        # On a Redis Cluster a transaction or a script call must stay in one slot.
+        self.cluster = is_cluster(redis)
 
     # ----- devices
 
@@ -124,39 +140,38 @@ class Store:
             raise UnknownDevice(device_id)
         token = secrets.token_urlsafe(TOKEN_BYTES)
         th = hash_token(token)
-        async with self.redis.pipeline(transaction=True) as p:
-            p.delete([keys.device_token(old.decode())])
-            p.hset(keys.device(device_id), {"token_hash": th, "revoked": "0"})
+        # On a cluster the three keys are in different slots, so no transaction; what is
+        # left of an interrupted change is harmless, as a token only counts when it matches
+        # the device's token_hash (see device_for_token).
+        async with self.redis.pipeline(transaction=not self.cluster) as p:
             p.set(keys.device_token(th), device_id)
+            p.hset(keys.device(device_id), {"token_hash": th, "revoked": "0"})
+            p.delete([keys.device_token(old.decode())])
         return token
 
     async def revoke_device(self, device_id: str) -> None:
         old = await self.redis.hget(keys.device(device_id), "token_hash")
         if old is None:
             raise UnknownDevice(device_id)
-        async with self.redis.pipeline(transaction=True) as p:
-            p.delete([keys.device_token(old.decode())])
+        async with self.redis.pipeline(transaction=not self.cluster) as p:
             p.hset(keys.device(device_id), {"revoked": "1"})
+            p.delete([keys.device_token(old.decode())])
 
     async def get_device(self, device_id: str) -> DeviceRecord | None:
-        h = await self.redis.hgetall(keys.device(device_id))
-        if not h:
-            return None
-        return DeviceRecord(
-            id=device_id,
-            vehicle=h[b"vehicle"].decode(),
-            name=h.get(b"name", b"").decode(),
-            revoked=h.get(b"revoked") == b"1",
-            created=float(h.get(b"created", b"0")),
-        )
+        return _device_record(device_id, await self.redis.hgetall(keys.device(device_id)))
 
     async def device_for_token(self, token: str) -> DeviceRecord | None:
-        """The device a token belongs to, or None for an unknown or revoked token."""
-        dev_id = await self.redis.get(keys.device_token(hash_token(token)))
+        """The device a token belongs to, or None for an unknown or revoked token.
+
+        The token index only points at a device; the device's own ``token_hash`` decides,
+        so an index entry left by an interrupted rotation opens nothing."""
+        th = hash_token(token)
+        dev_id = await self.redis.get(keys.device_token(th))
         if dev_id is None:
             return None
-        rec = await self.get_device(dev_id.decode())
-        if rec is None or rec.revoked:
+        h = await self.redis.hgetall(keys.device(dev_id.decode()))
+        rec = _device_record(dev_id.decode(), h)
+        if rec is None or rec.revoked or h.get(b"token_hash") != th.encode():
             return None
         return rec
 
@@ -196,6 +211,9 @@ class Store:
         if not writes:
             return
         minid = str(int((now - self.track_retention_s) * 1000))
+        if self.cluster:
+            await self._write_per_vehicle(writes, minid)
+            return
         ks: list[str] = []
         args: list[str | bytes] = [minid]
         for w in writes:
@@ -210,6 +228,36 @@ class Store:
             # Redis restarted and lost its script cache.
             self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
             await self.redis.evalsha(self._write_sha, ks, args)
+
+    async def _write_per_vehicle(self, writes: Sequence[VehicleWrite], minid: str) -> None:
+        """The cluster form of ``write_batch``: a script call may only touch one slot, so one
+        call per vehicle (its keys share the ``{vehicle}`` tag), pipelined: one round trip
+        per cluster node. A call that fails only for want of the script (a node restarted)
+        is made again once the script is loaded; the others are not repeated."""
+        pending = list(writes)
+        for _ in range(2):
+            if self._write_sha is None:
+                self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
+            async with self.redis.pipeline(transaction=False, raise_on_error=False) as p:
+                calls = [
+                    p.evalsha(
+                        self._write_sha,
+                        [keys.vehicle(w.vehicle), keys.track(w.vehicle)],
+                        [minid, w.state, w.device, w.cursor, w.positions],
+                    )
+                    for w in pending
+                ]
+            results = [await c for c in calls]
+            for r in results:
+                if isinstance(r, Exception) and not isinstance(
+                    r, coredis.exceptions.NoScriptError
+                ):
+                    raise r
+            pending = [w for w, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
+            if not pending:
+                return
+            self._write_sha = None
+        raise coredis.exceptions.NoScriptError("the write script could not be loaded")
 
     async def read_track(
         self, vehicle: str, since: float, until: float, limit: int, skew_s: float

@@ -1,8 +1,9 @@
 """Zones in Redis, and the change feed that keeps every gateway process's engine current.
 
-A zone is stored as its GeoJSON Feature at ``zone:{id}``, listed in the set ``zones``. Every
-change is published on the channel ``zones:changed`` (the zone id), so each process reloads
-that zone and applies it to live traffic within a moment.
+A zone is stored as its GeoJSON Feature at ``zone:{zones}:<id>``, listed in the set
+``zones:{zones}``; the shared hash tag keeps them in one Redis Cluster slot, so a change is
+one MULTI/EXEC there too. Every change is published on the channel ``zones:changed`` (the
+zone id), so each process reloads that zone and applies it to live traffic within a moment.
 """
 
 from __future__ import annotations
@@ -10,39 +11,39 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-import coredis
 import msgspec
 import trio
 
 from geofence import Zone
+from notify.redis_client import RedisClient, publish
 
 from .pubsub import follow_channel
 
-ZONES: Final = "zones"
+ZONES: Final = "zones:{zones}"
 CHANNEL: Final = "zones:changed"
 
 _json: Final = msgspec.json.Encoder()
 
 
 def zone_key(zone_id: str) -> str:
-    return f"zone:{{{zone_id}}}"
+    return f"zone:{{zones}}:{zone_id}"
 
 
 class ZoneStore:
-    def __init__(self, redis: coredis.Redis[bytes]) -> None:
+    def __init__(self, redis: RedisClient[bytes]) -> None:
         self.redis = redis
 
     async def put(self, zone: Zone) -> None:
         async with self.redis.pipeline(transaction=True) as p:
             p.set(zone_key(zone.id), _json.encode(zone.to_geojson()))
             p.sadd(ZONES, [zone.id])
-        await self.redis.publish(CHANNEL, zone.id)
+        await publish(self.redis, CHANNEL, zone.id)
 
     async def delete(self, zone_id: str) -> bool:
         async with self.redis.pipeline(transaction=True) as p:
             removed = p.delete([zone_key(zone_id)])
             p.srem(ZONES, [zone_id])
-        await self.redis.publish(CHANNEL, zone_id)
+        await publish(self.redis, CHANNEL, zone_id)
         return bool(await removed)
 
     async def get(self, zone_id: str) -> dict[str, Any] | None:

@@ -19,11 +19,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal
 
-import coredis
 import msgspec
 
 from . import keys
 from .errors import NotifyError
+from .redis_client import RedisClient, publish
 from .rules import AlertSpec
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class AlertStore:
 
     def __init__(
         self,
-        redis: coredis.Redis[Any],
+        redis: RedisClient[Any],
         listener: AlertListener | None = None,
         *,
         clock: Callable[[], float] = time.time,
@@ -242,7 +242,7 @@ class AlertStore:
 
     async def _changed(self, alert: Alert) -> None:
         if self.publish:
-            await self.redis.publish(keys.ALERTS_CHANNEL, _encoder.encode(alert))
+            await publish(self.redis, keys.ALERTS_CHANNEL, _encoder.encode(alert))
         if self.listener is not None:
             try:
                 await self.listener(alert)

@@ -1,8 +1,8 @@
 """Delivery records as the notifier needs them, and how it finds them.
 
-The gateway keeps one JSON object per delivery at ``dlv:{<id>}``. ``DeliveryLookup`` is the
-one method the notifier needs from that store, so the gateway may hand in its own (cached)
-implementation; ``RedisDeliveryLookup`` reads the key directly.
+The gateway keeps one JSON object per delivery at ``dlv:{dispatch}:<id>``.
+``DeliveryLookup`` is the one method the notifier needs from that store, so the gateway may
+hand in its own (cached) implementation; ``RedisDeliveryLookup`` reads the key directly.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Final, Literal, Protocol
 
-import coredis
 import msgspec
+
+from .redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,9 @@ class DeliveryLookup(Protocol):
 
 
 def delivery_key(delivery_id: str) -> str:
-    # The braces are literal: a Redis Cluster hash tag, as the gateway writes it.
-    return f"dlv:{{{delivery_id}}}"
+    # The gateway's dispatch store writes it; the braces are literal: every dispatch key
+    # shares the Redis Cluster hash tag {dispatch}, so a change is one single-slot MULTI/EXEC.
+    return f"dlv:{{dispatch}}:{delivery_id}"
 
 
 _decoder: Final = msgspec.json.Decoder(Delivery)
@@ -68,9 +70,9 @@ def decode_delivery(raw: bytes | str) -> Delivery:
 
 
 class RedisDeliveryLookup:
-    """Reads ``dlv:{<id>}`` on every call (no cache)."""
+    """Reads ``dlv:{dispatch}:<id>`` on every call (no cache)."""
 
-    def __init__(self, redis: coredis.Redis[Any]) -> None:
+    def __init__(self, redis: RedisClient[Any]) -> None:
         self.redis = redis
 
     async def get(self, delivery_id: str) -> Delivery | None:

@@ -54,6 +54,7 @@ from . import keys
 from .channels.base import Channel
 from .errors import PermanentError, RecipientOptedOut, TransientError
 from .message import Message, SendResult, decode_message, encode_message
+from .redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ class Outbox:
 
     def __init__(
         self,
-        redis: coredis.Redis[Any],
+        redis: RedisClient[Any],
         channels: Mapping[str, Channel],
         config: OutboxConfig | None = None,
         *,

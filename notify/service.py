@@ -44,6 +44,7 @@ from .events import (
 from .message import Message, message_id
 from .optouts import opt_in, opt_out
 from .outbox import Attempt, EnqueueStatus, Outbox, OutboxConfig, default_consumer_name
+from .redis_client import RedisClient
 from .rules import (
     Intent,
     RulesConfig,
@@ -94,12 +95,12 @@ class Notifier:
 
     ``channels`` maps "sms", "email" and "webhook" to adapters (any may be missing: messages
     for a missing channel are not queued). ``link_for(delivery_id)`` returns the signed
-    tracking link. ``lookup`` reads delivery records (default: ``dlv:{id}`` in Redis).
+    tracking link. ``lookup`` reads delivery records (default: ``dlv:{dispatch}:<id>`` in Redis).
     """
 
     def __init__(
         self,
-        redis: coredis.Redis[Any],
+        redis: RedisClient[Any],
         channels: Mapping[str, Channel],
         *,
         link_for: Callable[[str], str] | None = None,

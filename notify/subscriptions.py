@@ -13,11 +13,11 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-import coredis
 import msgspec
 
 from . import keys
 from .errors import NotifyError
+from .redis_client import RedisClient
 
 SECRET_BYTES: Final = 32
 MAX_URL_LEN: Final = 2048
@@ -93,7 +93,7 @@ def validate_events(events: Iterable[str]) -> tuple[str, ...]:
 
 
 async def create_subscription(
-    redis: coredis.Redis[Any],
+    redis: RedisClient[Any],
     url: str,
     events: Iterable[str] = ("*",),
     *,
@@ -114,12 +114,12 @@ async def create_subscription(
     return sub
 
 
-async def get_subscription(redis: coredis.Redis[Any], subscription_id: str) -> Subscription | None:
+async def get_subscription(redis: RedisClient[Any], subscription_id: str) -> Subscription | None:
     raw = await redis.hget(keys.WEBHOOKS, subscription_id)
     return None if raw is None else _decoder.decode(raw)
 
 
-async def list_subscriptions(redis: coredis.Redis[Any]) -> list[Subscription]:
+async def list_subscriptions(redis: RedisClient[Any]) -> list[Subscription]:
     """All subscriptions, oldest first."""
     raw = await redis.hgetall(keys.WEBHOOKS)
     subs = [_decoder.decode(v) for v in raw.values()]
@@ -127,7 +127,7 @@ async def list_subscriptions(redis: coredis.Redis[Any]) -> list[Subscription]:
 
 
 async def update_subscription(
-    redis: coredis.Redis[Any],
+    redis: RedisClient[Any],
     subscription_id: str,
     *,
     url: str | None = None,
@@ -156,6 +156,6 @@ async def update_subscription(
     return sub
 
 
-async def delete_subscription(redis: coredis.Redis[Any], subscription_id: str) -> bool:
+async def delete_subscription(redis: RedisClient[Any], subscription_id: str) -> bool:
     """Remove a subscription; ``False`` if there was none. Queued requests to it are dropped."""
     return bool(await redis.hdel(keys.WEBHOOKS, [subscription_id]))

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Self
 
-import coredis
 import httpx
 
 from ..errors import PermanentError, TransientError
 from ..message import Message, SendResult
+from ..redis_client import RedisClient
 from ..subscriptions import get_subscription
 from ._http import parse_retry_after
 
@@ -84,7 +84,7 @@ class WebhookChannel:
 
     def __init__(
         self,
-        redis: coredis.Redis[Any],
+        redis: RedisClient[Any],
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         http: httpx.AsyncClient | None = None,

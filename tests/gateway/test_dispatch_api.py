@@ -8,6 +8,7 @@ import coredis
 import pytest
 
 from gateway.dispatch import delivery_id, route_id
+from gateway.dispatch_store import ROUTES_ACTIVE, delivery_key, vehroute_key
 
 from .conftest import GatewayHandle
 from .test_dispatch_validate import T0, batch, delivery_payload, route_payload
@@ -66,7 +67,7 @@ async def test_delivery_record_in_redis_has_the_notifier_shape(gateway: GatewayH
     async with coredis.Redis.from_url(gateway.ep.redis_url) as r:
         import json
 
-        raw = json.loads(await r.get(f"dlv:{{{did}}}"))
+        raw = json.loads(await r.get(delivery_key(did)))
         assert {
             "id", "external_id", "route", "stop", "status", "address", "window", "brand",
             "kind", "recipient", "notes", "temp_min_c", "temp_max_c",
@@ -250,7 +251,7 @@ async def test_assign_and_active_route_index(gateway: GatewayHandle) -> None:
 
     assert (await gateway.http.post(f"/v1/routes/{rid1}/start")).status_code == 200
     async with coredis.Redis.from_url(gateway.ep.redis_url, decode_responses=True) as redis:
-        assert await redis.get("vehroute:{van-1}") == rid1
+        assert await redis.get(vehroute_key("van-1")) == rid1
         # A started route moves its vehicle's index entry with it.
         r = await gateway.http.post(
             f"/v1/routes/{rid1}/assign",
@@ -258,14 +259,14 @@ async def test_assign_and_active_route_index(gateway: GatewayHandle) -> None:
         )
         assert r.status_code == 200, r.text
         assert r.json()["route"]["driver"] == {"name": "Ada Lovelace", "phone": None}
-        assert await redis.get("vehroute:{van-1}") is None
-        assert await redis.get("vehroute:{van-3}") == rid1
+        assert await redis.get(vehroute_key("van-1")) is None
+        assert await redis.get(vehroute_key("van-3")) == rid1
         # Two started routes cannot share a vehicle.
         r = await gateway.http.post(f"/v1/routes/{rid2}/assign", json={"vehicle": "van-3"})
         assert r.status_code == 200  # R2 is only planned
         r = await gateway.http.post(f"/v1/routes/{rid2}/start")
         assert r.status_code == 409 and r.json()["field"] == "vehicle"
-        assert await redis.smembers("routes:active") == {rid1}
+        assert await redis.smembers(ROUTES_ACTIVE) == {rid1}
     assert [e["data"]["previous_vehicle"] for e in await events(gateway, "route.assigned")] == [
         "van-1",
         "van-2",
