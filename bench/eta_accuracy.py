@@ -47,13 +47,10 @@ from geofence import (  # noqa: E402
     Route,
     RouteTracker,
     Stop,
-    StopArrived,
-    StopDeparted,
     TrackerConfig,
     haversine_m,
 )
 from simulator import DEFAULT_CENTER, City, Fix, Van, VanConfig  # noqa: E402
-from simulator.vehicle import PLAN_SERVICE_S  # noqa: E402
 
 DESCRIPTION: Final = "ETA error of the route tracker against actual arrival, simulated vans."
 EPOCH: Final = 1_700_000_000.0  # a fixed start keeps runs identical
@@ -75,11 +72,11 @@ class VanRun:
     route: Route
     fix_ts: Floats  # (F,)
     etas: Floats  # (F, stops): NaN once the stop is no longer pending
+    eta_dwell: Floats  # (F, stops): the service time the tracker counted in each ETA
     actual: Floats  # (stops,): entry into the arrival circle, NaN if never found
     visit_ts: Floats  # (stops,): the van's own arrival at the stop
     departed_ts: Floats  # (stops,): the van's own departure from the stop
-    tracker_arrived: Floats  # (stops,): when the tracker saw the stop reached
-    tracker_departed: Floats  # (stops,): when the tracker saw the van leave it
+    long_dwell: NDArray[np.bool_]  # (stops,): the van's dwell there ran long
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +85,7 @@ class Sample:
 
     horizon_min: int
     error_s: float  # predicted - actual
-    dwell_error_s: float  # planned service still to come - actual time at stops
+    dwell_error_s: float  # service counted by the tracker - actual time at stops
     long_dwell: bool  # a dwell longer than any normal service lies before the arrival
 
 
@@ -109,7 +106,7 @@ def build_route(van: Van, city: City, van_id: str, radius_m: float) -> Route:
                 lon=p.address.lon,
                 window_start=planned - WINDOW_S,
                 window_end=planned + WINDOW_S,
-                service_s=PLAN_SERVICE_S,
+                service_s=p.service_s / van.config.time_scale,
                 planned_arrival=planned,
                 arrival_radius_m=radius_m,
             )
@@ -149,16 +146,15 @@ def run_van(city: City, config: VanConfig, seed: int, index: int, cfg: TrackerCo
 
     tracker = RouteTracker(route, cfg)
     etas = np.full((len(fixes), n), np.nan)
-    tracker_arrived = np.full(n, np.nan)
-    tracker_departed = np.full(n, np.nan)
+    eta_dwell = np.full((len(fixes), n), np.nan)
     for k, f in enumerate(fixes):
-        for ev in tracker.update(f.ts, f.lat, f.lon, speed_mps=f.speed, temp_c=f.temp_c):
-            if isinstance(ev, StopArrived) and math.isnan(tracker_arrived[index_of[ev.stop_id]]):
-                tracker_arrived[index_of[ev.stop_id]] = f.ts
-            elif isinstance(ev, StopDeparted):
-                tracker_departed[index_of[ev.stop_id]] = f.ts
+        tracker.update(
+            f.ts, f.lat, f.lon, speed_mps=f.speed, temp_c=f.temp_c, accuracy_m=f.accuracy
+        )
         for sid, eta in tracker.etas().items():
             etas[k, index_of[sid]] = eta
+        for sid, dwell in tracker.eta_dwell_s().items():
+            eta_dwell[k, index_of[sid]] = dwell
 
     def wall(sim_s: float) -> float:
         return EPOCH + sim_s / config.time_scale
@@ -173,16 +169,8 @@ def run_van(city: City, config: VanConfig, seed: int, index: int, cfg: TrackerCo
             for stop, t in zip(route.stops, visit_ts, strict=True)
         ]
     )
-    return VanRun(
-        route,
-        fix_ts,
-        etas,
-        actual,
-        visit_ts,
-        departed_ts,
-        tracker_arrived,
-        tracker_departed,
-    )
+    long_dwell = np.array([v.long_dwell for v in visits])
+    return VanRun(route, fix_ts, etas, eta_dwell, actual, visit_ts, departed_ts, long_dwell)
 
 
 def circle_entry(
@@ -211,14 +199,11 @@ def circle_entry(
     return entry
 
 
-def predictions(
-    runs: list[VanRun], long_dwell_s: float
-) -> tuple[list[Sample], dict[int, dict[str, int]]]:
+def predictions(runs: list[VanRun]) -> tuple[list[Sample], dict[int, dict[str, int]]]:
     """Predictions at each horizon, and per horizon why stops could not be measured."""
     out: list[Sample] = []
     missing: dict[int, dict[str, int]] = {h: {} for h in HORIZONS_MIN}
     for run in runs:
-        service = np.array([s.service_s for s in run.route.stops])
         for i, arrival in enumerate(run.actual.tolist()):
             for h in HORIZONS_MIN:
                 why = None
@@ -239,29 +224,15 @@ def predictions(
                     Sample(
                         horizon_min=h,
                         error_s=float(run.etas[k, i] - arrival),
-                        dwell_error_s=planned_dwell(run, service, k, i) - actual_dwell(run, t, i),
+                        dwell_error_s=float(run.eta_dwell[k, i]) - actual_dwell(run, t, i),
                         long_dwell=bool(
                             np.any(
-                                (run.departed_ts - run.visit_ts > long_dwell_s)
-                                & (run.departed_ts > t)
-                                & (run.visit_ts < arrival)
+                                run.long_dwell & (run.departed_ts > t) & (run.visit_ts < arrival)
                             )
                         ),
                     )
                 )
     return out, missing
-
-
-def planned_dwell(run: VanRun, service: Floats, k: int, target: int) -> float:
-    """Service time the tracker counted on at fix ``k`` before reaching stop ``target``: the
-    rest of the service under way plus that of every pending stop ordered before it."""
-    t = run.fix_ts[k]
-    ahead = np.flatnonzero(~np.isnan(run.etas[k, :target]))
-    serving = (run.tracker_arrived <= t) & ~(run.tracker_departed <= t)
-    busy = (
-        float(np.max(run.tracker_arrived[serving] + service[serving]) - t) if serving.any() else 0
-    )
-    return max(busy, 0.0) + float(service[ahead].sum())
 
 
 def actual_dwell(run: VanRun, t: float, target: int) -> float:
@@ -308,14 +279,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs = [
         run_van(city, van_cfg, args.seed * 100_003 + i, i, tracker_cfg) for i in range(args.vans)
     ]
-    found, missing = predictions(runs, long_dwell_s=van_cfg.service_s[1])
+    found, missing = predictions(runs)
     elapsed = time.perf_counter() - started
 
     n_stops = sum(len(r.route.stops) for r in runs)
     n_fixes = sum(len(r.fix_ts) for r in runs)
     print(
         f"{args.vans} vans, {n_stops} stops, {n_fixes:,} fixes every {args.interval:g} s,"
-        f" planned service {PLAN_SERVICE_S:.0f} s per stop; {elapsed:.1f} s"
+        f" {sum(int(r.long_dwell.sum()) for r in runs)} long dwells; {elapsed:.1f} s"
     )
     print("error = predicted - actual arrival (negative: the van came later than predicted)")
     result: dict[str, Any] = {"vans": args.vans, "seed": args.seed, "stops": n_stops}

@@ -17,7 +17,9 @@ Geofence engine
 Routes and ETAs
     A :class:`Route` of :class:`Stop` values, optionally with a planned path, is followed by a
     :class:`RouteTracker` (tuned by :class:`TrackerConfig`) that emits stop, ETA and alert
-    events (:class:`StopArriving` ... :class:`TemperatureExcursion`).
+    events (:class:`StopArriving` ... :class:`TemperatureExcursion`). Its ETAs come from a
+    :class:`SpeedModel` (pace against the plan), a :class:`ServiceModel` (service times learnt
+    from the route's dwells, shaped by :class:`DwellShape`) and :func:`estimate_arrivals`.
 
 All events are frozen msgspec Structs tagged by ``type``; decode any of them with
 ``msgspec.json.decode(data, type=geofence.Event)``.
@@ -25,7 +27,7 @@ All events are frozen msgspec Structs tagged by ``type``; decode any of them wit
 
 from .engine import EngineConfig, EngineStats, FixBatch, GeofenceEngine
 from .errors import GeofenceError, RouteError, ZoneError
-from .eta import SpeedModel, estimate_arrivals
+from .eta import DwellShape, ServiceModel, SpeedModel, estimate_arrivals, remaining_dwell_s
 from .events import (
     AnyGeofenceEvent,
     AnyRouteEvent,
@@ -75,6 +77,7 @@ __all__ = [
     "Area",
     "Circle",
     "Corridor",
+    "DwellShape",
     "EngineConfig",
     "EngineStats",
     "EtaChanged",
@@ -97,6 +100,7 @@ __all__ = [
     "RouteEvent",
     "RouteTracker",
     "Schedule",
+    "ServiceModel",
     "SpeedModel",
     "Stop",
     "StopArrived",
@@ -120,5 +124,6 @@ __all__ = [
     "haversine_m_array",
     "initial_bearing_deg",
     "initial_bearing_deg_array",
+    "remaining_dwell_s",
     "transition",
 ]

@@ -25,9 +25,13 @@ emits (see :mod:`geofence.events`):
 ETAs are the time the vehicle is expected to enter each stop's arrival circle. Remaining
 distance is measured along the planned path when the route has one (from where the vehicle
 projects onto it, plus how far off it the vehicle is), otherwise as great-circle distance
-times ``detour_factor``; speed comes from :class:`~geofence.eta.SpeedModel`; service times of
-earlier stops are added (see :func:`~geofence.eta.estimate_arrivals`). Distances to stops are
-great-circle (spherical, within 0.6 % of the ellipsoid).
+times ``detour_factor``. Each leg is driven at its planned pace (from the stops' planned
+arrivals and service times when the route has them, else ``typical_speed_mps``) times the pace
+ratio the vehicle has shown so far (:class:`~geofence.eta.SpeedModel`). Service times of
+earlier stops are added, scaled by what the route's stops took so far, and for the stop being
+served the median of what is left of it (:class:`~geofence.eta.ServiceModel`; see
+:func:`~geofence.eta.estimate_arrivals`). Distances to stops are great-circle (spherical,
+within 0.6 % of the ellipsoid).
 
 Per-stop state lives in numpy arrays so a fix costs a few dozen vectorised operations whatever
 the number of stops; Python work happens only for the stops that produce events.
@@ -42,7 +46,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from .eta import SpeedModel, SpeedState, estimate_arrivals
+from .eta import DwellShape, ServiceModel, SpeedModel, SpeedState, estimate_arrivals
 from .events import (
     EtaChanged,
     LateRisk,
@@ -66,6 +70,9 @@ ARRIVED: Final = 1
 DEPARTED: Final = 2
 _STATUS_NAMES: Final = ("pending", "arrived", "departed")
 STATE_VERSION: Final = 1
+# Planned legs slower or faster than these are not driving time (waiting for a window, or a
+# plan in error): such legs get the route's usual planned pace.
+_PLAN_PACE_S_PER_M: Final = (1 / 40, 1 / 2)
 
 
 class TrackerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -85,20 +92,22 @@ class TrackerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     off_route_clear_distance_m: float = 150.0
     off_route_duration_s: float = 120.0
     path_backtrack_m: float = 300.0
+    poor_accuracy_m: float = 50.0
     temp_min_c: float | None = None
     temp_max_c: float | None = None
     temp_hysteresis_c: float = 0.5
     temp_excursion_s: float = 300.0
     detour_factor: float = 1.3
     typical_speed_mps: float = 8.3
-    speed_half_life_s: float = 120.0
-    speed_prior_s: float = 120.0
-    moving_speed_mps: float = 2.0
+    speed_half_life_s: float = 1_800.0
+    speed_prior_s: float = 300.0
+    service_prior_stops: float = 2.0
+    dwell: DwellShape = msgspec.field(default_factory=DwellShape)
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
             value = getattr(self, name)
-            if value is None:
+            if value is None or name == "dwell":
                 continue
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value!r}")
@@ -141,13 +150,17 @@ class RouteTracker:
         self._service = np.array([s.service_s for s in stops])
         self._wend = np.array([s.window_end for s in stops])
         self._path = PlannedPath(route.path) if route.path is not None else None
+        self._salong = np.zeros(n)
         if self._path is not None:
-            located = [self._path.locate(s.lat, s.lon) for s in stops]
-            self._salong = np.array([a for a, _ in located])
-        else:
-            self._salong = np.zeros(n)
+            # In planned order, so a stop the path passes earlier on the way to another one
+            # is placed where the path reaches it for its own visit.
+            after = None
+            for i, s in enumerate(stops):
+                self._salong[i] = after = self._path.locate(s.lat, s.lon, after_m=after)[0]
+        self._pace = self._planned_pace()
         self.status = np.zeros(n, np.int8)
         self.arrived_ts = np.full(n, np.nan)
+        self.still_s = np.zeros(n)  # time standing still at each stop since arriving
         self.eta = np.full(n, np.nan)
         self.announced_eta = np.array(
             [np.nan if s.planned_arrival is None else s.planned_arrival for s in stops]
@@ -155,9 +168,9 @@ class RouteTracker:
         self.announced_at = np.full(n, -np.inf)
         self.arriving_sent = np.zeros(n, bool)
         self.late = np.zeros(n, bool)
-        self.speed = SpeedModel(
-            cfg.typical_speed_mps, cfg.speed_half_life_s, cfg.speed_prior_s, cfg.moving_speed_mps
-        )
+        self.eta_dwell = np.full(n, np.nan)
+        self.speed = SpeedModel(cfg.typical_speed_mps, cfg.speed_half_life_s, cfg.speed_prior_s)
+        self.service = ServiceModel(self._service, cfg.dwell, prior_stops=cfg.service_prior_stops)
         self.alerts = _Alerts()
         self.last: tuple[float, float, float] | None = None
         self.last_speed_mps = 0.0
@@ -180,6 +193,14 @@ class RouteTracker:
             for i in np.flatnonzero((self.status == PENDING) & ~np.isnan(self.eta)).tolist()
         }
 
+    def eta_dwell_s(self) -> dict[str, float]:
+        """The service time counted in each pending stop's latest ETA: what is left at the
+        stop being served plus the expected service at the pending stops before it."""
+        return {
+            self._ids[i]: float(self.eta_dwell[i])
+            for i in np.flatnonzero((self.status == PENDING) & ~np.isnan(self.eta)).tolist()
+        }
+
     def stop_status(self, stop_id: str) -> str:
         """``"pending"``, ``"arrived"`` or ``"departed"``."""
         return _STATUS_NAMES[int(self.status[self._ids.index(stop_id)])]
@@ -195,10 +216,13 @@ class RouteTracker:
         speed_mps: float | None = None,
         temp_c: float | None = None,
         resting: bool = False,
+        accuracy_m: float | None = None,
     ) -> list[RouteEvent]:
         """Apply a fix; return the events it causes. A fix older than the previous one is
         ignored. Without ``speed_mps`` the speed is derived from the previous fix. ``resting``
-        says the vehicle is where stopping is expected (say, inside a depot zone)."""
+        says the vehicle is where stopping is expected (say, inside a depot zone). A fix
+        whose ``accuracy_m`` is worse than ``poor_accuracy_m`` neither moves the vehicle
+        along its path nor counts as leaving a stop (a stray fix during a dwell would)."""
         last = self.last
         if last is not None and ts < last[0]:
             return []
@@ -207,15 +231,26 @@ class RouteTracker:
                 speed_mps = haversine_m(last[1], last[2], lat, lon) / (ts - last[0])
             else:
                 speed_mps = 0.0
-        self.speed.update(ts, speed_mps)
+        # Standing still at a stop is service; everything else but resting is driving, the
+        # slow metres into and out of a stop's circle included.
+        serving = self.status == ARRIVED
+        still = speed_mps < self.config.stopped_speed_mps
+        if still and last is not None and serving.any():
+            self.still_s[serving] += ts - last[0]
+        pending = np.flatnonzero(self.status == PENDING)
+        pace = float(self._pace[pending[0]]) if pending.size else None
+        driving = not resting and not (still and serving.any())
+        self.speed.update(ts, speed_mps, driving=driving, pace_s_per_m=pace)
         self.last = (ts, lat, lon)
         self.last_speed_mps = speed_mps
-        if self._path is not None:
+        poor = accuracy_m is not None and accuracy_m > self.config.poor_accuracy_m
+        if self._path is not None and not poor:
             after = None if self.along_m is None else self.along_m - self.config.path_backtrack_m
             self.along_m, self.offset_m = self._path.locate(lat, lon, after_m=after)
         events: list[RouteEvent] = []
         dist = haversine_m_array(lat, lon, self._slat, self._slon)
-        self._stops(ts, lat, lon, dist, events)
+        if not poor:
+            self._stops(ts, lat, lon, dist, events)
         self._etas(ts, lat, lon, dist, events)
         moving = speed_mps >= self.config.stopped_speed_mps
         self._stopped(ts, lat, lon, moving or resting or bool((dist <= self._radius).any()), events)
@@ -256,6 +291,7 @@ class RouteTracker:
         )
         for i in gone.tolist():
             status[i] = DEPARTED
+            self.service.observe(float(self._service[i]), float(self.still_s[i]))
             out.append(
                 StopDeparted(*base, stop_id=self._ids[i], arrived_ts=float(self.arrived_ts[i]))
             )
@@ -295,6 +331,28 @@ class RouteTracker:
         travel[1:] = self._legs
         return travel
 
+    def _planned_pace(self) -> NDArray[np.float64]:
+        """Planned seconds per metre of the leg into each stop: from the planned arrivals and
+        service times where both ends have a planned arrival, else the route's median such
+        pace, else the typical speed's."""
+        stops = self.route.stops
+        n = len(stops)
+        typical = 1.0 / self.config.typical_speed_mps
+        pace = np.full(n, np.nan)
+        if n > 1:
+            legs = np.concatenate(([0.0], self._leg_lengths(np.arange(n))))
+            lo, hi = _PLAN_PACE_S_PER_M
+            for i in range(1, n):
+                a, b = stops[i - 1].planned_arrival, stops[i].planned_arrival
+                if a is None or b is None or legs[i] <= 0:
+                    continue
+                p = (b - a - stops[i - 1].service_s) / legs[i]
+                if lo <= p <= hi:
+                    pace[i] = p
+        known = pace[~np.isnan(pace)]
+        fallback = float(np.median(known)) if known.size else typical
+        return np.where(np.isnan(pace), fallback, pace)
+
     def _leg_lengths(self, pending: NDArray[np.intp]) -> NDArray[np.float64]:
         """Stop-to-stop travel: from entering stop ``a``'s circle to entering ``b``'s."""
         a, b = pending[:-1], pending[1:]
@@ -317,17 +375,19 @@ class RouteTracker:
         if pending.size == 0:
             return
         serving = np.flatnonzero(self.status == ARRIVED)
-        busy = 0.0
-        if serving.size:
-            busy = float(np.max(self.arrived_ts[serving] + self._service[serving])) - now
-        eta = estimate_arrivals(
-            now,
-            self._travel(pending, dist),
-            self._service[pending],
-            self.speed.speed_mps(),
-            busy_s=busy,
+        # Between fixes (ticks) a vehicle last seen standing still is taken to stand still.
+        since = 0.0
+        if self.last is not None and self.last_speed_mps < cfg.stopped_speed_mps:
+            since = max(now - self.last[0], 0.0)
+        busy = max(
+            (self.service.remaining(i, float(self.still_s[i]) + since) for i in serving.tolist()),
+            default=0.0,
         )
+        service = self.service.expected()[pending]
+        travel = self._travel(pending, dist) * self._pace[pending] * self.speed.ratio()
+        eta = estimate_arrivals(now, travel, service, busy_s=busy)
         self.eta[pending] = eta
+        self.eta_dwell[pending] = busy + np.concatenate(([0.0], np.cumsum(service[:-1])))
         base = self._base(now, lat, lon)
         ids = self._ids
 
@@ -481,6 +541,7 @@ class RouteTracker:
                 sid: {
                     "status": _STATUS_NAMES[int(self.status[i])],
                     "arrived_ts": num(self.arrived_ts[i]),
+                    "still_s": float(self.still_s[i]),
                     "announced_eta": num(self.announced_eta[i]),
                     "announced_at": num(self.announced_at[i]),
                     "arriving_sent": bool(self.arriving_sent[i]),
@@ -493,6 +554,7 @@ class RouteTracker:
             "along_m": self.along_m,
             "offset_m": self.offset_m,
             "speed": msgspec.to_builtins(self.speed.state),
+            "service": self.service.export(),
             "alerts": msgspec.to_builtins(self.alerts),
         }
 
@@ -516,11 +578,17 @@ class RouteTracker:
             t.announced_at[i] = -np.inf if s["announced_at"] is None else s["announced_at"]
             t.arriving_sent[i] = bool(s["arriving_sent"])
             t.late[i] = bool(s["late_risk"])
+            t.still_s[i] = float(s.get("still_s") or 0.0)
         last = state.get("last")
         t.last = None if last is None else (float(last[0]), float(last[1]), float(last[2]))
         t.last_speed_mps = float(state.get("last_speed_mps") or 0.0)
         t.along_m = state.get("along_m")
         t.offset_m = float(state.get("offset_m") or 0.0)
-        t.speed.state = msgspec.convert(state.get("speed") or {}, SpeedState)
+        # States saved before the pace model hold other fields: start its learning afresh.
+        speed = {
+            k: v for k, v in (state.get("speed") or {}).items() if k in SpeedState.__struct_fields__
+        }
+        t.speed.state = msgspec.convert(speed, SpeedState)
+        t.service.restore(state.get("service") or {})
         t.alerts = msgspec.convert(state.get("alerts") or {}, _Alerts)
         return t

@@ -195,9 +195,7 @@ def build_manifest(
     stops: list[dict[str, Any]] = []
     manifests: list[StopManifest] = []
     for stop in plan.stops:
-        payload, manifest = _stop(
-            stop, ext, people, wall_time, time_scale, plan.service_s, timezone, reefer
-        )
+        payload, manifest = _stop(stop, ext, people, wall_time, time_scale, timezone, reefer)
         stops.append(payload)
         manifests.append(manifest)
     depart = datetime.fromtimestamp(wall_time(plan.depart_s), UTC)
@@ -219,7 +217,6 @@ def _stop(
     people: People,
     wall_time: Callable[[float], float],
     time_scale: float,
-    service_s: float,
     timezone: str,
     reefer: bool,
 ) -> tuple[dict[str, Any], StopManifest]:
@@ -250,7 +247,7 @@ def _stop(
         "address": stop.address.label,
         "window": {"start": round(start, 3), "end": round(end, 3)},
         "planned_arrival": round(planned, 3),
-        "service_s": round(service_s / time_scale, 3),
+        "service_s": round(stop.service_s / time_scale, 3),
         "deliveries": deliveries,
     }
     manifest = StopManifest(

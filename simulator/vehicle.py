@@ -31,7 +31,8 @@ PHYSICS_STEP_S: Final = 0.5  # simulated seconds per integration step
 LOOKAHEAD_M: Final = 120.0  # enough to brake from 50 km/h at the configured deceleration
 CREEP_SPEED_MPS: Final = 0.5  # lowest speed while closing the last metres to a stop
 PLAN_SPEED_SHARE: Final = 0.7  # planned average speed as a share of the limits
-PLAN_SERVICE_S: Final = 180.0  # planned service time per stop
+PLAN_SERVICE_BASE_S: Final = 60.0  # planned service time per stop: this much ...
+PLAN_SERVICE_PER_PARCEL_S: Final = 35.0  # ... plus this much per parcel
 POOR_ACCURACY_M: Final = (60.0, 150.0)
 
 
@@ -55,7 +56,11 @@ class VanConfig:
     decel_mps2: float = 1.8
     turn_speed_mps: float = 4.5  # for a right-angle turn
     turn_angle_deg: float = 30.0  # smaller heading changes are taken without slowing
-    service_s: tuple[float, float] = (60.0, 300.0)
+    parcels: tuple[int, int] = (1, 6)  # per stop, both ends included
+    # The time actually spent at a stop is the planned service time times a log-normal factor
+    # (median 1) of this spread, kept within service_factor; then, by chance, a long dwell.
+    service_sigma: float = 0.3
+    service_factor: tuple[float, float] = (0.5, 2.0)
     long_dwell_probability: float = 0.1  # per stop
     long_dwell_s: tuple[float, float] = (300.0, 900.0)
     detour_probability: float = 0.1  # per leg
@@ -110,6 +115,8 @@ class PlannedStop:
     address: Address
     planned_arrival_s: float
     route: int = 1  # the van's route number, see :attr:`RoutePlan.number`
+    parcels: int = 1
+    service_s: float = PLAN_SERVICE_BASE_S + PLAN_SERVICE_PER_PARCEL_S  # planned time here
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +133,6 @@ class RoutePlan:
     stops: tuple[PlannedStop, ...]
     path: tuple[tuple[float, float], ...]
     return_s: float  # planned arrival back at the depot
-    service_s: float = PLAN_SERVICE_S  # planned time at each stop
 
 
 @dataclass(slots=True)
@@ -136,6 +142,7 @@ class StopVisit:
     stop: PlannedStop
     arrived_s: float
     departed_s: float | None = None
+    long_dwell: bool = False  # the dwell ran long, beyond the usual spread of the service
 
     @property
     def late_s(self) -> float:
@@ -304,10 +311,12 @@ class Van:
         for i, address in enumerate(ordered):
             path = city.shortest_path(prev, address.node)
             t += path.travel_time_s / (PLAN_SPEED_SHARE * self._driver)
-            stops.append(PlannedStop(i, address, t, number))
+            parcels = rng.randint(*cfg.parcels)
+            service = PLAN_SERVICE_BASE_S + PLAN_SERVICE_PER_PARCEL_S * parcels
+            stops.append(PlannedStop(i, address, t, number, parcels, service))
             legs.append(self._leg(self._maybe_detour(path), i))
             points.extend(path.points[1:])
-            t += PLAN_SERVICE_S
+            t += service
             prev = address.node
         back = city.shortest_path(prev, city.depot)
         legs.append(self._leg(self._maybe_detour(back), None))
@@ -428,11 +437,14 @@ class Van:
             self._phase_until = self._t + rng.uniform(*cfg.depot_break_s)
             self._plan_next()
             return
-        self.visits.append(StopVisit(self._route.plan.stops[leg.to_stop], self._t))
-        dwell = rng.uniform(*cfg.service_s)
-        if rng.random() < cfg.long_dwell_probability:
+        stop = self._route.plan.stops[leg.to_stop]
+        lo, hi = cfg.service_factor
+        dwell = stop.service_s * min(max(rng.lognormvariate(0.0, cfg.service_sigma), lo), hi)
+        long_dwell = rng.random() < cfg.long_dwell_probability
+        if long_dwell:
             dwell += rng.uniform(*cfg.long_dwell_s)
             self.counters.long_dwells += 1
+        self.visits.append(StopVisit(stop, self._t, long_dwell=long_dwell))
         self.phase = Phase.DWELLING
         self._phase_until = self._t + dwell
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from geofence import (
+    DwellShape,
     EtaChanged,
     LateRisk,
     LateRiskCleared,
@@ -131,7 +132,12 @@ def test_eta_uses_detour_factor_without_a_path() -> None:
 
 
 def test_eta_counts_service_time_of_earlier_stops() -> None:
-    cfg = TrackerConfig(typical_speed_mps=10.0, speed_prior_s=1e9)  # speed pinned to typical
+    # Speed pinned to typical, dwells exactly as planned.
+    cfg = TrackerConfig(
+        typical_speed_mps=10.0,
+        speed_prior_s=1e9,
+        dwell=DwellShape(sigma=0.0, long_probability=0.0),
+    )
     tracker = RouteTracker(make_route(service_s=300.0), cfg)
     tracker.update(T0, *at(0, 0), speed_mps=10.0)
     eta = tracker.etas()
@@ -172,7 +178,6 @@ def test_late_risk_raises_once_and_clears_with_hysteresis() -> None:
         speed_half_life_s=10.0,
         late_risk_margin_s=30.0,
         late_risk_clear_margin_s=60.0,
-        moving_speed_mps=0.5,
     )
     route = Route(id="r", vehicle_id="van", stops=make_route(window_end=T0 + 260).stops[1:2])
     tracker = RouteTracker(route, cfg)
@@ -204,7 +209,6 @@ def test_eta_changed_is_thresholded_and_rate_limited() -> None:
         speed_half_life_s=4.0,
         eta_change_threshold_s=30.0,
         eta_min_interval_s=100.0,
-        moving_speed_mps=0.5,
     )
     tracker = RouteTracker(make_route(), cfg)
 

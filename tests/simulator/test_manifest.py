@@ -116,7 +116,7 @@ def test_windows_and_service_times_shrink_with_the_time_scale() -> None:
         assert s["planned_arrival"] == pytest.approx(planned, abs=1e-3)
         assert s["window"]["end"] == pytest.approx(planned + WINDOW_END_AFTER_PLAN_S / 10, abs=1e-3)
         assert s["window"]["end"] - s["window"]["start"] == pytest.approx(WINDOW_S / 10, abs=1e-3)
-        assert s["service_s"] == pytest.approx(plan.service_s / 10)
+        assert s["service_s"] == pytest.approx(stop.service_s / 10)
 
 
 def test_the_same_plan_gives_the_same_manifest_and_runs_get_their_own_ids() -> None:

@@ -77,11 +77,13 @@ def test_van_stops_at_every_planned_address_and_dwells() -> None:
     assert van.counters.routes == 2, "the van should finish a route and start the next"
     first_route = van.visits[: QUIET.stops_per_route]
     assert len(first_route) == QUIET.stops_per_route
-    lo, hi = QUIET.service_s
+    lo, hi = QUIET.service_factor
     for visit in first_route:
         assert visit.departed_s is not None
         dwell = visit.departed_s - visit.arrived_s
-        assert lo <= dwell <= hi + QUIET.long_dwell_s[1]
+        planned = visit.stop.service_s
+        extra = QUIET.long_dwell_s if visit.long_dwell else (0.0, 0.0)
+        assert lo * planned + extra[0] - 0.5 <= dwell <= hi * planned + extra[1] + 0.5
         at = [m for m in moments if visit.arrived_s + 1 <= m[0] <= visit.departed_s - 1]
         assert at and all(m[1] is Phase.DWELLING and m[3] == 0.0 for m in at)
         stop = visit.stop.address
