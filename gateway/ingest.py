@@ -2,8 +2,9 @@
 
 Every device connection (WebSocket, HTTP request, MQTT topic) has a ``Session``. A session
 validates positions against its device's cursor and hands the accepted ones to the single
-``Writer`` through a bounded channel (full: the session waits, which back-pressures that
-device's socket and nothing else). The writer drains whatever has queued into one Redis
+writer through a bounded queue (full: the session waits, which back-pressures that device's
+socket and nothing else). Handing over is a plain append, no scheduling round per frame:
+the frame's receive already was one. The writer drains whatever has queued into one Redis
 round trip, then raises each session's durable ``seq`` and wakes its acknowledger, updates
 the in-memory fleet and publishes to browsers. Nothing here waits for a browser.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -52,10 +54,12 @@ class TokenBucket:
         return self.tokens
 
     def take(self, n: float, now: float) -> float:
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        tokens = self.tokens + (now - self.updated) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
         self.updated = now
-        self.tokens -= n
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+        self.tokens = tokens = tokens - n
+        return 0.0 if tokens >= 0 else -tokens / self.rate
 
 
 @dataclass(eq=False)
@@ -88,9 +92,14 @@ class Session:
                 p.metrics.inc("gateway_positions_rejected_total", reason=str(r.reason))
             self.rejected.extend(rejected)
             self.rejected.extend(verdict.rejected)
-        if verdict.accepted:
-            p.metrics.add(p.accepted_key, len(verdict.accepted))
-            await p._send.send((self, verdict.accepted))
+        accepted = verdict.accepted
+        if accepted:
+            p.metrics.add(p.accepted_key, len(accepted))
+            if len(p._queue) < p.queue_size and not p._closed:
+                p._queue.append((self, accepted))  # the common case, inline
+                p._work.set()
+            else:
+                await p.enqueue(self, accepted)
         elif self.rejected:
             self.on_progress()
 
@@ -138,18 +147,31 @@ class Ingest:
         self.after_write = after_write
         self.after_states = after_states
         self.accepted_key = metrics.key("gateway_positions_accepted_total")
-        self._send, self._recv = trio.open_memory_channel[tuple[Session, list[Position]]](
-            queue_size
-        )
-        metrics.gauge_fn(
-            "gateway_writer_queue_depth",
-            lambda: float(self._send.statistics().current_buffer_used),
-        )
+        self.queue_size = queue_size
+        self._queue: deque[tuple[Session, list[Position]]] = deque()
+        self._closed = False
+        self._work = trio.Event()  # set while the queue holds something (or on close)
+        self._room = trio.Event()  # set when the writer took from a full queue
+        metrics.gauge_fn("gateway_writer_queue_depth", lambda: float(len(self._queue)))
 
     async def open_session(self, device: DeviceRecord) -> Session:
         raw = await self.store.load_cursor(device.vehicle, device.id)
         cursor = DeviceCursor.from_tuple(raw) if raw else DeviceCursor()
         return Session(self, device, cursor, durable_seq=cursor.seq)
+
+    async def enqueue(self, session: Session, positions: list[Position]) -> None:
+        """Queue validated positions for the writer; waits only while the queue is full.
+
+        Positions of one session stay in the order they were queued.
+        """
+        while len(self._queue) >= self.queue_size:
+            if self._closed:
+                raise trio.ClosedResourceError("the writer is closed")
+            await self._room.wait()
+        if self._closed:
+            raise trio.ClosedResourceError("the writer is closed")
+        self._queue.append((session, positions))
+        self._work.set()
 
     async def run_writer(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -160,28 +182,37 @@ class Ingest:
         resend it; nothing acknowledged is lost either way.
         """
         task_status.started()
-        async for first in self._recv:
+        while True:
+            await self._work.wait()
+            if not self._queue:
+                return  # closed and drained
             # Let a few more frames arrive: fewer, larger Redis round trips cost less CPU
             # per position, for a few milliseconds of latency.
-            await trio.sleep(self.linger_s)
-            await self._flush(self._gather(first))
+            if not self._closed:
+                await trio.sleep(self.linger_s)
+            await self._flush(self._take())
 
     def close(self) -> None:
         """No more positions: the writer finishes what is queued, then returns."""
-        self._send.close()
+        self._closed = True
+        self._work.set()
+        self._room.set()
 
-    def _gather(
-        self, first: tuple[Session, list[Position]]
-    ) -> list[tuple[Session, list[Position]]]:
-        items = [first]
-        n = len(first[1])
-        while n < self.max_batch:
-            try:
-                item = self._recv.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
+    def _take(self) -> list[tuple[Session, list[Position]]]:
+        """Up to ``max_batch`` positions from the queue (at least one frame's worth)."""
+        queue = self._queue
+        was_full = len(queue) >= self.queue_size
+        items = [queue.popleft()]
+        n = len(items[0][1])
+        while queue and n < self.max_batch:
+            item = queue.popleft()
             items.append(item)
             n += len(item[1])
+        if not queue and not self._closed:
+            self._work = trio.Event()
+        if was_full:
+            self._room.set()
+            self._room = trio.Event()
         return items
 
     async def _flush(self, items: list[tuple[Session, list[Position]]]) -> None:

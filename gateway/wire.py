@@ -123,16 +123,15 @@ def decode_frame(data: bytes | str) -> tuple[list[Position], list[Rejection]]:
     MalformedFrame if the frame is neither a position nor an array.
     """
     binary = isinstance(data, bytes)
-    if not binary:
-        data = str(data).encode()  # msgspec's JSON decoder reads UTF-8 bytes
-    assert isinstance(data, bytes)
     try:
-        frame = (_mp_frame if binary else _json_frame).decode(data)
+        frame = _mp_frame.decode(data) if isinstance(data, bytes) else _json_frame.decode(data)
     except msgspec.DecodeError as exc:
         first_error = str(exc)
     else:
         return ([frame] if isinstance(frame, Position) else frame), []
     # Slow path, only for bad frames: look at each position on its own.
+    if not isinstance(data, bytes):
+        data = data.encode()
     try:
         items = (_mp_raw_list if binary else _json_raw_list).decode(data)
     except msgspec.ValidationError:

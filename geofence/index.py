@@ -348,6 +348,9 @@ class ZoneIndex:
         (the fix is then tested as a point only).
         """
         la = np.asarray(lat, dtype=np.float64)
+        if not self._by_id:  # nothing to test against: no geometry to build
+            none = np.zeros(0, np.int64)
+            return Hits(none, none, np.zeros(0, np.uint8))
         lo = normalize_lon_array(lon)
         n = la.size
         if prev_lat is None or prev_lon is None:
