@@ -247,16 +247,15 @@ class Store:
                     )
                     for w in pending
                 ]
-            results = [await c for c in calls]
-            for r in results:
-                if isinstance(r, Exception) and not isinstance(
-                    r, coredis.exceptions.NoScriptError
-                ):
-                    raise r
-            pending = [w for w, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
-            if not pending:
+            missing = []
+            for w, call in zip(pending, calls, strict=True):
+                try:
+                    await call
+                except coredis.exceptions.NoScriptError:
+                    missing.append(w)
+            if not missing:
                 return
-            self._write_sha = None
+            pending, self._write_sha = missing, None
         raise coredis.exceptions.NoScriptError("the write script could not be loaded")
 
     async def read_track(
@@ -265,10 +264,13 @@ class Store:
         """Positions of ``vehicle`` with fix time in [since, until], oldest first.
 
         Entries are keyed by ingest time; a fix can be up to ``skew_s`` newer than its
-        ingest time, so the scan starts that much earlier and filters on fix time.
+        ingest time, so the scan starts that much earlier and filters on fix time. A
+        position stored twice (a batch written again after a failure that came after its
+        write) is returned once.
         """
         start = str(max(0, int((since - skew_s) * 1000)))
         out: list[tuple[str, Position]] = []
+        seen: set[tuple[str, int]] = set()
         cursor = start
         while len(out) < limit:
             entries = await self.redis.xrange(keys.track(vehicle), cursor, "+", count=200)
@@ -277,7 +279,8 @@ class Store:
             for e in entries:
                 device = text(e.field_values[b"d"])
                 for p in _positions_dec.decode(_raw(e.field_values[b"p"])):
-                    if since <= p.ts <= until:
+                    if since <= p.ts <= until and (device, p.seq) not in seen:
+                        seen.add((device, p.seq))
                         out.append((device, p))
             last = text(entries[-1].identifier)
             ms, sq = last.split("-")

@@ -55,6 +55,11 @@ class RedisClusterProcesses:
         """The gateway's URL for this cluster (any node; the client finds the others)."""
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
 
+    def on_every_node(self, command: bytes) -> None:
+        """Send ``command`` (inline, e.g. ``b"SCRIPT FLUSH"``) to every node; expect +OK."""
+        for node in self.nodes:
+            assert _command(node.port, command).startswith(b"+OK")
+
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
@@ -135,8 +140,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 @pytest.fixture
 def redis_cluster_url(redis_cluster: RedisClusterProcesses) -> str:
     """URL (``redis+cluster://``) of the session's Redis Cluster, every node emptied first."""
-    for node in redis_cluster.nodes:
-        _flushall(node.port)
+    redis_cluster.on_every_node(b"FLUSHALL")
     return redis_cluster.url
 
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 from trio_websocket import open_websocket_url
@@ -20,10 +21,13 @@ from gateway import keys
 from gateway.app import connect_redis
 from gateway.dispatch_store import delivery_key
 from gateway.peers import CHANNEL as LIVE_CHANNEL
+from gateway.store import Store, VehicleWrite
+from gateway.wire import Position
 from gateway.zones_store import CHANNEL as ZONES_CHANNEL
 from notify.keys import ALERTS_CHANNEL
 from notify.redis_client import RedisClient
 
+from ..conftest import RedisClusterProcesses
 from .conftest import (
     API_KEY,
     GatewayHandle,
@@ -83,7 +87,11 @@ async def send_and_ack(ingest_url: str, token: str, batch: list[dict[str, Any]])
 
 
 async def test_ingest_from_vehicles_on_every_node(
-    gateway: GatewayHandle, cluster: RedisClient[bytes]
+    gateway: GatewayHandle,
+    cluster: RedisClient[bytes],
+    redis_url: str,
+    data_dir: Path,
+    nursery: trio.Nursery,
 ) -> None:
     vehicles = [f"van-{i:02d}" for i in range(VEHICLES)]
     owner = await node_of_slot(cluster)
@@ -106,6 +114,41 @@ async def test_ingest_from_vehicles_on_every_node(
         await ws.send_message(json.dumps(fixes(0)))
         reply = json.loads(await ws.get_message())
     assert {r["reason"] for r in reply["rejected"]} == {"duplicate"}
+    assert (await gateway.http.get("/healthz")).status_code == 200
+    # A process started now reads every vehicle's state back from the nodes.
+    late = await start_gateway(nursery, gateway_settings(redis_url, data_dir))
+    listed = (await late.http.get("/v1/vehicles")).json()["vehicles"]
+    assert sorted(v["vehicle"] for v in listed) == vehicles
+    await late.http.aclose()
+    late.scope.cancel()
+
+
+async def test_batch_written_again_after_the_script_cache_is_lost(
+    cluster: RedisClient[bytes], redis_cluster: RedisClusterProcesses
+) -> None:
+    """A node that lost its scripts (restarted) gets the write script again; a batch
+    written twice (the writer's retry after a partial failure) is read back once."""
+    store = Store(cluster, track_retention_s=3600)
+    now = time.time()
+    writes = [
+        VehicleWrite(
+            vehicle=f"van-{i:02d}",
+            device=f"dev-{i:02d}",
+            state=b"state",
+            cursor=msgspec.msgpack.encode((2, now, 48.85, 2.35)),
+            positions=msgspec.msgpack.encode(
+                [Position(seq=s, ts=now - 10 + s, lat=48.85, lon=2.35) for s in (1, 2)]
+            ),
+        )
+        for i in range(VEHICLES)
+    ]
+    await store.write_batch(writes, now)
+    redis_cluster.on_every_node(b"SCRIPT FLUSH")
+    await store.write_batch(writes, now)
+    for w in writes:
+        assert await cluster.xlen(keys.track(w.vehicle)) == 2
+        track = await store.read_track(w.vehicle, now - 60, now, 100, skew_s=0)
+        assert [(d, p.seq) for d, p in track] == [(w.device, 1), (w.device, 2)]
 
 
 async def test_device_tokens_rotate_and_revoke(gateway: GatewayHandle) -> None:
@@ -181,6 +224,9 @@ async def test_two_gateways_share_vehicles_zones_and_alerts(
 
         # A failed delivery on one process raises an alert that the other's browsers get.
         await failed_delivery(a)
+        # The event log (one stream) is tailed by every process with blocking reads.
+        while (await next_of_type(browser, "event"))["event"]["type"] != "delivery.failed":
+            pass
         alert = (await next_of_type(browser, "alert"))["alert"]
         d1 = (await b.http.get("/v1/deliveries/D-S1")).json()
         assert (alert["kind"], alert["delivery"]) == ("delivery.failed", d1["id"])
