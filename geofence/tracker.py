@@ -100,7 +100,7 @@ class TrackerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     detour_factor: float = 1.3
     typical_speed_mps: float = 8.3
     speed_half_life_s: float = 1_800.0
-    speed_prior_s: float = 300.0
+    speed_prior_s: float = 1_800.0
     service_prior_stops: float = 2.0
     dwell: DwellShape = msgspec.field(default_factory=DwellShape)
 
