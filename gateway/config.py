@@ -101,10 +101,6 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]
 
-    def redis_cluster(self) -> bool:
-        """Whether ``redis_url`` names a Redis Cluster (``redis+cluster://``)."""
-        return split_redis_url(self.redis_url)[1]
-
 
 CLUSTER_SUFFIX: Final = "+cluster"  # redis+cluster://, rediss+cluster://
 

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import coredis
 import trio
+from coredis.patterns.pubsub import PubSub, ShardedPubSub
 
 from notify.redis_client import RedisClient
 
@@ -22,7 +23,7 @@ RESUBSCRIBE_S: Final = 1.0
 _MESSAGE_TYPES: Final = frozenset({"message", "smessage"})
 
 
-def _subscribe(redis: RedisClient[Any], channel: str) -> Any:
+def _subscribe(redis: RedisClient[Any], channel: str) -> PubSub[Any] | ShardedPubSub[Any]:
     if isinstance(redis, coredis.RedisCluster):
         return redis.sharded_pubsub(channels=[channel])
     return redis.pubsub(channels=[channel])

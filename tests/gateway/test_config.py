@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load_settings
+from gateway.config import ConfigError, load_settings, split_redis_url
 
 
 def test_environment_overrides_file(tmp_path: Path) -> None:
@@ -33,3 +33,17 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
     f = tmp_path / "gw.toml"
     f.write_text("offline_after_s = 30.0\n")
     assert load_settings(env={"GATEWAY_CONFIG": str(f)}).offline_after_s == 30.0
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:6379/0", ("redis://127.0.0.1:6379/0", False)),
+        ("redis+cluster://10.0.0.5:7000", ("redis://10.0.0.5:7000", True)),
+        ("rediss+cluster://:pw@node:7000", ("rediss://:pw@node:7000", True)),
+        ("REDIS+CLUSTER://node:7000", ("REDIS://node:7000", True)),
+        ("unix:///run/redis.sock", ("unix:///run/redis.sock", False)),
+    ],
+)
+def test_a_cluster_url_selects_the_cluster_client(url: str, expected: tuple[str, bool]) -> None:
+    assert split_redis_url(load_settings(env={"REDIS_URL": url}).redis_url) == expected
