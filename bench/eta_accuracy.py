@@ -3,11 +3,18 @@
 Drives N simulated vans (``simulator.Van``, seeded: traffic, long dwells, detours, GPS noise and
 dropouts) through one delivery route each in a synthetic city, on an explicit clock and without
 servers. Each van's plan becomes a ``geofence.Route``: one stop per planned address, a window of
-``WINDOW_S`` either side of the planned arrival, the plan's service time, and the planned
-polyline (the shortest paths depot -> stop 1 -> ... -> last stop) as ``path``. Every fix the
-gateway would accept goes to a ``RouteTracker`` in time order (the simulator's deliberate
-outliers are dropped, as the gateway's implausible-jump check drops them), and the tracker's ETA
-for every pending stop is recorded after each fix.
+``WINDOW_S`` either side of the planned arrival, the plan's service time at that stop, and the
+planned polyline (the shortest paths depot -> stop 1 -> ... -> last stop) as ``path``. Every fix
+the gateway would accept goes to a ``RouteTracker`` in time order, with its reported speed and
+accuracy (the simulator's deliberate outliers are dropped, as the gateway's implausible-jump
+check drops them), and the tracker's ETA for every pending stop is recorded after each fix.
+
+The simulator's dwells: a stop's planned service time comes from its parcel count (60 s plus
+35 s a parcel, 95-270 s); the van stays that long times a random log-normal factor (spread
+0.3, within 0.5-2), and at 10 % of stops 5-15 minutes longer on top (a "long dwell", which no
+plan foresees). Until this version every stop was planned at 180 s and took 60-300 s at
+random, so the plan said nothing about a stop's dwell; figures from before and after that
+change are not comparable.
 
 The actual arrival at a stop is the first fix of the run of fixes inside the stop's arrival
 circle that contains the van's own visit: the moment the tracker's ETA is defined for. At 10 and
@@ -19,7 +26,11 @@ Prints, per horizon: the number of stops measured, the median and p90 absolute e
 signed error (negative: the van came later than predicted), and the error split into its dwell
 part (planned service still to come vs the van's actual time at stops before the arrival) and
 its travel part (the rest), plus the p90 over predictions with no long dwell before the arrival.
-The last line is one JSON object with the figures.
+The dwell part is the service time the tracker counted in the ETA (what it expected to be
+left at the stop being served plus the stops before) against the van's actual time standing
+at stops; until this version it was computed from the planned service times whatever the
+tracker had counted, which mis-split the error once the tracker learnt service times. The
+last line is one JSON object with the figures.
 
 Run: ``.venv/bin/python bench/eta_accuracy.py [--vans N] [--seed N] [--interval S]``.
 """
