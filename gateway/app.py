@@ -119,6 +119,8 @@ class Gateway:
             self.metrics,
             events_max_len=settings.events_max_len,
         )
+        self.live.is_local = self.fleet.local.__contains__
+        self.peers.on_remote = self.live.release
         self.ws_ingest = WebSocketIngest(
             self.ingest,
             self.device_auth,

@@ -6,14 +6,25 @@ task runs the geofence engine on the whole batch (vectorised) and each active ro
 tracker on its vehicle's fixes in order, then appends the resulting events to the log.
 A ticker lets dwell, ETA and silence-based alerts fire without new fixes. Engine and
 tracker state are saved per vehicle (``veh:{id}`` fields ``geo`` and ``trk``) every few
-seconds, so a restart does not forget who is inside which zone.
+seconds, so a restart does not forget who is inside which zone; a route tracker's state is
+also saved at once whenever it emits an event.
+
+Several processes: a route change made through one process's API is announced on
+``routes:changed`` (the route id), so every process holds every started route; but a route
+is tracked by the
+process that writes its vehicle's fixes (and ticked only there: ``is_local``). When the
+device moves to another process, the other one hears of it (``release``: a newer state of
+the vehicle came from elsewhere), and the process that now receives the fixes reloads the
+tracker's saved state before its first fix, so arrivals, announced ETAs and late risks carry
+on instead of starting again.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -38,11 +49,13 @@ from geofence import (
     Zone,
 )
 from geofence.engine import STATE_VERSION as ENGINE_STATE_VERSION
+from notify.redis_client import publish
 
 from . import keys
 from .dispatch import STARTED, RouteRecord, to_geofence_route
 from .dispatch_lifecycle import ARRIVING
 from .metrics import Metrics
+from .pubsub import follow_channel
 from .store import Store
 from .wire import Position
 from .zones_store import ZoneStore
@@ -53,11 +66,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK_S: Final = 1.0
+TICK_BACKLOG: Final = 60  # ticks' events waiting for Redis; when full, the ticker waits
 SAVE_EVERY_S: Final = 5.0
 QUEUE_BATCHES: Final = 64
 ROUTE_CHANGES: Final = 10_000
 
+ROUTES_CHANNEL: Final = "routes:changed"  # (origin, route id) as MessagePack
+
 _json: Final = msgspec.json.Encoder()
+_enc: Final = msgspec.msgpack.Encoder()
+_route_change: Final = msgspec.msgpack.Decoder(tuple[str, str])
 
 Groups = Sequence[tuple[str, Sequence[Position]]]
 
@@ -156,8 +174,10 @@ class LiveTracking:
         events_max_len: int,
         engine_config: EngineConfig | None = None,
         tracker_config: TrackerConfig | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.clock = clock  # epoch seconds for the time-driven rules
         self.zone_store = zone_store
         self.metrics = metrics
         self.events_max_len = events_max_len
@@ -165,8 +185,19 @@ class LiveTracking:
         self.tracker_config = tracker_config or TrackerConfig()
         self.routes: dict[str, TrackedRoute] = {}  # by vehicle
         self._dirty: set[str] = set()
+        # Vehicles whose tracker here has seen their latest fixes (else: reload before use).
+        self._current: set[str] = set()
+        self._save_now: set[str] = set()
+        self.is_local: Callable[[str], bool] = lambda vehicle: True
         self._send, self._recv = trio.open_memory_channel[Groups](QUEUE_BATCHES)
-        self._route_send, self._route_recv = trio.open_memory_channel[RouteRecord](ROUTE_CHANGES)
+        self._ticks_send, self._ticks_recv = trio.open_memory_channel[list[dict[str, Any]]](
+            TICK_BACKLOG
+        )
+        # Route changes to apply, and whether they were made here (then: announce them).
+        self._route_send, self._route_recv = trio.open_memory_channel[tuple[RouteRecord, bool]](
+            ROUTE_CHANGES
+        )
+        self.origin = secrets.token_hex(8)
         self.dispatch: Dispatch | None = None
         metrics.gauge_fn(
             "gateway_live_queue_depth", lambda: float(self._send.statistics().current_buffer_used)
@@ -201,6 +232,34 @@ class LiveTracking:
         self.routes[route.vehicle_id] = TrackedRoute(
             route, tracker or RouteTracker(route, cfg), deliveries
         )
+        self._current.add(route.vehicle_id)
+
+    def release(self, vehicle: str) -> None:
+        """Another process wrote ``vehicle``'s newest fix: its tracker state here is stale."""
+        self._current.discard(vehicle)
+
+    async def _take_over(self, groups: Groups) -> None:
+        """Before this process tracks fixes of a vehicle another process was tracking, load
+        the tracker state that process saved."""
+        for vehicle, _ in groups:
+            tracked = self.routes.get(vehicle)
+            if tracked is None or vehicle in self._current:
+                continue
+            self._current.add(vehicle)
+            try:
+                state = await self.saved_tracker_state(vehicle)
+            except Exception as exc:
+                log.warning("tracker state of %s not loaded: %s", vehicle, exc)
+                continue
+            if state is None:
+                continue
+            try:
+                tracked.tracker = RouteTracker.from_state(
+                    tracked.route, state, tracked.tracker.config
+                )
+            except ValueError:
+                continue  # saved for another route: keep the tracker as it is
+            self.metrics.inc("gateway_route_takeovers_total")
 
     # ----- routes from dispatch
 
@@ -208,12 +267,28 @@ class LiveTracking:
         self.dispatch = dispatch
         dispatch.on_route_changed.append(self.route_changed)
 
-    def route_changed(self, record: RouteRecord) -> None:
+    def route_changed(self, record: RouteRecord, local: bool = True) -> None:
         """Dispatch listener: apply the route's new state from the stage's own task."""
         try:
-            self._route_send.send_nowait(record)
+            self._route_send.send_nowait((record, local))
         except trio.WouldBlock:
             log.error("route change queue full; route %s not applied live", record.id)
+
+    async def _remote_route_changed(self, data: bytes) -> None:
+        """A route changed through another process: read it and apply it here too."""
+        try:
+            origin, route_id = _route_change.decode(data)
+        except msgspec.DecodeError:
+            return
+        if origin == self.origin or self.dispatch is None:
+            return
+        try:
+            record = await self.dispatch.store.get_route(route_id)
+        except Exception as exc:
+            log.warning("changed route %s not read: %s", route_id, exc)
+            return
+        if record is not None:
+            self.route_changed(record, local=False)
 
     async def install(self, record: RouteRecord) -> None:
         """Track a started route on its vehicle; stop tracking it otherwise."""
@@ -228,11 +303,15 @@ class LiveTracking:
         lows = [d.temp_min_c for d in deliveries.values() if d.temp_min_c is not None]
         highs = [d.temp_max_c for d in deliveries.values() if d.temp_max_c is not None]
         current = self.routes.get(record.vehicle)
-        state = None
-        if current is None or current.route.id != record.id:
-            state = await self.saved_tracker_state(record.vehicle)
-        else:
+        state: dict[str, Any] | None
+        if (
+            current is not None
+            and current.route.id == record.id
+            and record.vehicle in self._current
+        ):
             state = current.tracker.export_state()
+        else:  # new here, or tracked by another process lately: its newest saved state
+            state = await self.saved_tracker_state(record.vehicle)
         self.set_route(
             to_geofence_route(record),
             {s.id: list(s.deliveries) for s in record.stops},
@@ -241,11 +320,18 @@ class LiveTracking:
         )
 
     async def _apply_route_changes(self) -> None:
-        async for record in self._route_recv:
+        async for record, local in self._route_recv:
             try:
                 await self.install(record)
             except Exception:
                 log.exception("could not apply route %s live", record.id)
+            if local:
+                try:
+                    await publish(
+                        self.store.redis, ROUTES_CHANNEL, _enc.encode((self.origin, record.id))
+                    )
+                except Exception as exc:
+                    log.warning("route change %s not announced: %s", record.id, exc)
 
     async def _lifecycle(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A delivery near its stop becomes ``arriving``; its ``delivery.arriving`` event (with
@@ -298,13 +384,17 @@ class LiveTracking:
                     p.ts, p.lat, p.lon, speed_mps=p.speed, temp_c=p.temp_c, resting=resting
                 ):
                     events.extend(route_events(ev, tracked))
+                    self._save_now.add(vehicle)
         return events
 
     def tick(self, now: float) -> list[dict[str, Any]]:
         events = [geofence_event(e) for e in self.engine.tick(now)]
-        for tracked in self.routes.values():
+        for vehicle, tracked in self.routes.items():
+            if not self.is_local(vehicle):
+                continue  # the process receiving its fixes ticks it
             for ev in tracked.tracker.tick(now):
                 events.extend(route_events(ev, tracked))
+                self._save_now.add(vehicle)
         return events
 
     async def _emit(self, events: list[dict[str, Any]]) -> None:
@@ -319,13 +409,44 @@ class LiveTracking:
 
     async def _consume(self) -> None:
         async for groups in self._recv:
+            await self._take_over(groups)
             await self._emit(await self._lifecycle(self.process(groups)))
+            await self._save_trackers()
 
-    async def _ticker(self) -> None:
+    async def _save_trackers(self) -> None:
+        """Save at once the trackers that just emitted events, so a process taking over the
+        vehicle (or this one after a crash) does not announce them again."""
+        if not self._save_now:
+            return
+        vehicles, self._save_now = self._save_now, set()
+        try:
+            async with self.store.redis.pipeline(transaction=False) as p:
+                for v in vehicles:
+                    tracked = self.routes.get(v)
+                    if tracked is not None:
+                        p.hset(
+                            keys.vehicle(v), {"trk": _json.encode(tracked.tracker.export_state())}
+                        )
+        except Exception as exc:
+            log.warning("could not save %d route trackers: %s", len(vehicles), exc)
+
+    async def ticker(self) -> None:
+        """Run the time-driven rules (zone dwell, ETAs slipping while a vehicle is silent,
+        stopped too long, ...) every ``TICK_S`` at ``clock()``. Their events are written by a
+        task of their own, so Redis round trips never delay or shift the ticks."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._after_ticks)
+            async with self._ticks_send:
+                while True:
+                    await trio.sleep(TICK_S)
+                    await self._ticks_send.send(self.tick(self.clock()))
+
+    async def _after_ticks(self) -> None:
+        """Write what the ticks produced; save the live state every ``SAVE_EVERY_S``."""
         last_save = trio.current_time()
-        while True:
-            await trio.sleep(TICK_S)
-            await self._emit(await self._lifecycle(self.tick(time.time())))
+        async for events in self._ticks_recv:
+            await self._emit(await self._lifecycle(events))
+            await self._save_trackers()
             if trio.current_time() - last_save >= SAVE_EVERY_S:
                 last_save = trio.current_time()
                 try:
@@ -373,7 +494,10 @@ class LiveTracking:
                 for record in await self.dispatch.load_active_routes():
                     await self.install(record)
             nursery.start_soon(self._apply_route_changes)
-            nursery.start_soon(self._ticker)
+            await nursery.start(
+                follow_channel, self.store.redis, ROUTES_CHANNEL, self._remote_route_changed
+            )
+            nursery.start_soon(self.ticker)
             task_status.started()
             try:
                 await self._consume()

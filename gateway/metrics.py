@@ -29,6 +29,10 @@ HELP: Final[dict[str, tuple[str, str]]] = {
         "Position updates replaced by a newer one before a browser received them",
     ),
     "gateway_events_total": ("counter", "Events appended to the event log, by type"),
+    "gateway_route_takeovers_total": (
+        "counter",
+        "Route trackers reloaded from Redis because the vehicle's device moved to this process",
+    ),
 }
 
 Labels = tuple[tuple[str, str], ...]

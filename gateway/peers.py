@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import msgspec
@@ -39,6 +39,7 @@ class Peers:
         self.hub = hub
         self.metrics = metrics
         self.origin = secrets.token_hex(8)
+        self.on_remote: Callable[[str], None] = lambda vehicle: None
 
     async def announce(self, states: Sequence[tuple[str, bytes]]) -> None:
         """Tell the other processes these vehicles' new states (best effort)."""
@@ -60,6 +61,7 @@ class Peers:
         for vehicle, blob in states:
             state = decode_state(blob)
             self.fleet.take_remote(state)
+            self.on_remote(vehicle)
             self.hub.publish(vehicle, live_json(state))
         self.metrics.inc("gateway_peer_states_total", len(states))
 

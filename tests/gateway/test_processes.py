@@ -1,15 +1,18 @@
-"""Two gateway processes on one Redis: a browser on either sees every vehicle."""
+"""Two gateway processes on one Redis: a browser on either sees every vehicle; a route
+started through one is tracked by the other when the device moves there."""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import trio
 from trio_websocket import open_websocket_url
 
-from .conftest import API_KEY, gateway_settings, start_gateway
+from .conftest import API_KEY, GatewayHandle, gateway_settings, start_gateway, wait_tracked
+from .test_live_routes import M_PER_DEG_LAT
 
 
 async def test_a_vehicle_on_one_process_shows_on_the_other(
@@ -42,6 +45,95 @@ async def test_a_vehicle_on_one_process_shows_on_the_other(
     await trio.sleep(2.5)  # both sweepers had time to run again
     offline = (await a.http.get("/v1/events", params={"type": "vehicle.offline"})).json()
     assert len(offline["events"]) == 1
+    for gw in (a, b):
+        await gw.http.aclose()
+        gw.scope.cancel()
+
+
+def leg(first_seq: int, t0: float, start: tuple[float, float], end: tuple[float, float],
+        n: int) -> list[dict[str, Any]]:  # fmt: skip
+    """``n`` fixes 10 s apart from ``start`` to ``end`` (both included when ``n`` > 1)."""
+    out = []
+    for i in range(n):
+        f = i / (n - 1) if n > 1 else 1.0
+        lat = start[0] + (end[0] - start[0]) * f
+        lon = start[1] + (end[1] - start[1]) * f
+        out.append({"seq": first_seq + i, "ts": t0 + 10 * i, "lat": lat, "lon": lon,
+                    "speed": 0.0 if start == end else 10.0})  # fmt: skip
+    return out
+
+
+async def stream(gw: GatewayHandle, token: str, fixes: list[dict[str, Any]]) -> None:
+    async with open_websocket_url(f"{gw.ep.ingest_url}?token={token}") as ws:
+        for f in fixes:
+            await ws.send_message(json.dumps(f))
+        with trio.fail_after(5):
+            while json.loads(await ws.get_message()).get("seq", 0) < fixes[-1]["seq"]:
+                pass
+
+
+async def stop_events(gw: GatewayHandle, want: dict[tuple[str, str], int]) -> list[Any]:
+    """Wait until the event log holds at least ``want[(type, stop external id)]`` of each."""
+    with trio.fail_after(10):
+        while True:
+            evs = (await gw.http.get("/v1/events", params={"limit": 1000})).json()["events"]
+            got = [(e["type"], e["stop"]) for e in evs if e["type"].startswith("stop.")]
+            if all(got.count(k) >= n for k, n in want.items()):
+                return got
+            await trio.sleep(0.05)
+
+
+async def test_a_route_carries_on_when_its_device_moves_to_another_process(
+    redis_url: str, data_dir: Path, nursery: trio.Nursery
+) -> None:
+    a = await start_gateway(nursery, gateway_settings(redis_url, data_dir))
+    b = await start_gateway(nursery, gateway_settings(redis_url, data_dir))
+    token = await a.register("van-h")
+    now = time.time()
+    s1, s2 = (48.85, 2.35), (48.85 + 2000 / M_PER_DEG_LAT, 2.35)
+    south = (48.85 - 2000 / M_PER_DEG_LAT, 2.35)
+    stops = [
+        {"external_id": sid, "location": {"lat": lat, "lon": lon}, "service_s": 60,
+         "address": f"{sid} Main Street",
+         "window": {"start": now - 3600, "end": now + 3600},
+         "deliveries": [{"external_id": f"D-{sid}", "recipient": {"name": "Bo", "channels": []}}]}
+        for sid, (lat, lon) in (("H1", s1), ("H2", s2))
+    ]  # fmt: skip
+    route = {"external_id": "HAND-1", "vehicle": "van-h", "driver": {"name": "Ann"},
+             "date": "2026-11-23", "stops": stops}  # fmt: skip
+    body = {"routes": [route]}
+    r = await a.http.put("/v1/routes", json=body)
+    assert r.status_code == 200, r.text
+    assert (await a.http.post("/v1/routes/HAND-1/start")).status_code == 200
+    # Started through A's API, the route is tracked on B as well.
+    await wait_tracked(a, "van-h")
+    await wait_tracked(b, "van-h")
+    r1, r2 = (await a.http.get("/v1/routes/HAND-1")).json()["stops"][:2]
+    h1, h2 = r1["id"], r2["id"]
+
+    # On A: drive to the first stop and wait there.
+    t0 = now - 1200
+    first = leg(1, t0, south, s1, 21) + leg(22, t0 + 210, s1, s1, 6)
+    await stream(a, token, first)
+    await stop_events(a, {("stop.arrived", h1): 1})
+    # B heard that A wrote the van's newest state.
+    with trio.fail_after(5):
+        while (await b.http.get("/v1/vehicles/van-h")).json()["seq"] < 27:  # noqa: ASYNC110
+            await trio.sleep(0.05)
+
+    # The device reconnects to B: it leaves the first stop and drives to the second.
+    second = leg(28, t0 + 270, s1, s1, 3) + leg(31, t0 + 300, s1, s2, 21)
+    second += leg(52, t0 + 510, s2, s2, 6)
+    await stream(b, token, second)
+    got = await stop_events(b, {("stop.departed", h1): 1, ("stop.arrived", h2): 1})
+    await trio.sleep(0.5)  # anything duplicated would be logged by now
+    got = await stop_events(b, {})
+    # B carried on from A's tracker: the first stop is not arrived at again.
+    assert got.count(("stop.arriving", h1)) == 1
+    assert got.count(("stop.arrived", h1)) == 1
+    assert got.count(("stop.departed", h1)) == 1
+    assert got.count(("stop.arrived", h2)) == 1
+    assert "gateway_route_takeovers_total 1" in await b.metrics()
     for gw in (a, b):
         await gw.http.aclose()
         gw.scope.cancel()
