@@ -71,6 +71,16 @@ async def start_standing(live: LiveTracking, nursery: trio.Nursery) -> float:
     return ts
 
 
+async def van_on_route(
+    redis: coredis.Redis[bytes], nursery: trio.Nursery, deliveries: list[str], **tracker: Any
+) -> tuple[LiveTracking, float]:
+    """A live stage tracking the van's route (window far ahead), the van standing at the
+    origin from the returned time on."""
+    live = live_stage(redis, **tracker)
+    live.set_route(route(EPOCH + 1e6), {"s1": deliveries})
+    return live, await start_standing(live, nursery)
+
+
 async def events(live: LiveTracking, kind: str) -> list[dict[str, Any]]:
     found = await live.store.read_events_reverse(1_000)
     return sorted((e for e in found if e["type"] == kind), key=lambda e: float(e["ts"]))
@@ -84,9 +94,9 @@ async def wait_until(t: float, check: Callable[[], bool] | None = None) -> None:
 async def test_stopped_too_long_fires_at_the_exact_second(
     autojump_clock: MockClock, redis: coredis.Redis[bytes], nursery: trio.Nursery
 ) -> None:
-    live = live_stage(redis, stopped_too_long_s=600.0, eta_change_threshold_s=1e6)
-    live.set_route(route(EPOCH + 1e6), {})
-    t0 = await start_standing(live, nursery)
+    live, t0 = await van_on_route(
+        redis, nursery, [], stopped_too_long_s=600.0, eta_change_threshold_s=1e6
+    )
     await wait_until(t0 + 599.5)
     assert await events(live, "vehicle.stopped_too_long") == []
     await wait_until(t0 + 700.0)
@@ -101,11 +111,14 @@ async def test_eta_changes_while_silent_are_rate_limited_to_the_second(
 ) -> None:
     # The van stands still: its ETA slips one second per second. Announced when it moved by
     # more than 30 s, at most once per 100 s: at +100, +200, +300 s exactly.
-    live = live_stage(
-        redis, eta_change_threshold_s=30.0, eta_min_interval_s=100.0, stopped_too_long_s=1e6
+    live, t0 = await van_on_route(
+        redis,
+        nursery,
+        ["d-1"],
+        eta_change_threshold_s=30.0,
+        eta_min_interval_s=100.0,
+        stopped_too_long_s=1e6,
     )
-    live.set_route(route(EPOCH + 1e6), {"s1": ["d-1"]})
-    t0 = await start_standing(live, nursery)
     await wait_until(t0 + 350.0)
     changes = await events(live, "delivery.eta_changed")
     assert [e["ts"] - t0 for e in changes] == [100.0, 200.0, 300.0]
@@ -117,11 +130,10 @@ async def test_eta_changes_while_silent_are_rate_limited_to_the_second(
 async def test_late_risk_raises_at_the_second_the_eta_passes_the_margin(
     autojump_clock: MockClock, redis: coredis.Redis[bytes], nursery: trio.Nursery
 ) -> None:
-    live = live_stage(
-        redis, late_risk_margin_s=60.0, eta_change_threshold_s=1e6, stopped_too_long_s=1e6
+    # The route is replaced below, once the first ETA is known.
+    live, t0 = await van_on_route(
+        redis, nursery, [], late_risk_margin_s=60.0, eta_change_threshold_s=1e6
     )
-    live.set_route(route(EPOCH + 1e6), {})  # replaced below, once the first ETA is known
-    t0 = await start_standing(live, nursery)
     tracker = live.routes[VAN].tracker
     travel = tracker.etas()["s1"] - t0
     # The window ends 200.5 s after the ETA held at the fix: late risk once the ETA is past it
