@@ -1,0 +1,115 @@
+"""The ETA models: pace against the plan, learnt service times, remaining dwell."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from geofence import (
+    DwellShape,
+    LocalFrame,
+    Route,
+    RouteTracker,
+    ServiceModel,
+    SpeedModel,
+    Stop,
+    TrackerConfig,
+    remaining_dwell_s,
+)
+
+T0 = 1_700_000_000.0
+FRAME = LocalFrame(52.0, 13.0)
+
+
+def test_pace_counts_standstills_in_traffic_and_forgets_nothing_within_the_half_life() -> None:
+    # Planned at 10 m/s; the van drives 20 s at 10 m/s, then stands 10 s at a light.
+    model = SpeedModel(10.0, half_life_s=1e9, prior_s=1e-9)
+    for t in range(0, 301):
+        model.update(T0 + t, 10.0 if t % 30 < 20 else 0.0)
+    # 300 s of driving covered 2,000 m: planned 200 s, so 1.5 times the planned time.
+    assert model.ratio() == pytest.approx(300 / 200, rel=0.02)
+    assert model.speed_mps() == pytest.approx(10.0 / 1.5, rel=0.02)
+
+
+def test_pace_leaves_out_service_and_trusts_the_plan_at_first() -> None:
+    model = SpeedModel(10.0, half_life_s=1e9, prior_s=600.0)
+    assert model.ratio() == 1.0
+    for t in range(0, 601):
+        model.update(T0 + t, 5.0, driving=t < 300)  # half as fast, then serving a stop
+    # Only the 300 s of driving count: observed ratio 2, trusted 1 - exp(-0.5).
+    w = 1 - math.exp(-0.5)
+    assert model.ratio() == pytest.approx(w * 2.0 + (1 - w), rel=0.01)
+
+
+def test_remaining_dwell_shrinks_while_usual_then_grows_once_it_runs_long() -> None:
+    shape = DwellShape(sigma=0.3, long_probability=0.1, long_extra_s=600.0, long_sigma=0.4)
+    rest = {e: remaining_dwell_s(e, 200.0, shape) for e in (0, 100, 200, 300, 400, 800)}
+    assert 190 < rest[0] < 230  # about the usual dwell
+    assert rest[0] > rest[100] > rest[200]  # it shrinks while the dwell looks usual ...
+    assert rest[300] > rest[200] and rest[400] > 250  # ... and grows past its usual spread
+    assert rest[800] < rest[400]  # a long dwell also ends some time
+    exact = DwellShape(sigma=0.0, long_probability=0.0)
+    assert remaining_dwell_s(150.0, 200.0, exact) == pytest.approx(50.0, abs=0.5)
+    assert remaining_dwell_s(10.0, 0.0, shape) == 0.0
+
+
+def test_service_times_are_learnt_from_usual_dwells_only() -> None:
+    model = ServiceModel([100.0, 200.0, 0.0], DwellShape(), prior_stops=2.0)
+    assert model.expected().tolist() == [100.0, 200.0, 0.0]
+    model.observe(100.0, 150.0)
+    model.observe(100.0, 900.0)  # a long dwell: says nothing of the usual one
+    model.observe(200.0, 300.0)
+    # Two usual dwells at 1.5 times the plan, shrunk towards 1 by two prior stops.
+    ratio = math.exp(math.log(1.5) * 2 / 4)
+    assert model.ratio() == pytest.approx(ratio)
+    assert model.expected()[:2] == pytest.approx([100.0 * ratio, 200.0 * ratio])
+    restored = ServiceModel([100.0, 200.0, 0.0])
+    restored.restore(model.export())
+    assert restored.ratio() == model.ratio()
+
+
+def _stop(i: int, north_m: float, planned: float | None, service_s: float = 0.0) -> Stop:
+    lat, lon = FRAME.latlon(0.0, north_m)
+    return Stop(
+        id=f"s{i}",
+        lat=lat,
+        lon=lon,
+        window_start=T0,
+        window_end=T0 + 1e5,
+        service_s=service_s,
+        planned_arrival=planned,
+    )
+
+
+def test_each_leg_is_driven_at_its_planned_pace() -> None:
+    # Stops 1 km apart on a straight path; the plan drives leg 1 at 10 m/s, leg 2 at 5 m/s.
+    stops = (
+        _stop(0, 1000.0, T0 + 100.0, service_s=60.0),
+        _stop(1, 2000.0, T0 + 100.0 + 60.0 + 100.0),
+        _stop(2, 3000.0, T0 + 100.0 + 60.0 + 100.0 + 200.0),
+    )
+    path = tuple(FRAME.latlon(0.0, y) for y in range(0, 3001, 100))
+    route = Route(id="r", vehicle_id="v", stops=stops, path=path)
+    cfg = TrackerConfig(arrival_radius_m=50.0, dwell=DwellShape(sigma=0.0, long_probability=0.0))
+    tracker = RouteTracker(route, cfg)
+    tracker.update(T0, *FRAME.latlon(0.0, 0.0), speed_mps=0.0)
+    eta = tracker.etas()
+    # The first leg has no planned start: it takes the route's median planned pace (0.15 s/m).
+    first = (1000.0 - 50.0) * 0.15
+    assert eta["s0"] - T0 == pytest.approx(first, abs=0.5)
+    assert eta["s1"] - eta["s0"] == pytest.approx(60.0 + 100.0, abs=0.5)
+    assert eta["s2"] - eta["s1"] == pytest.approx(200.0, abs=0.5)
+
+
+def test_a_stray_fix_during_a_dwell_does_not_end_it() -> None:
+    route = Route(id="r", vehicle_id="v", stops=(_stop(0, 0.0, None, 120.0), _stop(1, 900, None)))
+    tracker = RouteTracker(route)
+    here = FRAME.latlon(0.0, 0.0)
+    tracker.update(T0, *here, speed_mps=0.0, accuracy_m=5.0)
+    assert tracker.stop_status("s0") == "arrived"
+    stray = FRAME.latlon(120.0, 0.0)
+    tracker.update(T0 + 30, *stray, speed_mps=0.0, accuracy_m=120.0)
+    assert tracker.stop_status("s0") == "arrived"
+    tracker.update(T0 + 60, *here, speed_mps=0.0, accuracy_m=5.0)
+    assert tracker.still_s[0] == 60.0  # standing there all along
