@@ -381,7 +381,13 @@ class LiveTracking:
             # and its arriving and arrived must not be skipped.
             for p in positions:
                 for ev in tracked.tracker.update(
-                    p.ts, p.lat, p.lon, speed_mps=p.speed, temp_c=p.temp_c, resting=resting
+                    p.ts,
+                    p.lat,
+                    p.lon,
+                    speed_mps=p.speed,
+                    temp_c=p.temp_c,
+                    resting=resting,
+                    accuracy_m=p.accuracy,
                 ):
                     events.extend(route_events(ev, tracked))
                     self._save_now.add(vehicle)
