@@ -3,10 +3,12 @@
 Every device connection (WebSocket, HTTP request, MQTT topic) has a ``Session``. A session
 validates positions against its device's cursor and hands the accepted ones to the single
 writer through a bounded queue (full: the session waits, which back-pressures that device's
-socket and nothing else). Handing over is a plain append, no scheduling round per frame:
-the frame's receive already was one. The writer drains whatever has queued into one Redis
-round trip, then raises each session's durable ``seq`` and wakes its acknowledger, updates
-the in-memory fleet and publishes to browsers. Nothing here waits for a browser.
+socket and nothing else). Handing over is a plain append to the session's own pending list,
+no scheduling round per frame (the frame's receive already was one); the queue holds
+sessions with something pending, so the writer's work grows with the devices it serves, not
+with the frames they sent. The writer drains whatever has queued into one Redis round trip,
+then raises each session's durable ``seq`` and wakes its acknowledger, updates the in-memory
+fleet and publishes to browsers. Nothing here waits for a browser.
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ class Session:
     rejected: list[Rejection] = field(default_factory=list)
     bucket: TokenBucket | None = None
     _progress: trio.Event = field(default_factory=trio.Event)
+    # Accepted positions waiting for the writer, in order; queued: in the writer's queue.
+    pending: list[Position] = field(default_factory=list)
+    pending_frames: int = 0
+    queued: bool = False
 
     @property
     def vehicle(self) -> str:
@@ -95,9 +101,15 @@ class Session:
         accepted = verdict.accepted
         if accepted:
             p.metrics.add(p.accepted_key, len(accepted))
-            if len(p._queue) < p.queue_size and not p._closed:
-                p._queue.append((self, accepted))  # the common case, inline
-                p._work.set()
+            if p._frames < p.queue_size and not p._closed:
+                # The common case, inline.
+                self.pending += accepted
+                self.pending_frames += 1
+                p._frames += 1
+                if not self.queued:
+                    self.queued = True
+                    p._queue.append(self)
+                    p._work.set()
             else:
                 await p.enqueue(self, accepted)
         elif self.rejected:
@@ -148,11 +160,12 @@ class Ingest:
         self.after_states = after_states
         self.accepted_key = metrics.key("gateway_positions_accepted_total")
         self.queue_size = queue_size
-        self._queue: deque[tuple[Session, list[Position]]] = deque()
+        self._queue: deque[Session] = deque()  # sessions with positions pending
+        self._frames = 0  # frames pending in all of them
         self._closed = False
         self._work = trio.Event()  # set while the queue holds something (or on close)
         self._room = trio.Event()  # set when the writer took from a full queue
-        metrics.gauge_fn("gateway_writer_queue_depth", lambda: float(len(self._queue)))
+        metrics.gauge_fn("gateway_writer_queue_depth", lambda: float(self._frames))
 
     async def open_session(self, device: DeviceRecord) -> Session:
         raw = await self.store.load_cursor(device.vehicle, device.id)
@@ -164,13 +177,18 @@ class Ingest:
 
         Positions of one session stay in the order they were queued.
         """
-        while len(self._queue) >= self.queue_size:
+        while self._frames >= self.queue_size:
             if self._closed:
                 raise trio.ClosedResourceError("the writer is closed")
             await self._room.wait()
         if self._closed:
             raise trio.ClosedResourceError("the writer is closed")
-        self._queue.append((session, positions))
+        session.pending += positions
+        session.pending_frames += 1
+        self._frames += 1
+        if not session.queued:
+            session.queued = True
+            self._queue.append(session)
         self._work.set()
 
     async def run_writer(
@@ -199,15 +217,20 @@ class Ingest:
         self._room.set()
 
     def _take(self) -> list[tuple[Session, list[Position]]]:
-        """Up to ``max_batch`` positions from the queue (at least one frame's worth)."""
+        """Sessions' pending positions from the queue, up to about ``max_batch`` (at least
+        one session's)."""
         queue = self._queue
-        was_full = len(queue) >= self.queue_size
-        items = [queue.popleft()]
-        n = len(items[0][1])
-        while queue and n < self.max_batch:
-            item = queue.popleft()
-            items.append(item)
-            n += len(item[1])
+        was_full = self._frames >= self.queue_size
+        items: list[tuple[Session, list[Position]]] = []
+        n = 0
+        while queue and (n < self.max_batch or not items):
+            session = queue.popleft()
+            positions, session.pending = session.pending, []
+            self._frames -= session.pending_frames
+            session.pending_frames = 0
+            session.queued = False
+            items.append((session, positions))
+            n += len(positions)
         if not queue and not self._closed:
             self._work = trio.Event()
         if was_full:
