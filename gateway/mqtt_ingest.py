@@ -5,14 +5,21 @@ or a batch, the WebSocket schema) and OwnTracks ``owntracks/{user}/{device}`` (`
 location``; other types are ignored). The device comes from the topic, looked up in the
 device registry (the broker's ACLs are what stop a device publishing on another's topic):
 ``{device}`` for native topics, ``{user}.{device}`` for OwnTracks. Unknown or revoked
-devices are refused and counted.
+devices are refused and counted; a refusal is remembered for ``TOKEN_CACHE_S`` like an
+unknown WebSocket token, and revoking a device closes its session at once.
+
+Messages are taken in batches: whatever the client has received by the time the previous
+batch is handled (while messages arrive fast, after waiting ``BATCH_LINGER_S`` for more),
+up to ``BATCH_MAX``. A batch is split
+by device, keeping each device's messages in the order they arrived; each device's
+positions are validated and handed to the writer together.
 
 With ``MQTT_SHARED_GROUP`` set the gateway subscribes through ``$share/<group>/...``, so
 several gateway processes split one feed. The connection is kept with reconnect and
 resubscribe, backing off up to ``RECONNECT_MAX_S``.
 
 Acknowledgement: the client library acknowledges QoS 1 deliveries to the broker when it
-hands them over, before the position is in Redis; a crash in between can lose what was in
+reads them, before the position is in Redis; a crash in between can lose what was in
 flight (the WebSocket and HTTP paths acknowledge only after the write).
 """
 
@@ -23,16 +30,20 @@ import random
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote, urlsplit
 
+import anyio
 import msgspec
 import trio
-from moat.lib.mqtt import QoS
-from moat.lib.mqtt.async_client import AsyncMQTTClient
+from moat.lib.mqtt import MQTTPublishPacket, QoS
+from moat.lib.mqtt.async_client import AsyncMQTTClient, AsyncMQTTSubscription
 
+from .auth import TOKEN_CACHE_S
 from .http_ingest import owntracks_position
 from .ingest import Session
 from .wire import MalformedFrame, Position, Reason, Rejection, decode_frame
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from .app import Gateway
 
 log = logging.getLogger(__name__)
@@ -40,6 +51,12 @@ log = logging.getLogger(__name__)
 RECONNECT_MIN_S: Final = 0.5
 RECONNECT_MAX_S: Final = 30.0
 SESSION_CACHE: Final = 100_000
+# Messages the client may hand over before its reader waits for the gateway (back-pressure
+# to the broker), the most taken as one batch, and how long the first message of a batch
+# waits for others while messages are arriving fast.
+INBOX_SIZE: Final = 4_096
+BATCH_MAX: Final = 2_048
+BATCH_LINGER_S: Final = 0.005
 _any_json: Final = msgspec.json.Decoder()
 
 
@@ -76,8 +93,10 @@ def topic_device(topic: str) -> tuple[str, str] | None:
     return None
 
 
-def decode_payload(protocol: str, payload: bytes) -> tuple[list[Position], list[Rejection]]:
-    """Positions from a message; raises MalformedFrame when nothing can be read."""
+def decode_payload(protocol: str, payload: bytes | str) -> tuple[list[Position], list[Rejection]]:
+    """Positions from a message; raises MalformedFrame when nothing can be read.
+
+    ``str`` is a payload the publisher marked as UTF-8 text."""
     if protocol == "owntracks":
         try:
             msg = _any_json.decode(payload)
@@ -92,8 +111,76 @@ def decode_payload(protocol: str, payload: bytes) -> tuple[list[Position], list[
         except (KeyError, ValueError, TypeError) as exc:
             raise MalformedFrame(f"cannot read the location: {exc}") from None
         return ([pos] if pos is not None else []), []
-    text = payload.lstrip()[:1] in (b"{", b"[")
-    return decode_frame(payload.decode("utf-8", "replace") if text else payload)
+    if isinstance(payload, str):
+        return decode_frame(payload)
+    if payload.lstrip()[:1] in (b"{", b"["):  # JSON text
+        return decode_frame(payload.decode("utf-8", "replace"))
+    return decode_frame(payload)  # MessagePack
+
+
+def _payload(packet: MQTTPublishPacket) -> bytes | str:
+    payload = packet.payload
+    return payload if isinstance(payload, bytes | str) else bytes(payload)
+
+
+class Inbox:
+    """A subscription's messages, taken in batches.
+
+    moat-lib-mqtt hands each message to a subscription through a memory stream of five and
+    starts a task per message once that is full. The subscription's ``send_stream`` is
+    replaced by a larger one, so the client's reader goes on without waiting while the
+    gateway handles a batch. Messages handed over before the replacement are taken first:
+    the reader hands over the next message only once the previous one is in a stream.
+    """
+
+    def __init__(self, subscription: AsyncMQTTSubscription, size: int = INBOX_SIZE) -> None:
+        self._subscription = subscription
+        self._early = subscription.send_stream
+        self._send, self._recv = anyio.create_memory_object_stream[MQTTPublishPacket](size)
+        subscription.send_stream = self._send
+        self._busy = False  # the last batch had more than one message
+
+    def __enter__(self) -> Inbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._early.close()
+        self._send.close()
+        self._recv.close()
+
+    async def _take_early(self, into: list[MQTTPublishPacket]) -> None:
+        stats = self._early.statistics
+        while stats().current_buffer_used or stats().tasks_waiting_send:
+            into.append(await anext(self._subscription))
+
+    async def batch(
+        self, limit: int = BATCH_MAX, linger_s: float = BATCH_LINGER_S
+    ) -> list[MQTTPublishPacket]:
+        """The next messages in arrival order, at most ``limit``: waits for one and takes
+        what has arrived with it. While messages come in faster than one per batch, the
+        first also waits ``linger_s`` for others (fewer, larger batches cost less per
+        message); a lone message does not wait."""
+        out: list[MQTTPublishPacket] = []
+        await self._take_early(out)
+        recv = self._recv
+        if not out:
+            first = await recv.receive()
+            if self._busy and recv.statistics().current_buffer_used < limit - 1:
+                await trio.sleep(linger_s)
+            await self._take_early(out)
+            out.append(first)
+        while len(out) < limit:
+            try:
+                out.append(recv.receive_nowait())
+            except anyio.WouldBlock:
+                break
+        self._busy = len(out) > 1
+        return out
 
 
 class MqttIngest:
@@ -106,6 +193,12 @@ class MqttIngest:
         self.patterns = [f"$share/{group}/{t}" if group else t for t in self.topics]
         self.client_id = s.mqtt_client_id or f"fleetgate-{random.getrandbits(40):010x}"
         self.sessions: dict[str, Session] = {}
+        self.refused: dict[str, float] = {}  # device id -> refused until (trio clock)
+        self._topics: dict[str, tuple[str, str] | None] = {}
+        self._frames_key = {
+            proto: gw.metrics.key("gateway_frames_total", proto="mqtt", enc=proto)
+            for proto in ("native", "owntracks")
+        }
         self.connected = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -127,16 +220,14 @@ class MqttIngest:
                     ) as client,
                     client.subscribe(*self.patterns, qos=QoS.AT_LEAST_ONCE) as messages,
                 ):
-                    self.connected = True
-                    delay = RECONNECT_MIN_S
-                    log.info("MQTT subscribed to %s at %s:%d", self.patterns, self.url.host,
-                             self.url.port)  # fmt: skip
-                    async for packet in messages:
-                        payload = packet.payload
-                        await self.handle(
-                            packet.topic,
-                            payload.encode() if isinstance(payload, str) else bytes(payload),
-                        )
+                    with Inbox(messages) as inbox:
+                        self.connected = True
+                        delay = RECONNECT_MIN_S
+                        log.info("MQTT subscribed to %s at %s:%d", self.patterns, self.url.host,
+                                 self.url.port)  # fmt: skip
+                        while True:
+                            batch = await inbox.batch()
+                            await self.handle_batch([(p.topic, _payload(p)) for p in batch])
             except* Exception as group:
                 log.warning("MQTT connection lost (%r); reconnecting in %.1fs",
                             group.exceptions, delay)  # fmt: skip
@@ -145,36 +236,77 @@ class MqttIngest:
             await trio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(RECONNECT_MAX_S, delay * 2)
 
-    async def handle(self, topic: str, payload: bytes) -> None:
+    async def handle_batch(self, messages: list[tuple[str, bytes | str]]) -> None:
+        """``(topic, payload)`` pairs in arrival order."""
+        self.gw.metrics.inc("gateway_mqtt_batches_total")
+        await self._handle_groups(self._split(messages))
+
+    def _split(
+        self, messages: list[tuple[str, bytes | str]]
+    ) -> dict[str, list[tuple[str, bytes | str]]]:
+        """Messages by device, each device's in arrival order; other topics are counted."""
+        topics = self._topics
+        by_device: dict[str, list[tuple[str, bytes | str]]] = {}
+        for topic, payload in messages:
+            try:
+                found = topics[topic]
+            except KeyError:
+                if len(topics) >= SESSION_CACHE:
+                    topics.clear()
+                found = topics[topic] = topic_device(topic)
+            if found is None:
+                self.gw.metrics.inc("gateway_frames_rejected_total", reason="unknown_topic")
+                continue
+            protocol, device_id = found
+            group = by_device.get(device_id)
+            if group is None:
+                by_device[device_id] = [(protocol, payload)]
+            else:
+                group.append((protocol, payload))
+        return by_device
+
+    async def _handle_groups(self, by_device: dict[str, list[tuple[str, bytes | str]]]) -> None:
         metrics = self.gw.metrics
-        found = topic_device(topic)
-        if found is None:
-            metrics.inc("gateway_frames_rejected_total", reason="unknown_topic")
-            return
-        protocol, device_id = found
-        metrics.inc("gateway_frames_total", proto="mqtt", enc=protocol)
-        session = await self._session(device_id)
-        if session is None:
-            metrics.inc("gateway_handshakes_refused_total", reason="unknown_device")
-            return
-        if len(payload) > self.gw.settings.max_frame_bytes:
-            metrics.inc("gateway_frames_rejected_total", reason="too_big")
-            return
-        try:
-            positions, bad = decode_payload(protocol, payload)
-        except MalformedFrame as exc:
-            metrics.inc("gateway_frames_rejected_total", reason="malformed")
-            log.debug("malformed MQTT payload on %s: %s", topic, exc)
-            return
-        await session.submit(positions, bad)
-        session.take_rejected()  # counted in metrics; MQTT has no reply channel
+        max_bytes = self.gw.settings.max_frame_bytes
+        frames = self._frames_key
+        for device_id, messages in by_device.items():
+            for protocol, _ in messages:
+                metrics.add(frames[protocol])
+            session = self.sessions.get(device_id)
+            if session is None or session.device.revoked:
+                session = await self._session(device_id)
+                if session is None:
+                    metrics.inc("gateway_handshakes_refused_total", len(messages),
+                                reason="unknown_device")  # fmt: skip
+                    continue
+            positions: list[Position] = []
+            bad: list[Rejection] = []
+            for protocol, payload in messages:
+                if len(payload) > max_bytes:
+                    metrics.inc("gateway_frames_rejected_total", reason="too_big")
+                    continue
+                try:
+                    good, rejected = decode_payload(protocol, payload)
+                except MalformedFrame as exc:
+                    metrics.inc("gateway_frames_rejected_total", reason="malformed")
+                    log.debug("malformed MQTT payload from %s: %s", device_id, exc)
+                    continue
+                positions += good
+                if rejected:
+                    bad += rejected
+            if positions or bad:
+                await session.submit(positions, bad)
+                session.take_rejected()  # counted in metrics; MQTT has no reply channel
 
     async def _session(self, device_id: str) -> Session | None:
-        session = self.sessions.get(device_id)
-        if session is not None and not session.device.revoked:
-            return session
+        now = trio.current_time()
+        if self.refused.get(device_id, 0.0) > now:
+            return None
         device = await self.gw.store.get_device(device_id)
         if device is None or device.revoked:
+            if len(self.refused) >= SESSION_CACHE:
+                self.refused.clear()
+            self.refused[device_id] = now + TOKEN_CACHE_S
             return None
         if len(self.sessions) >= SESSION_CACHE:
             self.sessions.clear()
@@ -182,4 +314,6 @@ class MqttIngest:
         return session
 
     def forget(self, device_id: str) -> None:
+        """The device was revoked (or changed): look it up again at its next message."""
         self.sessions.pop(device_id, None)
+        self.refused.pop(device_id, None)
