@@ -61,6 +61,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     quiet_hours: str = "21:00-08:00"  # recipient's local time; empty: none
     oncall_emails: str = ""  # comma separated: critical alerts by email
     oncall_phones: str = ""  # comma separated E.164: critical alerts by SMS
+    # A message or event left pending this long by a process (one that crashed) is taken
+    # over by another; a send is given at most half of it (and at most 15 s).
+    notify_claim_idle_s: float = 60.0
 
     # --- ingest limits
     max_frame_bytes: int = 1 * MIB
@@ -91,6 +94,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     # --- browsers
     browser_queue_vehicles: int = 20_000  # newest-per-vehicle slots per browser
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+
+    def __post_init__(self) -> None:
+        if self.notify_claim_idle_s <= 0:
+            raise ValueError("notify_claim_idle_s must be positive")
 
     def resolved_public_url(self, bound_http_port: int | None = None) -> str:
         if self.public_url:

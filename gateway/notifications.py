@@ -21,6 +21,7 @@ import trio
 from notify import (
     Notifier,
     NotifierConfig,
+    OutboxConfig,
     RulesConfig,
     SmtpEmailChannel,
     TwilioSmsChannel,
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _json: Final = msgspec.json.Encoder()
+# With the default NOTIFY_CLAIM_IDLE_S (60 s), the notify package's own defaults.
+MAX_SEND_TIMEOUT_S: Final = 15.0
+MAX_CLAIM_INTERVAL_S: Final = 15.0
+MAX_EVENTS_CLAIM_INTERVAL_S: Final = 30.0
 
 
 def parse_quiet_hours(text: str) -> tuple[time, time]:
@@ -66,7 +71,21 @@ def notifier_config(s: Settings) -> NotifierConfig:
         oncall_emails=_list(s.oncall_emails),
         oncall_phones=_list(s.oncall_phones),
     )
-    return NotifierConfig(rules=rules, events_max_len=s.events_max_len)
+    # A send must end well before its message may be claimed by another process, or a slow
+    # but healthy send would be repeated; claims are looked for a few times per idle time.
+    idle = s.notify_claim_idle_s
+    outbox = OutboxConfig(
+        claim_idle_s=idle,
+        claim_interval_s=min(MAX_CLAIM_INTERVAL_S, idle / 4),
+        send_timeout_s=min(MAX_SEND_TIMEOUT_S, idle / 2),
+    )
+    return NotifierConfig(
+        rules=rules,
+        outbox=outbox,
+        events_max_len=s.events_max_len,
+        events_claim_idle_s=idle,
+        events_claim_interval_s=min(MAX_EVENTS_CLAIM_INTERVAL_S, idle / 2),
+    )
 
 
 class Notifications:

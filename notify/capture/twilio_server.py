@@ -7,6 +7,10 @@ number that is not E.164), records what it was sent, can be told to fail the nex
 ``StatusCallback``, posts the ``sent`` and ``delivered`` receipts to it, signed with the auth
 token exactly as Twilio signs them.
 
+``response_delay_s`` holds every answer (a slow provider) after the request was recorded;
+``held`` counts the answers being held right now, so a test can stop a client while it has
+requests in flight (the provider has them, the client has no answer yet).
+
 Start it with ``base_url = await nursery.start(server.run)``; it binds port 0 unless told
 otherwise and reports its real address.
 """
@@ -93,6 +97,7 @@ class TwilioCaptureServer:
     status_callbacks: bool = True
     callback_delay_s: float = 0.0
     response_delay_s: float = 0.0  # hold each answer this long (a slow provider)
+    held: int = 0  # answers being held by response_delay_s right now
     messages: list[CapturedSms] = field(default_factory=list)
     requests: list[CapturedRequest] = field(default_factory=list)
     callbacks_sent: list[tuple[str, str, int]] = field(default_factory=list)  # sid, status, code
@@ -168,7 +173,11 @@ class TwilioCaptureServer:
         self.requests.append(CapturedRequest(response.status_code, form, now))
         self._notify()
         if self.response_delay_s:
-            await trio.sleep(self.response_delay_s)
+            self.held += 1
+            try:
+                await trio.sleep(self.response_delay_s)
+            finally:
+                self.held -= 1
         return response
 
     def _answer(self, sid: str, form: dict[str, str], now: float) -> Response:

@@ -3,6 +3,8 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, load_settings, split_redis_url
+from gateway.notifications import notifier_config
+from notify import NotifierConfig
 
 
 def test_environment_overrides_file(tmp_path: Path) -> None:
@@ -47,3 +49,19 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
 )
 def test_a_cluster_url_selects_the_cluster_client(url: str, expected: tuple[str, bool]) -> None:
     assert split_redis_url(load_settings(env={"REDIS_URL": url}).redis_url) == expected
+
+
+def test_claim_idle_time_sets_the_notifier_timings() -> None:
+    default = notifier_config(load_settings(env={}))
+    built_in = NotifierConfig()
+    assert (default.outbox, default.events_claim_idle_s, default.events_claim_interval_s) == (
+        built_in.outbox,
+        built_in.events_claim_idle_s,
+        built_in.events_claim_interval_s,
+    )
+    short = notifier_config(load_settings(env={"NOTIFY_CLAIM_IDLE_S": "6"}))
+    assert (short.outbox.claim_idle_s, short.events_claim_idle_s) == (6.0, 6.0)
+    # A send ends well before another process may claim its message.
+    assert short.outbox.send_timeout_s == 3.0
+    with pytest.raises(ConfigError, match="notify_claim_idle_s"):
+        load_settings(env={"NOTIFY_CLAIM_IDLE_S": "0"})

@@ -20,11 +20,15 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 from .conftest import API_KEY
 
 
-async def start_process(redis_url: str, data_dir: Path) -> tuple[trio.Process, str, str]:
+async def start_process(
+    redis_url: str, data_dir: Path, **settings: str
+) -> tuple[trio.Process, str, str]:
+    """``python -m gateway serve`` on free ports; ``settings`` as environment variables
+    (``NOTIFY="true"``...). Returns the process, its HTTP base URL and its ingest URL."""
     env = os.environ | {
         "REDIS_URL": redis_url, "DATA_DIR": str(data_dir), "HTTP_PORT": "0",
         "INGEST_PORT": "0", "API_KEYS": API_KEY, "NOTIFY": "false", "TILE_URL": "",
-    }  # fmt: skip
+    } | settings  # fmt: skip
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "gateway", "serve"],
         env=env,
@@ -85,30 +89,40 @@ async def test_kill_9_loses_no_acknowledged_position(redis_url: str, data_dir: P
     proc2, http2, ingest2 = await start_process(redis_url, data_dir)
     try:
         async with httpx.AsyncClient(base_url=http2, headers={"X-API-Key": API_KEY}) as api:
-            track = (await api.get("/v1/vehicles/van-k/track",
-                                   params={"since": t0, "limit": 50_000})).json()  # fmt: skip
-            stored = [p["seq"] for p in track["positions"]]
-            # Every acknowledged position survived, in order, each once.
-            assert stored[:acked] == list(range(1, acked + 1))
-            assert stored == sorted(set(stored))
-            # The device resends everything after its last ack; what was stored after the
-            # ack it saw comes back as duplicate, the rest is accepted.
-            resend = [fix(s, t0) for s in range(acked + 1, 2001)]
-            async with open_websocket_url(f"{ingest2}?token={token}") as ws:
-                await ws.send_message(json.dumps(resend))
-                dupes: list[int] = []
-                with trio.fail_after(10):
-                    while True:
-                        msg = json.loads(await ws.get_message())
-                        dupes += [r["seq"] for r in msg["rejected"] if r["reason"] == "duplicate"]
-                        if msg["seq"] >= 2000:
-                            break
-            assert dupes == [s for s in stored if s > acked]
-            track = (await api.get("/v1/vehicles/van-k/track",
-                                   params={"since": t0, "limit": 50_000})).json()  # fmt: skip
-            assert [p["seq"] for p in track["positions"]] == list(range(1, 2001))
+            await check_recovered(api, ingest2, token, "van-k", t0, acked, 2000)
     finally:
-        proc2.send_signal(signal.SIGTERM)
-        with trio.fail_after(20):
-            await proc2.wait()
-        assert proc2.returncode == 0  # a graceful stop
+        await stop_process(proc2)
+
+
+async def check_recovered(
+    api: httpx.AsyncClient, ingest: str, token: str, vehicle: str, t0: float, acked: int, last: int
+) -> None:
+    """After a crash: positions 1..``acked`` (acknowledged) are stored, in order, each once;
+    the device then resends ``acked + 1``..``last``, and what the crashed process had stored
+    without acknowledging comes back as duplicate, the rest is accepted."""
+    params = {"since": t0, "limit": 50_000}
+    track = (await api.get(f"/v1/vehicles/{vehicle}/track", params=params)).json()
+    stored = [p["seq"] for p in track["positions"]]
+    assert stored[:acked] == list(range(1, acked + 1))
+    assert stored == sorted(set(stored))
+    resend = [fix(s, t0) for s in range(acked + 1, last + 1)]
+    async with open_websocket_url(f"{ingest}?token={token}") as ws:
+        await ws.send_message(json.dumps(resend))
+        dupes: list[int] = []
+        with trio.fail_after(10):
+            while True:
+                msg = json.loads(await ws.get_message())
+                dupes += [r["seq"] for r in msg["rejected"] if r["reason"] == "duplicate"]
+                if msg["seq"] >= last:
+                    break
+    assert dupes == [s for s in stored if s > acked]
+    track = (await api.get(f"/v1/vehicles/{vehicle}/track", params=params)).json()
+    assert [p["seq"] for p in track["positions"]] == list(range(1, last + 1))
+
+
+async def stop_process(proc: trio.Process) -> None:
+    """SIGTERM, and the gateway must stop gracefully."""
+    proc.send_signal(signal.SIGTERM)
+    with trio.fail_after(20):
+        await proc.wait()
+    assert proc.returncode == 0
