@@ -5,8 +5,9 @@ or a batch, the WebSocket schema) and OwnTracks ``owntracks/{user}/{device}`` (`
 location``; other types are ignored). The device comes from the topic, looked up in the
 device registry (the broker's ACLs are what stop a device publishing on another's topic):
 ``{device}`` for native topics, ``{user}.{device}`` for OwnTracks. Unknown or revoked
-devices are refused and counted; a refusal is remembered for ``TOKEN_CACHE_S`` like an
-unknown WebSocket token, and revoking a device closes its session at once.
+devices are refused and counted. Like a WebSocket token, a device's record is kept for
+``DEVICE_CACHE_S`` (a refusal too) and then read again, so a device revoked through
+another gateway process is refused within that time; revoked through this one, at once.
 
 Messages are taken in batches: whatever the client has received by the time the previous
 batch is handled (while messages arrive fast, after waiting ``BATCH_LINGER_S`` for more),
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 RECONNECT_MIN_S: Final = 0.5
 RECONNECT_MAX_S: Final = 30.0
 SESSION_CACHE: Final = 100_000
+DEVICE_CACHE_S: Final = TOKEN_CACHE_S
 # Messages the client may hand over before its reader waits for the gateway (back-pressure
 # to the broker), the most taken as one batch, and how long the first message of a batch
 # waits for others while messages are arriving fast.
@@ -194,6 +196,7 @@ class MqttIngest:
         self.client_id = s.mqtt_client_id or f"fleetgate-{random.getrandbits(40):010x}"
         self.sessions: dict[str, Session] = {}
         self.refused: dict[str, float] = {}  # device id -> refused until (trio clock)
+        self.checked: dict[str, float] = {}  # device id -> its record is current until
         self._topics: dict[str, tuple[str, str] | None] = {}
         self._frames_key = {
             proto: gw.metrics.key("gateway_frames_total", proto="mqtt", enc=proto)
@@ -269,12 +272,14 @@ class MqttIngest:
         metrics = self.gw.metrics
         max_bytes = self.gw.settings.max_frame_bytes
         frames = self._frames_key
+        checked = self.checked
+        now = trio.current_time()
         for device_id, messages in by_device.items():
             for protocol, _ in messages:
                 metrics.add(frames[protocol])
             session = self.sessions.get(device_id)
-            if session is None or session.device.revoked:
-                session = await self._session(device_id)
+            if session is None or checked.get(device_id, 0.0) <= now:
+                session = await self._session(device_id, now)
                 if session is None:
                     metrics.inc("gateway_handshakes_refused_total", len(messages),
                                 reason="unknown_device")  # fmt: skip
@@ -298,22 +303,29 @@ class MqttIngest:
                 await session.submit(positions, bad)
                 session.take_rejected()  # counted in metrics; MQTT has no reply channel
 
-    async def _session(self, device_id: str) -> Session | None:
-        now = trio.current_time()
+    async def _session(self, device_id: str, now: float) -> Session | None:
+        """The device's session after reading its record again; None if it is unknown or
+        revoked (then refused without a lookup for ``DEVICE_CACHE_S``)."""
         if self.refused.get(device_id, 0.0) > now:
             return None
         device = await self.gw.store.get_device(device_id)
         if device is None or device.revoked:
+            self.forget(device_id)
             if len(self.refused) >= SESSION_CACHE:
                 self.refused.clear()
-            self.refused[device_id] = now + TOKEN_CACHE_S
+            self.refused[device_id] = now + DEVICE_CACHE_S
             return None
-        if len(self.sessions) >= SESSION_CACHE:
-            self.sessions.clear()
-        session = self.sessions[device_id] = await self.gw.ingest.open_session(device)
+        session = self.sessions.get(device_id)
+        if session is None:
+            if len(self.sessions) >= SESSION_CACHE:
+                self.sessions.clear()
+                self.checked.clear()
+            session = self.sessions[device_id] = await self.gw.ingest.open_session(device)
+        self.checked[device_id] = now + DEVICE_CACHE_S
         return session
 
     def forget(self, device_id: str) -> None:
-        """The device was revoked (or changed): look it up again at its next message."""
+        """The device was revoked (or changed): read its record again at its next message."""
         self.sessions.pop(device_id, None)
+        self.checked.pop(device_id, None)
         self.refused.pop(device_id, None)

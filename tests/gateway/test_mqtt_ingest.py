@@ -13,6 +13,7 @@ import trio
 from moat.lib.mqtt import QoS
 from moat.lib.mqtt.async_client import AsyncMQTTClient
 
+from gateway import mqtt_ingest
 from gateway.mqtt_ingest import Inbox, parse_mqtt_url, topic_device
 
 from .conftest import GatewayHandle, gateway_settings, start_gateway
@@ -167,28 +168,45 @@ async def test_bursts_keep_each_devices_order_and_count_every_rejection(
     gw.scope.cancel()
 
 
-async def test_revoked_device_is_refused_from_its_next_message(
-    redis_url: str, data_dir: Path, nursery: trio.Nursery, mosquitto: str
+async def test_revoked_device_is_refused_here_at_once_and_through_another_process_soon(
+    redis_url: str,
+    data_dir: Path,
+    nursery: trio.Nursery,
+    mosquitto: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(mqtt_ingest, "DEVICE_CACHE_S", 0.5)
     gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir, mqtt_url=mosquitto))
-    await gw.register("van-r")
+    other = await start_gateway(nursery, gateway_settings(redis_url, data_dir))  # no MQTT
+    for d in ("van-r", "van-s"):
+        await gw.register(d)
     await wait_for(gw, "/healthz", lambda h: h.get("mqtt") == "connected")
     u = parse_mqtt_url(mosquitto)
     now = time.time()
+    refused = 'gateway_handshakes_refused_total{reason="unknown_device"}'
 
     def pos(seq: int) -> str:
         return json.dumps({"seq": seq, "ts": now - 10 + seq, "lat": 52.0, "lon": 4.0})
 
     async with AsyncMQTTClient(u.host, u.port, client_id="test-revoke") as pub:
-        await pub.publish("fleet/van-r/pos", pos(1), qos=QoS.AT_LEAST_ONCE)
-        await wait_for(gw, "/v1/vehicles/van-r", lambda v: v["seq"] == 1)
+        for d in ("van-r", "van-s"):
+            await pub.publish(f"fleet/{d}/pos", pos(1), qos=QoS.AT_LEAST_ONCE)
+            await wait_for(gw, f"/v1/vehicles/{d}", lambda v: v["seq"] == 1)
+        # Revoked through this process: its next messages are refused.
         assert (await gw.http.post("/v1/devices/van-r/revoke")).status_code == 200
         for seq in (2, 3):
             await pub.publish("fleet/van-r/pos", pos(seq), qos=QoS.AT_LEAST_ONCE)
-        await wait_metric(gw, 'gateway_handshakes_refused_total{reason="unknown_device"}', 2)
-    assert (await gw.http.get("/v1/vehicles/van-r")).json()["seq"] == 1
-    await gw.http.aclose()
-    gw.scope.cancel()
+        await wait_metric(gw, refused, 2)
+        # Revoked through another process: refused once the record is read again.
+        assert (await other.http.post("/v1/devices/van-s/revoke")).status_code == 200
+        await trio.sleep(0.6)
+        await pub.publish("fleet/van-s/pos", pos(2), qos=QoS.AT_LEAST_ONCE)
+        await wait_metric(gw, refused, 3)
+    for d in ("van-r", "van-s"):
+        assert (await gw.http.get(f"/v1/vehicles/{d}")).json()["seq"] == 1
+    for g in (gw, other):
+        await g.http.aclose()
+        g.scope.cancel()
 
 
 async def test_inbox_takes_every_message_in_order_including_those_before_it(
