@@ -6,7 +6,10 @@ load-generating process:
   (b) gateway: the full path (auth, decode, validation, rate limits, Redis writes with
       append-only persistence, acks, live fan-out).
 Both are measured for single-position JSON frames and 100-position MessagePack batches.
-Prints positions/s and the ratio; the last line is one JSON object with the figures.
+Prints positions/s and the ratio, and this process's CPU time per position for each (the
+bare loop and the gateway both run in this process; Redis and the load generator do not):
+the CPU ratio holds steadier than the rates when other work shares the machine. The last
+line is one JSON object with the figures.
 
     python bench/ingest.py [--connections 50] [--duration 6]
 """
@@ -41,8 +44,9 @@ _json_dec = msgspec.json.Decoder(Position | list[Position])
 _mp_dec = msgspec.msgpack.Decoder(Position | list[Position])
 
 
-async def run_load(cfg: dict[str, Any], sample: Any) -> float:
-    """Start the load generator, sample the server's counter after warm-up; positions/s."""
+async def run_load(cfg: dict[str, Any], sample: Any) -> tuple[float, float]:
+    """Start the load generator, sample the server's counter after warm-up; positions/s and
+    this process's CPU microseconds per position."""
     measure_s = cfg["duration"] - WARMUP_S - 0.5
     async with trio.open_nursery() as nursery:
         proc_done = trio.Event()
@@ -55,14 +59,15 @@ async def run_load(cfg: dict[str, Any], sample: Any) -> float:
 
         nursery.start_soon(loadgen)
         await trio.sleep(WARMUP_S)
-        c0, t0 = await sample(), time.perf_counter()
+        c0, t0, p0 = await sample(), time.perf_counter(), time.process_time()
         await trio.sleep(measure_s)
-        c1, t1 = await sample(), time.perf_counter()
+        c1, t1, p1 = await sample(), time.perf_counter(), time.process_time()
         await proc_done.wait()
-    return (c1 - c0) / (t1 - t0)
+    n = max(c1 - c0, 1.0)
+    return n / (t1 - t0), (p1 - p0) / n * 1e6
 
 
-async def bare(connections: int, batch: int, duration: float) -> float:
+async def bare(connections: int, batch: int, duration: float) -> tuple[float, float]:
     count = [0]
 
     async def handler(request: WebSocketRequest) -> None:
@@ -93,7 +98,7 @@ async def bare(connections: int, batch: int, duration: float) -> float:
 
 async def gateway(
     redis_url: str, data_dir: Path, connections: int, batch: int, duration: float
-) -> float:
+) -> tuple[float, float]:
     settings = load_settings(
         env={}, redis_url=redis_url, data_dir=str(data_dir), http_port=0, ingest_port=0,
         api_keys="bench", device_rate_per_s=1e9, device_burst=10**9, writer_max_batch=20_000,
@@ -137,22 +142,31 @@ async def main(args: argparse.Namespace) -> None:
             for label, batch in (("single", 1), ("batch100", 100)):
                 # Alternate the two in several rounds: other load on the machine then hits
                 # both alike, and the median ratio is what is reported.
-                bares, gws, ratios = [], [], []
+                bares, gws, ratios, cpu_b, cpu_g, cpu_ratios = [], [], [], [], [], []
                 for _ in range(args.rounds):
-                    b = await bare(args.connections, batch, args.duration)
-                    g = await gateway(redis.url, Path(tmp), args.connections, batch, args.duration)
+                    b, bu = await bare(args.connections, batch, args.duration)
+                    g, gu = await gateway(
+                        redis.url, Path(tmp), args.connections, batch, args.duration
+                    )
                     bares.append(b)
                     gws.append(g)
                     ratios.append(g / b if b else 0.0)
+                    cpu_b.append(bu)
+                    cpu_g.append(gu)
+                    cpu_ratios.append(bu / gu if gu else 0.0)
                     print(
-                        f"{label:>9}: bare loop {b:>10,.0f} positions/s   gateway {g:>10,.0f} "
-                        f"positions/s   ratio {ratios[-1]:.2f}",
+                        f"{label:>9}: bare loop {b:>10,.0f} positions/s ({bu:5.2f} us CPU each)"
+                        f"   gateway {g:>10,.0f} positions/s ({gu:5.2f} us)   ratio "
+                        f"{ratios[-1]:.2f}   CPU ratio {cpu_ratios[-1]:.2f}",
                         flush=True,
                     )
                 figures[label] = {
                     "bare_pps": round(statistics.median(bares)),
                     "gateway_pps": round(statistics.median(gws)),
                     "ratio": round(statistics.median(ratios), 3),
+                    "bare_cpu_us": round(statistics.median(cpu_b), 2),
+                    "gateway_cpu_us": round(statistics.median(cpu_g), 2),
+                    "cpu_ratio": round(statistics.median(cpu_ratios), 3),
                 }
         finally:
             redis.stop()
