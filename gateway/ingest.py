@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 import trio
@@ -36,6 +36,7 @@ RETRY_MIN_S: Final = 0.1
 RETRY_MAX_S: Final = 5.0
 
 _mp_enc: Final = msgspec.msgpack.Encoder()
+T = TypeVar("T")
 
 
 class TokenBucket:
@@ -240,18 +241,19 @@ class Ingest:
 
     async def _flush(self, items: list[tuple[Session, list[Position]]]) -> None:
         now = time.time()
-        by_vehicle: dict[str, list[tuple[Session, list[Position]]]] = {}
+        # One write per vehicle and device: each device's cursor guards its own positions.
+        by_device: dict[tuple[str, str], list[tuple[Session, list[Position]]]] = {}
         for item in items:
-            by_vehicle.setdefault(item[0].vehicle, []).append(item)
+            device = item[0].device
+            by_device.setdefault((device.vehicle, device.id), []).append(item)
         writes: list[VehicleWrite] = []
         written: list[tuple[str, list[Position]]] = []
         events: list[dict[str, Any]] = []
-        fragments: list[tuple[str, bytes]] = []
+        fragments: dict[str, bytes] = {}
         count = 0
-        for vehicle, group in by_vehicle.items():
-            session = group[-1][0]
+        for (vehicle, device_id), group in by_device.items():
             positions = group[0][1] if len(group) == 1 else [p for _, ps in group for p in ps]
-            state, evs = self.fleet.apply(vehicle, session.device.id, positions, now)
+            state, evs = self.fleet.apply(vehicle, device_id, positions, now)
             events.extend(evs)
             written.append((vehicle, positions))
             count += len(positions)
@@ -259,14 +261,19 @@ class Ingest:
             writes.append(
                 VehicleWrite(
                     vehicle=vehicle,
-                    device=session.device.id,
+                    device=device_id,
                     state=encode_state(state),
                     cursor=_mp_enc.encode((last.seq, last.ts, last.lat, last.lon)),
                     positions=_mp_enc.encode(positions),
+                    first_seq=positions[0].seq,
                 )
             )
-            fragments.append((vehicle, live_json(state)))
-        await self._until_done(self.store.write_batch, writes, now)
+            fragments[vehicle] = live_json(state)
+        dropped = await self._until_done(self.store.write_batch, writes, now)
+        if dropped:
+            # Accepted here against a cursor another process (or a retried batch) had
+            # already moved past: Redis had them, and kept them once.
+            self.metrics.inc("gateway_writer_already_stored_total", dropped)
         if events:
             for ev in events:
                 self.metrics.inc("gateway_events_total", type=ev["type"])
@@ -278,21 +285,20 @@ class Ingest:
             if seq > s.durable_seq:
                 s.durable_seq = seq
             s.on_progress()
-        for vehicle, frag in fragments:
+        for vehicle, frag in fragments.items():
             self.hub.publish(vehicle, frag)
         if self.after_states is not None:
             await self.after_states([(w.vehicle, w.state) for w in writes])
         if self.after_write is not None:
             await self.after_write(written)
 
-    async def _until_done(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+    async def _until_done(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         # While Redis is unreachable nothing is acknowledged and the queue fills, which
         # back-pressures devices; nothing is dropped.
         delay = RETRY_MIN_S
         while True:
             try:
-                await fn(*args)
-                return
+                return await fn(*args)
             except Exception as exc:
                 self.metrics.inc("gateway_writer_errors_total")
                 log.warning("redis write failed, retrying in %.1fs: %r", delay, exc)

@@ -21,6 +21,11 @@ HELP: Final[dict[str, tuple[str, str]]] = {
     "gateway_writer_batches_total": ("counter", "Redis write batches"),
     "gateway_writer_positions_total": ("counter", "Positions written to Redis"),
     "gateway_writer_errors_total": ("counter", "Redis write failures (retried)"),
+    "gateway_writer_already_stored_total": (
+        "counter",
+        "Accepted positions Redis already had (written by another process or a retried "
+        "batch), not stored again",
+    ),
     "gateway_writer_queue_depth": ("gauge", "Frames waiting for the Redis writer"),
     "gateway_browsers": ("gauge", "Connected browser live streams"),
     "gateway_browser_messages_total": ("counter", "Messages sent to browsers"),

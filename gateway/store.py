@@ -25,16 +25,42 @@ from . import keys
 from .wire import Position
 
 _WRITE_LUA: Final = """
--- KEYS: per vehicle, its hash and its track stream.
--- ARGV[1]: MINID for track trimming; then per vehicle: state, device, cursor, positions.
+-- KEYS: per write, its vehicle's hash and track stream.
+-- ARGV[1]: MINID for track trimming; then per write (one vehicle, one device): state,
+-- device, cursor, positions (MessagePack), the first position's seq.
+-- The device's stored cursor is the last word on what is already stored: positions at or
+-- below it are dropped (another process, or a retried batch, wrote them already).
+-- Returns how many positions were dropped.
 local minid = ARGV[1]
-local n = #KEYS / 2
-for i = 1, n do
-  local a = 2 + (i - 1) * 4
-  redis.call('HSET', KEYS[2*i-1], 'state', ARGV[a], 'cur:' .. ARGV[a+1], ARGV[a+2])
-  redis.call('XADD', KEYS[2*i], 'MINID', '~', minid, '*', 'd', ARGV[a+1], 'p', ARGV[a+3])
+local dropped = 0
+for i = 1, #KEYS / 2 do
+  local a = 2 + (i - 1) * 5
+  local field = 'cur:' .. ARGV[a+1]
+  local positions = ARGV[a+3]
+  local write = true
+  local stored = redis.call('HGET', KEYS[2*i-1], field)
+  if stored then
+    local last = cmsgpack.unpack(stored)[1]
+    if last >= tonumber(ARGV[a+4]) then
+      local keep = {}
+      local all = cmsgpack.unpack(positions)
+      for _, p in ipairs(all) do
+        if p['seq'] > last then keep[#keep + 1] = p end
+      end
+      dropped = dropped + #all - #keep
+      if #keep == 0 then
+        write = false
+      else
+        positions = cmsgpack.pack(keep)
+      end
+    end
+  end
+  if write then
+    redis.call('HSET', KEYS[2*i-1], 'state', ARGV[a], field, ARGV[a+2])
+    redis.call('XADD', KEYS[2*i], 'MINID', '~', minid, '*', 'd', ARGV[a+1], 'p', positions)
+  end
 end
-return n
+return dropped
 """
 
 TOKEN_BYTES: Final = 24
@@ -99,13 +125,14 @@ class UnknownDevice(Exception):
 
 @dataclass(frozen=True, slots=True)
 class VehicleWrite:
-    """Everything a batch changes for one vehicle."""
+    """Everything a batch changes for one vehicle, from one of its devices."""
 
     vehicle: str
     device: str
     state: bytes
     cursor: bytes
     positions: bytes
+    first_seq: int
 
 
 class Store:
@@ -207,34 +234,37 @@ class Store:
     async def save_state(self, vehicle: str, state: bytes) -> None:
         await self.redis.hset(keys.vehicle(vehicle), {"state": state})
 
-    async def write_batch(self, writes: Sequence[VehicleWrite], now: float) -> None:
+    async def write_batch(self, writes: Sequence[VehicleWrite], now: float) -> int:
+        """Write the batch; returns how many positions Redis already had (not written again:
+        at or below their device's stored cursor)."""
         if not writes:
-            return
+            return 0
         minid = str(int((now - self.track_retention_s) * 1000))
         if self.cluster:
-            await self._write_per_vehicle(writes, minid)
-            return
+            return await self._write_per_vehicle(writes, minid)
         ks: list[str] = []
         args: list[str | bytes] = [minid]
         for w in writes:
             ks.append(keys.vehicle(w.vehicle))
             ks.append(keys.track(w.vehicle))
-            args.extend((w.state, w.device, w.cursor, w.positions))
+            args.extend((w.state, w.device, w.cursor, w.positions, str(w.first_seq)))
         if self._write_sha is None:
             self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
         try:
-            await self.redis.evalsha(self._write_sha, ks, args)
+            dropped = await self.redis.evalsha(self._write_sha, ks, args)
         except coredis.exceptions.NoScriptError:
             # Redis restarted and lost its script cache.
             self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
-            await self.redis.evalsha(self._write_sha, ks, args)
+            dropped = await self.redis.evalsha(self._write_sha, ks, args)
+        return int(dropped)  # type: ignore[arg-type]
 
-    async def _write_per_vehicle(self, writes: Sequence[VehicleWrite], minid: str) -> None:
+    async def _write_per_vehicle(self, writes: Sequence[VehicleWrite], minid: str) -> int:
         """The cluster form of ``write_batch``: a script call may only touch one slot, so one
         call per vehicle (its keys share the ``{vehicle}`` tag), pipelined: one round trip
         per cluster node. A call that fails only for want of the script (a node restarted)
         is made again once the script is loaded; the others are not repeated."""
         pending = list(writes)
+        dropped = 0
         for _ in range(2):
             if self._write_sha is None:
                 self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
@@ -243,18 +273,18 @@ class Store:
                     p.evalsha(
                         self._write_sha,
                         [keys.vehicle(w.vehicle), keys.track(w.vehicle)],
-                        [minid, w.state, w.device, w.cursor, w.positions],
+                        [minid, w.state, w.device, w.cursor, w.positions, str(w.first_seq)],
                     )
                     for w in pending
                 ]
             missing = []
             for w, call in zip(pending, calls, strict=True):
                 try:
-                    await call
+                    dropped += int(await call)  # type: ignore[arg-type]
                 except coredis.exceptions.NoScriptError:
                     missing.append(w)
             if not missing:
-                return
+                return dropped
             pending, self._write_sha = missing, None
         raise coredis.exceptions.NoScriptError("the write script could not be loaded")
 

@@ -8,11 +8,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import coredis
+import msgspec
 import trio
 from trio_websocket import open_websocket_url
 
+from gateway.wire import Position
+
 from .conftest import API_KEY, GatewayHandle, gateway_settings, start_gateway, wait_tracked
 from .test_live_routes import M_PER_DEG_LAT
+
+_positions = msgspec.msgpack.Decoder(list[Position])
 
 
 async def test_a_vehicle_on_one_process_shows_on_the_other(
@@ -134,6 +140,41 @@ async def test_a_route_carries_on_when_its_device_moves_to_another_process(
     assert got.count(("stop.departed", h1)) == 1
     assert got.count(("stop.arrived", h2)) == 1
     assert "gateway_route_takeovers_total 1" in await b.metrics()
+    for gw in (a, b):
+        await gw.http.aclose()
+        gw.scope.cancel()
+
+
+async def test_a_device_on_two_processes_is_stored_once(
+    redis_url: str, data_dir: Path, nursery: trio.Nursery
+) -> None:
+    """Each process checks a device against the cursor it read when the device connected;
+    Redis, holding the newest cursor, keeps what another process already wrote from being
+    stored twice, and what is new from being lost."""
+    a = await start_gateway(nursery, gateway_settings(redis_url, data_dir))
+    b = await start_gateway(nursery, gateway_settings(redis_url, data_dir))
+    token = await a.register("van-2p")
+    t0 = time.time() - 600
+    fixes = leg(1, t0, (52.0, 4.0), (52.01, 4.0), 15)
+    async with open_websocket_url(f"{b.ep.ingest_url}?token={token}") as on_b:
+        await stream(a, token, fixes[:10])  # B's session still knows nothing of these
+        for f in fixes[4:]:
+            await on_b.send_message(json.dumps(f))
+        with trio.fail_after(5):
+            while json.loads(await on_b.get_message()).get("seq", 0) < 15:
+                pass
+    raw = await b.http.get("/v1/vehicles/van-2p/track", params={"since": t0 - 60})
+    track = raw.json()["positions"]
+    assert [p["seq"] for p in track] == list(range(1, 16))
+    # Positions re-packed by the write script keep their values exactly.
+    assert [(p["ts"], p["lat"], p["lon"]) for p in track] == [
+        (f["ts"], f["lat"], f["lon"]) for f in fixes
+    ]
+    async with coredis.Redis.from_url(redis_url) as redis:
+        entries = await redis.xrange("veh:{van-2p}:track")
+    stored = [p.seq for e in entries for p in _positions.decode(e.field_values[b"p"])]
+    assert stored == list(range(1, 16))
+    assert "\ngateway_writer_already_stored_total 6\n" in await b.metrics()
     for gw in (a, b):
         await gw.http.aclose()
         gw.scope.cancel()
