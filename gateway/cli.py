@@ -10,7 +10,7 @@ import signal
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import msgspec
@@ -21,6 +21,8 @@ from .auth import persistent_secret
 from .config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("gateway")
+
+NOISY_LOGGERS: Final = ("httpx", "mail.log", "coredis")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -174,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Libraries that log every request, SMTP session or client retry at INFO would bury the
+    # gateway's own messages (and the URLs the demo prints) under one line per message sent.
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "device":
