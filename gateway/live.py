@@ -234,8 +234,18 @@ class LiveTracking:
         )
         self._current.add(route.vehicle_id)
 
-    def release(self, vehicle: str) -> None:
-        """Another process wrote ``vehicle``'s newest fix: its tracker state here is stale."""
+    def is_current(self, vehicle: str) -> bool:
+        """Whether this process's tracker of ``vehicle`` has seen its latest fixes."""
+        return vehicle in self._current
+
+    def release(self, vehicle: str, ts: float) -> None:
+        """Another process wrote ``vehicle``'s fix of time ``ts``: unless this process has
+        tracked a fix as new or newer since (the other's news came late), the tracker state
+        here is stale."""
+        tracked = self.routes.get(vehicle)
+        last = None if tracked is None else tracked.tracker.last
+        if last is not None and last[0] >= ts:
+            return
         self._current.discard(vehicle)
 
     async def _take_over(self, groups: Groups) -> None:

@@ -39,7 +39,8 @@ class Peers:
         self.hub = hub
         self.metrics = metrics
         self.origin = secrets.token_hex(8)
-        self.on_remote: Callable[[str], None] = lambda vehicle: None
+        # Told of each vehicle whose newer state came from another process (vehicle, fix time).
+        self.on_remote: Callable[[str, float], None] = lambda vehicle, ts: None
 
     async def announce(self, states: Sequence[tuple[str, bytes]]) -> None:
         """Tell the other processes these vehicles' new states (best effort)."""
@@ -61,7 +62,7 @@ class Peers:
         for vehicle, blob in states:
             state = decode_state(blob)
             self.fleet.take_remote(state)
-            self.on_remote(vehicle)
+            self.on_remote(vehicle, state.ts)
             self.hub.publish(vehicle, live_json(state))
         self.metrics.inc("gateway_peer_states_total", len(states))
 

@@ -160,3 +160,17 @@ async def test_zone_dwell_fires_at_its_threshold(
     [ev] = await events(live, "geofence.dwell")
     assert ev["ts"] == t0 + 120.0 and ev["data"]["zone"] == "yard"
     nursery.cancel_scope.cancel()
+
+
+async def test_news_of_another_process_counts_only_when_newer(
+    redis: coredis.Redis[bytes],
+) -> None:
+    """A vehicle written by another process makes this process's tracker stale, unless this
+    process has tracked a fix as new since (the other's news arrived late)."""
+    live = live_stage(redis)
+    live.set_route(route(EPOCH + 3600), {})
+    live.process([(VAN, [Position(seq=1, ts=EPOCH + 100, lat=52.0, lon=13.0)])])
+    live.release(VAN, EPOCH + 90)  # older than what this process tracked: ignored
+    assert live.is_current(VAN)
+    live.release(VAN, EPOCH + 110)
+    assert not live.is_current(VAN)
