@@ -61,7 +61,8 @@ class Peers:
             return
         for vehicle, blob in states:
             state = decode_state(blob)
-            self.fleet.take_remote(state)
+            if not self.fleet.take_remote(state):
+                continue
             self.on_remote(vehicle, state.ts)
             self.hub.publish(vehicle, live_json(state))
         self.metrics.inc("gateway_peer_states_total", len(states))

@@ -100,10 +100,15 @@ class Fleet:
             self.vehicles[vid] = decode_state(blob)
             self.local.add(vid)
 
-    def take_remote(self, state: VehicleState) -> None:
-        """A newer state written by another process."""
+    def take_remote(self, state: VehicleState) -> bool:
+        """A state written by another process; taken (True) unless this process already
+        holds a newer fix of the vehicle (the other's news came late)."""
+        current = self.vehicles.get(state.vehicle)
+        if current is not None and current.ts > state.ts:
+            return False
         self.vehicles[state.vehicle] = state
         self.local.discard(state.vehicle)
+        return True
 
     def apply(
         self, vehicle: str, device: str, positions: list[Position], now: float

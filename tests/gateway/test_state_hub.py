@@ -33,6 +33,18 @@ def test_state_round_trips() -> None:
     assert decode_state(encode_state(s)) == s
 
 
+def test_a_late_state_from_another_process_does_not_win() -> None:
+    here, there = Fleet(1.0, 60), Fleet(1.0, 60)
+    older, _ = there.apply("v1", "d1", [p(1, 100, 52.0, 3.0)], now=100)
+    older = decode_state(encode_state(older))
+    here.apply("v1", "d1", [p(2, 110, 52.001, 3.0)], now=110)
+    assert not here.take_remote(older)
+    assert here.vehicles["v1"].ts == 110 and "v1" in here.local
+    newest, _ = there.apply("v1", "d1", [p(3, 120, 52.002, 3.0)], now=120)
+    assert here.take_remote(decode_state(encode_state(newest)))
+    assert here.vehicles["v1"].ts == 120 and "v1" not in here.local
+
+
 async def test_hub_keeps_only_the_newest_update_per_vehicle() -> None:
     m = Metrics()
     hub = Hub(m, max_pending=100)
