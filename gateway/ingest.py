@@ -39,6 +39,20 @@ _mp_enc: Final = msgspec.msgpack.Encoder()
 T = TypeVar("T")
 
 
+def _one_run(group: list[tuple[Session, list[Position]]]) -> list[Position]:
+    """The positions of several sessions of one device (a reconnect while the old
+    connection's frames were still queued), in queue order, each ``seq`` once: the new
+    session was checked against the cursor stored before the old one's were written."""
+    out: list[Position] = []
+    top = -1
+    for _, positions in group:
+        for p in positions:
+            if p.seq > top:
+                out.append(p)
+                top = p.seq
+    return out
+
+
 class TokenBucket:
     """Sustained ``rate`` per second with bursts up to ``burst``; ``take`` returns the wait."""
 
@@ -252,7 +266,7 @@ class Ingest:
         fragments: dict[str, bytes] = {}
         count = 0
         for (vehicle, device_id), group in by_device.items():
-            positions = group[0][1] if len(group) == 1 else [p for _, ps in group for p in ps]
+            positions = group[0][1] if len(group) == 1 else _one_run(group)
             state, evs = self.fleet.apply(vehicle, device_id, positions, now)
             events.extend(evs)
             written.append((vehicle, positions))

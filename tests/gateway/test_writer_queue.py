@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import coredis
+import msgspec
 import pytest
 import trio
 import trio.testing
@@ -17,6 +18,8 @@ from gateway.state import Fleet
 from gateway.store import Store
 from gateway.validation import Limits
 from gateway.wire import Position
+
+_positions = msgspec.msgpack.Decoder(list[Position])
 
 
 def fixes(first_seq: int, n: int) -> list[Position]:
@@ -88,3 +91,21 @@ async def test_close_drains_what_is_queued(redis_url: str) -> None:
         cursor = await ingest.store.load_cursor("wq-3-van", "wq-3")
         assert cursor is not None and cursor[0] == 42
         assert ingest.metrics.get("gateway_writer_positions_total") == 42
+
+
+async def test_two_sessions_of_one_device_store_each_position_once(redis_url: str) -> None:
+    """A device reconnects while its old connection's frames still wait for the writer: the
+    new session, checked against the cursor stored before them, accepts the resent ones
+    again; they are written once."""
+    async with coredis.Redis.from_url(redis_url) as redis:
+        ingest = make_ingest(redis, queue_size=100, max_batch=1000)
+        old = await open_session(ingest, "wq-4")
+        new = await ingest.open_session(old.device)
+        await old.submit(fixes(1, 5), [])
+        await new.submit(fixes(3, 5), [])  # 3..7: 3..5 resent
+        ingest.close()
+        await ingest.run_writer()
+        entries = await redis.xrange("veh:{wq-4-van}:track")
+        stored = [p.seq for e in entries for p in _positions.decode(e.field_values[b"p"])]
+        assert stored == [1, 2, 3, 4, 5, 6, 7]
+        assert (old.durable_seq, new.durable_seq) == (5, 7)
