@@ -131,6 +131,12 @@ class TwilioCaptureServer:
             await self._wait_changed()
         return self.requests
 
+    async def wait_for_callbacks(self, count: int) -> list[tuple[str, str, int]]:
+        """Wait until at least ``count`` receipts were posted and answered."""
+        while len(self.callbacks_sent) < count:
+            await self._wait_changed()
+        return self.callbacks_sent
+
     async def _wait_changed(self) -> None:
         await self._changed.wait()
 

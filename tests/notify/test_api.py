@@ -117,7 +117,10 @@ async def test_status_callbacks_update_the_message(gateway: Gateway) -> None:
     await send_out_for_delivery(gateway)
     [done] = await wait_for_events(gateway.notifier.redis, "notification.delivered", 1)
     assert done["delivery"] == "d1" and done["data"]["channel"] == "sms"
-    assert [c[1:] for c in gateway.twilio.callbacks_sent] == [("sent", 204), ("delivered", 204)]
+    # The receipt is recorded once its answer is back, which may be after the event.
+    with trio.fail_after(10):
+        sent = await gateway.twilio.wait_for_callbacks(2)
+    assert [c[1:] for c in sent] == [("sent", 204), ("delivered", 204)]
     response = await gateway.get("/v1/notifications", params={"delivery": "d1"})
     [record] = response.json()["notifications"]
     assert record["status"] == "delivered" and record["provider_status"] == "delivered"
