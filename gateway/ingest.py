@@ -96,10 +96,6 @@ class Session:
     pending_frames: int = 0
     queued: bool = False
 
-    @property
-    def vehicle(self) -> str:
-        return self.device.vehicle
-
     async def submit(self, positions: list[Position], rejected: list[Rejection]) -> None:
         """Validate ``positions`` and queue the accepted ones for the writer.
 
@@ -117,14 +113,7 @@ class Session:
         if accepted:
             p.metrics.add(p.accepted_key, len(accepted))
             if p._frames < p.queue_size and not p._closed:
-                # The common case, inline.
-                self.pending += accepted
-                self.pending_frames += 1
-                p._frames += 1
-                if not self.queued:
-                    self.queued = True
-                    p._queue.append(self)
-                    p._work.set()
+                p._append(self, accepted)  # the common case: no await
             else:
                 await p.enqueue(self, accepted)
         elif self.rejected:
@@ -198,13 +187,16 @@ class Ingest:
             await self._room.wait()
         if self._closed:
             raise trio.ClosedResourceError("the writer is closed")
+        self._append(session, positions)
+
+    def _append(self, session: Session, positions: list[Position]) -> None:
         session.pending += positions
         session.pending_frames += 1
         self._frames += 1
         if not session.queued:
             session.queued = True
             self._queue.append(session)
-        self._work.set()
+            self._work.set()
 
     async def run_writer(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

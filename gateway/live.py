@@ -89,6 +89,11 @@ class TrackedRoute:
     deliveries: dict[str, list[str]] = field(default_factory=dict)
 
 
+def _tracker_blob(tracked: TrackedRoute) -> bytes:
+    """A tracker's state as saved in its vehicle's hash (field ``trk``)."""
+    return _json.encode(tracked.tracker.export_state())
+
+
 def _base(etype: str, vehicle: str, ts: float, **top: Any) -> dict[str, Any]:
     ev: dict[str, Any] = {
         "type": etype,
@@ -440,9 +445,7 @@ class LiveTracking:
                 for v in vehicles:
                     tracked = self.routes.get(v)
                     if tracked is not None:
-                        p.hset(
-                            keys.vehicle(v), {"trk": _json.encode(tracked.tracker.export_state())}
-                        )
+                        p.hset(keys.vehicle(v), {"trk": _tracker_blob(tracked)})
         except Exception as exc:
             log.warning("could not save %d route trackers: %s", len(vehicles), exc)
 
@@ -483,7 +486,7 @@ class LiveTracking:
                     fields["geo"] = _json.encode(geo[v])
                 tracked = self.routes.get(v)
                 if tracked is not None:
-                    fields["trk"] = _json.encode(tracked.tracker.export_state())
+                    fields["trk"] = _tracker_blob(tracked)
                 if fields:
                     p.hset(keys.vehicle(v), fields)
 

@@ -134,6 +134,10 @@ class VehicleWrite:
     positions: bytes
     first_seq: int
 
+    def script_args(self) -> tuple[bytes, str, bytes, bytes, str]:
+        """This write's arguments to the write script, in its order."""
+        return (self.state, self.device, self.cursor, self.positions, str(self.first_seq))
+
 
 class Store:
     def __init__(self, redis: RedisClient[bytes], track_retention_s: float) -> None:
@@ -247,7 +251,7 @@ class Store:
         for w in writes:
             ks.append(keys.vehicle(w.vehicle))
             ks.append(keys.track(w.vehicle))
-            args.extend((w.state, w.device, w.cursor, w.positions, str(w.first_seq)))
+            args.extend(w.script_args())
         if self._write_sha is None:
             self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
         try:
@@ -273,7 +277,7 @@ class Store:
                     p.evalsha(
                         self._write_sha,
                         [keys.vehicle(w.vehicle), keys.track(w.vehicle)],
-                        [minid, w.state, w.device, w.cursor, w.positions, str(w.first_seq)],
+                        [minid, *w.script_args()],
                     )
                     for w in pending
                 ]

@@ -49,6 +49,7 @@ from typing import Any, Final, Literal
 import coredis
 import msgspec
 import trio
+from coredis.patterns.pipeline import ClusterPipeline, Pipeline
 
 from . import keys
 from .channels.base import Channel
@@ -499,8 +500,6 @@ class Outbox:
             fields["provider_id"] = result.provider_id
         async with self.redis.pipeline(transaction=True) as p:
             p.hset(keys.record(message.id), fields)
-            p.rpush(keys.attempts(message.id), [_attempt_enc.encode(attempt)])
-            p.expire(keys.attempts(message.id), self.config.record_ttl_s)
             if result.provider_id:
                 p.set(
                     keys.provider_id(result.provider_id),
@@ -513,8 +512,7 @@ class Outbox:
                     message.delivery,
                     ex=self.config.record_ttl_s,
                 )
-            p.xack(keys.OUTBOX, keys.OUTBOX_GROUP, [entry_id])
-            p.xdel(keys.OUTBOX, [entry_id])
+            self._record_attempt(p, entry_id, message, attempt)
         await self._report(message, attempt)
 
     async def _retry(
@@ -546,10 +544,7 @@ class Outbox:
                     "next_attempt_at": repr(due),
                 },
             )
-            p.rpush(keys.attempts(message.id), [_attempt_enc.encode(attempt)])
-            p.expire(keys.attempts(message.id), self.config.record_ttl_s)
-            p.xack(keys.OUTBOX, keys.OUTBOX_GROUP, [entry_id])
-            p.xdel(keys.OUTBOX, [entry_id])
+            self._record_attempt(p, entry_id, message, attempt)
         self._wake_scheduler.set()
         await self._report(message, attempt)
 
@@ -585,10 +580,7 @@ class Outbox:
                 keys.record(message.id),
                 {"status": "dead", "updated": repr(now), "error": error.reason},
             )
-            p.rpush(keys.attempts(message.id), [_attempt_enc.encode(attempt)])
-            p.expire(keys.attempts(message.id), self.config.record_ttl_s)
-            p.xack(keys.OUTBOX, keys.OUTBOX_GROUP, [entry_id])
-            p.xdel(keys.OUTBOX, [entry_id])
+            self._record_attempt(p, entry_id, message, attempt)
         await self._report(message, attempt)
 
     async def _finish(self, entry_id: str, message: Message, attempt: Attempt, status: str) -> None:
@@ -597,11 +589,22 @@ class Outbox:
                 keys.record(message.id),
                 {"status": status, "updated": repr(attempt.ts), "error": attempt.error or ""},
             )
-            p.rpush(keys.attempts(message.id), [_attempt_enc.encode(attempt)])
-            p.expire(keys.attempts(message.id), self.config.record_ttl_s)
-            p.xack(keys.OUTBOX, keys.OUTBOX_GROUP, [entry_id])
-            p.xdel(keys.OUTBOX, [entry_id])
+            self._record_attempt(p, entry_id, message, attempt)
         await self._report(message, attempt)
+
+    def _record_attempt(
+        self,
+        p: Pipeline[bytes] | ClusterPipeline[bytes],
+        entry_id: str,
+        message: Message,
+        attempt: Attempt,
+    ) -> None:
+        """Queue on ``p`` what every outcome of a send does: log the attempt and take the
+        entry off the outbox stream."""
+        p.rpush(keys.attempts(message.id), [_attempt_enc.encode(attempt)])
+        p.expire(keys.attempts(message.id), self.config.record_ttl_s)
+        p.xack(keys.OUTBOX, keys.OUTBOX_GROUP, [entry_id])
+        p.xdel(keys.OUTBOX, [entry_id])
 
     async def _dead_unreadable(self, entry_id: str, raw: Any, reason: str) -> None:
         log.error("outbox entry %s: %s", entry_id, reason)

@@ -6,12 +6,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import coredis
 import httpx
+import msgspec
 import pytest
 import trio
 
+from gateway import keys
 from gateway.app import Endpoints, run_gateway
 from gateway.config import Settings, load_settings
+from gateway.wire import Position
 
 API_KEY = "test-agent-key"
 
@@ -90,3 +94,13 @@ async def handshake(url: str, token: str | None) -> httpx.Response:
         hdrs["Authorization"] = f"Bearer {token}"
     async with httpx.AsyncClient() as client:
         return await client.get(url.replace("ws://", "http://"), headers=hdrs)
+
+
+_positions = msgspec.msgpack.Decoder(list[Position])
+
+
+async def stored_seqs(redis: coredis.Redis[bytes], vehicle: str) -> list[int]:
+    """Every position's ``seq`` in ``vehicle``'s history stream as stored, repeats included
+    (the REST history read drops repeats, so it cannot show them)."""
+    entries = await redis.xrange(keys.track(vehicle))
+    return [p.seq for e in entries for p in _positions.decode(e.field_values[b"p"])]

@@ -9,16 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import coredis
-import msgspec
 import trio
 from trio_websocket import open_websocket_url
 
-from gateway.wire import Position
-
-from .conftest import API_KEY, GatewayHandle, gateway_settings, start_gateway, wait_tracked
+from .conftest import (
+    API_KEY,
+    GatewayHandle,
+    gateway_settings,
+    start_gateway,
+    stored_seqs,
+    wait_tracked,
+)
 from .test_live_routes import M_PER_DEG_LAT
-
-_positions = msgspec.msgpack.Decoder(list[Position])
 
 
 async def test_a_vehicle_on_one_process_shows_on_the_other(
@@ -171,9 +173,7 @@ async def test_a_device_on_two_processes_is_stored_once(
         (f["ts"], f["lat"], f["lon"]) for f in fixes
     ]
     async with coredis.Redis.from_url(redis_url) as redis:
-        entries = await redis.xrange("veh:{van-2p}:track")
-    stored = [p.seq for e in entries for p in _positions.decode(e.field_values[b"p"])]
-    assert stored == list(range(1, 16))
+        assert await stored_seqs(redis, "van-2p") == list(range(1, 16))
     assert "\ngateway_writer_already_stored_total 6\n" in await b.metrics()
     for gw in (a, b):
         await gw.http.aclose()

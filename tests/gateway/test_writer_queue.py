@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import coredis
-import msgspec
 import pytest
 import trio
 import trio.testing
@@ -19,7 +18,7 @@ from gateway.store import Store
 from gateway.validation import Limits
 from gateway.wire import Position
 
-_positions = msgspec.msgpack.Decoder(list[Position])
+from .conftest import stored_seqs
 
 
 def fixes(first_seq: int, n: int) -> list[Position]:
@@ -105,7 +104,5 @@ async def test_two_sessions_of_one_device_store_each_position_once(redis_url: st
         await new.submit(fixes(3, 5), [])  # 3..7: 3..5 resent
         ingest.close()
         await ingest.run_writer()
-        entries = await redis.xrange("veh:{wq-4-van}:track")
-        stored = [p.seq for e in entries for p in _positions.decode(e.field_values[b"p"])]
-        assert stored == [1, 2, 3, 4, 5, 6, 7]
+        assert await stored_seqs(redis, "wq-4-van") == [1, 2, 3, 4, 5, 6, 7]
         assert (old.durable_seq, new.durable_seq) == (5, 7)
