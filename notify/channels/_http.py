@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Final
+from types import TracebackType
+from typing import Any, Final, Self
+
+import httpx
 
 # A provider asking us to wait longer than this is treated as asking for this long: a
 # message held for a day because of one header is worse than one more refusal.
@@ -27,3 +30,30 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if seconds != seconds:  # NaN
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+class HttpClientOwner:
+    """A channel's httpx client: the one passed in, or its own, closed by ``aclose`` (or on
+    leaving ``async with``)."""
+
+    _http: httpx.AsyncClient
+    _own_http: bool
+
+    def _use_http(self, http: httpx.AsyncClient | None, **client_options: Any) -> None:
+        self._own_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient(**client_options)
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

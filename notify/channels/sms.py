@@ -12,8 +12,7 @@ permanent, with error 21610 (the recipient replied STOP) raised as ``RecipientOp
 from __future__ import annotations
 
 import logging
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import httpx
 from twilio.base.exceptions import TwilioException
@@ -24,7 +23,7 @@ from twilio.rest import Client
 from ..errors import PermanentError, RecipientOptedOut, TransientError
 from ..message import Message, SendResult
 from ..segments import count_segments
-from ._http import parse_retry_after
+from ._http import HttpClientOwner, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ class HttpxTwilioClient(AsyncHttpClient):
         return Response(response.status_code, response.text, response.headers)
 
 
-class TwilioSmsChannel:
+class TwilioSmsChannel(HttpClientOwner):
     """Sends ``Message.text`` to ``Message.to`` from ``from_number`` (or a messaging service).
 
     Use as an async context manager, or call ``aclose()``: it owns an httpx client unless one
@@ -116,8 +115,7 @@ class TwilioSmsChannel:
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid
         self.status_callback_url = status_callback_url
-        self._own_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient()
+        self._use_http(http)
         self.client = Client(
             account_sid,
             auth_token,
@@ -147,21 +145,6 @@ class TwilioSmsChannel:
             status=str(created.status or "queued"),
             detail=f"{count_segments(message.text)} segment(s)",
         )
-
-    async def aclose(self) -> None:
-        if self._own_http:
-            await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _map_twilio_error(exc: TwilioException) -> TransientError | PermanentError:

@@ -17,8 +17,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import httpx
 
@@ -26,7 +25,7 @@ from ..errors import PermanentError, TransientError
 from ..message import Message, SendResult
 from ..redis_client import RedisClient
 from ..subscriptions import get_subscription
-from ._http import parse_retry_after
+from ._http import HttpClientOwner, parse_retry_after
 
 SIGNATURE_HEADER: Final = "Fleetgate-Signature"
 TIMESTAMP_HEADER: Final = "Fleetgate-Timestamp"
@@ -72,7 +71,7 @@ def verify_signature(
     )
 
 
-class WebhookChannel:
+class WebhookChannel(HttpClientOwner):
     """Sends ``Message.text`` (an event as JSON) to the subscription named by ``Message.to``.
 
     The subscription's URL and secret are read at send time, so an edit or a secret
@@ -95,8 +94,7 @@ class WebhookChannel:
         self.timeout_s = timeout_s
         self.clock = clock
         self.user_agent = user_agent
-        self._own_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient(follow_redirects=False)
+        self._use_http(http, follow_redirects=False)
 
     async def send(self, message: Message) -> SendResult:
         sub = await get_subscription(self.redis, message.to)
@@ -129,18 +127,3 @@ class WebhookChannel:
         if status >= 500 or status in _TRANSIENT_STATUSES:
             raise TransientError(reason, parse_retry_after(response.headers.get("retry-after")))
         raise PermanentError(reason, code=status)
-
-    async def aclose(self) -> None:
-        if self._own_http:
-            await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
