@@ -91,6 +91,10 @@ class Hub:
                 if not subs:
                     del self._by_vehicle[v]
 
+    def watched(self, vehicle: str) -> bool:
+        """Whether any browser watches ``vehicle``: publishers skip encoding for nobody."""
+        return bool(self._all) or vehicle in self._by_vehicle
+
     def publish(self, vehicle: str, fragment: bytes) -> None:
         for sub in self._all:
             sub.offer(vehicle, fragment)

@@ -25,7 +25,7 @@ import trio
 
 from .hub import Hub
 from .metrics import Metrics
-from .state import Fleet, encode_state, live_json
+from .state import Fleet, VehicleState, encode_state, live_json
 from .store import DeviceRecord, Store, VehicleWrite
 from .validation import DeviceCursor, Limits, validate
 from .wire import Position, Rejection
@@ -36,6 +36,7 @@ RETRY_MIN_S: Final = 0.1
 RETRY_MAX_S: Final = 5.0
 
 _mp_enc: Final = msgspec.msgpack.Encoder()
+_NOTHING: Final[list[Position]] = []  # offer's answer when all was queued; never changed
 T = TypeVar("T")
 
 
@@ -102,22 +103,31 @@ class Session:
         ``rejected`` are rejections already made while decoding. Waits only when the
         writer's queue is full.
         """
+        left = self.offer(positions, rejected)
+        if left:
+            await self.pipeline.enqueue(self, left)
+
+    def offer(self, positions: list[Position], rejected: list[Rejection]) -> list[Position]:
+        """``submit`` without waiting: validate and queue the accepted positions when the
+        writer's queue has room; otherwise return them, for ``pipeline.enqueue`` to queue
+        once it has. The receive loops call this and await only when it returns something.
+        """
         p = self.pipeline
-        verdict = validate(self.cursor, positions, time.time(), p.limits)
-        if verdict.rejected or rejected:
-            for r in (*rejected, *verdict.rejected):
+        accepted, bad = validate(self.cursor, positions, time.time(), p.limits)
+        if bad or rejected:
+            for r in (*rejected, *bad):
                 p.metrics.inc("gateway_positions_rejected_total", reason=str(r.reason))
             self.rejected.extend(rejected)
-            self.rejected.extend(verdict.rejected)
-        accepted = verdict.accepted
+            self.rejected.extend(bad)
+            if not accepted:
+                self.on_progress()
         if accepted:
             p.metrics.add(p.accepted_key, len(accepted))
             if p._frames < p.queue_size and not p._closed:
-                p._append(self, accepted)  # the common case: no await
+                p._append(self, accepted)  # the common case
             else:
-                await p.enqueue(self, accepted)
-        elif self.rejected:
-            self.on_progress()
+                return accepted
+        return _NOTHING
 
     def pulse(self) -> None:
         """Wake every ``wait_durable`` (the ``on_progress`` of request/response protocols)."""
@@ -255,7 +265,8 @@ class Ingest:
         writes: list[VehicleWrite] = []
         written: list[tuple[str, list[Position]]] = []
         events: list[dict[str, Any]] = []
-        fragments: dict[str, bytes] = {}
+        watched: list[VehicleState] = []  # states some browser is watching
+        hub = self.hub
         count = 0
         for (vehicle, device_id), group in by_device.items():
             positions = group[0][1] if len(group) == 1 else _one_run(group)
@@ -274,7 +285,8 @@ class Ingest:
                     first_seq=positions[0].seq,
                 )
             )
-            fragments[vehicle] = live_json(state)
+            if hub.watched(vehicle):
+                watched.append(state)
         dropped = await self._until_done(self.store.write_batch, writes, now)
         if dropped:
             # Accepted here against a cursor another process (or a retried batch) had
@@ -291,8 +303,8 @@ class Ingest:
             if seq > s.durable_seq:
                 s.durable_seq = seq
             s.on_progress()
-        for vehicle, frag in fragments.items():
-            self.hub.publish(vehicle, frag)
+        for state in watched:
+            hub.publish(state.vehicle, live_json(state))
         if self.after_states is not None:
             await self.after_states([(w.vehicle, w.state) for w in writes])
         if self.after_write is not None:

@@ -372,18 +372,28 @@ class LiveTracking:
 
     def process(self, groups: Groups) -> list[dict[str, Any]]:
         """Run geofences and trackers over one written batch; return the events."""
-        names: list[str] = []
-        ts: list[float] = []
-        lat: list[float] = []
-        lon: list[float] = []
-        for vehicle, positions in groups:
-            for p in positions:
-                names.append(vehicle)
-                ts.append(p.ts)
-                lat.append(p.lat)
-                lon.append(p.lon)
-            self._dirty.add(vehicle)
-        events = [geofence_event(e) for e in self.engine.process(FixBatch(names, ts, lat, lon))]
+        events: list[dict[str, Any]] = []
+        engine = self.engine
+        if not engine.has_zones:
+            # Nothing to enter or leave: keep each vehicle's newest fix (a group's fixes are
+            # one device's, validated in time order) for zones created later.
+            for vehicle, positions in groups:
+                p = positions[-1]
+                engine.remember(vehicle, p.ts, p.lat, p.lon, len(positions))
+                self._dirty.add(vehicle)
+        else:
+            names: list[str] = []
+            ts: list[float] = []
+            lat: list[float] = []
+            lon: list[float] = []
+            for vehicle, positions in groups:
+                for p in positions:
+                    names.append(vehicle)
+                    ts.append(p.ts)
+                    lat.append(p.lat)
+                    lon.append(p.lon)
+                self._dirty.add(vehicle)
+            events = [geofence_event(e) for e in engine.process(FixBatch(names, ts, lat, lon))]
         for vehicle, positions in groups:
             tracked = self.routes.get(vehicle)
             if tracked is None:

@@ -64,7 +64,8 @@ class Peers:
             if not self.fleet.take_remote(state):
                 continue
             self.on_remote(vehicle, state.ts)
-            self.hub.publish(vehicle, live_json(state))
+            if self.hub.watched(vehicle):
+                self.hub.publish(vehicle, live_json(state))
         self.metrics.inc("gateway_peer_states_total", len(states))
 
     async def follow(

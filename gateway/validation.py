@@ -14,7 +14,8 @@ outlier and the new place is accepted.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from geofence.geo import EARTH_RADIUS_M, haversine_m
@@ -58,70 +59,73 @@ class DeviceCursor:
         return cls(int(t[0]), float(t[1]), float(t[2]), float(t[3]))
 
 
-@dataclass(slots=True)
-class Verdict:
-    accepted: list[Position] = field(default_factory=list)
-    rejected: list[Rejection] = field(default_factory=list)
-
-
 def validate(
     cursor: DeviceCursor, positions: list[Position], now: float, limits: Limits
-) -> Verdict:
+) -> tuple[list[Position], Sequence[Rejection]]:
     """Filter ``positions`` (in the order received) against ``cursor``, advancing it.
 
-    Ranges (and NaN) were already enforced by decoding. The cursor moves past every
-    accepted position, so later positions of the same batch are checked against it.
+    Returns the accepted positions and a rejection for each of the others. Ranges (and NaN)
+    were already enforced by decoding. The cursor moves past every accepted position, so
+    later positions of the same batch are checked against it. When nothing is rejected (the
+    common case) the accepted list is ``positions`` itself.
     """
-    out = Verdict()
-    accept = out.accepted.append
-    reject = out.rejected.append
+    accepted: list[Position] | None = None  # built only once something is rejected
+    rejected: list[Rejection] | tuple[()] = ()
     newest = now + limits.future_tolerance_s
     oldest = now - limits.max_age_s
     max_accuracy = limits.max_accuracy_m
     max_speed = limits.max_speed_mps
     seq0, ts0, lat0, lon0 = cursor.seq, cursor.ts, cursor.lat, cursor.lon
     located = seq0 > 0 and lat0 == lat0  # lat0 is NaN until a first fix
+    i = 0
     for p in positions:
         ts = p.ts
-        if ts > newest:
-            reject(Rejection(p.seq, Reason.FUTURE))
-            continue
-        if ts < oldest:
-            reject(Rejection(p.seq, Reason.TOO_OLD))
-            continue
-        acc = p.accuracy
-        if acc is not None and acc > max_accuracy:
-            reject(Rejection(p.seq, Reason.POOR_ACCURACY))
-            continue
         seq = p.seq
-        if seq <= seq0:
-            reject(Rejection(seq, Reason.DUPLICATE))
-            continue
-        if ts < ts0:
-            reject(Rejection(seq, Reason.OUT_OF_ORDER))
-            continue
-        lat = p.lat
-        lon = p.lon
-        if located:
-            allowed = max_speed * (ts - ts0) + JUMP_FLOOR_M
-            # The L1 sum of the scaled differences bounds the distance from above, so most
-            # fixes skip the trigonometry.
-            dlon = abs(lon - lon0)
-            if dlon > 180.0:
-                dlon = 360.0 - dlon
-            if (
-                (abs(lat - lat0) + dlon) * _M_PER_DEG > allowed
-                and haversine_m(lat0, lon0, lat, lon) > allowed
-                and not _confirms_jump(cursor, p, limits)
-            ):
-                reject(Rejection(seq, Reason.IMPLAUSIBLE_JUMP))
+        acc = p.accuracy
+        if ts > newest:
+            reason = Reason.FUTURE
+        elif ts < oldest:
+            reason = Reason.TOO_OLD
+        elif acc is not None and acc > max_accuracy:
+            reason = Reason.POOR_ACCURACY
+        elif seq <= seq0:
+            reason = Reason.DUPLICATE
+        elif ts < ts0:
+            reason = Reason.OUT_OF_ORDER
+        else:
+            lat = p.lat
+            lon = p.lon
+            if not located:
+                jump = False
+            else:
+                allowed = max_speed * (ts - ts0) + JUMP_FLOOR_M
+                # The L1 sum of the scaled differences bounds the distance from above, so
+                # most fixes skip the trigonometry.
+                dlon = abs(lon - lon0)
+                if dlon > 180.0:
+                    dlon = 360.0 - dlon
+                jump = (
+                    (abs(lat - lat0) + dlon) * _M_PER_DEG > allowed
+                    and haversine_m(lat0, lon0, lat, lon) > allowed
+                    and not _confirms_jump(cursor, p, limits)
+                )
+            if not jump:
+                seq0, ts0, lat0, lon0 = seq, ts, lat, lon
+                located = True
+                if cursor.jump_count:
+                    cursor.jump_count = 0
+                if accepted is not None:
+                    accepted.append(p)
+                i += 1
                 continue
-        seq0, ts0, lat0, lon0 = seq, ts, lat, lon
-        located = True
-        cursor.jump_count = 0
-        accept(p)
+            reason = Reason.IMPLAUSIBLE_JUMP
+        if accepted is None:
+            accepted = positions[:i]
+            rejected = []
+        rejected.append(Rejection(seq, reason))  # type: ignore[union-attr]
+        i += 1
     cursor.seq, cursor.ts, cursor.lat, cursor.lon = seq0, ts0, lat0, lon0
-    return out
+    return (positions if accepted is None else accepted), rejected
 
 
 def _confirms_jump(cursor: DeviceCursor, p: Position, limits: Limits) -> bool:

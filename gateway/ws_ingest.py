@@ -236,6 +236,7 @@ class WebSocketIngest:
 
     async def _receive_loop(self, conn: _Conn, bucket: TokenBucket) -> None:
         ws = conn.ws
+        session = conn.session
         metrics = self.metrics
         throttled_since: float | None = None
         while True:
@@ -273,4 +274,6 @@ class WebSocketIngest:
                 await trio.sleep(min(wait, self.flood_close_after_s))
             else:
                 throttled_since = None
-            await conn.session.submit(positions, bad)
+            left = session.offer(positions, bad)
+            if left:
+                await self.ingest.enqueue(session, left)  # the writer's queue is full

@@ -53,7 +53,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .events import GeofenceEvent, ZoneCross, ZoneDwell, ZoneEnter, ZoneExit
-from .geo import normalize_lon_array
+from .geo import normalize_lon, normalize_lon_array
 from .index import Hits, ZoneIndex
 from .transitions import (
     CROSS,
@@ -307,6 +307,27 @@ class GeofenceEngine:
         self._due[vid] = _INF
 
     # -- fixes ----------------------------------------------------------------------------------
+
+    @property
+    def has_zones(self) -> bool:
+        """Whether any zone exists; without one, ``remember`` is all a fix needs."""
+        return len(self._index) > 0
+
+    def remember(self, vehicle_id: str, ts: float, lat: float, lon: float, fixes: int = 1) -> None:
+        """What ``process`` does with a vehicle's newest of ``fixes`` fixes while there are no
+        zones (no membership, crossing or dwell can change): keep it as the vehicle's last fix
+        unless an earlier one was newer, so a zone created later sees where it is."""
+        if vehicle_id not in self._vid:
+            self._vehicle_indices((vehicle_id,))
+        vid = self._vid[vehicle_id]
+        self.stats.fixes += fixes
+        last = self._last_ts[vid]
+        if ts >= last or last != last:  # last is NaN before a first fix
+            self._last_ts[vid] = ts
+            self._last_lat[vid] = lat
+            self._last_lon[vid] = normalize_lon(lon)
+            self._sig[vid] = 0
+            self._dirty[vid] = False
 
     def process(
         self, batch: FixBatch | Iterable[tuple[str, float, float, float]]

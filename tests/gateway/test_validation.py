@@ -17,8 +17,8 @@ def pos(seq: int, dt: float = 0.0, lat: float = 52.0, lon: float = 4.0, **kw: fl
 
 
 def reasons(cursor: DeviceCursor, positions: list[Position]) -> list[str | None]:
-    v = validate(cursor, positions, NOW, LIMITS)
-    by_seq = {r.seq: str(r.reason) for r in v.rejected}
+    _, rejected = validate(cursor, positions, NOW, LIMITS)
+    by_seq = {r.seq: str(r.reason) for r in rejected}
     return [by_seq.get(p.seq) for p in positions]
 
 
@@ -115,8 +115,8 @@ def test_fast_but_plausible_movement_is_accepted() -> None:
 def test_accepted_seqs_strictly_increase(seqs: list[int]) -> None:
     c = DeviceCursor()
     batch = [pos(s, float(s), lat=52 + s * 1e-6) for s in seqs]
-    v = validate(c, batch, NOW, LIMITS)
-    accepted = [p.seq for p in v.accepted]
+    kept, rejected = validate(c, batch, NOW, LIMITS)
+    accepted = [p.seq for p in kept]
     assert accepted == sorted(set(accepted))
-    assert len(v.accepted) + len(v.rejected) == len(seqs)
+    assert len(kept) + len(rejected) == len(seqs)
     assert c.seq == (max(accepted) if accepted else 0)

@@ -134,6 +134,24 @@ def test_zone_created_around_a_parked_vehicle() -> None:
     assert kinds(e.process([fix("v", 110, 300, 0)])) == [("ZoneExit", "depot", 110)]
 
 
+@pytest.mark.parametrize("way", ["process", "remember"])
+def test_zone_created_where_a_vehicle_stood_before_any_zone(way: str) -> None:
+    """Without zones the live stage only ``remember``s each vehicle's newest fix; a zone
+    created afterwards must see the vehicle exactly as if ``process`` had seen the fixes,
+    an older fix arriving late included."""
+    e = engine()
+    for ts, x in ((0, 0.0), (5, 1.0), (3, 900.0)):  # the last one is late: ignored
+        if way == "process":
+            e.process([fix("v", ts, x, 0)])
+        else:
+            e.remember("v", *fix("v", ts, x, 0)[1:])
+    assert e.last_fix("v") == FixPoint(5.0, *at(1.0, 0))
+    e.set_zone(circle("depot", 0, 0, 50, dwell_threshold_s=100))
+    assert e.memberships("v") == {"depot": Membership(5.0)}
+    assert e.process([fix("v", 10, 2, 0)]) == []
+    assert kinds(e.process([fix("v", 20, 300, 0)])) == [("ZoneExit", "depot", 20)]
+
+
 def test_zone_replaced_or_removed_drops_membership_silently() -> None:
     e = engine(circle("z", 0, 0, 50), circle("y", 500, 0, 50))
     e.process([fix("a", 0, 0, 0), fix("b", 0, 500, 0)])
