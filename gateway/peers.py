@@ -10,6 +10,7 @@ newest state came from another process is that process's to mark offline.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -27,9 +28,15 @@ from .state import Fleet, decode_state, live_json
 log = logging.getLogger(__name__)
 
 CHANNEL: Final = "live:states"
+# A publish that reached no other process: nobody else listens, so the next ones are skipped
+# for this long. A process that starts meanwhile loaded every state from Redis when it
+# started; it hears this one's updates at most this much later.
+ALONE_RECHECK_S: Final = 1.0
 
 _enc: Final = msgspec.msgpack.Encoder()
-_dec: Final = msgspec.msgpack.Decoder(tuple[str, list[tuple[str, bytes]]])
+# The origin first, the states left unread: a process skips its own messages cheaply.
+_head: Final = msgspec.msgpack.Decoder(tuple[str, msgspec.Raw])
+_states: Final = msgspec.msgpack.Decoder(list[tuple[str, bytes]])
 
 
 class Peers:
@@ -41,23 +48,33 @@ class Peers:
         self.origin = secrets.token_hex(8)
         # Told of each vehicle whose newer state came from another process (vehicle, fix time).
         self.on_remote: Callable[[str, float], None] = lambda vehicle, ts: None
+        self._alone_until = -math.inf  # trio time until which publishing is skipped
+        self._skipped = metrics.key("gateway_peer_publish_skipped_total")
 
     async def announce(self, states: Sequence[tuple[str, bytes]]) -> None:
         """Tell the other processes these vehicles' new states (best effort)."""
         if not states:
             return
+        now = trio.current_time()
+        if now < self._alone_until:
+            self.metrics.add(self._skipped)
+            return
         try:
-            await publish(self.redis, CHANNEL, _enc.encode((self.origin, list(states))))
+            receivers = await publish(self.redis, CHANNEL, _enc.encode((self.origin, list(states))))
         except Exception as exc:
             self.metrics.inc("gateway_peer_publish_errors_total")
             log.warning("could not share vehicle states: %s", exc)
+            return
+        if receivers <= 1:  # this process's own subscription at most
+            self._alone_until = now + ALONE_RECHECK_S
 
     async def _received(self, data: bytes) -> None:
         try:
-            origin, states = _dec.decode(data)
+            origin, rest = _head.decode(data)
+            if origin == self.origin:
+                return
+            states = _states.decode(rest)
         except msgspec.DecodeError:
-            return
-        if origin == self.origin:
             return
         for vehicle, blob in states:
             state = decode_state(blob)

@@ -9,8 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import coredis
+import msgspec
 import trio
 from trio_websocket import open_websocket_url
+
+from gateway.app import connect_redis
+from gateway.peers import ALONE_RECHECK_S
+from gateway.peers import CHANNEL as PEERS_CHANNEL
+from gateway.pubsub import follow_channel
 
 from .conftest import (
     API_KEY,
@@ -178,3 +184,57 @@ async def test_a_device_on_two_processes_is_stored_once(
     for gw in (a, b):
         await gw.http.aclose()
         gw.scope.cancel()
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def test_a_lone_process_stops_publishing_until_another_listens(
+    redis_url: str, data_dir: Path, nursery: trio.Nursery
+) -> None:
+    """Alone on the states channel, a process skips publishing (no one to tell) and looks
+    again every ``ALONE_RECHECK_S``: a listener that joins hears it within about that."""
+    gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir))
+    token = await gw.register("van-l")
+    heard: list[tuple[str, list[tuple[str, bytes]]]] = []
+
+    async def received(data: bytes) -> None:
+        heard.append(msgspec.msgpack.decode(data))
+
+    async with open_websocket_url(f"{gw.ep.ingest_url}?token={token}") as device:
+        t0 = time.time() - 30
+
+        async def send(seq: int) -> None:
+            fix = {"seq": seq, "ts": t0 + seq, "lat": 52.1 + seq * 1e-5, "lon": 4.3}
+            await device.send_message(json.dumps(fix))
+            while json.loads(await device.get_message())["seq"] < seq:
+                pass
+
+        for seq in range(1, 6):  # acknowledged one by one: five write batches
+            await send(seq)
+        assert metric(await gw.metrics(), "gateway_peer_publish_skipped_total") >= 1
+        async with connect_redis(redis_url) as listener, trio.open_nursery() as inner:
+            await inner.start(follow_channel, listener, PEERS_CHANNEL, received)
+            joined = trio.current_time()
+            seq = 6
+            with trio.fail_after(ALONE_RECHECK_S + 5):
+                while not heard:
+                    await send(seq)
+                    seq += 1
+                    await trio.sleep(0.05)
+            assert trio.current_time() - joined < ALONE_RECHECK_S + 1.0
+            _, states = heard[0]
+            assert [vehicle for vehicle, _ in states] == ["van-l"]
+            # From now on every batch is told again.
+            before = len(heard)
+            await send(seq)
+            with trio.fail_after(5):
+                while len(heard) == before:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            inner.cancel_scope.cancel()
+    await gw.http.aclose()
+    gw.scope.cancel()
