@@ -6,17 +6,21 @@ load-generating process:
   (b) gateway: the full path (auth, decode, validation, rate limits, Redis writes with
       append-only persistence, acks, live fan-out).
 Both are measured for single-position JSON frames and 100-position MessagePack batches.
+With ``--zones N`` the gateway also runs N zones (the city of ``bench/geofence.py``: customer
+stops, blocks, corridors, depots, service areas) and the vans drive among them, as the
+design's target states it; without, the geofence stage has nothing to do.
 Prints positions/s and the ratio, and this process's CPU time per position for each (the
 bare loop and the gateway both run in this process; Redis and the load generator do not):
 the CPU ratio holds steadier than the rates when other work shares the machine. The last
 line is one JSON object with the figures.
 
-    python bench/ingest.py [--connections 50] [--duration 6]
+    python bench/ingest.py [--connections 50] [--duration 6] [--rounds 3] [--zones 10000]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import subprocess
@@ -33,10 +37,19 @@ from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.app import Endpoints, run_gateway
+from gateway.app import Endpoints, connect_redis, run_gateway
 from gateway.config import load_settings
 from gateway.redisproc import start_redis
 from gateway.wire import Position
+from gateway.zones_store import ZoneStore
+
+# The zone city of bench/geofence.py (a script, not a module: loaded from its file).
+_spec = importlib.util.spec_from_file_location(
+    "bench_geofence", Path(__file__).with_name("geofence.py")
+)
+assert _spec is not None and _spec.loader is not None
+city = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(city)
 
 WARMUP_S = 1.5
 LOADGEN = Path(__file__).with_name("wsload.py")
@@ -67,6 +80,15 @@ async def run_load(cfg: dict[str, Any], sample: Any) -> tuple[float, float]:
     return n / (t1 - t0), (p1 - p0) / n * 1e6
 
 
+async def add_zones(redis_url: str, n: int) -> None:
+    """Store ``n`` zones for the gateways this run starts (they load them when they start)."""
+    zones = city.build_zones(n, city.np.random.default_rng(7))
+    async with connect_redis(redis_url) as redis:
+        store = ZoneStore(redis)
+        for zone in zones:
+            await store.put(zone)
+
+
 async def bare(connections: int, batch: int, duration: float) -> tuple[float, float]:
     count = [0]
 
@@ -90,7 +112,7 @@ async def bare(connections: int, batch: int, duration: float) -> tuple[float, fl
             )
         )
         cfg = {"host": "127.0.0.1", "port": server.port, "path": "/", "connections": connections,
-               "batch": batch, "duration": duration}  # fmt: skip
+               "batch": batch, "duration": duration, "center": city.CENTER}  # fmt: skip
         rate = await run_load(cfg, sample)
         nursery.cancel_scope.cancel()
     return rate
@@ -124,7 +146,8 @@ async def gateway(
 
             port = int(ep.ingest_url.rsplit(":", 1)[1].split("/")[0])
             cfg = {"host": "127.0.0.1", "port": port, "path": "/v1/ingest", "tokens": tokens,
-                   "connections": connections, "batch": batch, "duration": duration}  # fmt: skip
+                   "connections": connections, "batch": batch, "duration": duration,
+                   "center": city.CENTER}  # fmt: skip
             rate = await run_load(cfg, sample)
         nursery.cancel_scope.cancel()
     return rate
@@ -135,10 +158,13 @@ async def main(args: argparse.Namespace) -> None:
         "connections": args.connections,
         "duration_s": args.duration,
         "rounds": args.rounds,
+        "zones": args.zones,
     }
     with tempfile.TemporaryDirectory() as tmp:
         redis = start_redis(Path(tmp) / "redis", appendonly=True)
         try:
+            if args.zones:
+                await add_zones(redis.url, args.zones)
             for label, batch in (("single", 1), ("batch100", 100)):
                 # Alternate the two in several rounds: other load on the machine then hits
                 # both alike, and the median ratio is what is reported.
@@ -180,4 +206,5 @@ if __name__ == "__main__":
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--duration", type=float, default=6.0)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--zones", type=int, default=0, help="zones the gateway runs (default none)")
     trio.run(main, p.parse_args())

@@ -79,7 +79,11 @@ async def one_connection(cfg: dict[str, Any], idx: int, deadline: float, sent: l
         async with trio.open_nursery() as nursery:
             nursery.start_soon(drain)
             base_ts = time.time() - 1800.0
-            lat0 = 52.0 + idx * 0.001
+            # Spread over a 10 x 10 km square around the centre (where the zones are, when the
+            # benchmark adds some), one van a kilometre from the next.
+            clat, clon = cfg.get("center", (52.0, 4.9))
+            lat0 = clat - 0.045 + (idx % 10) * 0.009
+            lon0 = clon - 0.07 + (idx // 10 % 10) * 0.014
             seq = 0
             per_chunk = CHUNK_FRAMES_BATCH if binary else CHUNK_FRAMES_SINGLE
             while time.monotonic() < deadline:
@@ -90,7 +94,7 @@ async def one_connection(cfg: dict[str, Any], idx: int, deadline: float, sent: l
                         seq += 1
                         items.append(
                             {"seq": seq, "ts": base_ts + seq * 0.01, "lat": lat0 + seq * 1e-7,
-                             "lon": 4.9, "speed": 10.0, "heading": 0.0, "accuracy": 5.0}
+                             "lon": lon0, "speed": 10.0, "heading": 0.0, "accuracy": 5.0}
                         )  # fmt: skip
                     frames.append(ws_frame(enc(items if binary else items[0]), binary))
                 await stream.send_all(b"".join(frames))
