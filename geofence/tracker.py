@@ -29,7 +29,8 @@ times ``detour_factor``. Each leg is driven at its planned pace (from the stops'
 arrivals and service times when the route has them, else ``typical_speed_mps``) times the pace
 ratio the vehicle has shown so far (:class:`~geofence.eta.SpeedModel`). Service times of
 earlier stops are added, scaled by what the route's stops took so far, and for the stop being
-served the median of what is left of it (:class:`~geofence.eta.ServiceModel`; see
+served the median of what is left of it until the vehicle drives off (it is still inside the
+circle for a few seconds then) (:class:`~geofence.eta.ServiceModel`; see
 :func:`~geofence.eta.estimate_arrivals`). Distances to stops are great-circle (spherical,
 within 0.6 % of the ellipsoid).
 
@@ -377,10 +378,17 @@ class RouteTracker:
         serving = np.flatnonzero(self.status == ARRIVED)
         # Between fixes (ticks) a vehicle last seen standing still is taken to stand still.
         since = 0.0
-        if self.last is not None and self.last_speed_mps < cfg.stopped_speed_mps:
+        standing = self.last_speed_mps < cfg.stopped_speed_mps
+        if standing and self.last is not None:
             since = max(now - self.last[0], 0.0)
+        # Moving again after standing at a stop is leaving it: the service there is over,
+        # though the vehicle is still inside the circle for a few more seconds.
         busy = max(
-            (self.service.remaining(i, float(self.still_s[i]) + since) for i in serving.tolist()),
+            (
+                self.service.remaining(i, float(self.still_s[i]) + since)
+                for i in serving.tolist()
+                if standing or self.still_s[i] <= 0.0
+            ),
             default=0.0,
         )
         service = self.service.expected()[pending]

@@ -142,7 +142,12 @@ class StopVisit:
     stop: PlannedStop
     arrived_s: float
     departed_s: float | None = None
-    long_dwell: bool = False  # the dwell ran long, beyond the usual spread of the service
+    long_extra_s: float = 0.0  # what a long dwell added to the usual service; 0: none
+
+    @property
+    def long_dwell(self) -> bool:
+        """Whether the dwell ran long, beyond the usual spread of the service."""
+        return self.long_extra_s > 0
 
     @property
     def late_s(self) -> float:
@@ -440,11 +445,12 @@ class Van:
         stop = self._route.plan.stops[leg.to_stop]
         lo, hi = cfg.service_factor
         dwell = stop.service_s * min(max(rng.lognormvariate(0.0, cfg.service_sigma), lo), hi)
-        long_dwell = rng.random() < cfg.long_dwell_probability
-        if long_dwell:
-            dwell += rng.uniform(*cfg.long_dwell_s)
+        extra = 0.0
+        if rng.random() < cfg.long_dwell_probability:
+            extra = rng.uniform(*cfg.long_dwell_s)
             self.counters.long_dwells += 1
-        self.visits.append(StopVisit(stop, self._t, long_dwell=long_dwell))
+        self.visits.append(StopVisit(stop, self._t, long_extra_s=extra))
+        dwell += extra
         self.phase = Phase.DWELLING
         self._phase_until = self._t + dwell
 

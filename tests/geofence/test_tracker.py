@@ -131,14 +131,14 @@ def test_eta_uses_detour_factor_without_a_path() -> None:
     assert tracker.etas()["s0"] - T0 == pytest.approx(expected, abs=1.0)
 
 
+# Speed pinned to typical, dwells exactly as planned.
+EXACT = TrackerConfig(
+    typical_speed_mps=10.0, speed_prior_s=1e9, dwell=DwellShape(sigma=0.0, long_probability=0.0)
+)
+
+
 def test_eta_counts_service_time_of_earlier_stops() -> None:
-    # Speed pinned to typical, dwells exactly as planned.
-    cfg = TrackerConfig(
-        typical_speed_mps=10.0,
-        speed_prior_s=1e9,
-        dwell=DwellShape(sigma=0.0, long_probability=0.0),
-    )
-    tracker = RouteTracker(make_route(service_s=300.0), cfg)
+    tracker = RouteTracker(make_route(service_s=300.0), EXACT)
     tracker.update(T0, *at(0, 0), speed_mps=10.0)
     eta = tracker.etas()
     assert eta["s0"] - T0 == pytest.approx(95.0, abs=0.5)
@@ -149,6 +149,21 @@ def test_eta_counts_service_time_of_earlier_stops() -> None:
     assert tracker.stop_status("s0") == "arrived"
     tracker.update(T0 + 200, *at(*along_xy(1000.0)), speed_mps=0.0)
     assert tracker.etas()["s1"] - T0 == pytest.approx(100 + 300 + 95.0, abs=0.5)
+
+
+def test_moving_off_after_standing_at_a_stop_ends_its_service() -> None:
+    tracker = RouteTracker(make_route(service_s=300.0), EXACT)
+    # Rolling into s0's circle: all of its service is still to come.
+    tracker.update(T0, *at(*along_xy(990.0)), speed_mps=2.0)
+    assert tracker.eta_dwell_s()["s1"] == pytest.approx(300.0, abs=0.5)
+    tracker.update(T0 + 1, *at(*along_xy(1000.0)), speed_mps=0.0)
+    tracker.update(T0 + 101, *at(*along_xy(1000.0)), speed_mps=0.0)
+    assert tracker.eta_dwell_s()["s1"] == pytest.approx(200.0, abs=1.0)  # to about a second
+    # Driving off, still inside the circle: the service is over, only the leg is left.
+    tracker.update(T0 + 102, *at(*along_xy(1010.0)), speed_mps=5.0)
+    assert tracker.stop_status("s0") == "arrived"
+    assert tracker.eta_dwell_s()["s1"] == 0.0
+    assert tracker.etas()["s1"] - (T0 + 102) == pytest.approx((2000.0 - 1010.0 - 50.0) / 10.0)
 
 
 def test_stop_arriving_arrived_departed_in_any_order() -> None:
