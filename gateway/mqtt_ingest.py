@@ -19,9 +19,13 @@ With ``MQTT_SHARED_GROUP`` set the gateway subscribes through ``$share/<group>/.
 several gateway processes split one feed. The connection is kept with reconnect and
 resubscribe, backing off up to ``RECONNECT_MAX_S``.
 
-Acknowledgement: the client library acknowledges QoS 1 deliveries to the broker when it
-reads them, before the position is in Redis; a crash in between can lose what was in
-flight (the WebSocket and HTTP paths acknowledge only after the write).
+Acknowledgement: a QoS 1 message is acknowledged to the broker (PUBACK) only once the
+positions it carried are in Redis, and after every message that arrived before it; one
+that carried nothing to write (rejected, malformed, an unknown device or topic) once the
+messages before it are acknowledged (see ``mqtt_ack``). With ``MQTT_CLIENT_ID`` set the
+session outlives the connection for ``SESSION_EXPIRY_S``, so what a crashed or cut-off
+gateway had not acknowledged is redelivered when it connects again; positions already
+stored come back as duplicates.
 """
 
 from __future__ import annotations
@@ -35,11 +39,11 @@ import anyio
 import msgspec
 import trio
 from moat.lib.mqtt import MQTTPublishPacket, QoS
-from moat.lib.mqtt.async_client import AsyncMQTTClient, AsyncMQTTSubscription
 
 from .auth import TOKEN_CACHE_S
 from .http_ingest import owntracks_position
 from .ingest import Session
+from .mqtt_ack import SESSION_EXPIRY_S, AckingClient, DurableAcks
 from .wire import MalformedFrame, Position, Reason, Rejection, decode_frame
 
 if TYPE_CHECKING:
@@ -54,8 +58,9 @@ RECONNECT_MAX_S: Final = 30.0
 SESSION_CACHE: Final = 100_000
 DEVICE_CACHE_S: Final = TOKEN_CACHE_S
 # Messages the client may hand over before its reader waits for the gateway (back-pressure
-# to the broker), the most taken as one batch, and how long the first message of a batch
-# waits for others while messages are arriving fast.
+# to the broker; also the most QoS 1 messages the broker may have out unacknowledged), the
+# most taken as one batch, and how long the first message of a batch waits for others
+# while messages are arriving fast.
 INBOX_SIZE: Final = 4_096
 BATCH_MAX: Final = 2_048
 BATCH_LINGER_S: Final = 0.005
@@ -126,20 +131,12 @@ def _payload(packet: MQTTPublishPacket) -> bytes | str:
 
 
 class Inbox:
-    """A subscription's messages, taken in batches.
+    """A connection's messages, taken in batches. The client hands every message to
+    ``send``; once ``size`` wait there, its reader waits for the gateway (back-pressure to
+    the broker)."""
 
-    moat-lib-mqtt hands each message to a subscription through a memory stream of five and
-    starts a task per message once that is full. The subscription's ``send_stream`` is
-    replaced by a larger one, so the client's reader goes on without waiting while the
-    gateway handles a batch. Messages handed over before the replacement are taken first:
-    the reader hands over the next message only once the previous one is in a stream.
-    """
-
-    def __init__(self, subscription: AsyncMQTTSubscription, size: int = INBOX_SIZE) -> None:
-        self._subscription = subscription
-        self._early = subscription.send_stream
-        self._send, self._recv = anyio.create_memory_object_stream[MQTTPublishPacket](size)
-        subscription.send_stream = self._send
+    def __init__(self, size: int = INBOX_SIZE) -> None:
+        self.send, self._recv = anyio.create_memory_object_stream[MQTTPublishPacket](size)
         self._busy = False  # the last batch had more than one message
 
     def __enter__(self) -> Inbox:
@@ -151,14 +148,8 @@ class Inbox:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._early.close()
-        self._send.close()
+        self.send.close()
         self._recv.close()
-
-    async def _take_early(self, into: list[MQTTPublishPacket]) -> None:
-        stats = self._early.statistics
-        while stats().current_buffer_used or stats().tasks_waiting_send:
-            into.append(await anext(self._subscription))
 
     async def batch(
         self, limit: int = BATCH_MAX, linger_s: float = BATCH_LINGER_S
@@ -167,15 +158,10 @@ class Inbox:
         what has arrived with it. While messages come in faster than one per batch, the
         first also waits ``linger_s`` for others (fewer, larger batches cost less per
         message); a lone message does not wait."""
-        out: list[MQTTPublishPacket] = []
-        await self._take_early(out)
         recv = self._recv
-        if not out:
-            first = await recv.receive()
-            if self._busy and recv.statistics().current_buffer_used < limit - 1:
-                await trio.sleep(linger_s)
-            await self._take_early(out)
-            out.append(first)
+        out = [await recv.receive()]
+        if self._busy and recv.statistics().current_buffer_used < limit - 1:
+            await trio.sleep(linger_s)
         while len(out) < limit:
             try:
                 out.append(recv.receive_nowait())
@@ -194,6 +180,8 @@ class MqttIngest:
         group = s.mqtt_shared_group.strip()
         self.patterns = [f"$share/{group}/{t}" if group else t for t in self.topics]
         self.client_id = s.mqtt_client_id or f"fleetgate-{random.getrandbits(40):010x}"
+        # A fixed client id can come back for its session; a random one never would.
+        self.session_expiry_s = SESSION_EXPIRY_S if s.mqtt_client_id else 0
         self.sessions: dict[str, Session] = {}
         self.refused: dict[str, float] = {}  # device id -> refused until (trio clock)
         self.checked: dict[str, float] = {}  # device id -> its record is current until
@@ -203,6 +191,7 @@ class MqttIngest:
             for proto in ("native", "owntracks")
         }
         self.connected = False
+        self._acks: DurableAcks | None = None  # the current connection's
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Stay subscribed until cancelled. Reports started at once: a broker that is down
@@ -211,38 +200,50 @@ class MqttIngest:
         task_status.started()
         while True:
             try:
-                async with (
-                    AsyncMQTTClient(
-                        self.url.host,
-                        self.url.port,
-                        ssl=self.url.tls,
-                        client_id=self.client_id,
-                        username=self.url.username,
-                        password=self.url.password,
-                        keep_alive=30,
-                    ) as client,
-                    client.subscribe(*self.patterns, qos=QoS.AT_LEAST_ONCE) as messages,
-                ):
-                    with Inbox(messages) as inbox:
+                with Inbox() as inbox:
+                    async with (
+                        AckingClient(
+                            self.url.host,
+                            self.url.port,
+                            deliveries=inbox.send,
+                            session_expiry_s=self.session_expiry_s,
+                            receive_maximum=INBOX_SIZE,
+                            ssl=self.url.tls,
+                            client_id=self.client_id,
+                            username=self.url.username,
+                            password=self.url.password,
+                            keep_alive=30,
+                        ) as client,
+                        client.subscribe(*self.patterns, qos=QoS.AT_LEAST_ONCE),
+                        trio.open_nursery() as nursery,
+                    ):
+                        self._acks = acks = DurableAcks(client)
+                        nursery.start_soon(acks.run)
                         self.connected = True
                         delay = RECONNECT_MIN_S
                         log.info("MQTT subscribed to %s at %s:%d", self.patterns, self.url.host,
                                  self.url.port)  # fmt: skip
                         while True:
                             batch = await inbox.batch()
-                            await self.handle_batch([(p.topic, _payload(p)) for p in batch])
+                            waits = await self.handle_batch([(p.topic, _payload(p)) for p in batch])
+                            acks.add([p.packet_id for p in batch if p.packet_id], waits)
             except* Exception as group:
                 log.warning("MQTT connection lost (%r); reconnecting in %.1fs",
                             group.exceptions, delay)  # fmt: skip
             self.connected = False
+            self._acks = None
             self.gw.metrics.inc("gateway_mqtt_reconnects_total")
             await trio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(RECONNECT_MAX_S, delay * 2)
 
-    async def handle_batch(self, messages: list[tuple[str, bytes | str]]) -> None:
-        """``(topic, payload)`` pairs in arrival order."""
+    async def handle_batch(
+        self, messages: list[tuple[str, bytes | str]]
+    ) -> list[tuple[Session, int]]:
+        """``(topic, payload)`` pairs in arrival order. Returns what must be durable before
+        the messages are acknowledged: ``(session, seq)``, the highest ``seq`` each touched
+        device has had accepted (in this batch or, still unwritten, before)."""
         self.gw.metrics.inc("gateway_mqtt_batches_total")
-        await self._handle_groups(self._split(messages))
+        return await self._handle_groups(self._split(messages))
 
     def _split(
         self, messages: list[tuple[str, bytes | str]]
@@ -268,7 +269,10 @@ class MqttIngest:
                 group.append((protocol, payload))
         return by_device
 
-    async def _handle_groups(self, by_device: dict[str, list[tuple[str, bytes | str]]]) -> None:
+    async def _handle_groups(
+        self, by_device: dict[str, list[tuple[str, bytes | str]]]
+    ) -> list[tuple[Session, int]]:
+        waits: list[tuple[Session, int]] = []
         metrics = self.gw.metrics
         max_bytes = self.gw.settings.max_frame_bytes
         frames = self._frames_key
@@ -302,6 +306,11 @@ class MqttIngest:
             if positions or bad:
                 await session.submit(positions, bad)
                 session.take_rejected()  # counted in metrics; MQTT has no reply channel
+            # Even with nothing accepted now: a resent message (a redelivery) is acked only
+            # once the position it repeats is written.
+            if session.cursor.seq > session.durable_seq:
+                waits.append((session, session.cursor.seq))
+        return waits
 
     async def _session(self, device_id: str, now: float) -> Session | None:
         """The device's session after reading its record again; None if it is unknown or
@@ -321,8 +330,13 @@ class MqttIngest:
                 self.sessions.clear()
                 self.checked.clear()
             session = self.sessions[device_id] = await self.gw.ingest.open_session(device)
+            session.on_progress = self._progress
         self.checked[device_id] = now + DEVICE_CACHE_S
         return session
+
+    def _progress(self) -> None:
+        if self._acks is not None:
+            self._acks.wake()
 
     def forget(self, device_id: str) -> None:
         """The device was revoked (or changed): read its record again at its next message."""

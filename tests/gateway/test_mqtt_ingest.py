@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import coredis
+import httpx
 import msgspec
 import pytest
 import trio
@@ -14,9 +16,12 @@ from moat.lib.mqtt import QoS
 from moat.lib.mqtt.async_client import AsyncMQTTClient
 
 from gateway import mqtt_ingest
-from gateway.mqtt_ingest import Inbox, parse_mqtt_url, topic_device
+from gateway.mqtt_ack import AckingClient
+from gateway.mqtt_ingest import Inbox, MqttUrl, parse_mqtt_url, topic_device
+from gateway.redisproc import start_redis
 
-from .conftest import GatewayHandle, gateway_settings, start_gateway
+from .conftest import API_KEY, gateway_settings, start_gateway, stored_seqs
+from .test_crash import start_process, stop_process
 
 
 def test_topics_and_urls() -> None:
@@ -33,10 +38,10 @@ def test_topics_and_urls() -> None:
         parse_mqtt_url("http://h")
 
 
-async def wait_for(gw: GatewayHandle, path: str, check: Any) -> Any:
+async def wait_for(http: httpx.AsyncClient, path: str, check: Any) -> Any:
     with trio.fail_after(10):
         while True:
-            r = await gw.http.get(path)
+            r = await http.get(path)
             if r.status_code == 200 and check(r.json()):
                 return r.json()
             await trio.sleep(0.05)
@@ -48,7 +53,7 @@ async def test_native_and_owntracks_topics(
     gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir, mqtt_url=mosquitto))
     await gw.register("van-m")
     await gw.register("alice.phone")
-    await wait_for(gw, "/healthz", lambda h: h.get("mqtt") == "connected")
+    await wait_for(gw.http, "/healthz", lambda h: h.get("mqtt") == "connected")
     u = parse_mqtt_url(mosquitto)
     now = time.time()
     async with AsyncMQTTClient(u.host, u.port, client_id="test-publisher") as pub:
@@ -63,9 +68,9 @@ async def test_native_and_owntracks_topics(
         await pub.publish("owntracks/alice/phone", json.dumps(loc), qos=QoS.AT_LEAST_ONCE)
         await pub.publish("owntracks/alice/phone", json.dumps({"_type": "transition"}))
 
-    v = await wait_for(gw, "/v1/vehicles/van-m", lambda v: v["seq"] == 3)
+    v = await wait_for(gw.http, "/v1/vehicles/van-m", lambda v: v["seq"] == 3)
     assert v["lat"] == pytest.approx(52.00003)
-    phone = await wait_for(gw, "/v1/vehicles/alice.phone", lambda v: v["lat"] == 48.1)
+    phone = await wait_for(gw.http, "/v1/vehicles/alice.phone", lambda v: v["lat"] == 48.1)
     assert phone["speed"] == pytest.approx(10.0)
     metrics = await gw.metrics()
     assert 'gateway_frames_rejected_total{reason="malformed"} 1' in metrics
@@ -101,10 +106,10 @@ def metric(text: str, series: str) -> float:
     return 0.0
 
 
-async def wait_metric(gw: GatewayHandle, series: str, value: float) -> None:
+async def wait_metric(http: httpx.AsyncClient, series: str, value: float) -> None:
     with trio.fail_after(10):
         while True:
-            if metric(await gw.metrics(), series) >= value:
+            if metric((await http.get("/metrics")).text, series) >= value:
                 return
             await trio.sleep(0.05)
 
@@ -119,7 +124,7 @@ async def test_bursts_keep_each_devices_order_and_count_every_rejection(
     devices = [f"burst-{i}" for i in range(3)]
     for d in devices:
         await gw.register(d)
-    await wait_for(gw, "/healthz", lambda h: h.get("mqtt") == "connected")
+    await wait_for(gw.http, "/healthz", lambda h: h.get("mqtt") == "connected")
     u = parse_mqtt_url(mosquitto)
     now = time.time()
     rounds = 150
@@ -151,7 +156,7 @@ async def test_bursts_keep_each_devices_order_and_count_every_rejection(
             await pub.publish(f"fleet/{d}/pos", payload, qos=QoS.AT_MOST_ONCE)
 
     for d in devices:
-        await wait_for(gw, f"/v1/vehicles/{d}", lambda v: v["seq"] == rounds)
+        await wait_for(gw.http, f"/v1/vehicles/{d}", lambda v: v["seq"] == rounds)
     for d in devices:
         track = (await gw.http.get(f"/v1/vehicles/{d}/track")).json()["positions"]
         assert [p["seq"] for p in track] == accepted[d]
@@ -180,7 +185,7 @@ async def test_revoked_device_is_refused_here_at_once_and_through_another_proces
     other = await start_gateway(nursery, gateway_settings(redis_url, data_dir))  # no MQTT
     for d in ("van-r", "van-s"):
         await gw.register(d)
-    await wait_for(gw, "/healthz", lambda h: h.get("mqtt") == "connected")
+    await wait_for(gw.http, "/healthz", lambda h: h.get("mqtt") == "connected")
     u = parse_mqtt_url(mosquitto)
     now = time.time()
     refused = 'gateway_handshakes_refused_total{reason="unknown_device"}'
@@ -191,17 +196,17 @@ async def test_revoked_device_is_refused_here_at_once_and_through_another_proces
     async with AsyncMQTTClient(u.host, u.port, client_id="test-revoke") as pub:
         for d in ("van-r", "van-s"):
             await pub.publish(f"fleet/{d}/pos", pos(1), qos=QoS.AT_LEAST_ONCE)
-            await wait_for(gw, f"/v1/vehicles/{d}", lambda v: v["seq"] == 1)
+            await wait_for(gw.http, f"/v1/vehicles/{d}", lambda v: v["seq"] == 1)
         # Revoked through this process: its next messages are refused.
         assert (await gw.http.post("/v1/devices/van-r/revoke")).status_code == 200
         for seq in (2, 3):
             await pub.publish("fleet/van-r/pos", pos(seq), qos=QoS.AT_LEAST_ONCE)
-        await wait_metric(gw, refused, 2)
+        await wait_metric(gw.http, refused, 2)
         # Revoked through another process: refused once the record is read again.
         assert (await other.http.post("/v1/devices/van-s/revoke")).status_code == 200
         await trio.sleep(0.6)
         await pub.publish("fleet/van-s/pos", pos(2), qos=QoS.AT_LEAST_ONCE)
-        await wait_metric(gw, refused, 3)
+        await wait_metric(gw.http, refused, 3)
     for d in ("van-r", "van-s"):
         assert (await gw.http.get(f"/v1/vehicles/{d}")).json()["seq"] == 1
     for g in (gw, other):
@@ -209,30 +214,146 @@ async def test_revoked_device_is_refused_here_at_once_and_through_another_proces
         g.scope.cancel()
 
 
-async def test_inbox_takes_every_message_in_order_including_those_before_it(
-    mosquitto: str,
-) -> None:
-    """Messages the client handed to the subscription before the inbox took over its stream
-    (its buffer of five full, and the client's reader waiting to hand over the sixth) come
-    first, then the rest, in the order published; none is lost."""
+async def test_inbox_takes_every_message_in_order(mosquitto: str) -> None:
+    """Messages the client hands over while nobody takes them wait in the inbox and come
+    out in the order published, in batches; none is lost."""
     u = parse_mqtt_url(mosquitto)
     topic = f"inbox-{time.monotonic_ns()}"
     count = 300
     got: list[int] = []
     sizes: list[int] = []
-    async with (
-        AsyncMQTTClient(u.host, u.port, client_id="test-inbox-pub") as pub,
-        AsyncMQTTClient(u.host, u.port, client_id="test-inbox-sub") as sub,
-        sub.subscribe(topic, qos=QoS.AT_LEAST_ONCE) as messages,
-    ):
-        for i in range(count):
-            await pub.publish(topic, str(i), qos=QoS.AT_MOST_ONCE)
-        await trio.sleep(0.3)  # the client's reader is stuck on the full stream meanwhile
-        with Inbox(messages) as inbox, trio.fail_after(10):
-            while len(got) < count:
-                batch = await inbox.batch()
-                sizes.append(len(batch))
-                got += [int(p.payload) for p in batch]
+    with Inbox() as inbox:
+        async with (
+            AsyncMQTTClient(u.host, u.port, client_id="test-inbox-pub") as pub,
+            AckingClient(u.host, u.port, deliveries=inbox.send, client_id="test-inbox-sub") as sub,
+            sub.subscribe(topic, qos=QoS.AT_LEAST_ONCE),
+        ):
+            for i in range(count):
+                await pub.publish(topic, str(i), qos=QoS.AT_MOST_ONCE)
+            await trio.sleep(0.3)
+            with trio.fail_after(10):
+                while len(got) < count:
+                    batch = await inbox.batch()
+                    sizes.append(len(batch))
+                    got += [int(p.payload) for p in batch]
     assert got == list(range(count))
-    assert sizes[0] >= 6  # five buffered, the one the reader was waiting with, and after
     assert max(sizes) > 1
+
+
+def pos(seq: int, t0: float) -> str:
+    return json.dumps({"seq": seq, "ts": t0 + seq, "lat": 52.0 + seq * 1e-5, "lon": 4.0})
+
+
+async def redelivered(u: MqttUrl, client_id: str, count: int) -> list[int]:
+    """The ``seq`` of each message the broker hands to ``client_id``'s kept session when it
+    connects (acknowledging none): ``count`` of them, and any that follow within 0.3 s."""
+    got: list[int] = []
+    with Inbox() as inbox:
+        async with AckingClient(
+            u.host, u.port, deliveries=inbox.send, client_id=client_id, session_expiry_s=60
+        ):
+            with trio.fail_after(5):
+                while len(got) < count:
+                    got += [json.loads(p.payload)["seq"] for p in await inbox.batch()]
+            with trio.move_on_after(0.3):
+                while True:
+                    got += [json.loads(p.payload)["seq"] for p in await inbox.batch()]
+    return got
+
+
+async def test_a_message_is_acknowledged_once_its_positions_are_in_redis(
+    data_dir: Path, mosquitto: str
+) -> None:
+    """A QoS 1 message is acknowledged to the broker once its position is written; one
+    that carries nothing to write (malformed, an unknown device, a duplicate) once those
+    before it are. With Redis down nothing is acknowledged: the broker keeps those messages
+    in the gateway's session, with what is published while the gateway is away, and
+    redelivers them when it is back, to be stored then, each once."""
+    folder = data_dir / "own-redis"
+    redis = start_redis(folder, appendonly=True)
+    client_id = f"test-gw-ack-{time.monotonic_ns()}"
+    settings = gateway_settings(redis.url, data_dir, mqtt_url=mosquitto, notify=False,
+                                mqtt_client_id=client_id)  # fmt: skip
+    u = parse_mqtt_url(mosquitto)
+    t0 = time.time() - 60
+    frames = 'gateway_frames_total{enc="native",proto="mqtt"}'
+    try:
+        async with AsyncMQTTClient(u.host, u.port, client_id=f"{client_id}-pub") as pub:
+
+            async def send(topic: str, payload: str | bytes) -> None:
+                await pub.publish(topic, payload, qos=QoS.AT_LEAST_ONCE)
+
+            async with trio.open_nursery() as nursery:
+                gw = await start_gateway(nursery, settings)
+                await gw.register("van-a")
+                await wait_for(gw.http, "/healthz", lambda h: h.get("mqtt") == "connected")
+                await send("fleet/van-a/pos", pos(1, t0))
+                await wait_metric(gw.http, "gateway_writer_positions_total", 1)
+                await send("fleet/van-a/pos", b"{not json")
+                await send("fleet/ghost/pos", pos(1, t0))
+                await send("fleet/van-a/pos", pos(1, t0))
+                await wait_metric(gw.http, frames, 4)
+                redis.stop()
+                await send("fleet/van-a/pos", pos(2, t0))
+                await send("fleet/van-a/pos", pos(3, t0))
+                await wait_metric(gw.http, frames, 6)
+                await wait_metric(gw.http, "gateway_writer_errors_total", 1)
+                await gw.http.aclose()
+                gw.scope.cancel()
+            await send("fleet/van-a/pos", pos(4, t0))  # while the gateway is away
+        assert await redelivered(u, client_id, 3) == [2, 3, 4]
+
+        redis = start_redis(folder, port=redis.port, appendonly=True)
+        async with trio.open_nursery() as nursery:
+            gw = await start_gateway(nursery, settings)
+            await wait_metric(gw.http, "gateway_writer_positions_total", 3)
+            async with coredis.Redis.from_url(redis.url) as r:
+                assert await stored_seqs(r, "van-a") == [1, 2, 3, 4]
+            await gw.http.aclose()
+            gw.scope.cancel()
+    finally:
+        redis.stop()
+
+
+async def test_kill_9_mid_ingest_loses_no_message(
+    redis_url: str, data_dir: Path, mosquitto: str
+) -> None:
+    """A gateway with a fixed client id, killed with SIGKILL while QoS 1 messages stream in:
+    once it is back, every message the broker took is stored, each position once."""
+    client_id = f"test-gw-kill-{time.monotonic_ns()}"
+    env = {"MQTT_URL": mosquitto, "MQTT_CLIENT_ID": client_id}
+    u = parse_mqtt_url(mosquitto)
+    t0 = time.time() - 3600
+    count = 800  # below Mosquitto's queue limit for an absent client (1000)
+    proc, http, _ = await start_process(redis_url, data_dir, **env)
+    async with (
+        httpx.AsyncClient(base_url=http, headers={"X-API-Key": API_KEY}) as api,
+        coredis.Redis.from_url(redis_url) as redis,
+    ):
+        (await api.post("/v1/devices", json={"id": "van-k"})).raise_for_status()
+        await wait_for(api, "/healthz", lambda h: h.get("mqtt") == "connected")
+        async with (
+            AsyncMQTTClient(u.host, u.port, client_id=f"{client_id}-pub") as pub,
+            trio.open_nursery() as nursery,
+        ):
+
+            async def kill_mid_ingest() -> None:
+                await wait_metric(api, "gateway_writer_positions_total", count // 4)
+                proc.kill()
+
+            nursery.start_soon(kill_mid_ingest)
+            for seq in range(1, count + 1):
+                await pub.publish("fleet/van-k/pos", pos(seq, t0), qos=QoS.AT_LEAST_ONCE)
+        await proc.wait()
+        before = await stored_seqs(redis, "van-k")
+        assert before == list(range(1, len(before) + 1))
+        assert len(before) < count
+
+        proc, _, _ = await start_process(redis_url, data_dir, **env)
+        try:
+            with trio.fail_after(20):
+                while len(await stored_seqs(redis, "van-k")) < count:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            assert await stored_seqs(redis, "van-k") == list(range(1, count + 1))
+        finally:
+            await stop_process(proc)
