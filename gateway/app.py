@@ -14,7 +14,11 @@ from typing import Any, Final
 import coredis
 import msgspec
 import trio
+from anyio import BrokenResourceError, ClosedResourceError
 from coredis.connection import TCPLocation
+from coredis.exceptions import ClusterDownError
+from coredis.exceptions import ConnectionError as RedisConnectionError
+from coredis.retry import ExponentialBackoffRetryPolicy
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
@@ -47,6 +51,11 @@ TAIL_BATCH: Final = 500
 TAIL_BLOCK_MS: Final = 1000
 SHUTDOWN_GRACE_S: Final = 5.0  # for open HTTP requests when stopping
 DRAIN_GRACE_S: Final = 10.0  # for queued positions when stopping
+# A Redis Cluster command that meets a dead master, or a cluster down while a replica takes
+# over, is tried again for this long: more than a failover takes with Redis' default
+# cluster-node-timeout (15 s). Each retry counts towards coredis refreshing its slot map.
+CLUSTER_RETRY_S: Final = 30.0
+CLUSTER_RETRY_MAX_DELAY_S: Final = 1.0
 
 _json: Final = msgspec.json.Encoder()
 
@@ -318,7 +327,21 @@ def connect_redis(url: str) -> RedisClient[bytes]:
         # one from the URL itself.
         parsed = urllib.parse.urlsplit(client_url)
         node = TCPLocation(parsed.hostname or "127.0.0.1", parsed.port or 6379)
-        return coredis.RedisCluster.from_url(client_url, startup_nodes=[node])
+        retry = ExponentialBackoffRetryPolicy(
+            # The anyio errors: a connection that coredis hands out while it is closing.
+            (
+                RedisConnectionError,
+                ClusterDownError,
+                TimeoutError,
+                ClosedResourceError,
+                BrokenResourceError,
+            ),
+            retries=None,
+            base_delay=0.1,
+            max_delay=CLUSTER_RETRY_MAX_DELAY_S,
+            deadline=CLUSTER_RETRY_S,
+        )
+        return coredis.RedisCluster.from_url(client_url, startup_nodes=[node], retry_policy=retry)
     return coredis.Redis.from_url(client_url)
 
 

@@ -6,16 +6,17 @@ On one Redis server this is classic SUBSCRIBE; on a Redis Cluster, sharded pub/s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 import coredis
 import trio
 from coredis.patterns.pubsub import PubSub, ShardedPubSub
 
-from notify.redis_client import RedisClient
+from notify.redis_client import RedisClient, cluster_client_like
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +24,25 @@ RESUBSCRIBE_S: Final = 1.0
 _MESSAGE_TYPES: Final = frozenset({"message", "smessage"})
 
 
-def _subscribe(redis: RedisClient[Any], channel: str) -> PubSub[Any] | ShardedPubSub[Any]:
-    if isinstance(redis, coredis.RedisCluster):
-        return redis.sharded_pubsub(channels=[channel])
-    return redis.pubsub(channels=[channel])
+@contextlib.asynccontextmanager
+async def _subscribe(
+    redis: RedisClient[Any], channel: str
+) -> AsyncIterator[PubSub[Any] | ShardedPubSub[Any]]:
+    if not isinstance(redis, coredis.RedisCluster):
+        async with redis.pubsub(channels=[channel]) as ps:
+            yield ps
+        return
+    # On a cluster each subscription has a client of its own, closed with it. coredis'
+    # sharded pub/sub holds a connection to every master, and when one of them dies it
+    # leaves the others checked out of its pool: in a shared client they would run the
+    # pool dry and stall the writer. It would also retry the dead master for ever, never
+    # telling; without retries, a failure ends the subscription here, and the next one
+    # maps the cluster afresh, finding the replica promoted meanwhile.
+    async with (
+        cluster_client_like(redis) as own,
+        own.sharded_pubsub(channels=[channel], retry_policy=None) as ps,
+    ):
+        yield ps
 
 
 async def follow_channel(

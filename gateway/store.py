@@ -19,7 +19,7 @@ from typing import Any, Final
 import coredis
 import msgspec
 
-from notify.redis_client import RedisClient, is_cluster
+from notify.redis_client import RedisClient, is_cluster, refresh_cluster_map
 
 from . import keys
 from .wire import Position
@@ -245,7 +245,12 @@ class Store:
             return 0
         minid = str(int((now - self.track_retention_s) * 1000))
         if self.cluster:
-            return await self._write_per_vehicle(writes, minid)
+            try:
+                return await self._write_per_vehicle(writes, minid)
+            except (coredis.exceptions.ConnectionError, coredis.exceptions.ClusterDownError):
+                # A master died: let the caller's retry find the replica promoted for it.
+                await refresh_cluster_map(self.redis)
+                raise
         ks: list[str] = []
         args: list[str | bytes] = [minid]
         for w in writes:
