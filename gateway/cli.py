@@ -67,6 +67,22 @@ def _port_plus(port: int, i: int) -> str:
     return str(port + PORT_STRIDE * i) if port else "0"
 
 
+def process_env(settings: Settings, ep: Endpoints, i: int) -> dict[str, str]:
+    """What process ``i`` (> 0) of ``--processes`` is told beside the environment: the first
+    one's Redis and data folder, its own ports and its own MQTT session."""
+    env = {
+        "REDIS_URL": ep.redis_url,
+        "DATA_DIR": settings.data_dir,
+        "HOST": settings.host,
+        "HTTP_PORT": _port_plus(settings.http_port, i),
+        "INGEST_PORT": _port_plus(settings.ingest_port, i),
+    }
+    if settings.mqtt_client_id:
+        # One broker session each: two connections of one client id take it in turns.
+        env["MQTT_CLIENT_ID"] = f"{settings.mqtt_client_id}-{i}"
+    return env
+
+
 async def _serve(
     settings: Settings, vehicles: int | None, sim_args: list[str], processes: int = 1
 ) -> None:
@@ -82,13 +98,7 @@ async def _serve(
         # Further processes share this one's Redis and data folder (so its API key and
         # link secret), each on ports PORT_STRIDE further; a load balancer goes in front.
         for i in range(1, processes):
-            env = os.environ | {
-                "REDIS_URL": ep.redis_url,
-                "DATA_DIR": settings.data_dir,
-                "HOST": settings.host,
-                "HTTP_PORT": _port_plus(settings.http_port, i),
-                "INGEST_PORT": _port_plus(settings.ingest_port, i),
-            }
+            env = os.environ | process_env(settings, ep, i)
             cmd = [sys.executable, "-m", "gateway", "serve"]
             nursery.start_soon(partial(trio.run_process, cmd, env=env, check=False))
         if vehicles is None:

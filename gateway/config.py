@@ -37,6 +37,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     mqtt_topics: str = "fleet/+/pos,owntracks/+/+"
     mqtt_shared_group: str = ""  # set: subscribe as $share/<group>/... to split the feed
     mqtt_client_id: str = ""  # empty: a random one per process
+    # With a fixed client id: how long the broker keeps the gateway's session while it is away
+    mqtt_session_expiry_s: int = 86_400
 
     # --- auth
     api_keys: str = ""  # comma separated agent API keys; empty: one is generated in data_dir

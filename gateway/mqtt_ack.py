@@ -50,9 +50,6 @@ if TYPE_CHECKING:
 
     from .ingest import Session
 
-# How long the broker keeps the session of a gateway with a fixed client id while it is
-# away (a crash, a restart, an outage), holding what it has not acknowledged.
-SESSION_EXPIRY_S: Final = 86_400
 MQTT_RECEIVE_MAXIMUM: Final = 65_535  # the protocol's, when a client names none
 
 # The library internals used below. Fail at import, not silently, if a release renames

@@ -23,7 +23,7 @@ Acknowledgement: a QoS 1 message is acknowledged to the broker (PUBACK) only onc
 positions it carried are in Redis, and after every message that arrived before it; one
 that carried nothing to write (rejected, malformed, an unknown device or topic) once the
 messages before it are acknowledged (see ``mqtt_ack``). With ``MQTT_CLIENT_ID`` set the
-session outlives the connection for ``SESSION_EXPIRY_S``, so what a crashed or cut-off
+session outlives the connection for ``MQTT_SESSION_EXPIRY_S``, so what a crashed or cut-off
 gateway had not acknowledged is redelivered when it connects again; positions already
 stored come back as duplicates.
 """
@@ -43,7 +43,7 @@ from moat.lib.mqtt import MQTTPublishPacket, QoS
 from .auth import TOKEN_CACHE_S
 from .http_ingest import owntracks_position
 from .ingest import Session
-from .mqtt_ack import SESSION_EXPIRY_S, AckingClient, DurableAcks
+from .mqtt_ack import AckingClient, DurableAcks
 from .wire import MalformedFrame, Position, Reason, Rejection, decode_frame
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ class MqttIngest:
         self.patterns = [f"$share/{group}/{t}" if group else t for t in self.topics]
         self.client_id = s.mqtt_client_id or f"fleetgate-{random.getrandbits(40):010x}"
         # A fixed client id can come back for its session; a random one never would.
-        self.session_expiry_s = SESSION_EXPIRY_S if s.mqtt_client_id else 0
+        self.session_expiry_s = s.mqtt_session_expiry_s if s.mqtt_client_id else 0
         self.sessions: dict[str, Session] = {}
         self.refused: dict[str, float] = {}  # device id -> refused until (trio clock)
         self.checked: dict[str, float] = {}  # device id -> its record is current until

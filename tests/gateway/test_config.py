@@ -2,6 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.app import Endpoints
+from gateway.cli import process_env
 from gateway.config import ConfigError, load_settings, split_redis_url
 from gateway.notifications import notifier_config
 from notify import NotifierConfig
@@ -65,3 +67,19 @@ def test_claim_idle_time_sets_the_notifier_timings() -> None:
     assert short.outbox.send_timeout_s == 3.0
     with pytest.raises(ConfigError, match="notify_claim_idle_s"):
         load_settings(env={"NOTIFY_CLAIM_IDLE_S": "0"})
+
+
+@pytest.mark.parametrize(("client_id", "expected"), [("", None), ("gw", "gw-2")])
+def test_each_extra_process_has_its_own_ports_and_mqtt_session(
+    client_id: str, expected: str | None
+) -> None:
+    settings = load_settings(env={}, mqtt_client_id=client_id, http_port=8080, ingest_port=0)
+    ep = Endpoints("http://h:8080", "ws://h:1/v1/ingest", "k", "redis://r:6379/0")
+    env = process_env(settings, ep, 2)
+    assert (env["REDIS_URL"], env["HTTP_PORT"], env["INGEST_PORT"]) == (
+        "redis://r:6379/0",
+        "8100",
+        "0",
+    )
+    assert env.get("MQTT_CLIENT_ID") == expected
+    assert load_settings(env=env).mqtt_client_id == (expected or "")
