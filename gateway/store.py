@@ -123,8 +123,8 @@ class UnknownDevice(Exception):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class VehicleWrite:
+@dataclass(slots=True)  # not frozen: one is made per vehicle per write batch, and a frozen
+class VehicleWrite:  # dataclass's __init__ costs about three times as much
     """Everything a batch changes for one vehicle, from one of its devices."""
 
     vehicle: str
