@@ -79,7 +79,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     ack_interval_s: float = 0.25  # at most one ack per connection this often
     writer_queue_size: int = 10_000  # frames waiting for the Redis writer (full: block)
     writer_max_batch: int = 5_000  # positions per Redis round trip
-    writer_linger_s: float = 0.003  # wait this long for more frames before a round trip
+    writer_linger_s: float = 0.01  # wait this long for more frames before a round trip
 
     # --- validation
     future_tolerance_s: float = 60.0
