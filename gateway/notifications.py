@@ -46,6 +46,8 @@ _json: Final = msgspec.json.Encoder()
 MAX_SEND_TIMEOUT_S: Final = 15.0
 MAX_CLAIM_INTERVAL_S: Final = 15.0
 MAX_EVENTS_CLAIM_INTERVAL_S: Final = 30.0
+# Redis outages a notification service waited out (and then carried on), by service.
+REDIS_OUTAGES_METRIC: Final = "notify_redis_outages_total"
 
 
 def parse_quiet_hours(text: str) -> tuple[time, time]:
@@ -119,12 +121,16 @@ class Notifications:
                     channels,
                     link_for=lambda delivery: self.gw.link_url(self.gw.links.issue(delivery)),
                     config=notifier_config(s),
+                    on_redis_outage=self._redis_outage,
                 )
                 async with trio.open_nursery() as nursery:
                     await nursery.start(notifier.run)
                     nursery.start_soon(self._alerts_to_browsers)
                     log.info("notifications: %s", ", ".join(sorted(channels)))
                     task_status.started(notifier)
+
+    def _redis_outage(self, service: str) -> None:
+        self.gw.metrics.inc(REDIS_OUTAGES_METRIC, service=service)
 
     async def _sms(
         self, s: Settings, nursery: trio.Nursery, public: str

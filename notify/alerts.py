@@ -8,7 +8,8 @@ unresolved, raising another with the same key (the same vehicle offline again) b
 Every change is passed to the ``listener`` given to ``AlertStore`` (an async callable, e.g.
 the ``send`` of a trio memory channel the gateway reads to push to the ops WebSocket) and
 published as JSON on the Redis pub/sub channel ``notify:alerts``, so gateway processes other
-than the one that made the change can push it too.
+than the one that made the change can push it too. A change stored while Redis then fails
+to publish it is kept (and logged), not undone: the event that made it is not handled again.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import msgspec
 
 from . import keys
 from .errors import NotifyError
+from .outbox import REDIS_DOWN
 from .redis_client import RedisClient, publish
 from .rules import AlertSpec
 
@@ -242,7 +244,12 @@ class AlertStore:
 
     async def _changed(self, alert: Alert) -> None:
         if self.publish:
-            await publish(self.redis, keys.ALERTS_CHANNEL, _encoder.encode(alert))
+            try:
+                await publish(self.redis, keys.ALERTS_CHANNEL, _encoder.encode(alert))
+            except REDIS_DOWN as exc:
+                # Stored already; pub/sub keeps nothing for later (the other processes'
+                # subscriptions are down too). Browsers see it when they next list alerts.
+                log.warning("alert %s stored but not published: %r", alert.id, exc)
         if self.listener is not None:
             try:
                 await self.listener(alert)

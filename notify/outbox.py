@@ -31,6 +31,15 @@ it, never create a second one, and the repeat carries the same message id, as th
 that deduplicates drops it. Twilio's Messages API takes no idempotency key, so an SMS in
 flight at a crash may reach the phone twice; the attempt log marks the repeated attempt as
 ``resumed`` so this is visible.
+
+Redis going away
+----------------
+Every loop here waits out a lost Redis (refused or dropped connections, timeouts, a server
+still loading its data) with ``RedisOutage`` and carries on where it left off; nothing is
+sent while Redis is down except what was already handed to the provider, whose outcome is
+kept in memory and stored once Redis answers. Entries read but not finished stay pending and
+are read again. A consumer group that Redis lost is created again from the start of the
+stream: every entry still in it is unfinished (a finished entry is deleted).
 """
 
 from __future__ import annotations
@@ -44,11 +53,14 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from functools import partial
+from typing import Any, Final, Literal, NoReturn, TypeVar
 
+import anyio
 import coredis
 import msgspec
 import trio
+from coredis.exceptions import StreamConsumerGroupError, StreamDuplicateConsumerGroupError
 from coredis.patterns.pipeline import ClusterPipeline, Pipeline
 
 from . import keys
@@ -61,6 +73,19 @@ log = logging.getLogger(__name__)
 
 EnqueueStatus = Literal["queued", "held", "duplicate", "rate_limited"]
 Outcome = Literal["sent", "retry", "dead", "suppressed", "expired"]
+T = TypeVar("T")
+S = TypeVar("S")
+# Redis unreachable, restarting, or still loading its data after a restart: worth waiting
+# for. Any other error (a wrong command, a bug) is not. coredis may also hand out a
+# connection whose anyio stream is closing.
+REDIS_DOWN: Final = (
+    coredis.exceptions.ConnectionError,  # BusyLoadingError is one
+    TimeoutError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+)
+REDIS_RETRY_MIN_S: Final = 0.1
+REDIS_RETRY_MAX_S: Final = 5.0
 # Statuses after which a message is never attempted again.
 FINAL_STATUSES: Final = frozenset(
     {"sent", "delivered", "undelivered", "dead", "suppressed", "expired", "rate_limited"}
@@ -198,6 +223,7 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
 
 OutcomeHook = Callable[[Message, Attempt], Awaitable[None]]
+_Pipeline = Pipeline[bytes] | ClusterPipeline[bytes]
 
 _attempt_enc: Final = msgspec.json.Encoder()
 _attempt_dec: Final = msgspec.json.Decoder(Attempt)
@@ -212,13 +238,102 @@ def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+OutageHook = Callable[[str], None]
+
+
+class RedisOutage:
+    """How one long-running service of the notifier waits out a lost Redis.
+
+    ``pause(exc)`` after a failed call sleeps 0.1 s, doubling up to 5 s while the failures
+    go on; ``answered()`` after a call that worked ends the outage. Its first failure is
+    logged as a warning and passed to ``on_outage(name)`` (the gateway counts outages in
+    ``/metrics``); its end is logged too. ``call`` repeats one call until Redis answers,
+    with a backoff of its own, so concurrent tasks can share one ``RedisOutage`` and warn
+    once between them.
+    """
+
+    def __init__(self, name: str, on_outage: OutageHook | None = None) -> None:
+        self.name = name
+        self.on_outage = on_outage
+        self.down = False
+        self._delay = REDIS_RETRY_MIN_S
+
+    def failed(self, exc: BaseException) -> None:
+        if self.down:
+            return
+        self.down = True
+        log.warning("%s: Redis does not answer, retrying until it does: %r", self.name, exc)
+        if self.on_outage is not None:
+            self.on_outage(self.name)
+
+    def answered(self) -> None:
+        if self.down:
+            self.down = False
+            self._delay = REDIS_RETRY_MIN_S
+            log.info("%s: Redis answers again", self.name)
+
+    async def pause(self, exc: BaseException) -> None:
+        self.failed(exc)
+        await trio.sleep(self._delay)
+        self._delay = _longer(self._delay)
+
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``await fn(*args)``, repeated while Redis does not answer."""
+        delay = REDIS_RETRY_MIN_S
+        while True:
+            try:
+                result = await fn(*args)
+            except REDIS_DOWN as exc:
+                self.failed(exc)
+                await trio.sleep(delay)
+                delay = _longer(delay)
+            else:
+                self.answered()
+                return result
+
+
+def _longer(delay: float) -> float:
+    return min(REDIS_RETRY_MAX_S, delay * 2)
+
+
+async def keep_running(
+    step: Callable[[S], Awaitable[S]],
+    start: S,
+    outage: RedisOutage,
+    recreate_group: Callable[[], Awaitable[None]] | None = None,
+) -> NoReturn:
+    """``state = await step(state)`` for ever, beginning with ``start``.
+
+    When Redis does not answer, waits (``outage.pause``) and goes on from ``start`` again:
+    a consumer reading its group from "0" first reads again what it had read and not yet
+    acknowledged, so nothing is skipped. When the consumer group is missing (NOGROUP:
+    Redis lost it), ``recreate_group`` creates it again before going on from ``start``.
+    """
+    state = start
+    while True:
+        try:
+            state = await step(state)
+        except REDIS_DOWN as exc:
+            await outage.pause(exc)
+            state = start
+        except StreamConsumerGroupError as exc:
+            if recreate_group is None or isinstance(exc, StreamDuplicateConsumerGroupError):
+                raise
+            log.warning("%s: consumer group lost, creating it again: %s", outage.name, exc)
+            await outage.call(recreate_group)
+            state = start
+        else:
+            outage.answered()
+
+
 class Outbox:
     """Queue, send, retry and record notifications.
 
     ``channels`` maps a channel name ("sms", "email", "webhook") to its adapter. ``clock``
     gives wall-clock epoch seconds (tests pass a clock driven by trio's virtual time).
     ``on_outcome`` is awaited after each attempt's outcome has been stored; the notifier
-    uses it to write ``notification.*`` events.
+    uses it to write ``notification.*`` events. ``on_redis_outage(service)`` is called
+    once per Redis outage that a service of the outbox waited out.
 
     ``run`` starts the scheduler, the claimer and a worker; each is also a service of its
     own (``run_worker``, ``run_scheduler``, ``run_claimer``), started with ``nursery.start``.
@@ -234,6 +349,7 @@ class Outbox:
         rng: random.Random | None = None,
         consumer: str | None = None,
         on_outcome: OutcomeHook | None = None,
+        on_redis_outage: OutageHook | None = None,
     ) -> None:
         self.redis = redis
         self.channels = dict(channels)
@@ -242,9 +358,15 @@ class Outbox:
         self.rng = rng or random.Random()
         self.consumer = consumer or default_consumer_name()
         self.on_outcome = on_outcome
+        self.on_redis_outage = on_redis_outage
         self._enqueue_script = redis.register_script(_ENQUEUE_LUA)
         self._move_due_script = redis.register_script(_MOVE_DUE_LUA)
         self._slots = trio.Semaphore(self.config.concurrency)
+        # Entries being processed here: one read again (after an outage, or claimed while
+        # its worker waits for Redis) is not processed twice at once.
+        self._in_flight: set[str] = set()
+        # Shared by the tasks that process messages: one warning per outage between them.
+        self._sending = RedisOutage("outbox sender", on_redis_outage)
         self._wake_scheduler = trio.Event()
         self._group_ready = False
         # Attempts by outcome ("sent", "retry", "dead", ...), for the gateway's /metrics.
@@ -257,10 +379,15 @@ class Outbox:
         if self._group_ready:
             return
         try:
+            # From the start: every entry still in the stream is unfinished.
             await self.redis.xgroup_create(keys.OUTBOX, keys.OUTBOX_GROUP, "0", mkstream=True)
         except coredis.exceptions.StreamDuplicateConsumerGroupError:
             pass
         self._group_ready = True
+
+    async def _recreate_group(self) -> None:
+        self._group_ready = False
+        await self.ensure_group()
 
     async def enqueue(self, message: Message, rate: RateLimit | None = None) -> EnqueueStatus:
         """Queue ``message`` once per idempotency key.
@@ -313,66 +440,75 @@ class Outbox:
     ) -> None:
         """Read the stream as ``self.consumer`` and send, ``concurrency`` messages at a time.
 
-        Entries left pending under this consumer name (a previous run that was cancelled)
-        are processed first.
+        Entries left pending under this consumer name (a previous run that was cancelled,
+        or read just before Redis went away) are processed first.
         """
-        await self.ensure_group()
+        outage = RedisOutage("outbox worker", self.on_redis_outage)
+        await outage.call(self.ensure_group)
         async with trio.open_nursery() as nursery:
             task_status.started()
-            cursor = "0"
-            while True:
-                await self._slots.acquire()
-                self._slots.release()
-                count = max(1, self._slots.value)
-                reply = await self.redis.xreadgroup(
-                    keys.OUTBOX_GROUP,
-                    self.consumer,
-                    streams={keys.OUTBOX: cursor},
-                    count=count,
-                    block=None if cursor == "0" else self.config.block_ms,
-                )
-                entries = next(iter(reply.values()), ()) if reply else ()
-                if cursor == "0" and not entries:
-                    cursor = ">"
-                    continue
-                for entry in entries:
-                    await self._slots.acquire()
-                    nursery.start_soon(self._process_entry, entry)
-                if cursor == "0":
-                    # Pending entries are re-read from after the last one seen.
-                    cursor = _s(entries[-1].identifier)
+            await keep_running(partial(self._read, nursery), "0", outage, self._recreate_group)
+
+    async def _read(self, nursery: trio.Nursery, cursor: str) -> str:
+        """Read entries after ``cursor`` (">": new ones; otherwise this consumer's pending
+        ones) and start processing them; returns the cursor to read after."""
+        await self._slots.acquire()
+        self._slots.release()
+        pending = cursor != ">"
+        reply = await self.redis.xreadgroup(
+            keys.OUTBOX_GROUP,
+            self.consumer,
+            streams={keys.OUTBOX: cursor},
+            count=max(1, self._slots.value),
+            block=None if pending else self.config.block_ms,
+        )
+        entries = next(iter(reply.values()), ()) if reply else ()
+        if not entries:
+            return ">"
+        for entry in entries:
+            await self._start(nursery, entry)
+        # Pending entries are re-read from after the last one seen.
+        return _s(entries[-1].identifier) if pending else ">"
 
     async def run_scheduler(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Move due messages (retries, quiet-hour holds) from the scheduled set to the stream."""
-        await self.ensure_group()
+        outage = RedisOutage("outbox scheduler", self.on_redis_outage)
+        await outage.call(self.ensure_group)
         task_status.started()
-        while True:
-            self._wake_scheduler = trio.Event()
-            now = self.clock()
-            moved: Any = await self._move_due_script(
-                keys=[keys.SCHEDULED, keys.OUTBOX], args=[repr(now), 100]
-            )
-            if int(moved) >= 100:
-                continue
-            head = await self.redis.zrange(keys.SCHEDULED, 0, 0, withscores=True)
-            sleep_s = self.config.scheduler_max_sleep_s
-            if head:
-                sleep_s = min(sleep_s, max(0.0, head[0].score - now))
-            with trio.move_on_after(sleep_s):
-                await self._wake_scheduler.wait()
+        await keep_running(self._move_due, None, outage)
+
+    async def _move_due(self, _: None) -> None:
+        self._wake_scheduler = trio.Event()
+        now = self.clock()
+        moved: Any = await self._move_due_script(
+            keys=[keys.SCHEDULED, keys.OUTBOX], args=[repr(now), 100]
+        )
+        if int(moved) >= 100:
+            return
+        head = await self.redis.zrange(keys.SCHEDULED, 0, 0, withscores=True)
+        sleep_s = self.config.scheduler_max_sleep_s
+        if head:
+            sleep_s = min(sleep_s, max(0.0, head[0].score - now))
+        with trio.move_on_after(sleep_s):
+            await self._wake_scheduler.wait()
 
     async def run_claimer(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Every ``claim_interval_s``, take over entries idle longer than ``claim_idle_s``."""
-        await self.ensure_group()
+        outage = RedisOutage("outbox claimer", self.on_redis_outage)
+        await outage.call(self.ensure_group)
         async with trio.open_nursery() as nursery:
             task_status.started()
-            while True:
-                await trio.sleep(self.config.claim_interval_s)
-                await self.claim_idle(nursery)
+            await keep_running(
+                partial(self._claim_later, nursery), None, outage, self._recreate_group
+            )
+
+    async def _claim_later(self, nursery: trio.Nursery, _: None) -> None:
+        await trio.sleep(self.config.claim_interval_s)
+        await self.claim_idle(nursery)
 
     async def claim_idle(self, nursery: trio.Nursery) -> int:
         """Claim entries idle past ``claim_idle_s`` and start processing them in ``nursery``."""
@@ -399,18 +535,28 @@ class Outbox:
             for entry in entries:
                 if isinstance(entry, bytes | str):
                     continue
-                log.info("claimed outbox entry %s from an idle consumer", _s(entry.identifier))
-                await self._slots.acquire()
-                nursery.start_soon(self._process_entry, entry)
-                claimed += 1
+                if await self._start(nursery, entry):
+                    log.info("claimed outbox entry %s from an idle consumer", _s(entry.identifier))
+                    claimed += 1
             if start == "0-0":
                 return claimed
 
     # ----- processing one message
 
-    async def _process_entry(self, entry: Any) -> None:
+    async def _start(self, nursery: trio.Nursery, entry: Any) -> bool:
+        """Process ``entry`` in ``nursery`` once a slot is free, unless it is in flight here
+        already; returns whether it was started."""
+        await self._slots.acquire()
+        entry_id = _s(entry.identifier)
+        if entry_id in self._in_flight:
+            self._slots.release()
+            return False
+        self._in_flight.add(entry_id)
+        nursery.start_soon(self._process_entry, entry_id, entry)
+        return True
+
+    async def _process_entry(self, entry_id: str, entry: Any) -> None:
         try:
-            entry_id = _s(entry.identifier)
             if not entry.field_values:
                 # Deleted from the stream while still pending: already finished.
                 await self._ack(entry_id)
@@ -423,13 +569,14 @@ class Outbox:
                 return
             await self._process(entry_id, message)
         finally:
+            self._in_flight.discard(entry_id)
             self._slots.release()
 
     async def _process(self, entry_id: str, message: Message) -> None:
+        # Every Redis call here waits for Redis to answer: the entry stays in flight (and
+        # holds its slot) meanwhile, and a send already made is stored once, not repeated.
+        previous_status, opted_out = await self._sending.call(self._state, message)
         now = self.clock()
-        record_key = keys.record(message.id)
-        previous = await self.redis.hget(record_key, "status")
-        previous_status = _s(previous) if previous is not None else None
         if previous_status in FINAL_STATUSES:
             await self._ack(entry_id)
             return
@@ -438,7 +585,7 @@ class Outbox:
             attempt = Attempt(n=n, ts=now, channel=message.channel, outcome="expired")
             await self._finish(entry_id, message, attempt, status="expired")
             return
-        if message.channel == "sms" and await self.redis.sismember(keys.OPTOUT_SMS, message.to):
+        if opted_out:
             attempt = Attempt(
                 n=n,
                 ts=now,
@@ -449,8 +596,10 @@ class Outbox:
             await self._finish(entry_id, message, attempt, status="suppressed")
             return
         resumed = previous_status == "sending"
-        await self.redis.hset(
-            record_key, {"status": "sending", "updated": repr(now), "attempt": str(n)}
+        await self._sending.call(
+            self.redis.hset,
+            keys.record(message.id),
+            {"status": "sending", "updated": repr(now), "attempt": str(n)},
         )
         channel = self.channels.get(message.channel)
         error: TransientError | PermanentError
@@ -483,6 +632,19 @@ class Outbox:
         else:
             await self._retry(entry_id, message, error, n, resumed)
 
+    async def _state(self, message: Message) -> tuple[str | None, bool]:
+        """The message's recorded status, and whether its recipient opted out of SMS."""
+        async with self.redis.pipeline(transaction=False) as p:
+            status = p.hget(keys.record(message.id), "status")
+            opted_out = (
+                p.sismember(keys.OPTOUT_SMS, message.to) if message.channel == "sms" else None
+            )
+        previous = await status
+        return (
+            _s(previous) if previous is not None else None,
+            bool(await opted_out) if opted_out is not None else False,
+        )
+
     async def _sent(
         self, entry_id: str, message: Message, result: SendResult, n: int, resumed: bool
     ) -> None:
@@ -498,7 +660,8 @@ class Outbox:
         fields = {"status": "sent", "updated": repr(now), "error": ""}
         if result.provider_id:
             fields["provider_id"] = result.provider_id
-        async with self.redis.pipeline(transaction=True) as p:
+
+        def store(p: _Pipeline) -> None:
             p.hset(keys.record(message.id), fields)
             if result.provider_id:
                 p.set(
@@ -512,8 +675,8 @@ class Outbox:
                     message.delivery,
                     ex=self.config.record_ttl_s,
                 )
-            self._record_attempt(p, entry_id, message, attempt)
-        await self._report(message, attempt)
+
+        await self._conclude(entry_id, message, attempt, store)
 
     async def _retry(
         self, entry_id: str, message: Message, error: TransientError, n: int, resumed: bool
@@ -533,7 +696,8 @@ class Outbox:
             resumed=resumed,
         )
         again = msgspec.structs.replace(message, attempt=n)
-        async with self.redis.pipeline(transaction=True) as p:
+
+        def store(p: _Pipeline) -> None:
             p.zadd(keys.SCHEDULED, {encode_message(again): due})
             p.hset(
                 keys.record(message.id),
@@ -544,9 +708,9 @@ class Outbox:
                     "next_attempt_at": repr(due),
                 },
             )
-            self._record_attempt(p, entry_id, message, attempt)
+
+        await self._conclude(entry_id, message, attempt, store)
         self._wake_scheduler.set()
-        await self._report(message, attempt)
 
     async def _dead(
         self, entry_id: str, message: Message, error: PermanentError, n: int, resumed: bool
@@ -561,7 +725,8 @@ class Outbox:
             code=error.code,
             resumed=resumed,
         )
-        async with self.redis.pipeline(transaction=True) as p:
+
+        def store(p: _Pipeline) -> None:
             p.xadd(
                 keys.DEAD,
                 {
@@ -580,46 +745,70 @@ class Outbox:
                 keys.record(message.id),
                 {"status": "dead", "updated": repr(now), "error": error.reason},
             )
-            self._record_attempt(p, entry_id, message, attempt)
-        await self._report(message, attempt)
+
+        await self._conclude(entry_id, message, attempt, store)
 
     async def _finish(self, entry_id: str, message: Message, attempt: Attempt, status: str) -> None:
-        async with self.redis.pipeline(transaction=True) as p:
+        def store(p: _Pipeline) -> None:
             p.hset(
                 keys.record(message.id),
                 {"status": status, "updated": repr(attempt.ts), "error": attempt.error or ""},
             )
-            self._record_attempt(p, entry_id, message, attempt)
-        await self._report(message, attempt)
 
-    def _record_attempt(
+        await self._conclude(entry_id, message, attempt, store)
+
+    async def _conclude(
         self,
-        p: Pipeline[bytes] | ClusterPipeline[bytes],
         entry_id: str,
         message: Message,
         attempt: Attempt,
+        store: Callable[[_Pipeline], None],
     ) -> None:
-        """Queue on ``p`` what every outcome of a send does: log the attempt and take the
-        entry off the outbox stream."""
-        p.rpush(keys.attempts(message.id), [_attempt_enc.encode(attempt)])
-        p.expire(keys.attempts(message.id), self.config.record_ttl_s)
-        p.xack(keys.OUTBOX, keys.OUTBOX_GROUP, [entry_id])
-        p.xdel(keys.OUTBOX, [entry_id])
+        """Store an attempt's outcome: what ``store`` queues, the attempt in the message's
+        log, and the entry taken off the stream, in one transaction; then report it."""
+
+        def outcome(p: _Pipeline) -> None:
+            store(p)
+            p.rpush(keys.attempts(message.id), [_attempt_enc.encode(attempt)])
+            p.expire(keys.attempts(message.id), self.config.record_ttl_s)
+
+        await self._store_once(entry_id, outcome)
+        await self._report(message, attempt)
+
+    async def _store_once(self, entry_id: str, store: Callable[[_Pipeline], None]) -> None:
+        """Run, in one transaction, what ``store`` queues and the acknowledgement and
+        deletion of ``entry_id``; tried again while Redis does not answer.
+
+        A try whose answer was lost may have been carried out; then the entry is gone from
+        the stream, and it is not carried out twice (no attempt logged twice).
+        """
+        tried = False
+
+        async def once() -> None:
+            nonlocal tried
+            if tried and not await self.redis.xrange(keys.OUTBOX, entry_id, entry_id):
+                return
+            tried = True
+            async with self.redis.pipeline(transaction=True) as p:
+                store(p)
+                p.xack(keys.OUTBOX, keys.OUTBOX_GROUP, [entry_id])
+                p.xdel(keys.OUTBOX, [entry_id])
+
+        await self._sending.call(once)
 
     async def _dead_unreadable(self, entry_id: str, raw: Any, reason: str) -> None:
         log.error("outbox entry %s: %s", entry_id, reason)
-        async with self.redis.pipeline(transaction=True) as p:
+
+        def store(p: _Pipeline) -> None:
             p.xadd(
                 keys.DEAD,
                 {"m": raw if raw is not None else b"", "reason": reason, "code": "", "ts": "0"},
             )
-            p.xack(keys.OUTBOX, keys.OUTBOX_GROUP, [entry_id])
-            p.xdel(keys.OUTBOX, [entry_id])
+
+        await self._store_once(entry_id, store)
 
     async def _ack(self, entry_id: str) -> None:
-        async with self.redis.pipeline(transaction=True) as p:
-            p.xack(keys.OUTBOX, keys.OUTBOX_GROUP, [entry_id])
-            p.xdel(keys.OUTBOX, [entry_id])
+        await self._store_once(entry_id, lambda _: None)
 
     async def _report(self, message: Message, attempt: Attempt) -> None:
         self.counters[attempt.outcome] += 1
@@ -743,14 +932,18 @@ def backoff_schedule(config: OutboxConfig, attempts: int) -> list[float]:
 
 
 __all__ = [
+    "REDIS_DOWN",
     "Attempt",
     "DeadLetter",
     "EnqueueStatus",
     "NotificationRecord",
+    "OutageHook",
     "Outbox",
     "OutboxConfig",
     "OutcomeHook",
     "RateLimit",
+    "RedisOutage",
     "backoff_schedule",
     "default_consumer_name",
+    "keep_running",
 ]

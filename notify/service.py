@@ -13,6 +13,11 @@ are still sent to webhook subscribers who ask for them.
 An event is acknowledged after everything it causes has been queued; a process that dies
 in between leaves it pending, and another claims and handles it again. Every queued message
 has an idempotency key, so the repeat queues nothing twice.
+
+While Redis does not answer, the consumer waits (0.1 s doubling up to 5 s) and then reads
+again what it had read and not acknowledged; an event whose handling Redis cut short is
+handled again. The newest event handled is stored (``EVENTS_POSITION``), so a consumer
+group that Redis lost is created again from there, skipping nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from .channels.base import Channel
 from .deliveries import DeliveryLookup, RedisDeliveryLookup
 from .events import (
     EVENT_FIELD,
+    EVENTS_POSITION,
     EVENTS_STREAM,
     NOTIFICATION_DELIVERED,
     NOTIFICATION_FAILED,
@@ -43,7 +49,16 @@ from .events import (
 )
 from .message import Message, message_id
 from .optouts import opt_in, opt_out
-from .outbox import Attempt, EnqueueStatus, Outbox, OutboxConfig, default_consumer_name
+from .outbox import (
+    Attempt,
+    EnqueueStatus,
+    OutageHook,
+    Outbox,
+    OutboxConfig,
+    RedisOutage,
+    default_consumer_name,
+    keep_running,
+)
 from .redis_client import RedisClient
 from .rules import (
     Intent,
@@ -96,6 +111,8 @@ class Notifier:
     ``channels`` maps "sms", "email" and "webhook" to adapters (any may be missing: messages
     for a missing channel are not queued). ``link_for(delivery_id)`` returns the signed
     tracking link. ``lookup`` reads delivery records (default: ``dlv:{dispatch}:<id>`` in Redis).
+    ``on_redis_outage(service)`` is called once per Redis outage that one of its services
+    (the event consumer, the outbox's) waited out.
     """
 
     def __init__(
@@ -111,6 +128,7 @@ class Notifier:
         clock: Callable[[], float] = time.time,
         consumer: str | None = None,
         rng: random.Random | None = None,
+        on_redis_outage: OutageHook | None = None,
     ) -> None:
         self.redis = redis
         self.channels = dict(channels)
@@ -129,7 +147,10 @@ class Notifier:
             rng=rng,
             consumer=self.consumer,
             on_outcome=self._on_outcome,
+            on_redis_outage=on_redis_outage,
         )
+        self.on_redis_outage = on_redis_outage
+        self._emitting = RedisOutage("notification events", on_redis_outage)
         self._subs: list[Subscription] = []
         self._subs_read_at = -float("inf")
 
@@ -143,9 +164,19 @@ class Notifier:
             task_status.started()
 
     async def ensure_group(self) -> None:
+        """Create the consumer group if missing: from the stored position, or, the first
+        time, after the newest event (history is not replayed as messages)."""
+        stored = await self.redis.get(EVENTS_POSITION)
+        if stored is None:
+            newest = await self.redis.xrevrange(EVENTS_STREAM, count=1)
+            start = _s(newest[0].identifier) if newest else "0-0"
+            # Stored before the group exists, so a group lost later is never recreated at
+            # "$", which would skip what was appended meanwhile.
+            await self.redis.set(EVENTS_POSITION, start, condition=coredis.PureToken.NX)
+        else:
+            start = _s(stored)
         try:
-            # "$": a new group starts with new events; history is not replayed as messages.
-            await self.redis.xgroup_create(EVENTS_STREAM, keys.EVENTS_GROUP, "$", mkstream=True)
+            await self.redis.xgroup_create(EVENTS_STREAM, keys.EVENTS_GROUP, start, mkstream=True)
         except coredis.exceptions.StreamDuplicateConsumerGroupError:
             pass
 
@@ -153,47 +184,58 @@ class Notifier:
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Consume ``events`` as ``self.consumer``; claim events idle on dead consumers."""
-        await self.ensure_group()
+        outage = RedisOutage("event consumer", self.on_redis_outage)
+        await outage.call(self.ensure_group)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._claim_events_loop)
             task_status.started()
-            cursor = "0"  # first what this consumer left pending, then new events
-            while True:
-                reply = await self.redis.xreadgroup(
-                    keys.EVENTS_GROUP,
-                    self.consumer,
-                    streams={EVENTS_STREAM: cursor},
-                    count=self.config.events_batch,
-                    block=None if cursor == "0" else self.config.events_block_ms,
-                )
-                entries = next(iter(reply.values()), ()) if reply else ()
-                if cursor == "0" and not entries:
-                    cursor = ">"
-                    continue
-                for entry in entries:
-                    await self._handle_entry(entry)
-                if cursor == "0":
-                    cursor = _s(entries[-1].identifier)
+            # First what this consumer left pending, then new events.
+            await keep_running(self._read_events, "0", outage, self.ensure_group)
+
+    async def _read_events(self, cursor: str) -> str:
+        """Handle events after ``cursor`` (">": new ones; otherwise this consumer's pending
+        ones); returns the cursor to read after."""
+        pending = cursor != ">"
+        reply = await self.redis.xreadgroup(
+            keys.EVENTS_GROUP,
+            self.consumer,
+            streams={EVENTS_STREAM: cursor},
+            count=self.config.events_batch,
+            block=None if pending else self.config.events_block_ms,
+        )
+        entries = next(iter(reply.values()), ()) if reply else ()
+        if not entries:
+            return ">"
+        for entry in entries:
+            await self._handle_entry(entry)
+        newest = _s(entries[-1].identifier)
+        if pending:
+            return newest
+        await self.redis.set(EVENTS_POSITION, newest)
+        return ">"
 
     async def _claim_events_loop(self) -> None:
+        outage = RedisOutage("event claimer", self.on_redis_outage)
+        await keep_running(self._claim_events, None, outage, self.ensure_group)
+
+    async def _claim_events(self, _: None) -> None:
+        await trio.sleep(self.config.events_claim_interval_s)
+        start = "0-0"
         while True:
-            await trio.sleep(self.config.events_claim_interval_s)
-            start = "0-0"
-            while True:
-                reply = await self.redis.xautoclaim(
-                    EVENTS_STREAM,
-                    keys.EVENTS_GROUP,
-                    self.consumer,
-                    int(self.config.events_claim_idle_s * 1000),
-                    start,
-                    count=self.config.events_batch,
-                )
-                start = _s(reply[0])
-                for entry in reply[1]:
-                    if not isinstance(entry, bytes | str):
-                        await self._handle_entry(entry)
-                if start == "0-0":
-                    break
+            reply = await self.redis.xautoclaim(
+                EVENTS_STREAM,
+                keys.EVENTS_GROUP,
+                self.consumer,
+                int(self.config.events_claim_idle_s * 1000),
+                start,
+                count=self.config.events_batch,
+            )
+            start = _s(reply[0])
+            for entry in reply[1]:
+                if not isinstance(entry, bytes | str):
+                    await self._handle_entry(entry)
+            if start == "0-0":
+                break
 
     async def _handle_entry(self, entry: Any) -> None:
         entry_id = _s(entry.identifier)
@@ -357,7 +399,9 @@ class Notifier:
             data["reason"] = attempt.error
         if attempt.code is not None:
             data["code"] = attempt.code
-        await self.emit(Event(type=kind, ts=attempt.ts, delivery=message.delivery, data=data))
+        event = Event(type=kind, ts=attempt.ts, delivery=message.delivery, data=data)
+        # The outcome is stored; its event waits for Redis rather than going missing.
+        await self._emitting.call(self.emit, event)
 
     async def provider_status(
         self, provider_id: str, status: str, error_code: int | None = None
