@@ -118,7 +118,7 @@ class Gateway:
             after_write=self.live_offer,
             after_states=self.peers_announce,
         )
-        self.peers = Peers(redis, self.fleet, self.hub, self.metrics)
+        self.peers = Peers(self.store, self.fleet, self.hub, self.metrics)
         self.zone_store = ZoneStore(redis)
         self.mqtt = MqttIngest(self) if settings.mqtt_url else None
         self.notifications = Notifications(self) if settings.notify else None

@@ -16,7 +16,9 @@ process that writes its vehicle's fixes (and ticked only there: ``is_local``). W
 device moves to another process, the other one hears of it (``release``: a newer state of
 the vehicle came from elsewhere), and the process that now receives the fixes reloads the
 tracker's saved state before its first fix, so arrivals, announced ETAs and late risks carry
-on instead of starting again.
+on instead of starting again. Zone and route changes announced while a process was not
+listening are not lost to it: on subscribing again it compares what Redis stores with what
+it holds, and applies the differences.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -58,7 +61,7 @@ from .metrics import Metrics
 from .pubsub import follow_channel
 from .store import Store
 from .wire import Position
-from .zones_store import ZoneStore
+from .zones_store import ZoneStore, decode_zone, feature_digest
 
 if TYPE_CHECKING:
     from .dispatch_service import Dispatch
@@ -87,6 +90,7 @@ class TrackedRoute:
     route: Route
     tracker: RouteTracker
     deliveries: dict[str, list[str]] = field(default_factory=dict)
+    record: RouteRecord | None = None  # as installed from dispatch
 
 
 def _tracker_blob(tracked: TrackedRoute) -> bytes:
@@ -187,6 +191,9 @@ class LiveTracking:
         self.metrics = metrics
         self.events_max_len = events_max_len
         self.engine = GeofenceEngine(engine_config or EngineConfig())
+        # Zone id -> fingerprint of the stored Feature the engine holds, for the zones loaded
+        # from Redis as a whole: catching up decodes only the zones that differ.
+        self._zone_digests: dict[str, bytes] = {}
         self.tracker_config = tracker_config or TrackerConfig()
         self.routes: dict[str, TrackedRoute] = {}  # by vehicle
         self._dirty: set[str] = set()
@@ -212,10 +219,24 @@ class LiveTracking:
     # ----- changes from the API and other processes
 
     def apply_zone(self, zone_id: str, zone: Zone | None) -> None:
+        self._zone_digests.pop(zone_id, None)
         if zone is None:
             self.engine.remove_zone(zone_id)
         else:
             self.engine.set_zone(zone)
+
+    async def catch_up_zones(self) -> None:
+        """Make the engine's zones the ones stored in Redis: at start, and whenever the
+        change feed is subscribed again (zones added, replaced or deleted meanwhile)."""
+        stored = await self.zone_store.load_features()
+        for zone in self.engine.zones():
+            if zone.id not in stored:
+                self.apply_zone(zone.id, None)
+        for zone_id, raw in stored.items():
+            digest = feature_digest(raw)
+            if self._zone_digests.get(zone_id) != digest:
+                self.apply_zone(zone_id, decode_zone(raw))
+                self._zone_digests[zone_id] = digest
 
     def set_route(
         self,
@@ -305,6 +326,20 @@ class LiveTracking:
         if record is not None:
             self.route_changed(record, local=False)
 
+    async def _catch_up_routes(self) -> None:
+        """Apply the route changes announced while this process was not listening: every
+        started route, and every route tracked here, whose record is not the one installed."""
+        if self.dispatch is None:
+            return
+        active = await self.dispatch.load_active_routes()
+        started = {r.id for r in active}
+        others = [t.route.id for t in self.routes.values() if t.route.id not in started]
+        records = [*active, *(await self.dispatch.store.reader().routes(others)).values()]
+        installed = {t.route.id: t.record for t in self.routes.values()}
+        for record in records:
+            if installed.get(record.id) != record:
+                await self._route_send.send((record, False))
+
     async def install(self, record: RouteRecord) -> None:
         """Track a started route on its vehicle; stop tracking it otherwise."""
         for vehicle, tracked in list(self.routes.items()):
@@ -333,6 +368,7 @@ class LiveTracking:
             (max(lows) if lows else None, min(highs) if highs else None),
             state=state,
         )
+        self.routes[record.vehicle].record = record
 
     async def _apply_route_changes(self) -> None:
         async for record, local in self._route_recv:
@@ -502,8 +538,7 @@ class LiveTracking:
 
     async def load_state(self, vehicles: Sequence[str]) -> None:
         """Zones from Redis, then each vehicle's saved zone memberships."""
-        for zone in await self.zone_store.load_all():
-            self.engine.set_zone(zone)
+        await self.catch_up_zones()
         saved: dict[str, Any] = {}
         for v in vehicles:
             raw = await self.store.redis.hget(keys.vehicle(v), "geo")
@@ -518,13 +553,19 @@ class LiveTracking:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.zone_store.follow_changes, self.apply_zone)
+            await nursery.start(
+                partial(self.zone_store.follow_changes, on_subscribed=self.catch_up_zones),
+                self.apply_zone,
+            )
             if self.dispatch is not None:
                 for record in await self.dispatch.load_active_routes():
                     await self.install(record)
             nursery.start_soon(self._apply_route_changes)
             await nursery.start(
-                follow_channel, self.store.redis, ROUTES_CHANNEL, self._remote_route_changed
+                partial(follow_channel, on_subscribed=self._catch_up_routes),
+                self.store.redis,
+                ROUTES_CHANNEL,
+                self._remote_route_changed,
             )
             nursery.start_soon(self.ticker)
             task_status.started()

@@ -5,6 +5,10 @@ channel ``live:states`` (one message per batch). Every other process takes them 
 in-memory fleet and its browsers' streams, so a browser connected to any process sees every
 vehicle, and the REST API of any process answers with the latest state. A vehicle whose
 newest state came from another process is that process's to mark offline.
+
+What is published while a process is not subscribed (Redis restarting, a failover, a
+network blip, the process starting) is lost to it: once subscribed, it reads every stored
+state and takes those newer than its own.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from notify.redis_client import RedisClient, publish
 from .hub import Hub
 from .metrics import Metrics
 from .pubsub import follow_channel
-from .state import Fleet, decode_state, live_json
+from .state import Fleet, VehicleState, decode_state, live_json
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +44,16 @@ _head: Final = msgspec.msgpack.Decoder(tuple[str, msgspec.Raw])
 _states: Final = msgspec.msgpack.Decoder(list[tuple[str, bytes]])
 
 
+def _newer(state: VehicleState, than: VehicleState | None) -> bool:
+    # Every change of a vehicle's state advances its fix time, or (the vehicle marked
+    # offline) the time its status began.
+    return than is None or (state.ts, state.since) > (than.ts, than.since)
+
+
 class Peers:
-    def __init__(self, redis: RedisClient[bytes], fleet: Fleet, hub: Hub, metrics: Metrics) -> None:
-        self.redis = redis
+    def __init__(self, store: Store, fleet: Fleet, hub: Hub, metrics: Metrics) -> None:
+        self.store = store
+        self.redis: RedisClient[bytes] = store.redis
         self.fleet = fleet
         self.hub = hub
         self.metrics = metrics
@@ -50,6 +62,7 @@ class Peers:
         self.on_remote: Callable[[str, float], None] = lambda vehicle, ts: None
         self._alone_until = -math.inf  # trio time until which publishing is skipped
         self._skipped = metrics.key("gateway_peer_publish_skipped_total")
+        self._catch_up_due = trio.Event()
 
     async def announce(self, states: Sequence[tuple[str, bytes]]) -> None:
         """Tell the other processes these vehicles' new states (best effort)."""
@@ -76,16 +89,53 @@ class Peers:
             states = _states.decode(rest)
         except msgspec.DecodeError:
             return
-        for vehicle, blob in states:
-            state = decode_state(blob)
-            if not self.fleet.take_remote(state):
-                continue
-            self.on_remote(vehicle, state.ts)
-            if self.hub.watched(vehicle):
-                self.hub.publish(vehicle, live_json(state))
+        for _, blob in states:
+            self._take(decode_state(blob))
         self.metrics.inc("gateway_peer_states_total", len(states))
+
+    def _take(self, state: VehicleState) -> None:
+        if not self.fleet.take_remote(state):
+            return
+        self.on_remote(state.vehicle, state.ts)
+        if self.hub.watched(state.vehicle):
+            self.hub.publish(state.vehicle, live_json(state))
+
+    async def catch_up(self) -> int:
+        """Take every stored state newer than the one held here; returns how many."""
+        taken = 0
+        for blob in (await self.store.load_states()).values():
+            state = decode_state(blob)
+            if _newer(state, self.fleet.vehicles.get(state.vehicle)):
+                self._take(state)
+                taken += 1
+        self.metrics.inc("gateway_peer_states_caught_up_total", taken)
+        return taken
+
+    async def _catch_up_when_due(self) -> None:
+        while True:
+            await self._catch_up_due.wait()
+            self._catch_up_due = trio.Event()
+            # A process that published to no one while this one was not subscribed skips
+            # publishing for up to this long after: wait for what it writes meanwhile too.
+            await trio.sleep(ALONE_RECHECK_S)
+            try:
+                await self.catch_up()
+            except Exception as exc:
+                log.warning("vehicle states not caught up, trying again: %s", exc)
+                self._catch_up_due.set()
+
+    async def _subscribed(self) -> None:
+        self._catch_up_due.set()
 
     async def follow(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        await follow_channel(self.redis, CHANNEL, self._received, task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._catch_up_when_due)
+            await follow_channel(
+                self.redis,
+                CHANNEL,
+                self._received,
+                on_subscribed=self._subscribed,
+                task_status=task_status,
+            )

@@ -29,7 +29,9 @@ async def _subscribe(
     redis: RedisClient[Any], channel: str
 ) -> AsyncIterator[PubSub[Any] | ShardedPubSub[Any]]:
     if not isinstance(redis, coredis.RedisCluster):
-        async with redis.pubsub(channels=[channel]) as ps:
+        # Without retries: coredis would reconnect and resubscribe by itself, and the caller
+        # would never hear of the gap, nor catch up with what it missed.
+        async with redis.pubsub(channels=[channel], retry_policy=None) as ps:
             yield ps
         return
     # On a cluster each subscription has a client of its own, closed with it. coredis'
@@ -50,16 +52,26 @@ async def follow_channel(
     channel: str,
     handle: Callable[[bytes], Awaitable[None]],
     *,
+    on_subscribed: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Await ``handle(data)`` for every message on ``channel``, resubscribing after a lost
     connection. Reports started once first subscribed, or after a first failure (the
-    gateway must not wait for Redis pub/sub to start)."""
+    gateway must not wait for Redis pub/sub to start).
+
+    Pub/sub keeps nothing for a subscriber that is away: what was published while the
+    subscription was down (or before the first one) is lost to it. ``on_subscribed()`` is
+    awaited after every subscription, the first one included, before any message is
+    handled: the caller catches up there from what Redis stores, and the messages that
+    follow bring it the changes made meanwhile. An exception from it counts as a lost
+    connection: the channel is subscribed to again, and it is called again."""
     started = False
     while True:
         # except*: a cancellation travelling with a connection error still cancels.
         try:
             async with _subscribe(redis, channel) as ps:
+                if on_subscribed is not None:
+                    await on_subscribed()
                 if not started:
                     started = True
                     task_status.started()

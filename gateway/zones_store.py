@@ -4,11 +4,14 @@ A zone is stored as its GeoJSON Feature at ``zone:{zones}:<id>``, listed in the 
 ``zones:{zones}``; the shared hash tag keeps them in one Redis Cluster slot, so a change is
 one MULTI/EXEC there too. Every change is published on the channel ``zones:changed`` (the
 zone id), so each process reloads that zone and applies it to live traffic within a moment.
+A process that was not listening (its subscription lost to a Redis restart, a failover, a
+network blip) compares every stored zone with its own on subscribing again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import msgspec
@@ -21,12 +24,23 @@ from .pubsub import follow_channel
 
 ZONES: Final = "zones:{zones}"
 CHANNEL: Final = "zones:changed"
+READ_CHUNK: Final = 1000  # zones per MGET when reading them all
 
 _json: Final = msgspec.json.Encoder()
 
 
 def zone_key(zone_id: str) -> str:
     return f"zone:{{zones}}:{zone_id}"
+
+
+def decode_zone(raw: bytes) -> Zone:
+    """A zone from its stored Feature."""
+    return Zone.from_geojson(msgspec.json.decode(raw))
+
+
+def feature_digest(raw: bytes) -> bytes:
+    """A short fingerprint of a stored Feature: equal for the same zone, as stored."""
+    return hashlib.blake2b(raw, digest_size=16).digest()
 
 
 class ZoneStore:
@@ -50,28 +64,34 @@ class ZoneStore:
         raw = await self.redis.get(zone_key(zone_id))
         return None if raw is None else msgspec.json.decode(raw)
 
-    async def load_all(self) -> list[Zone]:
-        ids = sorted(
-            m.decode() if isinstance(m, bytes) else m for m in await self.redis.smembers(ZONES)
-        )
-        zones = []
-        for zid in ids:
-            feature = await self.get(zid)
-            if feature is not None:
-                zones.append(Zone.from_geojson(feature))
-        return zones
+    async def load_features(self) -> dict[str, bytes]:
+        """Every stored zone's GeoJSON Feature as stored (decode it with ``decode_zone``),
+        by zone id."""
+        members = await self.redis.smembers(ZONES)
+        ids = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+        out: dict[str, bytes] = {}
+        for i in range(0, len(ids), READ_CHUNK):
+            chunk = ids[i : i + READ_CHUNK]
+            raws = await self.redis.mget([zone_key(zid) for zid in chunk])
+            out.update((zid, raw) for zid, raw in zip(chunk, raws, strict=True) if raw is not None)
+        return out
 
     async def follow_changes(
         self,
         apply: Callable[[str, Zone | None], None],
         *,
+        on_subscribed: Callable[[], Awaitable[None]] | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Call ``apply(id, zone or None)`` for every change made by any process."""
+        """Call ``apply(id, zone or None)`` for every change made by any process.
+        ``on_subscribed`` catches up with the changes made while not subscribed (see
+        :func:`~gateway.pubsub.follow_channel`)."""
 
         async def changed(data: bytes) -> None:
             zid = data.decode()
             feature = await self.get(zid)
             apply(zid, None if feature is None else Zone.from_geojson(feature))
 
-        await follow_channel(self.redis, CHANNEL, changed, task_status=task_status)
+        await follow_channel(
+            self.redis, CHANNEL, changed, on_subscribed=on_subscribed, task_status=task_status
+        )
