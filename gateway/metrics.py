@@ -38,6 +38,18 @@ HELP: Final[dict[str, tuple[str, str]]] = {
         "counter",
         "Route trackers reloaded from Redis because the vehicle's device moved to this process",
     ),
+    "gateway_peer_publish_skipped_total": (
+        "counter",
+        "Vehicle state batches not published: no other process listened a moment ago",
+    ),
+    "gateway_peer_publish_errors_total": (
+        "counter",
+        "Vehicle state batches that could not be published to other processes",
+    ),
+    "notify_redis_outages_total": (
+        "counter",
+        "Times a notification loop lost Redis and waited for it, by service",
+    ),
 }
 
 Labels = tuple[tuple[str, str], ...]
