@@ -46,6 +46,10 @@ HELP: Final[dict[str, tuple[str, str]]] = {
         "counter",
         "Vehicle state batches that could not be published to other processes",
     ),
+    "gateway_peer_states_caught_up_total": (
+        "counter",
+        "Vehicle states read back from Redis after this process's subscription had a gap",
+    ),
     "notify_redis_outages_total": (
         "counter",
         "Times a notification loop lost Redis and waited for it, by service",
