@@ -32,6 +32,12 @@ at stops; until this version it was computed from the planned service times what
 tracker had counted, which mis-split the error once the tracker learnt service times. The
 last line is one JSON object with the figures.
 
+The ETA model's prior (:class:`geofence.eta.EtaPrior`) is learnt first from ``--history``
+vans of an earlier day in the same city (other seeds, the same simulator settings): each is
+followed by a tracker with the default prior and what it saw of the route (dwells, legs) goes
+to a ``FleetLearner``, as a gateway would learn from its earlier routes. ``--history 0`` keeps
+the default prior, as on a gateway's first day. The prior is fixed for the day measured.
+
 ``--breakdown`` splits each horizon's error by the long dwells before the arrival (none; one
 under way when the prediction was made; one not yet begun then, which nothing the gateway sees
 can foresee) and by the number of stops the van reached between prediction and arrival, each
@@ -41,7 +47,7 @@ then with the allowance a stop ahead (fitted here, on the outcome) that gives th
 An ETA model cannot do better than the second without knowing which stops will run long.
 
 Run: ``.venv/bin/python bench/eta_accuracy.py [--vans N] [--seed N] [--interval S]
-[--breakdown]``.
+[--history N] [--breakdown]``.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from typing import Any, Final
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
+import msgspec  # noqa: E402
 import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
@@ -70,6 +77,7 @@ from geofence import (  # noqa: E402
     TrackerConfig,
     haversine_m,
 )
+from geofence.eta import EtaPrior, FleetLearner, RouteObservations  # noqa: E402
 from simulator import DEFAULT_CENTER, City, Fix, Van, VanConfig  # noqa: E402
 
 DESCRIPTION: Final = "ETA error of the route tracker against actual arrival, simulated vans."
@@ -81,6 +89,7 @@ TOLERANCE_S: Final = 60.0  # a prediction older than this before its horizon is 
 POLL_S: Final = 60.0  # clock step when collecting fixes; fixes keep their own times
 ROUTE_START_LIMIT_S: Final = 3_600.0  # a van waits minutes at the depot; this guards a bug
 ROUTE_LIMIT_S: Final = 8 * 3_600.0
+HISTORY_SEEDS: Final = 50_000  # an earlier day's vans are seeded from here on, after today's
 
 Floats = NDArray[np.float64]
 
@@ -97,6 +106,7 @@ class VanRun:
     visit_ts: Floats  # (stops,): the van's own arrival at the stop
     departed_ts: Floats  # (stops,): the van's own departure from the stop
     long_extra: Floats  # (stops,): what a long dwell added to the usual service; 0: none
+    observations: RouteObservations  # what the tracker saw of the route's dwells and legs
 
 
 NO_LONG: Final = "none"
@@ -197,7 +207,26 @@ def run_van(city: City, config: VanConfig, seed: int, index: int, cfg: TrackerCo
         ]
     )
     long_extra = np.array([v.long_extra_s / config.time_scale for v in visits])
-    return VanRun(route, fix_ts, etas, eta_dwell, actual, visit_ts, departed_ts, long_extra)
+    return VanRun(
+        route,
+        fix_ts,
+        etas,
+        eta_dwell,
+        actual,
+        visit_ts,
+        departed_ts,
+        long_extra,
+        tracker.observations(),
+    )
+
+
+def learn_prior(city: City, config: VanConfig, seeds: list[int], cfg: TrackerConfig) -> EtaPrior:
+    """What the fleet learner makes of the routes of an earlier day, followed with ``cfg``."""
+    learner = FleetLearner(cfg.prior)
+    for i, seed in enumerate(seeds):
+        run = run_van(city, config, seed, i, cfg)
+        learner.observe(run.route.id, run.observations)
+    return learner.prior()
 
 
 def circle_entry(
@@ -341,18 +370,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=1, help="seed of the city and the vans (1)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between fixes (1)")
     parser.add_argument(
+        "--history",
+        type=int,
+        default=40,
+        help="vans of an earlier day the ETA model learns its prior from (40; 0: none)",
+    )
+    parser.add_argument(
         "--breakdown",
         action="store_true",
         help="also split the error by long dwells and stops before the arrival, with oracle bounds",
     )
     args = parser.parse_args(argv)
-    if args.vans < 1 or args.interval <= 0:
-        parser.error("--vans must be at least 1 and --interval positive")
+    if not 1 <= args.vans <= HISTORY_SEEDS or args.interval <= 0 or args.history < 0:
+        parser.error(f"--vans must be 1-{HISTORY_SEEDS}, --interval positive, --history >= 0")
 
     started = time.perf_counter()
     city = City.generate(DEFAULT_CENTER, seed=args.seed, size_m=CITY_SIZE_M)
     van_cfg = VanConfig(interval_s=args.interval)
     tracker_cfg = TrackerConfig()
+    history = [args.seed * 100_003 + HISTORY_SEEDS + i for i in range(args.history)]
+    if history:
+        prior = learn_prior(city, van_cfg, history, tracker_cfg)
+        tracker_cfg = msgspec.structs.replace(tracker_cfg, prior=prior)
     runs = [
         run_van(city, van_cfg, args.seed * 100_003 + i, i, tracker_cfg) for i in range(args.vans)
     ]
@@ -365,8 +404,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{args.vans} vans, {n_stops} stops, {n_fixes:,} fixes every {args.interval:g} s,"
         f" {sum(int((r.long_extra > 0).sum()) for r in runs)} long dwells; {elapsed:.1f} s"
     )
+    prior = tracker_cfg.prior
+    print(
+        f"prior learnt from {args.history} routes of an earlier day:" if history else "prior:",
+        f"pace ratio {prior.pace_ratio:.3f} (trusting a route's own after {prior.pace_prior_s:.0f}"
+        f" s), service ratio {prior.service_ratio:.3f} (a route's own weighed against"
+        f" {prior.service_prior_stops:.1f} stops), dwell spread {prior.dwell.sigma:.2f},"
+        f" long dwells {prior.dwell.long_probability:.1%} adding {prior.dwell.long_extra_s:.0f} s"
+        f" (spread {prior.dwell.long_sigma:.2f})",
+    )
     print("error = predicted - actual arrival (negative: the van came later than predicted)")
-    result: dict[str, Any] = {"vans": args.vans, "seed": args.seed, "stops": n_stops}
+    result: dict[str, Any] = {
+        "vans": args.vans,
+        "seed": args.seed,
+        "stops": n_stops,
+        "history": args.history,
+        "prior": msgspec.to_builtins(prior),
+    }
     for h in HORIZONS_MIN:
         at = [x for x in found if x.horizon_min == h]
         overall = summary([x.error_s for x in at])

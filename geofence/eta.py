@@ -6,19 +6,27 @@ planned pace, so an arterial leg is expected to go faster than a leg through sid
 without a plan every metre is planned at a typical urban speed). Driving time is all time away
 from stops, standstills at lights and in jams included, so the pace is the one the remaining
 legs will really have; service stops are left out. Old driving is forgotten with a half-life,
-and the ratio is blended with 1 (on plan) while little has been observed::
+and the ratio is blended with a prior one while little has been observed::
 
     w = 1 - exp(-driven_s / prior_s)
-    ratio = w * observed + (1 - w) * 1
+    ratio = w * observed + (1 - w) * prior_ratio
 
 Service. :class:`ServiceModel` predicts the time at each stop from its planned service time,
 scaled by what the route's earlier stops took (the median ratio of observed dwell to plan,
-shrunk towards 1 while there are few). Dwell times are modelled as a mixture: a usual dwell,
-log-normal around the expected one, and by chance a long one (a customer who takes their time,
-a missing key) that adds a log-normal extra. A future stop counts its usual dwell; the stop
-being served counts the conditional median of what is left given how long the vehicle has
-already been there, which shrinks while the dwell is usual and grows once it has run past the
-usual spread (then it is probably a long one).
+shrunk towards a prior ratio while there are few). Dwell times are modelled as a mixture: a
+usual dwell, log-normal around the expected one, and by chance a long one (a customer who takes
+their time, a missing key) that adds a log-normal extra. A future stop counts its usual dwell;
+the stop being served counts the conditional median of what is left given how long the vehicle
+has already been there, which shrinks while the dwell is usual and grows once it has run past
+the usual spread (then it is probably a long one).
+
+Prior. :class:`EtaPrior` holds what a route is taken to be like before it shows its own: the
+prior pace and service ratios, how much of its own driving and how many of its own stops it
+takes to move away from them, and the shape of dwell times. :class:`FleetLearner` learns it
+from what the fleet's routes showed (:class:`RouteObservations`: their dwells and their legs
+from stop to stop). In a fleet whose routes are all alike, a route's few stops are mostly
+chance, and the learnt prior holds a new route to the fleet; where routes differ, their own
+observations take over soon.
 
 Arrivals: :func:`estimate_arrivals` turns travel times and service times into arrival times at
 each remaining stop in order. The route tracker supplies the travel times (remaining distance
@@ -32,6 +40,7 @@ import functools
 import math
 from collections.abc import Sequence
 from statistics import NormalDist
+from typing import Final
 
 import msgspec
 import numpy as np
@@ -57,7 +66,15 @@ class SpeedState(msgspec.Struct, kw_only=True):
 class SpeedModel:
     """The vehicle's pace relative to the plan; see the module docstring."""
 
-    __slots__ = ("half_life_s", "max_ratio", "max_step_s", "prior_s", "state", "typical_mps")
+    __slots__ = (
+        "half_life_s",
+        "max_ratio",
+        "max_step_s",
+        "prior_ratio",
+        "prior_s",
+        "state",
+        "typical_mps",
+    )
 
     def __init__(
         self,
@@ -65,6 +82,7 @@ class SpeedModel:
         half_life_s: float,
         prior_s: float,
         *,
+        prior_ratio: float = 1.0,
         max_step_s: float = 30.0,
         max_ratio: float = 4.0,
         state: SpeedState | None = None,
@@ -72,6 +90,7 @@ class SpeedModel:
         self.typical_mps = typical_mps
         self.half_life_s = half_life_s
         self.prior_s = prior_s
+        self.prior_ratio = prior_ratio
         # A long gap between fixes says nothing about how the vehicle drove meanwhile.
         self.max_step_s = max_step_s
         self.max_ratio = max_ratio
@@ -101,19 +120,26 @@ class SpeedModel:
         st.moving_s += dt
 
     def ratio(self) -> float:
-        """Driving time per planned second (1: on plan; 2: twice as slow), within
-        ``[1 / max_ratio, max_ratio]``."""
+        """Driving time per planned second (1: on plan; 2: twice as slow): the observed one,
+        within ``[1 / max_ratio, max_ratio]``, blended with ``prior_ratio``."""
         st = self.state
         if st.moving_s <= 0.0:
-            return 1.0
+            return self.prior_ratio
         observed = st.driving_s / max(st.planned_s, st.driving_s / self.max_ratio)
         observed = max(observed, 1.0 / self.max_ratio)
         w = 1.0 - math.exp(-st.moving_s / self.prior_s) if self.prior_s > 0 else 1.0
-        return w * observed + (1.0 - w)
+        return w * observed + (1.0 - w) * self.prior_ratio
 
     def speed_mps(self) -> float:
         """The expected driving speed where the plan has the typical pace (always > 0)."""
         return self.typical_mps / self.ratio()
+
+
+def _require_non_negative(obj: object, names: Sequence[str], what: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{what}{name} must be a finite number >= 0, got {value!r}")
 
 
 class DwellShape(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,12 +153,32 @@ class DwellShape(msgspec.Struct, frozen=True, kw_only=True):
     long_sigma: float = 0.4
 
     def __post_init__(self) -> None:
-        for name in self.__struct_fields__:
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"dwell {name} must be a finite number >= 0, got {value!r}")
+        _require_non_negative(self, self.__struct_fields__, "dwell ")
         if self.long_probability > 1:
             raise ValueError("dwell long_probability must be at most 1")
+
+
+class EtaPrior(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a route is taken to be like before it has shown its own pace and dwells.
+
+    ``pace_ratio`` is driving time per planned second (see :class:`SpeedModel`; the route's
+    own pace counts ``1 - exp(-driven / pace_prior_s)``), ``service_ratio`` the usual dwell
+    per planned second of service (see :class:`ServiceModel`; the route's own median is
+    weighed against ``service_prior_stops`` stops at the prior), ``dwell`` the shape of dwell
+    times. Set in the configuration, or learnt from the fleet's routes (:class:`FleetLearner`).
+    """
+
+    dwell: DwellShape = msgspec.field(default_factory=DwellShape)
+    pace_ratio: float = 1.0
+    pace_prior_s: float = 1_800.0
+    service_ratio: float = 1.0
+    service_prior_stops: float = 2.0
+
+    def __post_init__(self) -> None:
+        names = ("pace_ratio", "pace_prior_s", "service_ratio", "service_prior_stops")
+        _require_non_negative(self, names, "")
+        if self.pace_ratio <= 0 or self.service_ratio <= 0:
+            raise ValueError("pace_ratio and service_ratio must be > 0")
 
 
 def _lognormal_pdf(x: float, median: float, sigma: float) -> float:
@@ -209,19 +255,17 @@ class ServiceModel:
 
     ``planned_s`` holds each stop's planned service time. :meth:`observe` records a finished
     dwell; :meth:`expected` gives each stop's usual dwell: its plan times the route's learnt
-    ratio (stops planned at 0 s get the learnt typical dwell of the route's other such stops).
-    Dwells that were most likely long ones (:func:`is_long_dwell`) say nothing about the usual
-    dwell and are left out of the learning.
+    ratio, which starts at the prior's ``service_ratio`` (stops planned at 0 s get the learnt
+    typical dwell of the route's other such stops). Dwells that were most likely long ones
+    (:func:`is_long_dwell`) say nothing about the usual dwell and are left out of the learning.
     """
 
-    __slots__ = ("_absolute", "_expected", "_log_ratios", "planned_s", "prior_stops", "shape")
+    __slots__ = ("_absolute", "_expected", "_log_ratios", "planned_s", "prior", "shape")
 
-    def __init__(
-        self, planned_s: ArrayLike, shape: DwellShape | None = None, *, prior_stops: float = 2.0
-    ) -> None:
+    def __init__(self, planned_s: ArrayLike, prior: EtaPrior | None = None) -> None:
         self.planned_s = np.asarray(planned_s, dtype=np.float64)
-        self.shape = shape if shape is not None else DwellShape()
-        self.prior_stops = prior_stops
+        self.prior = prior if prior is not None else EtaPrior()
+        self.shape = self.prior.dwell
         self._log_ratios: list[float] = []
         self._absolute: list[float] = []
         self._expected: NDArray[np.float64] | None = None
@@ -230,7 +274,7 @@ class ServiceModel:
         """A stop planned at ``planned_s`` took ``dwell_s``."""
         if not math.isfinite(dwell_s) or dwell_s < 0:
             return
-        usual = planned_s * self.ratio() if planned_s > 0 else self._shrunk(self._absolute)
+        usual = planned_s * self.ratio() if planned_s > 0 else self._shrunk(self._absolute, 0.0)
         if is_long_dwell(dwell_s, usual, self.shape):
             return
         self._expected = None
@@ -239,18 +283,22 @@ class ServiceModel:
         else:
             self._absolute.append(dwell_s)
 
-    def _shrunk(self, values: list[float]) -> float:
+    def _shrunk(self, values: list[float], prior: float) -> float:
+        """The median of ``values`` shrunk towards ``prior`` by the prior's stops."""
         n = len(values)
-        return 0.0 if n == 0 else float(np.median(values)) * n / (n + self.prior_stops)
+        if n == 0:
+            return prior
+        k = self.prior.service_prior_stops
+        return prior + (float(np.median(values)) - prior) * n / (n + k)
 
     def ratio(self) -> float:
-        """The learnt ratio of dwell to plan (1 until dwells are seen)."""
-        return math.exp(self._shrunk(self._log_ratios))
+        """The learnt ratio of dwell to plan (the prior's until dwells are seen)."""
+        return math.exp(self._shrunk(self._log_ratios, math.log(self.prior.service_ratio)))
 
     def expected(self) -> NDArray[np.float64]:
         """Each stop's usual dwell, in seconds (do not modify the array)."""
         if self._expected is None:
-            unplanned = self._shrunk(self._absolute)
+            unplanned = self._shrunk(self._absolute, 0.0)
             self._expected = np.where(self.planned_s > 0, self.planned_s * self.ratio(), unplanned)
         return self._expected
 
@@ -287,3 +335,185 @@ def estimate_arrivals(
     legs = travel.copy()
     legs[1:] += service[:-1]
     return now + max(busy_s, 0.0) + np.cumsum(legs)
+
+
+class RouteObservations(msgspec.Struct, frozen=True, kw_only=True):
+    """What one route has shown: each finished dwell as (planned service s, dwell s) and each
+    leg driven from one stop straight to the next as (planned s, actual s)."""
+
+    dwells: tuple[tuple[float, float], ...] = ()
+    legs: tuple[tuple[float, float], ...] = ()
+
+
+# Learning stops short of these: a prior as strong as this many stops (or legs) leaves a route
+# almost no say, and spreads outside these are a fit gone wrong, not dwells.
+_MAX_PRIOR_STOPS: Final = 100.0
+_SIGMA_RANGE: Final = (0.02, 2.0)
+_LONG_PROBABILITY_RANGE: Final = (1e-3, 0.5)
+_EM_STEPS: Final = 200
+_SHORT_DWELL_SIGMAS: Final = 4.0
+_MAD_SIGMA: Final = 1.4826  # a normal sample's standard deviation per median absolute deviation
+_MIN_LEG_S: Final = 10.0  # shorter planned legs are mostly noise of where the circle begins
+
+
+class FleetLearner:
+    """Learns an :class:`EtaPrior` from the fleet's routes (their :class:`RouteObservations`).
+
+    Dwells are fitted as the mixture of :class:`DwellShape` (by expectation-maximisation): the
+    usual dwell log-normal around the planned service times the fleet's service ratio, and by
+    chance a long one. Legs give the fleet's pace ratio: the typical leg's time over its
+    planned time, jams and detours included (the median leg, as dwells are counted at their
+    median). How strongly a new route is held to the fleet's ratios follows from how much
+    routes differ from each other beyond what their own few stops and legs would show by
+    chance (a one-way random-effects fit): where routes differ, a route's own observations
+    take over soon; where they are all alike, a route is held to the fleet. Until
+    ``min_routes`` routes have shown dwells (or legs), ``base`` holds. Keeps the latest
+    ``max_routes`` routes. Not thread-safe.
+    """
+
+    __slots__ = ("_prior", "_routes", "base", "max_routes", "min_routes")
+
+    def __init__(
+        self, base: EtaPrior | None = None, *, max_routes: int = 2_000, min_routes: int = 5
+    ) -> None:
+        self.base = base if base is not None else EtaPrior()
+        self.max_routes = max_routes
+        self.min_routes = min_routes
+        self._routes: dict[str, RouteObservations] = {}
+        self._prior: EtaPrior | None = None
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def observe(self, route_id: str, observations: RouteObservations) -> None:
+        """What route ``route_id`` has shown so far (replaces what it showed before)."""
+        self._routes.pop(route_id, None)
+        self._routes[route_id] = observations
+        while len(self._routes) > self.max_routes:
+            del self._routes[next(iter(self._routes))]
+        self._prior = None
+
+    def prior(self) -> EtaPrior:
+        """The prior learnt from the routes observed so far."""
+        if self._prior is None:
+            self._prior = self._fit()
+        return self._prior
+
+    def _fit(self) -> EtaPrior:
+        prior = self.base
+        dwells = [
+            np.array([d for d in obs.dwells if d[0] > 0 and d[1] > 0], dtype=np.float64)
+            for obs in self._routes.values()
+        ]
+        dwells = [d for d in dwells if d.size]
+        if len(dwells) >= self.min_routes:
+            prior = _fit_dwells(dwells, prior)
+        legs = [
+            np.array([g for g in obs.legs if g[0] >= _MIN_LEG_S and g[1] > 0], dtype=np.float64)
+            for obs in self._routes.values()
+        ]
+        legs = [g for g in legs if g.size]
+        if len(legs) >= self.min_routes:
+            prior = _fit_legs(legs, prior)
+        return prior
+
+
+def _lognormal_pdf_array(
+    x: NDArray[np.float64], median: NDArray[np.float64], sigma: float
+) -> NDArray[np.float64]:
+    z = np.log(x / median) / sigma
+    result: NDArray[np.float64] = np.exp(-0.5 * z * z) / (x * sigma * math.sqrt(2.0 * math.pi))
+    return result
+
+
+def _random_effects(
+    values: list[NDArray[np.float64]], weights: list[NDArray[np.float64]]
+) -> tuple[float, float, float]:
+    """Weighted mean, within-group and between-group variance of grouped values (one-way
+    random effects, method of moments; the between variance is 0 where it cannot be told)."""
+    n = np.array([float(w.sum()) for w in weights])
+    sums = np.array([float((w * v).sum()) for v, w in zip(values, weights, strict=True)])
+    total = float(n.sum())
+    groups = len(values)
+    mean = float(sums.sum() / total)
+    if total <= groups:
+        return mean, 0.0, 0.0
+    means = sums / np.maximum(n, 1e-12)
+    ss_within = sum(
+        float((w * (v - m) ** 2).sum())
+        for v, w, m in zip(values, weights, means.tolist(), strict=True)
+    )
+    within = ss_within / (total - groups)
+    ss_between = float((n * (means - mean) ** 2).sum())
+    spread = total - float((n * n).sum()) / total
+    between = max((ss_between - (groups - 1) * within) / spread, 0.0) if spread > 0 else 0.0
+    return mean, within, between
+
+
+def _prior_strength(within: float, between: float) -> float:
+    """Observations a route needs before its own mean weighs as much as the fleet's."""
+    if between <= within / _MAX_PRIOR_STOPS:
+        return _MAX_PRIOR_STOPS
+    return within / between
+
+
+def _fit_dwells(routes: list[NDArray[np.float64]], prior: EtaPrior) -> EtaPrior:
+    """Fit the dwell mixture and the service ratio to (planned, dwell) rows grouped by route."""
+    y_all = [np.log(r[:, 1] / r[:, 0]) for r in routes]
+    y = np.concatenate(y_all)
+    # Dwells far shorter than any usual one (a stop only driven through, a device that lost
+    # its fix) fit neither kind of dwell: they are left out.
+    mu = float(np.median(y))
+    cut = mu - _SHORT_DWELL_SIGMAS * _MAD_SIGMA * float(np.median(np.abs(y - mu)))
+    keep_all = [v >= cut for v in y_all]
+    keep = np.concatenate(keep_all)
+    rows = np.concatenate(routes)[keep]
+    planned, dwell, y = rows[:, 0], rows[:, 1], y[keep]
+    shape = prior.dwell
+    sigma, p = max(shape.sigma, _SIGMA_RANGE[0]), shape.long_probability
+    extra, long_sigma = shape.long_extra_s, max(shape.long_sigma, _SIGMA_RANGE[0])
+    long = np.zeros(y.size)
+    for _ in range(_EM_STEPS):
+        usual_s = planned * math.exp(mu)
+        f_usual = (1.0 - p) * _lognormal_pdf_array(dwell, usual_s, sigma)
+        f_long = p * _lognormal_pdf_array(dwell, usual_s + extra, long_sigma)
+        total = f_usual + f_long
+        long = np.divide(f_long, total, out=np.zeros_like(total), where=total > 0)
+        usual = 1.0 - long
+        new_mu = float((usual * y).sum() / usual.sum())
+        spread = (usual * (y - new_mu) ** 2).sum() / usual.sum()
+        sigma = float(np.clip(math.sqrt(spread), *_SIGMA_RANGE))
+        p = float(np.clip(long.mean(), *_LONG_PROBABILITY_RANGE))
+        if long.sum() >= 1.0:
+            base_s = planned * math.exp(new_mu)
+            over = np.log(np.maximum(dwell - base_s, 1.0))
+            extra = math.exp(float((long * over).sum() / long.sum()))
+            spread = (long * (np.log(dwell) - np.log(base_s + extra)) ** 2).sum() / long.sum()
+            long_sigma = float(np.clip(math.sqrt(spread), *_SIGMA_RANGE))
+        converged = abs(new_mu - mu) < 1e-6
+        mu = new_mu
+        if converged:
+            break
+    bounds = np.cumsum([int(k.sum()) for k in keep_all])[:-1]
+    _, within, between = _random_effects(np.split(y, bounds), np.split(1.0 - long, bounds))
+    return msgspec.structs.replace(
+        prior,
+        service_ratio=math.exp(mu),
+        service_prior_stops=_prior_strength(within, between),
+        dwell=DwellShape(
+            sigma=sigma, long_probability=p, long_extra_s=extra, long_sigma=long_sigma
+        ),
+    )
+
+
+def _fit_legs(routes: list[NDArray[np.float64]], prior: EtaPrior) -> EtaPrior:
+    """Fit the pace ratio (the typical leg's: the median, as dwells are counted at their
+    median) and how strongly to hold a route to it from (planned, actual) legs."""
+    ratios = [np.log(r[:, 1] / r[:, 0]) for r in routes]
+    _, within, between = _random_effects(ratios, [np.ones(r.size) for r in ratios])
+    planned = np.concatenate([r[:, 0] for r in routes])
+    return msgspec.structs.replace(
+        prior,
+        pace_ratio=math.exp(float(np.median(np.concatenate(ratios)))),
+        pace_prior_s=_prior_strength(within, between) * float(planned.mean()),
+    )

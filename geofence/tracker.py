@@ -28,7 +28,10 @@ projects onto it, plus how far off it the vehicle is), otherwise as great-circle
 times ``detour_factor``. Each leg is driven at its planned pace (from the stops' planned
 arrivals and service times when the route has them, else ``typical_speed_mps``) times the pace
 ratio the vehicle has shown so far (:class:`~geofence.eta.SpeedModel`). Service times of
-earlier stops are added, scaled by what the route's stops took so far, and for the stop being
+earlier stops are added, scaled by what the route's stops took so far (both start from
+``prior``, a :class:`~geofence.eta.EtaPrior`: configured, or learnt from the fleet's earlier
+routes, whose :meth:`RouteTracker.observations` feed a
+:class:`~geofence.eta.FleetLearner`), and for the stop being
 served the median of what is left of it until the vehicle drives off (it is still inside the
 circle for a few seconds then) (:class:`~geofence.eta.ServiceModel`; see
 :func:`~geofence.eta.estimate_arrivals`). Distances to stops are great-circle (spherical,
@@ -47,7 +50,14 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from .eta import DwellShape, ServiceModel, SpeedModel, SpeedState, estimate_arrivals
+from .eta import (
+    EtaPrior,
+    RouteObservations,
+    ServiceModel,
+    SpeedModel,
+    SpeedState,
+    estimate_arrivals,
+)
 from .events import (
     EtaChanged,
     LateRisk,
@@ -101,14 +111,12 @@ class TrackerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     detour_factor: float = 1.3
     typical_speed_mps: float = 8.3
     speed_half_life_s: float = 1_800.0
-    speed_prior_s: float = 1_800.0
-    service_prior_stops: float = 2.0
-    dwell: DwellShape = msgspec.field(default_factory=DwellShape)
+    prior: EtaPrior = msgspec.field(default_factory=EtaPrior)
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
             value = getattr(self, name)
-            if value is None or name == "dwell":
+            if value is None or name == "prior":
                 continue
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value!r}")
@@ -170,8 +178,18 @@ class RouteTracker:
         self.arriving_sent = np.zeros(n, bool)
         self.late = np.zeros(n, bool)
         self.eta_dwell = np.full(n, np.nan)
-        self.speed = SpeedModel(cfg.typical_speed_mps, cfg.speed_half_life_s, cfg.speed_prior_s)
-        self.service = ServiceModel(self._service, cfg.dwell, prior_stops=cfg.service_prior_stops)
+        prior = cfg.prior
+        self.speed = SpeedModel(
+            cfg.typical_speed_mps,
+            cfg.speed_half_life_s,
+            prior.pace_prior_s,
+            prior_ratio=prior.pace_ratio,
+        )
+        self.service = ServiceModel(self._service, prior)
+        # What the route shows, for learning across routes (see :meth:`observations`).
+        self.dwells: list[tuple[float, float]] = []
+        self.legs: list[tuple[float, float]] = []
+        self.leg_start: tuple[float, int, float] | None = None  # ts, stop index, planned s
         self.alerts = _Alerts()
         self.last: tuple[float, float, float] | None = None
         self.last_speed_mps = 0.0
@@ -201,6 +219,11 @@ class RouteTracker:
             self._ids[i]: float(self.eta_dwell[i])
             for i in np.flatnonzero((self.status == PENDING) & ~np.isnan(self.eta)).tolist()
         }
+
+    def observations(self) -> RouteObservations:
+        """The route's finished dwells and the legs driven from one stop straight to the next
+        pending one, for learning across routes (:class:`~geofence.eta.FleetLearner`)."""
+        return RouteObservations(dwells=tuple(self.dwells), legs=tuple(self.legs))
 
     def stop_status(self, stop_id: str) -> str:
         """``"pending"``, ``"arrived"`` or ``"departed"``."""
@@ -292,7 +315,9 @@ class RouteTracker:
         )
         for i in gone.tolist():
             status[i] = DEPARTED
-            self.service.observe(float(self._service[i]), float(self.still_s[i]))
+            planned, dwell = float(self._service[i]), float(self.still_s[i])
+            self.service.observe(planned, dwell)
+            self.dwells.append((planned, dwell))
             out.append(
                 StopDeparted(*base, stop_id=self._ids[i], arrived_ts=float(self.arrived_ts[i]))
             )
@@ -300,6 +325,10 @@ class RouteTracker:
         for i in came.tolist():
             status[i] = ARRIVED
             self.arrived_ts[i] = ts
+            leg = self.leg_start
+            if leg is not None and leg[1] == i:
+                self.legs.append((leg[2], ts - leg[0]))
+            self.leg_start = None
             out.append(StopArrived(*base, stop_id=self._ids[i]))
             if self.late[i]:
                 self.late[i] = False
@@ -308,6 +337,14 @@ class RouteTracker:
                         *base, stop_id=self._ids[i], eta=ts, window_end=float(self._wend[i])
                     )
                 )
+        # For learning the fleet's pace, a leg is timed as the ETA counts it: from entering
+        # one stop's circle to entering the next pending one's, less the standing at the first
+        # (that is service), against the plan's time for the leg.
+        pending = np.flatnonzero(status == PENDING)
+        if gone.size == 1 and pending.size and not (status == ARRIVED).any():
+            a, b = int(gone[0]), int(pending[0])
+            planned = float(self._leg_lengths(np.array([a, b]))[0] * self._pace[b])
+            self.leg_start = (float(self.arrived_ts[a] + self.still_s[a]), b, planned)
 
     def _travel(self, pending: NDArray[np.intp], dist: NDArray[np.float64]) -> NDArray[np.float64]:
         """Distances: vehicle to the first pending stop's circle, then stop to stop."""
@@ -563,6 +600,11 @@ class RouteTracker:
             "offset_m": self.offset_m,
             "speed": msgspec.to_builtins(self.speed.state),
             "service": self.service.export(),
+            "observed": {
+                "dwells": [list(d) for d in self.dwells],
+                "legs": [list(g) for g in self.legs],
+                "leg_start": None if self.leg_start is None else list(self.leg_start),
+            },
             "alerts": msgspec.to_builtins(self.alerts),
         }
 
@@ -598,5 +640,10 @@ class RouteTracker:
         }
         t.speed.state = msgspec.convert(speed, SpeedState)
         t.service.restore(state.get("service") or {})
+        observed = state.get("observed") or {}
+        t.dwells = [(float(a), float(b)) for a, b in observed.get("dwells") or []]
+        t.legs = [(float(a), float(b)) for a, b in observed.get("legs") or []]
+        start = observed.get("leg_start")
+        t.leg_start = None if start is None else (float(start[0]), int(start[1]), float(start[2]))
         t.alerts = msgspec.convert(state.get("alerts") or {}, _Alerts)
         return t

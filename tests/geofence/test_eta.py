@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from geofence import (
@@ -17,6 +18,7 @@ from geofence import (
     TrackerConfig,
     remaining_dwell_s,
 )
+from geofence.eta import EtaPrior, FleetLearner, RouteObservations
 
 T0 = 1_700_000_000.0
 FRAME = LocalFrame(52.0, 13.0)
@@ -55,7 +57,7 @@ def test_remaining_dwell_shrinks_while_usual_then_grows_once_it_runs_long() -> N
 
 
 def test_service_times_are_learnt_from_usual_dwells_only() -> None:
-    model = ServiceModel([100.0, 200.0, 0.0], DwellShape(), prior_stops=2.0)
+    model = ServiceModel([100.0, 200.0, 0.0], EtaPrior(service_prior_stops=2.0))
     assert model.expected().tolist() == [100.0, 200.0, 0.0]
     model.observe(100.0, 150.0)
     model.observe(100.0, 900.0)  # a long dwell: says nothing of the usual one
@@ -91,7 +93,9 @@ def test_each_leg_is_driven_at_its_planned_pace() -> None:
     )
     path = tuple(FRAME.latlon(0.0, y) for y in range(0, 3001, 100))
     route = Route(id="r", vehicle_id="v", stops=stops, path=path)
-    cfg = TrackerConfig(arrival_radius_m=50.0, dwell=DwellShape(sigma=0.0, long_probability=0.0))
+    cfg = TrackerConfig(
+        arrival_radius_m=50.0, prior=EtaPrior(dwell=DwellShape(sigma=0.0, long_probability=0.0))
+    )
     tracker = RouteTracker(route, cfg)
     tracker.update(T0, *FRAME.latlon(0.0, 0.0), speed_mps=0.0)
     eta = tracker.etas()
@@ -113,3 +117,79 @@ def test_a_stray_fix_during_a_dwell_does_not_end_it() -> None:
     assert tracker.stop_status("s0") == "arrived"
     tracker.update(T0 + 60, *here, speed_mps=0.0, accuracy_m=5.0)
     assert tracker.still_s[0] == 60.0  # standing there all along
+
+
+def test_pace_and_service_start_at_the_prior_ratios() -> None:
+    model = SpeedModel(10.0, half_life_s=1e9, prior_s=600.0, prior_ratio=1.25)
+    assert model.ratio() == 1.25
+    for t in range(0, 301):
+        model.update(T0 + t, 5.0)  # twice as slow as planned
+    w = 1 - math.exp(-0.5)
+    assert model.ratio() == pytest.approx(w * 2.0 + (1 - w) * 1.25, rel=0.01)
+
+    service = ServiceModel([100.0], EtaPrior(service_ratio=1.2, service_prior_stops=2.0))
+    assert service.ratio() == pytest.approx(1.2)
+    service.observe(100.0, 150.0)
+    service.observe(100.0, 150.0)
+    # The route's own median (1.5) weighed against two stops at the prior's 1.2.
+    assert service.ratio() == pytest.approx(math.exp((math.log(1.5) + math.log(1.2)) / 2))
+
+
+def _fleet(
+    rng: np.random.Generator, routes: int, route_sigma: float, stops: int = 10
+) -> FleetLearner:
+    """Routes whose dwells are 1.1 times a plan of 100-300 s (spread 0.25; each route off by
+    ``route_sigma`` more), and at 10 % of stops 500 s longer (spread 0.2); legs take 0.9 of
+    their plan (spread 0.2, each route off by ``route_sigma``)."""
+    learner = FleetLearner()
+    for r in range(routes):
+        off = rng.normal(0.0, route_sigma) if route_sigma else 0.0
+        planned = rng.uniform(100.0, 300.0, stops)
+        usual = planned * 1.1 * np.exp(off + rng.normal(0.0, 0.25, stops))
+        extra = (rng.random(stops) < 0.1) * 500.0 * np.exp(rng.normal(0.0, 0.2, stops))
+        legs = rng.uniform(60.0, 400.0, stops)
+        actual = legs * 0.9 * np.exp(off + rng.normal(0.0, 0.2, stops))
+        learner.observe(
+            f"r{r}",
+            RouteObservations(
+                dwells=tuple(zip(planned.tolist(), (usual + extra).tolist(), strict=True)),
+                legs=tuple(zip(legs.tolist(), actual.tolist(), strict=True)),
+            ),
+        )
+    return learner
+
+
+def test_fleet_learner_fits_the_dwell_mixture_and_the_typical_pace() -> None:
+    prior = _fleet(np.random.default_rng(7), routes=100, route_sigma=0.0).prior()
+    assert prior.service_ratio == pytest.approx(1.1, rel=0.03)
+    assert prior.dwell.sigma == pytest.approx(0.25, abs=0.02)
+    assert prior.dwell.long_probability == pytest.approx(0.1, abs=0.02)
+    assert prior.dwell.long_extra_s == pytest.approx(500.0, rel=0.1)
+    assert prior.pace_ratio == pytest.approx(0.9, rel=0.03)
+    # Routes all alike: a route is held to the fleet, its own ten stops and legs weigh little.
+    assert prior.service_prior_stops > 30.0
+    assert prior.pace_prior_s > 30.0 * 230.0
+
+
+def test_fleet_learner_lets_routes_that_differ_speak_for_themselves() -> None:
+    # Routes off by 0.25 from each other, dwells spread 0.25 within a route: a route's own
+    # median is worth as much as the fleet's after about one stop (0.25² / 0.25²).
+    prior = _fleet(np.random.default_rng(8), routes=200, route_sigma=0.25).prior()
+    assert 0.6 < prior.service_prior_stops < 1.6
+    # Legs spread 0.2 within a route: about 0.64 legs of about 230 s.
+    assert 0.6 * 0.64 * 230.0 < prior.pace_prior_s < 1.6 * 0.64 * 230.0
+
+
+def test_fleet_learner_keeps_its_base_until_enough_routes_and_only_the_latest() -> None:
+    base = EtaPrior(pace_ratio=1.3, service_ratio=0.8)
+    learner = FleetLearner(base, max_routes=6, min_routes=5)
+    seen = RouteObservations(dwells=((100.0, 100.0),) * 3, legs=((100.0, 100.0),) * 3)
+    for r in range(4):
+        learner.observe(f"r{r}", seen)
+    learner.observe("r0", seen)  # the same route again: still four routes
+    assert len(learner) == 4 and learner.prior() == base
+    learner.observe("r4", seen)
+    assert learner.prior().pace_ratio == 1.0 and learner.prior().service_ratio == 1.0
+    for r in range(5, 9):
+        learner.observe(f"r{r}", seen)
+    assert len(learner) == 6

@@ -31,6 +31,7 @@ from geofence import (
     TemperatureExcursionCleared,
     TrackerConfig,
 )
+from geofence.eta import EtaPrior
 
 T0 = 1_700_000_000.0
 FRAME = LocalFrame(52.0, 13.0)
@@ -101,7 +102,7 @@ def true_arrival(along: float, radius: float, v: float) -> float:
 
 @pytest.mark.parametrize("use_path", [True, False])
 def test_eta_at_constant_speed_is_within_seconds_of_arrival(use_path: bool) -> None:
-    cfg = TrackerConfig(typical_speed_mps=7.0, speed_prior_s=20.0, detour_factor=1.0)
+    cfg = TrackerConfig(typical_speed_mps=7.0, prior=EtaPrior(pace_prior_s=20.0), detour_factor=1.0)
     route = make_route(path=use_path)
     if not use_path:
         # Without a path, use the straight first leg only (great circle = the street).
@@ -133,7 +134,8 @@ def test_eta_uses_detour_factor_without_a_path() -> None:
 
 # Speed pinned to typical, dwells exactly as planned.
 EXACT = TrackerConfig(
-    typical_speed_mps=10.0, speed_prior_s=1e9, dwell=DwellShape(sigma=0.0, long_probability=0.0)
+    typical_speed_mps=10.0,
+    prior=EtaPrior(pace_prior_s=1e9, dwell=DwellShape(sigma=0.0, long_probability=0.0)),
 )
 
 
@@ -166,6 +168,23 @@ def test_moving_off_after_standing_at_a_stop_ends_its_service() -> None:
     assert tracker.etas()["s1"] - (T0 + 102) == pytest.approx((2000.0 - 1010.0 - 50.0) / 10.0)
 
 
+def test_observations_time_dwells_and_legs_as_the_eta_counts_them() -> None:
+    tracker = RouteTracker(make_route(service_s=60.0), EXACT)
+    for t in range(0, 121):  # standing at s0 from T0 to T0 + 120
+        tracker.update(T0 + t, *at(*along_xy(1000.0)), speed_mps=0.0)
+    for k in range(1, 100):  # then off to s1 at 10 m/s
+        tracker.update(T0 + 120 + k, *at(*along_xy(1000.0 + 10.0 * k)), speed_mps=10.0)
+    assert tracker.stop_status("s1") == "arrived"  # at T0 + 215, 950 m on
+    seen = tracker.observations()
+    assert seen.dwells == ((60.0, 120.0),)
+    # The leg: s0's radius and 950 m to s1's circle, planned at 10 m/s; driven from the end
+    # of the standing at s0 to entering s1's circle.
+    [(planned, driven)] = seen.legs
+    assert planned == pytest.approx(100.0) and driven == 95.0
+    state = json.loads(json.dumps(tracker.export_state()))
+    assert RouteTracker.from_state(make_route(service_s=60.0), state, EXACT).observations() == seen
+
+
 def test_stop_arriving_arrived_departed_in_any_order() -> None:
     cfg = TrackerConfig(arriving_distance_m=300.0, arriving_lead_s=0.0, departure_margin_m=20.0)
     tracker = RouteTracker(make_route(), cfg)
@@ -189,7 +208,7 @@ def test_late_risk_raises_once_and_clears_with_hysteresis() -> None:
     # Stop s1 (2 km) promised until T0+260: on time at 10 m/s (arrival T0+195).
     cfg = TrackerConfig(
         typical_speed_mps=10.0,
-        speed_prior_s=10.0,
+        prior=EtaPrior(pace_prior_s=10.0),
         speed_half_life_s=10.0,
         late_risk_margin_s=30.0,
         late_risk_clear_margin_s=60.0,
@@ -220,7 +239,7 @@ def test_late_risk_raises_once_and_clears_with_hysteresis() -> None:
 def test_eta_changed_is_thresholded_and_rate_limited() -> None:
     cfg = TrackerConfig(
         typical_speed_mps=10.0,
-        speed_prior_s=5.0,
+        prior=EtaPrior(pace_prior_s=5.0),
         speed_half_life_s=4.0,
         eta_change_threshold_s=30.0,
         eta_min_interval_s=100.0,
@@ -388,6 +407,10 @@ def test_config_rejects_inconsistent_thresholds() -> None:
         TrackerConfig(temp_min_c=8.0, temp_max_c=2.0)
     with pytest.raises(ValueError, match="eta_min_interval_s"):
         TrackerConfig(eta_min_interval_s=-1.0)
+    with pytest.raises(ValueError, match="pace_ratio"):
+        TrackerConfig(prior=EtaPrior(pace_ratio=0.0))
+    with pytest.raises(ValueError, match="service_prior_stops"):
+        EtaPrior(service_prior_stops=math.inf)
 
 
 def test_stop_zones_match_arrival_radius() -> None:
