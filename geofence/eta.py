@@ -144,18 +144,46 @@ def _require_non_negative(obj: object, names: Sequence[str], what: str) -> None:
 
 class DwellShape(msgspec.Struct, frozen=True, kw_only=True):
     """The shape of dwell times around the expected one: a usual dwell log-normal with
-    ``sigma`` around it, and with ``long_probability`` a long one adding a log-normal extra of
-    median ``long_extra_s`` and spread ``long_sigma``."""
+    ``sigma`` around it, and by chance a long one adding a log-normal extra of median
+    ``long_extra_s`` and spread ``long_sigma``.
+
+    The chance of a long dwell is ``long_probability`` at a stop planned at
+    ``long_reference_s``; its odds grow as the planned service time to ``long_odds_power``
+    (0, or no reference: the same chance everywhere). More to hand over, more to go wrong.
+    """
 
     sigma: float = 0.3
     long_probability: float = 0.1
     long_extra_s: float = 600.0
     long_sigma: float = 0.4
+    long_reference_s: float = 0.0
+    long_odds_power: float = 0.0
 
     def __post_init__(self) -> None:
-        _require_non_negative(self, self.__struct_fields__, "dwell ")
+        names = [n for n in self.__struct_fields__ if n != "long_odds_power"]
+        _require_non_negative(self, names, "dwell ")
+        if not math.isfinite(self.long_odds_power):
+            raise ValueError("dwell long_odds_power must be finite")
         if self.long_probability > 1:
             raise ValueError("dwell long_probability must be at most 1")
+
+    def long_chance(self, planned_s: float) -> float:
+        """The chance of a long dwell at a stop planned at ``planned_s``."""
+        p = self.long_probability
+        if self.long_odds_power == 0 or self.long_reference_s <= 0 or planned_s <= 0:
+            return p
+        if p <= 0.0 or p >= 1.0:
+            return p
+        odds = p / (1.0 - p) * (planned_s / self.long_reference_s) ** self.long_odds_power
+        return odds / (1.0 + odds)
+
+    def at(self, planned_s: float) -> DwellShape:
+        """The shape at a stop planned at ``planned_s``: its own chance of a long dwell."""
+        if self.long_odds_power == 0:
+            return self
+        return msgspec.structs.replace(
+            self, long_probability=self.long_chance(planned_s), long_odds_power=0.0
+        )
 
 
 class EtaPrior(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -260,12 +288,12 @@ class ServiceModel:
     (:func:`is_long_dwell`) say nothing about the usual dwell and are left out of the learning.
     """
 
-    __slots__ = ("_absolute", "_expected", "_log_ratios", "planned_s", "prior", "shape")
+    __slots__ = ("_absolute", "_expected", "_log_ratios", "planned_s", "prior", "shapes")
 
     def __init__(self, planned_s: ArrayLike, prior: EtaPrior | None = None) -> None:
         self.planned_s = np.asarray(planned_s, dtype=np.float64)
         self.prior = prior if prior is not None else EtaPrior()
-        self.shape = self.prior.dwell
+        self.shapes = [self.prior.dwell.at(s) for s in self.planned_s.tolist()]  # each stop's
         self._log_ratios: list[float] = []
         self._absolute: list[float] = []
         self._expected: NDArray[np.float64] | None = None
@@ -275,7 +303,7 @@ class ServiceModel:
         if not math.isfinite(dwell_s) or dwell_s < 0:
             return
         usual = planned_s * self.ratio() if planned_s > 0 else self._shrunk(self._absolute, 0.0)
-        if is_long_dwell(dwell_s, usual, self.shape):
+        if is_long_dwell(dwell_s, usual, self.prior.dwell.at(planned_s)):
             return
         self._expected = None
         if planned_s > 0:
@@ -304,7 +332,7 @@ class ServiceModel:
 
     def remaining(self, index: int, elapsed_s: float) -> float:
         """Median time still to come at stop ``index`` after ``elapsed_s`` there."""
-        return remaining_dwell_s(elapsed_s, float(self.expected()[index]), self.shape)
+        return remaining_dwell_s(elapsed_s, float(self.expected()[index]), self.shapes[index])
 
     def export(self) -> dict[str, list[float]]:
         return {"log_ratios": list(self._log_ratios), "absolute": list(self._absolute)}
@@ -351,6 +379,9 @@ _MAX_PRIOR_STOPS: Final = 100.0
 _SIGMA_RANGE: Final = (0.02, 2.0)
 _LONG_PROBABILITY_RANGE: Final = (1e-3, 0.5)
 _EM_STEPS: Final = 200
+_MAX_ODDS_POWER: Final = 8.0
+# Only so that a fleet whose stops are all planned alike still gets a slope (0).
+_ODDS_POWER_RIDGE: Final = 1e-3
 _SHORT_DWELL_SIGMAS: Final = 4.0
 _MAD_SIGMA: Final = 1.4826  # a normal sample's standard deviation per median absolute deviation
 _MIN_LEG_S: Final = 10.0  # shorter planned legs are mostly noise of where the circle begins
@@ -470,10 +501,15 @@ def _fit_dwells(routes: list[NDArray[np.float64]], prior: EtaPrior) -> EtaPrior:
     rows = np.concatenate(routes)[keep]
     planned, dwell, y = rows[:, 0], rows[:, 1], y[keep]
     shape = prior.dwell
-    sigma, p = max(shape.sigma, _SIGMA_RANGE[0]), shape.long_probability
+    sigma = max(shape.sigma, _SIGMA_RANGE[0])
     extra, long_sigma = shape.long_extra_s, max(shape.long_sigma, _SIGMA_RANGE[0])
+    # The chance of a long dwell: logistic in the log of the planned service time.
+    reference = float(np.median(planned))
+    x = np.log(planned / reference)
+    odds = np.array([_logit(shape.long_probability), 0.0])
     long = np.zeros(y.size)
     for _ in range(_EM_STEPS):
+        p = _sigmoid(odds[0] + odds[1] * x)
         usual_s = planned * math.exp(mu)
         f_usual = (1.0 - p) * _lognormal_pdf_array(dwell, usual_s, sigma)
         f_long = p * _lognormal_pdf_array(dwell, usual_s + extra, long_sigma)
@@ -483,7 +519,7 @@ def _fit_dwells(routes: list[NDArray[np.float64]], prior: EtaPrior) -> EtaPrior:
         new_mu = float((usual * y).sum() / usual.sum())
         spread = (usual * (y - new_mu) ** 2).sum() / usual.sum()
         sigma = float(np.clip(math.sqrt(spread), *_SIGMA_RANGE))
-        p = float(np.clip(long.mean(), *_LONG_PROBABILITY_RANGE))
+        odds = _logistic_fit(x, long, odds)
         if long.sum() >= 1.0:
             base_s = planned * math.exp(new_mu)
             over = np.log(np.maximum(dwell - base_s, 1.0))
@@ -501,9 +537,41 @@ def _fit_dwells(routes: list[NDArray[np.float64]], prior: EtaPrior) -> EtaPrior:
         service_ratio=math.exp(mu),
         service_prior_stops=_prior_strength(within, between),
         dwell=DwellShape(
-            sigma=sigma, long_probability=p, long_extra_s=extra, long_sigma=long_sigma
+            sigma=sigma,
+            long_probability=float(_sigmoid(odds[0])),
+            long_extra_s=extra,
+            long_sigma=long_sigma,
+            long_reference_s=reference,
+            long_odds_power=float(odds[1]),
         ),
     )
+
+
+def _sigmoid(z: ArrayLike) -> NDArray[np.float64]:
+    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64))))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, _LONG_PROBABILITY_RANGE[0]), _LONG_PROBABILITY_RANGE[1])
+    return math.log(p / (1.0 - p))
+
+
+def _logistic_fit(
+    x: NDArray[np.float64], target: NDArray[np.float64], start: NDArray[np.float64], steps: int = 3
+) -> NDArray[np.float64]:
+    """Intercept and slope of ``logit P = a + b x`` for soft 0-1 targets: Newton steps from
+    ``start`` (the slope held near 0 where ``x`` barely varies), kept to sensible chances."""
+    theta = start.astype(np.float64)
+    design = np.stack([np.ones_like(x), x], axis=1)
+    ridge = np.diag([0.0, _ODDS_POWER_RIDGE])
+    for _ in range(steps):
+        p = _sigmoid(design @ theta)
+        gradient = design.T @ (target - p) - ridge @ theta
+        hessian = (design.T * (p * (1.0 - p))) @ design + ridge + 1e-9 * np.eye(2)
+        theta = theta + np.linalg.solve(hessian, gradient)
+    theta[0] = np.clip(theta[0], _logit(0.0), _logit(1.0))
+    theta[1] = np.clip(theta[1], -_MAX_ODDS_POWER, _MAX_ODDS_POWER)
+    return theta
 
 
 def _fit_legs(routes: list[NDArray[np.float64]], prior: EtaPrior) -> EtaPrior:

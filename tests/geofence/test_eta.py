@@ -136,17 +136,24 @@ def test_pace_and_service_start_at_the_prior_ratios() -> None:
 
 
 def _fleet(
-    rng: np.random.Generator, routes: int, route_sigma: float, stops: int = 10
+    rng: np.random.Generator,
+    routes: int,
+    route_sigma: float,
+    stops: int = 10,
+    odds_power: float = 0.0,
 ) -> FleetLearner:
     """Routes whose dwells are 1.1 times a plan of 100-300 s (spread 0.25; each route off by
-    ``route_sigma`` more), and at 10 % of stops 500 s longer (spread 0.2); legs take 0.9 of
-    their plan (spread 0.2, each route off by ``route_sigma``)."""
+    ``route_sigma`` more), and at 10 % of stops 500 s longer (spread 0.2; at stops planned at
+    200 s, the odds growing as the plan to ``odds_power``); legs take 0.9 of their plan
+    (spread 0.2, each route off by ``route_sigma``)."""
     learner = FleetLearner()
     for r in range(routes):
         off = rng.normal(0.0, route_sigma) if route_sigma else 0.0
         planned = rng.uniform(100.0, 300.0, stops)
         usual = planned * 1.1 * np.exp(off + rng.normal(0.0, 0.25, stops))
-        extra = (rng.random(stops) < 0.1) * 500.0 * np.exp(rng.normal(0.0, 0.2, stops))
+        odds = 0.1 / 0.9 * (planned / 200.0) ** odds_power
+        long = rng.random(stops) < odds / (1.0 + odds)
+        extra = long * 500.0 * np.exp(rng.normal(0.0, 0.2, stops))
         legs = rng.uniform(60.0, 400.0, stops)
         actual = legs * 0.9 * np.exp(off + rng.normal(0.0, 0.2, stops))
         learner.observe(
@@ -166,6 +173,7 @@ def test_fleet_learner_fits_the_dwell_mixture_and_the_typical_pace() -> None:
     assert prior.dwell.long_probability == pytest.approx(0.1, abs=0.02)
     assert prior.dwell.long_extra_s == pytest.approx(500.0, rel=0.1)
     assert prior.pace_ratio == pytest.approx(0.9, rel=0.03)
+    assert abs(prior.dwell.long_odds_power) < 0.7  # the same chance at every stop
     # Routes all alike: a route is held to the fleet, its own ten stops and legs weigh little.
     assert prior.service_prior_stops > 30.0
     assert prior.pace_prior_s > 30.0 * 230.0
@@ -193,3 +201,26 @@ def test_fleet_learner_keeps_its_base_until_enough_routes_and_only_the_latest() 
     for r in range(5, 9):
         learner.observe(f"r{r}", seen)
     assert len(learner) == 6
+
+
+def test_fleet_learner_finds_where_long_dwells_are_likelier() -> None:
+    prior = _fleet(np.random.default_rng(9), routes=150, route_sigma=0.0, odds_power=3.0).prior()
+    shape = prior.dwell
+    assert shape.long_odds_power == pytest.approx(3.0, abs=1.0)
+    assert shape.long_chance(200.0) == pytest.approx(0.1, abs=0.025)
+    # Each stop's own chance, for its remaining dwell and its learning.
+    service = ServiceModel([100.0, 300.0], prior)
+    at = service.shapes
+    assert at[0].long_probability == shape.long_chance(100.0) < 0.04
+    assert at[1].long_probability == shape.long_chance(300.0) > 0.2
+    expected = float(service.expected()[1])
+    assert service.remaining(1, 500.0) == remaining_dwell_s(500.0, expected, at[1])
+    assert service.remaining(1, 500.0) != remaining_dwell_s(500.0, expected, at[0])
+
+
+def test_long_chance_follows_the_odds() -> None:
+    shape = DwellShape(long_probability=0.2, long_reference_s=100.0, long_odds_power=2.0)
+    assert shape.long_chance(100.0) == pytest.approx(0.2)
+    assert shape.long_chance(200.0) == pytest.approx(1.0 / (1.0 + 1.0))  # odds 0.25 * 4
+    assert shape.at(50.0) == DwellShape(long_probability=1 / 17, long_reference_s=100.0)
+    assert DwellShape(long_probability=0.2).long_chance(500.0) == 0.2  # no reference
