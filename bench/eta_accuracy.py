@@ -11,10 +11,11 @@ check drops them), and the tracker's ETA for every pending stop is recorded afte
 
 The simulator's dwells: a stop's planned service time comes from its parcel count (60 s plus
 35 s a parcel, 95-270 s); the van stays that long times a random log-normal factor (spread
-0.3, within 0.5-2), and at 10 % of stops 5-15 minutes longer on top (a "long dwell", which no
-plan foresees). Until this version every stop was planned at 180 s and took 60-300 s at
-random, so the plan said nothing about a stop's dwell; figures from before and after that
-change are not comparable.
+0.3, within 0.5-2), and by chance 5-15 minutes longer on top (a "long dwell"): at 2 % of the
+stops with one parcel rising to 18 % of those with six, 10 % of stops overall, so the planned
+service time says which stops are likelier to run long but not which will. Until the version
+before this one every stop had the same 10 % chance; before that every stop was planned at
+180 s and took 60-300 s at random. Figures from different versions are not comparable.
 
 The actual arrival at a stop is the first fix of the run of fixes inside the stop's arrival
 circle that contains the van's own visit: the moment the tracker's ETA is defined for. At 10 and
@@ -41,10 +42,12 @@ the default prior, as on a gateway's first day. The prior is fixed for the day m
 ``--breakdown`` splits each horizon's error by the long dwells before the arrival (none; one
 under way when the prediction was made; one not yet begun then, which nothing the gateway sees
 can foresee) and by the number of stops the van reached between prediction and arrival, each
-with its dwell and driving parts. It ends with two oracle bounds: the error left if everything
-but the long dwells not yet begun were predicted exactly, first counting nothing for those,
-then with the allowance a stop ahead (fitted here, on the outcome) that gives the lowest p90.
-An ETA model cannot do better than the second without knowing which stops will run long.
+with its dwell and driving parts. It ends with oracle bounds: the error left if everything but the
+long dwells not yet begun were predicted exactly, first counting nothing for those, then with
+the allowance a stop ahead (fitted here, on the outcome) that gives the lowest p90, then with
+an allowance in proportion to each stop's chance of a long dwell as the simulator draws it
+(the most a model could make of what the plan says about long dwells). An ETA model cannot do
+better than these without knowing which stops will run long.
 
 Run: ``.venv/bin/python bench/eta_accuracy.py [--vans N] [--seed N] [--interval S]
 [--history N] [--breakdown]``.
@@ -79,6 +82,7 @@ from geofence import (  # noqa: E402
 )
 from geofence.eta import EtaPrior, FleetLearner, RouteObservations  # noqa: E402
 from simulator import DEFAULT_CENTER, City, Fix, Van, VanConfig  # noqa: E402
+from simulator.vehicle import PLAN_SERVICE_BASE_S, PLAN_SERVICE_PER_PARCEL_S  # noqa: E402
 
 DESCRIPTION: Final = "ETA error of the route tracker against actual arrival, simulated vans."
 EPOCH: Final = 1_700_000_000.0  # a fixed start keeps runs identical
@@ -106,6 +110,7 @@ class VanRun:
     visit_ts: Floats  # (stops,): the van's own arrival at the stop
     departed_ts: Floats  # (stops,): the van's own departure from the stop
     long_extra: Floats  # (stops,): what a long dwell added to the usual service; 0: none
+    long_chance: Floats  # (stops,): the simulator's chance of a long dwell there
     observations: RouteObservations  # what the tracker saw of the route's dwells and legs
 
 
@@ -124,6 +129,7 @@ class Sample:
     long_dwell: str  # a long dwell before the arrival: NO_LONG, LONG_UNDER_WAY or LONG_AHEAD
     stops_before: int  # stops the van reached after the prediction and before the arrival
     unforeseen_s: float  # what long dwells at those stops added to their usual service
+    chance_before: float  # the simulator's chances of a long dwell at those stops, summed
 
 
 def build_route(van: Van, city: City, van_id: str, radius_m: float) -> Route:
@@ -216,6 +222,7 @@ def run_van(city: City, config: VanConfig, seed: int, index: int, cfg: TrackerCo
         visit_ts,
         departed_ts,
         long_extra,
+        np.array([van.long_dwell_chance(v.stop.parcels) for v in visits]),
         tracker.observations(),
     )
 
@@ -292,6 +299,7 @@ def predictions(runs: list[VanRun]) -> tuple[list[Sample], dict[int, dict[str, i
                         long_dwell=kind,
                         stops_before=int(before.sum()),
                         unforeseen_s=float(run.long_extra[before].sum()),
+                        chance_before=float(run.long_chance[before].sum()),
                     )
                 )
     return out, missing
@@ -325,14 +333,20 @@ def _line(label: str, s: dict[str, float]) -> str:
     )
 
 
-def oracle_hedge(samples: list[Sample]) -> tuple[float, dict[str, float]]:
+def oracle_hedge(samples: list[Sample], per_chance: bool) -> tuple[float, dict[str, float]]:
     """The error left if everything but the long dwells not yet begun were known, with the
-    per-stop allowance for them (a whole number of seconds) that gives the lowest p90."""
-    k = np.array([x.stops_before for x in samples], dtype=np.float64)
+    allowance for them (a whole number of seconds a stop, or per unit of each stop's chance
+    of a long dwell) that gives the lowest p90."""
+    if per_chance:
+        k = np.array([x.chance_before for x in samples])
+        grid = range(0, 5_001, 25)
+    else:
+        k = np.array([x.stops_before for x in samples], dtype=np.float64)
+        grid = range(0, 601, 5)
     u = np.array([x.unforeseen_s for x in samples])
     if k.size == 0:
         return 0.0, summary([])
-    best = min(range(0, 601, 5), key=lambda c: float(np.percentile(np.abs(c * k - u), 90)))
+    best = min(grid, key=lambda c: float(np.percentile(np.abs(c * k - u), 90)))
     return float(best), summary((best * k - u).tolist())
 
 
@@ -358,9 +372,17 @@ def breakdown(samples: list[Sample]) -> dict[str, Any]:
         show(f"{n} stops before", [x for x in samples if x.stops_before == n])
     blind = summary([-x.unforeseen_s for x in samples])
     print(_line("oracle, no allowance", blind))
-    c, hedged = oracle_hedge(samples)
+    c, hedged = oracle_hedge(samples, per_chance=False)
     print(_line(f"oracle, {c:.0f} s a stop", hedged))
-    out["oracle"] = {"no_allowance": blind, "allowance_s": c, "best_allowance": hedged}
+    by_chance, knowing = oracle_hedge(samples, per_chance=True)
+    print(_line(f"oracle, {by_chance:.0f} s x chance", knowing))
+    out["oracle"] = {
+        "no_allowance": blind,
+        "allowance_s": c,
+        "best_allowance": hedged,
+        "allowance_per_chance_s": by_chance,
+        "knowing_each_chance": knowing,
+    }
     return out
 
 
@@ -405,13 +427,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f" {sum(int((r.long_extra > 0).sum()) for r in runs)} long dwells; {elapsed:.1f} s"
     )
     prior = tracker_cfg.prior
+    fewest, most = van_cfg.parcels
+    planned = [PLAN_SERVICE_BASE_S + PLAN_SERVICE_PER_PARCEL_S * n for n in (fewest, most)]
     print(
         f"prior learnt from {args.history} routes of an earlier day:" if history else "prior:",
         f"pace ratio {prior.pace_ratio:.3f} (trusting a route's own after {prior.pace_prior_s:.0f}"
         f" s), service ratio {prior.service_ratio:.3f} (a route's own weighed against"
         f" {prior.service_prior_stops:.1f} stops), dwell spread {prior.dwell.sigma:.2f},"
-        f" long dwells {prior.dwell.long_probability:.1%} adding {prior.dwell.long_extra_s:.0f} s"
-        f" (spread {prior.dwell.long_sigma:.2f})",
+        f" long dwells adding {prior.dwell.long_extra_s:.0f} s (spread"
+        f" {prior.dwell.long_sigma:.2f}) at "
+        + ", ".join(
+            f"{prior.dwell.long_chance(s):.1%} of stops planned at {s:.0f} s" for s in planned
+        ),
     )
     print("error = predicted - actual arrival (negative: the van came later than predicted)")
     result: dict[str, Any] = {

@@ -52,6 +52,7 @@ from geofence import (
     Zone,
 )
 from geofence.engine import STATE_VERSION as ENGINE_STATE_VERSION
+from geofence.eta import FleetLearner
 from notify.redis_client import publish
 
 from . import keys
@@ -73,6 +74,7 @@ TICK_BACKLOG: Final = 60  # ticks' events waiting for Redis; when full, the tick
 SAVE_EVERY_S: Final = 5.0
 QUEUE_BATCHES: Final = 64
 ROUTE_CHANGES: Final = 10_000
+FLEET_ROUTES: Final = 500  # routes the ETA prior is learnt from (a refit takes about 50 ms)
 
 ROUTES_CHANNEL: Final = "routes:changed"  # (origin, route id) as MessagePack
 
@@ -195,6 +197,9 @@ class LiveTracking:
         # from Redis as a whole: catching up decodes only the zones that differ.
         self._zone_digests: dict[str, bytes] = {}
         self.tracker_config = tracker_config or TrackerConfig()
+        # What the routes tracked here showed of dwells and legs: a route set from now on
+        # starts from what the fleet learnt (held in memory; learnt afresh after a restart).
+        self.fleet = FleetLearner(self.tracker_config.prior, max_routes=FLEET_ROUTES)
         self.routes: dict[str, TrackedRoute] = {}  # by vehicle
         self._dirty: set[str] = set()
         # Vehicles whose tracker here has seen their latest fixes (else: reload before use).
@@ -246,7 +251,7 @@ class LiveTracking:
         state: dict[str, Any] | None = None,
     ) -> None:
         """Track ``route`` for its vehicle from now on (replacing its previous route)."""
-        cfg = self.tracker_config
+        cfg = msgspec.structs.replace(self.tracker_config, prior=self.fleet.prior())
         if temp_range != (None, None):
             cfg = msgspec.structs.replace(cfg, temp_min_c=temp_range[0], temp_max_c=temp_range[1])
         tracker: RouteTracker | None = None
@@ -452,6 +457,8 @@ class LiveTracking:
                 ):
                     events.extend(route_events(ev, tracked))
                     self._save_now.add(vehicle)
+                    if isinstance(ev, StopDeparted):
+                        self.fleet.observe(tracked.route.id, tracked.tracker.observations())
         return events
 
     def tick(self, now: float) -> list[dict[str, Any]]:

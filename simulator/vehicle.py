@@ -61,7 +61,10 @@ class VanConfig:
     # (median 1) of this spread, kept within service_factor; then, by chance, a long dwell.
     service_sigma: float = 0.3
     service_factor: tuple[float, float] = (0.5, 2.0)
-    long_dwell_probability: float = 0.1  # per stop
+    # A long dwell is likelier where more parcels change hands (a signature each, a reception
+    # desk, more trips to the door): its chance at a stop with the fewest and with the most
+    # parcels of ``parcels``, straight in between; about 10 % of stops overall.
+    long_dwell_probability: tuple[float, float] = (0.02, 0.18)
     long_dwell_s: tuple[float, float] = (300.0, 900.0)
     detour_probability: float = 0.1  # per leg
     detour_offset_m: tuple[float, float] = (300.0, 700.0)
@@ -446,13 +449,20 @@ class Van:
         lo, hi = cfg.service_factor
         dwell = stop.service_s * min(max(rng.lognormvariate(0.0, cfg.service_sigma), lo), hi)
         extra = 0.0
-        if rng.random() < cfg.long_dwell_probability:
+        if rng.random() < self.long_dwell_chance(stop.parcels):
             extra = rng.uniform(*cfg.long_dwell_s)
             self.counters.long_dwells += 1
         self.visits.append(StopVisit(stop, self._t, long_extra_s=extra))
         dwell += extra
         self.phase = Phase.DWELLING
         self._phase_until = self._t + dwell
+
+    def long_dwell_chance(self, parcels: int) -> float:
+        """The chance that a stop with ``parcels`` parcels takes a long dwell."""
+        cfg = self.config
+        (fewest, most), (low, high) = cfg.parcels, cfg.long_dwell_probability
+        share = (parcels - fewest) / (most - fewest) if most > fewest else 0.5
+        return low + (high - low) * min(max(share, 0.0), 1.0)
 
     def _depart(self) -> None:
         self.visits[-1].departed_s = self._phase_until

@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 import math
 
@@ -97,11 +98,23 @@ def test_van_stops_at_every_planned_address_and_dwells() -> None:
 
 
 def test_long_dwells_make_later_stops_late() -> None:
-    cfg = VanConfig(long_dwell_probability=1.0, dropout_probability=0.0, initial_wait_s=(0.0, 0.0))
+    cfg = VanConfig(
+        long_dwell_probability=(1.0, 1.0), dropout_probability=0.0, initial_wait_s=(0.0, 0.0)
+    )
     van = Van(CITY, cfg, seed=4, epoch=0.0)
     van.poll(4 * 3600.0)
     assert van.counters.long_dwells >= 3
     assert van.visits[3].late_s > 600
+
+
+def test_long_dwells_follow_the_parcel_count() -> None:
+    # No chance at one parcel, certainty at two: the plan foretells every long dwell.
+    cfg = dataclasses.replace(QUIET, parcels=(1, 2), long_dwell_probability=(0.0, 1.0))
+    van = Van(CITY, cfg, seed=4, epoch=0.0)
+    van.poll(6 * 3600.0)
+    done = [v for v in van.visits if v.departed_s is not None]
+    assert {v.stop.parcels for v in done} == {1, 2}
+    assert all(v.long_dwell == (v.stop.parcels == 2) for v in done)
 
 
 def test_gps_noise_accuracy_and_outliers() -> None:
