@@ -38,6 +38,7 @@ from geofence import (
     EngineConfig,
     EtaChanged,
     FixBatch,
+    FleetLearner,
     GeofenceEngine,
     GeofenceEvent,
     LateRisk,
@@ -52,7 +53,6 @@ from geofence import (
     Zone,
 )
 from geofence.engine import STATE_VERSION as ENGINE_STATE_VERSION
-from geofence.eta import FleetLearner
 from notify.redis_client import publish
 
 from . import keys

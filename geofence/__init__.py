@@ -27,7 +27,15 @@ All events are frozen msgspec Structs tagged by ``type``; decode any of them wit
 
 from .engine import EngineConfig, EngineStats, FixBatch, GeofenceEngine
 from .errors import GeofenceError, RouteError, ZoneError
-from .eta import DwellShape, ServiceModel, SpeedModel, estimate_arrivals, remaining_dwell_s
+from .eta import (
+    DwellShape,
+    EtaPrior,
+    FleetLearner,
+    ServiceModel,
+    SpeedModel,
+    estimate_arrivals,
+    remaining_dwell_s,
+)
 from .events import (
     AnyGeofenceEvent,
     AnyRouteEvent,
@@ -81,9 +89,11 @@ __all__ = [
     "EngineConfig",
     "EngineStats",
     "EtaChanged",
+    "EtaPrior",
     "Event",
     "FixBatch",
     "FixPoint",
+    "FleetLearner",
     "GeofenceEngine",
     "GeofenceError",
     "GeofenceEvent",
