@@ -24,8 +24,7 @@ import msgspec
 
 from . import keys
 from .errors import NotifyError
-from .outbox import REDIS_DOWN
-from .redis_client import RedisClient, publish
+from .redis_client import REDIS_DOWN, RedisClient, publish
 from .rules import AlertSpec
 
 log = logging.getLogger(__name__)

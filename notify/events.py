@@ -13,9 +13,6 @@ import msgspec
 
 EVENTS_STREAM: Final = "events"
 EVENT_FIELD: Final = "e"
-# String: the id of the newest event the notifier's consumer group has handled; a group that
-# Redis lost is created again from there.
-EVENTS_POSITION: Final = "notify:events:position"
 
 # The notifier's own records; they are never turned into customer messages or alerts, so
 # a notification can not trigger another notification.

@@ -18,6 +18,8 @@ SCHEDULED: Final = _P + "scheduled"  # zset: JSON Message -> due epoch s (retrie
 DEAD: Final = _P + "dead"  # stream, fields m (JSON Message), reason, code, ts
 OPTOUT_SMS: Final = _P + "optout:sms"  # set of E.164 numbers
 EVENTS_GROUP: Final = "notify"  # consumer group of the notifier on the ``events`` stream
+# string: id of the newest event the group has handled; a group Redis lost is recreated there
+EVENTS_POSITION: Final = "notify:events:position"
 WEBHOOKS: Final = "notify:webhooks"  # hash: subscription id -> JSON Subscription
 ALERTS_CHANNEL: Final = "notify:alerts"  # pub/sub: JSON Alert on every change
 

@@ -54,38 +54,23 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, Literal, NoReturn, TypeVar
+from typing import Any, Final, Literal
 
-import anyio
 import coredis
 import msgspec
 import trio
-from coredis.exceptions import StreamConsumerGroupError, StreamDuplicateConsumerGroupError
 from coredis.patterns.pipeline import ClusterPipeline, Pipeline
 
 from . import keys
 from .channels.base import Channel
 from .errors import PermanentError, RecipientOptedOut, TransientError
 from .message import Message, SendResult, decode_message, encode_message
-from .redis_client import RedisClient
+from .redis_client import OutageHook, RedisClient, RedisOutage, keep_running
 
 log = logging.getLogger(__name__)
 
 EnqueueStatus = Literal["queued", "held", "duplicate", "rate_limited"]
 Outcome = Literal["sent", "retry", "dead", "suppressed", "expired"]
-T = TypeVar("T")
-S = TypeVar("S")
-# Redis unreachable, restarting, or still loading its data after a restart: worth waiting
-# for. Any other error (a wrong command, a bug) is not. coredis may also hand out a
-# connection whose anyio stream is closing.
-REDIS_DOWN: Final = (
-    coredis.exceptions.ConnectionError,  # BusyLoadingError is one
-    TimeoutError,
-    anyio.BrokenResourceError,
-    anyio.ClosedResourceError,
-)
-REDIS_RETRY_MIN_S: Final = 0.1
-REDIS_RETRY_MAX_S: Final = 5.0
 # Statuses after which a message is never attempted again.
 FINAL_STATUSES: Final = frozenset(
     {"sent", "delivered", "undelivered", "dead", "suppressed", "expired", "rate_limited"}
@@ -236,94 +221,6 @@ def _s(value: Any) -> str:
 def default_consumer_name() -> str:
     """Unique per process start, so a restarted process never mistakes old entries for its own."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-OutageHook = Callable[[str], None]
-
-
-class RedisOutage:
-    """How one long-running service of the notifier waits out a lost Redis.
-
-    ``pause(exc)`` after a failed call sleeps 0.1 s, doubling up to 5 s while the failures
-    go on; ``answered()`` after a call that worked ends the outage. Its first failure is
-    logged as a warning and passed to ``on_outage(name)`` (the gateway counts outages in
-    ``/metrics``); its end is logged too. ``call`` repeats one call until Redis answers,
-    with a backoff of its own, so concurrent tasks can share one ``RedisOutage`` and warn
-    once between them.
-    """
-
-    def __init__(self, name: str, on_outage: OutageHook | None = None) -> None:
-        self.name = name
-        self.on_outage = on_outage
-        self.down = False
-        self._delay = REDIS_RETRY_MIN_S
-
-    def failed(self, exc: BaseException) -> None:
-        if self.down:
-            return
-        self.down = True
-        log.warning("%s: Redis does not answer, retrying until it does: %r", self.name, exc)
-        if self.on_outage is not None:
-            self.on_outage(self.name)
-
-    def answered(self) -> None:
-        if self.down:
-            self.down = False
-            self._delay = REDIS_RETRY_MIN_S
-            log.info("%s: Redis answers again", self.name)
-
-    async def pause(self, exc: BaseException) -> None:
-        self.failed(exc)
-        await trio.sleep(self._delay)
-        self._delay = _longer(self._delay)
-
-    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """``await fn(*args)``, repeated while Redis does not answer."""
-        delay = REDIS_RETRY_MIN_S
-        while True:
-            try:
-                result = await fn(*args)
-            except REDIS_DOWN as exc:
-                self.failed(exc)
-                await trio.sleep(delay)
-                delay = _longer(delay)
-            else:
-                self.answered()
-                return result
-
-
-def _longer(delay: float) -> float:
-    return min(REDIS_RETRY_MAX_S, delay * 2)
-
-
-async def keep_running(
-    step: Callable[[S], Awaitable[S]],
-    start: S,
-    outage: RedisOutage,
-    recreate_group: Callable[[], Awaitable[None]] | None = None,
-) -> NoReturn:
-    """``state = await step(state)`` for ever, beginning with ``start``.
-
-    When Redis does not answer, waits (``outage.pause``) and goes on from ``start`` again:
-    a consumer reading its group from "0" first reads again what it had read and not yet
-    acknowledged, so nothing is skipped. When the consumer group is missing (NOGROUP:
-    Redis lost it), ``recreate_group`` creates it again before going on from ``start``.
-    """
-    state = start
-    while True:
-        try:
-            state = await step(state)
-        except REDIS_DOWN as exc:
-            await outage.pause(exc)
-            state = start
-        except StreamConsumerGroupError as exc:
-            if recreate_group is None or isinstance(exc, StreamDuplicateConsumerGroupError):
-                raise
-            log.warning("%s: consumer group lost, creating it again: %s", outage.name, exc)
-            await outage.call(recreate_group)
-            state = start
-        else:
-            outage.answered()
 
 
 class Outbox:
@@ -932,18 +829,14 @@ def backoff_schedule(config: OutboxConfig, attempts: int) -> list[float]:
 
 
 __all__ = [
-    "REDIS_DOWN",
     "Attempt",
     "DeadLetter",
     "EnqueueStatus",
     "NotificationRecord",
-    "OutageHook",
     "Outbox",
     "OutboxConfig",
     "OutcomeHook",
     "RateLimit",
-    "RedisOutage",
     "backoff_schedule",
     "default_consumer_name",
-    "keep_running",
 ]

@@ -16,7 +16,7 @@ has an idempotency key, so the repeat queues nothing twice.
 
 While Redis does not answer, the consumer waits (0.1 s doubling up to 5 s) and then reads
 again what it had read and not acknowledged; an event whose handling Redis cut short is
-handled again. The newest event handled is stored (``EVENTS_POSITION``), so a consumer
+handled again. The newest event handled is stored (``keys.EVENTS_POSITION``), so a consumer
 group that Redis lost is created again from there, skipping nothing.
 """
 
@@ -39,7 +39,6 @@ from .channels.base import Channel
 from .deliveries import DeliveryLookup, RedisDeliveryLookup
 from .events import (
     EVENT_FIELD,
-    EVENTS_POSITION,
     EVENTS_STREAM,
     NOTIFICATION_DELIVERED,
     NOTIFICATION_FAILED,
@@ -49,17 +48,8 @@ from .events import (
 )
 from .message import Message, message_id
 from .optouts import opt_in, opt_out
-from .outbox import (
-    Attempt,
-    EnqueueStatus,
-    OutageHook,
-    Outbox,
-    OutboxConfig,
-    RedisOutage,
-    default_consumer_name,
-    keep_running,
-)
-from .redis_client import RedisClient
+from .outbox import Attempt, EnqueueStatus, Outbox, OutboxConfig, default_consumer_name
+from .redis_client import OutageHook, RedisClient, RedisOutage, keep_running
 from .rules import (
     Intent,
     RulesConfig,
@@ -166,13 +156,13 @@ class Notifier:
     async def ensure_group(self) -> None:
         """Create the consumer group if missing: from the stored position, or, the first
         time, after the newest event (history is not replayed as messages)."""
-        stored = await self.redis.get(EVENTS_POSITION)
+        stored = await self.redis.get(keys.EVENTS_POSITION)
         if stored is None:
             newest = await self.redis.xrevrange(EVENTS_STREAM, count=1)
             start = _s(newest[0].identifier) if newest else "0-0"
             # Stored before the group exists, so a group lost later is never recreated at
             # "$", which would skip what was appended meanwhile.
-            await self.redis.set(EVENTS_POSITION, start, condition=coredis.PureToken.NX)
+            await self.redis.set(keys.EVENTS_POSITION, start, condition=coredis.PureToken.NX)
         else:
             start = _s(stored)
         try:
@@ -211,7 +201,7 @@ class Notifier:
         newest = _s(entries[-1].identifier)
         if pending:
             return newest
-        await self.redis.set(EVENTS_POSITION, newest)
+        await self.redis.set(keys.EVENTS_POSITION, newest)
         return ">"
 
     async def _claim_events_loop(self) -> None:
