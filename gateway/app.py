@@ -209,7 +209,7 @@ class Gateway:
                 continue
             events = []
             for s, ev in changed:
-                self.hub.publish(s.vehicle, live_json(s))
+                self.hub.publish_state(s)
                 events.append(ev)
                 self.metrics.inc("gateway_events_total", type=ev["type"])
             try:

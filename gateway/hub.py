@@ -14,6 +14,7 @@ from typing import Final
 import trio
 
 from .metrics import Metrics
+from .state import VehicleState, live_json
 
 ALL: Final = None
 
@@ -92,8 +93,13 @@ class Hub:
                     del self._by_vehicle[v]
 
     def watched(self, vehicle: str) -> bool:
-        """Whether any browser watches ``vehicle``: publishers skip encoding for nobody."""
+        """Whether any browser watches ``vehicle``."""
         return bool(self._all) or vehicle in self._by_vehicle
+
+    def publish_state(self, state: VehicleState) -> None:
+        """A vehicle's new state to the browsers watching it; encoded only if one does."""
+        if self.watched(state.vehicle):
+            self.publish(state.vehicle, live_json(state))
 
     def publish(self, vehicle: str, fragment: bytes) -> None:
         for sub in self._all:

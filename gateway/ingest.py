@@ -25,7 +25,7 @@ import trio
 
 from .hub import Hub
 from .metrics import Metrics
-from .state import Fleet, VehicleState, encode_state, live_json
+from .state import Fleet, VehicleState, encode_state
 from .store import DeviceRecord, Store, VehicleWrite
 from .validation import DeviceCursor, Limits, validate
 from .wire import Position, Rejection
@@ -36,7 +36,6 @@ RETRY_MIN_S: Final = 0.1
 RETRY_MAX_S: Final = 5.0
 
 _mp_enc: Final = msgspec.msgpack.Encoder()
-_NOTHING: Final[list[Position]] = []  # offer's answer when all was queued; never changed
 T = TypeVar("T")
 
 
@@ -104,13 +103,13 @@ class Session:
         writer's queue is full.
         """
         left = self.offer(positions, rejected)
-        if left:
+        if left is not None:
             await self.pipeline.enqueue(self, left)
 
-    def offer(self, positions: list[Position], rejected: list[Rejection]) -> list[Position]:
+    def offer(self, positions: list[Position], rejected: list[Rejection]) -> list[Position] | None:
         """``submit`` without waiting: validate and queue the accepted positions when the
         writer's queue has room; otherwise return them, for ``pipeline.enqueue`` to queue
-        once it has. The receive loops call this and await only when it returns something.
+        once it has. The receive loops call this and await only when it returns a list.
         """
         p = self.pipeline
         accepted, bad = validate(self.cursor, positions, time.time(), p.limits)
@@ -123,11 +122,9 @@ class Session:
                 self.on_progress()
         if accepted:
             p.metrics.add(p.accepted_key, len(accepted))
-            if p._frames < p.queue_size and not p._closed:
-                p._append(self, accepted)  # the common case
-            else:
+            if not p.append_nowait(self, accepted):
                 return accepted
-        return _NOTHING
+        return None
 
     def pulse(self) -> None:
         """Wake every ``wait_durable`` (the ``on_progress`` of request/response protocols)."""
@@ -199,6 +196,13 @@ class Ingest:
             raise trio.ClosedResourceError("the writer is closed")
         self._append(session, positions)
 
+    def append_nowait(self, session: Session, positions: list[Position]) -> bool:
+        """``enqueue`` when the queue has room (the common case); False when it would wait."""
+        if self._frames < self.queue_size and not self._closed:
+            self._append(session, positions)
+            return True
+        return False
+
     def _append(self, session: Session, positions: list[Position]) -> None:
         session.pending += positions
         session.pending_frames += 1
@@ -265,8 +269,7 @@ class Ingest:
         writes: list[VehicleWrite] = []
         written: list[tuple[str, list[Position]]] = []
         events: list[dict[str, Any]] = []
-        watched: list[VehicleState] = []  # states some browser is watching
-        hub = self.hub
+        states: list[VehicleState] = []
         count = 0
         for (vehicle, device_id), group in by_device.items():
             positions = group[0][1] if len(group) == 1 else _one_run(group)
@@ -285,8 +288,7 @@ class Ingest:
                     first_seq=positions[0].seq,
                 )
             )
-            if hub.watched(vehicle):
-                watched.append(state)
+            states.append(state)
         dropped = await self._until_done(self.store.write_batch, writes, now)
         if dropped:
             # Accepted here against a cursor another process (or a retried batch) had
@@ -303,8 +305,8 @@ class Ingest:
             if seq > s.durable_seq:
                 s.durable_seq = seq
             s.on_progress()
-        for state in watched:
-            hub.publish(state.vehicle, live_json(state))
+        for state in states:
+            self.hub.publish_state(state)
         if self.after_states is not None:
             await self.after_states([(w.vehicle, w.state) for w in writes])
         if self.after_write is not None:

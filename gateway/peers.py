@@ -27,7 +27,7 @@ from notify.redis_client import RedisClient, publish
 from .hub import Hub
 from .metrics import Metrics
 from .pubsub import follow_channel
-from .state import Fleet, VehicleState, decode_state, live_json
+from .state import Fleet, VehicleState, decode_state
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,7 @@ class Peers:
         if not self.fleet.take_remote(state):
             return
         self.on_remote(state.vehicle, state.ts)
-        if self.hub.watched(state.vehicle):
-            self.hub.publish(state.vehicle, live_json(state))
+        self.hub.publish_state(state)
 
     async def catch_up(self) -> int:
         """Take every stored state newer than the one held here; returns how many."""

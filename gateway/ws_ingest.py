@@ -275,5 +275,5 @@ class WebSocketIngest:
             else:
                 throttled_since = None
             left = session.offer(positions, bad)
-            if left:
+            if left is not None:
                 await self.ingest.enqueue(session, left)  # the writer's queue is full

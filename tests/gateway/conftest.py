@@ -53,6 +53,14 @@ class GatewayHandle:
         return (await self.http.get("/metrics")).text
 
 
+def metric(text: str, series: str) -> float:
+    """The value of ``series`` (name and labels as rendered) in a /metrics text; 0 if absent."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
 async def start_gateway(nursery: trio.Nursery, settings: Settings) -> GatewayHandle:
     scope = trio.CancelScope()
 

@@ -20,7 +20,7 @@ from gateway.mqtt_ack import AckingClient
 from gateway.mqtt_ingest import Inbox, MqttUrl, parse_mqtt_url, topic_device
 from gateway.redisproc import start_redis
 
-from .conftest import API_KEY, gateway_settings, start_gateway, stored_seqs
+from .conftest import API_KEY, gateway_settings, metric, start_gateway, stored_seqs
 from .test_crash import start_process, stop_process
 
 
@@ -97,13 +97,6 @@ async def test_gateway_starts_without_a_broker_and_keeps_other_ingest(
     assert (await gw.http.get("/healthz")).json()["mqtt"] == "reconnecting"
     await gw.http.aclose()
     gw.scope.cancel()
-
-
-def metric(text: str, series: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.split()[1])
-    return 0.0
 
 
 async def wait_metric(http: httpx.AsyncClient, series: str, value: float) -> None:

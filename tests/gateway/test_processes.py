@@ -22,6 +22,7 @@ from .conftest import (
     API_KEY,
     GatewayHandle,
     gateway_settings,
+    metric,
     start_gateway,
     stored_seqs,
     wait_tracked,
@@ -184,13 +185,6 @@ async def test_a_device_on_two_processes_is_stored_once(
     for gw in (a, b):
         await gw.http.aclose()
         gw.scope.cancel()
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
 
 
 async def test_a_lone_process_stops_publishing_until_another_listens(
