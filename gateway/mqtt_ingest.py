@@ -250,6 +250,8 @@ class MqttIngest:
     ) -> dict[str, list[tuple[str, bytes | str]]]:
         """Messages by device, each device's in arrival order; other topics are counted."""
         topics = self._topics
+        metrics = self.gw.metrics
+        frames = self._frames_key
         by_device: dict[str, list[tuple[str, bytes | str]]] = {}
         for topic, payload in messages:
             try:
@@ -259,9 +261,10 @@ class MqttIngest:
                     topics.clear()
                 found = topics[topic] = topic_device(topic)
             if found is None:
-                self.gw.metrics.inc("gateway_frames_rejected_total", reason="unknown_topic")
+                metrics.inc("gateway_frames_rejected_total", reason="unknown_topic")
                 continue
             protocol, device_id = found
+            metrics.add(frames[protocol])
             group = by_device.get(device_id)
             if group is None:
                 by_device[device_id] = [(protocol, payload)]
@@ -274,13 +277,9 @@ class MqttIngest:
     ) -> list[tuple[Session, int]]:
         waits: list[tuple[Session, int]] = []
         metrics = self.gw.metrics
-        max_bytes = self.gw.settings.max_frame_bytes
-        frames = self._frames_key
         checked = self.checked
         now = trio.current_time()
         for device_id, messages in by_device.items():
-            for protocol, _ in messages:
-                metrics.add(frames[protocol])
             session = self.sessions.get(device_id)
             if session is None or checked.get(device_id, 0.0) <= now:
                 session = await self._session(device_id, now)
@@ -288,21 +287,7 @@ class MqttIngest:
                     metrics.inc("gateway_handshakes_refused_total", len(messages),
                                 reason="unknown_device")  # fmt: skip
                     continue
-            positions: list[Position] = []
-            bad: list[Rejection] = []
-            for protocol, payload in messages:
-                if len(payload) > max_bytes:
-                    metrics.inc("gateway_frames_rejected_total", reason="too_big")
-                    continue
-                try:
-                    good, rejected = decode_payload(protocol, payload)
-                except MalformedFrame as exc:
-                    metrics.inc("gateway_frames_rejected_total", reason="malformed")
-                    log.debug("malformed MQTT payload from %s: %s", device_id, exc)
-                    continue
-                positions += good
-                if rejected:
-                    bad += rejected
+            positions, bad = self._decode(device_id, messages)
             if positions or bad:
                 await session.submit(positions, bad)
                 session.take_rejected()  # counted in metrics; MQTT has no reply channel
@@ -311,6 +296,29 @@ class MqttIngest:
             if session.cursor.seq > session.durable_seq:
                 waits.append((session, session.cursor.seq))
         return waits
+
+    def _decode(
+        self, device_id: str, messages: list[tuple[str, bytes | str]]
+    ) -> tuple[list[Position], list[Rejection]]:
+        """A device's positions and rejections, in message order; a payload too big or
+        unreadable is counted and skipped."""
+        metrics = self.gw.metrics
+        max_bytes = self.gw.settings.max_frame_bytes
+        positions: list[Position] = []
+        bad: list[Rejection] = []
+        for protocol, payload in messages:
+            if len(payload) > max_bytes:
+                metrics.inc("gateway_frames_rejected_total", reason="too_big")
+                continue
+            try:
+                good, rejected = decode_payload(protocol, payload)
+            except MalformedFrame as exc:
+                metrics.inc("gateway_frames_rejected_total", reason="malformed")
+                log.debug("malformed MQTT payload from %s: %s", device_id, exc)
+                continue
+            positions += good
+            bad += rejected
+        return positions, bad
 
     async def _session(self, device_id: str, now: float) -> Session | None:
         """The device's session after reading its record again; None if it is unknown or
