@@ -14,7 +14,6 @@ outlier and the new place is accepted.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -61,7 +60,7 @@ class DeviceCursor:
 
 def validate(
     cursor: DeviceCursor, positions: list[Position], now: float, limits: Limits
-) -> tuple[list[Position], Sequence[Rejection]]:
+) -> tuple[list[Position], list[Rejection]]:
     """Filter ``positions`` (in the order received) against ``cursor``, advancing it.
 
     Returns the accepted positions and a rejection for each of the others. Ranges (and NaN)
@@ -70,7 +69,7 @@ def validate(
     common case) the accepted list is ``positions`` itself.
     """
     accepted: list[Position] | None = None  # built only once something is rejected
-    rejected: list[Rejection] | tuple[()] = ()
+    rejected: list[Rejection] = []
     newest = now + limits.future_tolerance_s
     oldest = now - limits.max_age_s
     max_accuracy = limits.max_accuracy_m
@@ -121,8 +120,7 @@ def validate(
             reason = Reason.IMPLAUSIBLE_JUMP
         if accepted is None:
             accepted = positions[:i]
-            rejected = []
-        rejected.append(Rejection(seq, reason))  # type: ignore[union-attr]
+        rejected.append(Rejection(seq, reason))
         i += 1
     cursor.seq, cursor.ts, cursor.lat, cursor.lon = seq0, ts0, lat0, lon0
     return (positions if accepted is None else accepted), rejected

@@ -213,14 +213,12 @@ async def test_a_lone_process_stops_publishing_until_another_listens(
         assert metric(await gw.metrics(), "gateway_peer_publish_skipped_total") >= 1
         async with connect_redis(redis_url) as listener, trio.open_nursery() as inner:
             await inner.start(follow_channel, listener, PEERS_CHANNEL, received)
-            joined = trio.current_time()
             seq = 6
             with trio.fail_after(ALONE_RECHECK_S + 5):
                 while not heard:
                     await send(seq)
                     seq += 1
                     await trio.sleep(0.05)
-            assert trio.current_time() - joined < ALONE_RECHECK_S + 1.0
             _, states = heard[0]
             assert [vehicle for vehicle, _ in states] == ["van-l"]
             # From now on every batch is told again.
