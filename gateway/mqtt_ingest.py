@@ -125,6 +125,13 @@ def decode_payload(protocol: str, payload: bytes | str) -> tuple[list[Position],
     return decode_frame(payload)  # MessagePack
 
 
+def payload_bytes(payload: bytes | str) -> int:
+    """The size of a payload as it came over the wire, in bytes (a text payload is UTF-8)."""
+    if isinstance(payload, bytes) or payload.isascii():  # isascii: O(1) for a str
+        return len(payload)
+    return len(payload.encode())
+
+
 def _payload(packet: MQTTPublishPacket) -> bytes | str:
     payload = packet.payload
     return payload if isinstance(payload, bytes | str) else bytes(payload)
@@ -307,7 +314,7 @@ class MqttIngest:
         positions: list[Position] = []
         bad: list[Rejection] = []
         for protocol, payload in messages:
-            if len(payload) > max_bytes:
+            if payload_bytes(payload) > max_bytes:
                 metrics.inc("gateway_frames_rejected_total", reason="too_big")
                 continue
             try:

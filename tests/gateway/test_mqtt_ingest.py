@@ -166,6 +166,39 @@ async def test_bursts_keep_each_devices_order_and_count_every_rejection(
     gw.scope.cancel()
 
 
+async def test_text_payload_over_the_limit_in_bytes_is_too_big(
+    redis_url: str, data_dir: Path, nursery: trio.Nursery, mosquitto: str
+) -> None:
+    """``max_frame_bytes`` counts a text payload's UTF-8 bytes, not its characters: one
+    under the limit in characters but over it in bytes is refused as too big, and counted;
+    the device's next message and other devices' are stored."""
+    limit = 300
+    gw = await start_gateway(
+        nursery,
+        gateway_settings(redis_url, data_dir, mqtt_url=mosquitto, max_frame_bytes=limit),
+    )
+    for d in ("van-u", "van-v"):
+        await gw.register(d)
+    await wait_for(gw.http, "/healthz", lambda h: h.get("mqtt") == "connected")
+    u = parse_mqtt_url(mosquitto)
+    now = time.time()
+    big = json.dumps({"seq": 1, "ts": now - 5, "lat": 52.0, "lon": 4.0, "note": "€" * 100},
+                     ensure_ascii=False)  # fmt: skip
+    assert len(big) < limit < len(big.encode())
+    async with AsyncMQTTClient(u.host, u.port, client_id="test-too-big") as pub:
+        await pub.publish("fleet/van-u/pos", big, qos=QoS.AT_LEAST_ONCE)  # str: sent as text
+        await pub.publish("fleet/van-v/pos", pos(1, now - 5), qos=QoS.AT_LEAST_ONCE)
+        await pub.publish("fleet/van-u/pos", pos(2, now - 5), qos=QoS.AT_LEAST_ONCE)
+    await wait_for(gw.http, "/v1/vehicles/van-u", lambda v: v["seq"] == 2)
+    await wait_for(gw.http, "/v1/vehicles/van-v", lambda v: v["seq"] == 1)
+    track = (await gw.http.get("/v1/vehicles/van-u/track")).json()["positions"]
+    assert [p["seq"] for p in track] == [2]
+    m = await gw.metrics()
+    assert metric(m, 'gateway_frames_rejected_total{reason="too_big"}') == 1
+    await gw.http.aclose()
+    gw.scope.cancel()
+
+
 async def test_revoked_device_is_refused_here_at_once_and_through_another_process_soon(
     redis_url: str,
     data_dir: Path,
