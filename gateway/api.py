@@ -24,6 +24,7 @@ from .dispatch_api import dispatch_blueprint
 from .openapi import openapi_spec
 from .state import public
 from .store import DeviceExists, UnknownDevice
+from .unavailable import GuardedQuartTrio, RedisGuard
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -124,8 +125,11 @@ def agent_required(
 
 
 def create_app(gw: Gateway) -> QuartTrio:
-    app = QuartTrio(__name__, static_folder=None)
+    app = GuardedQuartTrio(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = 16 * 2**20
+    app.guard = RedisGuard(
+        gw.redis, gw.metrics, gw.settings.api_redis_retry_s, app.add_background_task
+    )
 
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> tuple[Response, int]:

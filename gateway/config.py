@@ -33,6 +33,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     # redis://host:port/db for one server, redis+cluster://host:port (any node) for a Redis
     # Cluster (rediss:// and rediss+cluster:// with TLS); empty: a private redis-server
     redis_url: str = ""
+    # An API request (GET, HEAD, OPTIONS) that finds Redis away is tried again this long
+    # before it answers 503
+    api_redis_retry_s: float = 2.0
     mqtt_url: str = ""  # mqtt://user:pass@host:1883 or mqtts://...; empty: no MQTT ingest
     mqtt_topics: str = "fleet/+/pos,owntracks/+/+"
     mqtt_shared_group: str = ""  # set: subscribe as $share/<group>/... to split the feed

@@ -50,6 +50,10 @@ HELP: Final[dict[str, tuple[str, str]]] = {
         "counter",
         "Vehicle states read back from Redis after this process's subscription had a gap",
     ),
+    "gateway_api_unavailable_total": (
+        "counter",
+        "HTTP requests answered 503 because Redis did not answer (after a short retry)",
+    ),
     "notify_redis_outages_total": (
         "counter",
         "Times a notification loop lost Redis and waited for it, by service",
