@@ -261,6 +261,9 @@ class Gateway:
             self.live.attach_dispatch(self.dispatch)
             await core.start(live)
             await core.start(self._write)
+            if self.mqtt is not None:
+                # In core, not front: on a stop it acknowledges what the writer drains.
+                await core.start(self.mqtt.run)
             async with trio.open_nursery() as front:
                 ingest_port = await front.start(self.ws_ingest.serve, s.host, s.ingest_port)
                 binds = await front.start(
@@ -271,8 +274,6 @@ class Gateway:
                 front.start_soon(self._sweep_offline)
                 await front.start(self.peers.follow)
                 await front.start(self._tail_events)
-                if self.mqtt is not None:
-                    await front.start(self.mqtt.run)
                 task_status.started(
                     Endpoints(
                         http_url=http_url,
@@ -282,11 +283,16 @@ class Gateway:
                     )
                 )
                 await (stop if stop is not None else trio.Event()).wait()
+                if self.mqtt is not None:
+                    self.mqtt.stop_taking()
                 front.cancel_scope.cancel()
-            # Devices are gone; write what they sent before stopping, within a deadline,
-            # and let the notifier run until the events of those positions are logged.
-            self.ingest.close()
+            # Devices are gone; write what they sent before stopping, within a deadline
+            # (MQTT acknowledges it as it is written, then disconnects), and let the
+            # notifier run until the events of those positions are logged.
             core.cancel_scope.deadline = trio.current_time() + DRAIN_GRACE_S
+            if self.mqtt is not None:
+                await self.mqtt.handed_over.wait()
+            self.ingest.close()
             await live_done.wait()
             notify_scope.cancel()
 
@@ -300,7 +306,7 @@ async def run_gateway(
     """Run a gateway; with no ``redis_url``, also a private redis-server in the data folder.
 
     Setting ``stop`` stops it gracefully: ingest closes, queued positions are written
-    (within ``DRAIN_GRACE_S``), then it returns.
+    (within ``DRAIN_GRACE_S``) and MQTT messages acknowledged as they are, then it returns.
     """
     data_dir = _data_dir(settings.data_dir)
     proc: RedisProcess | None = None

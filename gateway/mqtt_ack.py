@@ -131,8 +131,17 @@ class AckingClient(AsyncMQTTClient):
         super().__init__(host, port, **kwargs)
         self._state_machine = _StateMachine(self.client_id, session_expiry_s, self.receive_maximum)
         self.deliveries = deliveries
+        self.taking = True
+
+    def stop_taking(self) -> None:
+        """Hand over no more messages. Those the broker sends from now on are neither
+        handed over nor acknowledged: a kept session has them redelivered on the next
+        connection. A delivery already waiting for room in ``deliveries`` still goes in."""
+        self.taking = False
 
     async def _deliver_publish(self, packet: MQTTPublishPacket) -> None:
+        if not self.taking:
+            return
         try:
             self.deliveries.send_nowait(packet)  # no scheduling round per message
         except anyio.WouldBlock:
@@ -159,6 +168,7 @@ class DurableAcks:
         self._client = client
         self._pending: deque[tuple[list[int], list[tuple[Session, int]]]] = deque()
         self._progress = trio.Event()
+        self._closed = False
 
     def add(self, packet_ids: list[int], waits: list[tuple[Session, int]]) -> None:
         """Acknowledge ``packet_ids`` once each ``(session, seq)`` is durable (its session's
@@ -171,8 +181,14 @@ class DurableAcks:
         """Something may have become durable (a session's ``on_progress``)."""
         self._progress.set()
 
+    def close(self) -> None:
+        """Nothing more will be added: ``run`` returns once all that was is acknowledged."""
+        self._closed = True
+        self._progress.set()
+
     async def run(self) -> None:
-        """Send acknowledgements as they become due, until cancelled."""
+        """Send acknowledgements as they become due, until cancelled or, once closed, until
+        none is left to send."""
         pending = self._pending
         while True:
             # A new event before looking: progress made while we look sets it.
@@ -182,5 +198,7 @@ class DurableAcks:
                 due += pending.popleft()[0]
             if due:
                 await self._client.ack(due)
+            elif self._closed and not pending:
+                return
             else:
                 await self._progress.wait()

@@ -25,7 +25,9 @@ that carried nothing to write (rejected, malformed, an unknown device or topic) 
 messages before it are acknowledged (see ``mqtt_ack``). With ``MQTT_CLIENT_ID`` set the
 session outlives the connection for ``MQTT_SESSION_EXPIRY_S``, so what a crashed or cut-off
 gateway had not acknowledged is redelivered when it connects again; positions already
-stored come back as duplicates.
+stored come back as duplicates. A graceful stop (``stop_taking``) leaves none of those: it
+takes no more messages, acknowledges each it took once the writer has drained it, and only
+then disconnects.
 """
 
 from __future__ import annotations
@@ -145,6 +147,8 @@ class Inbox:
     def __init__(self, size: int = INBOX_SIZE) -> None:
         self.send, self._recv = anyio.create_memory_object_stream[MQTTPublishPacket](size)
         self._busy = False  # the last batch had more than one message
+        self.stopping = False
+        self._waiting: trio.CancelScope | None = None  # while ``batch`` waits for a first
 
     def __enter__(self) -> Inbox:
         return self
@@ -158,17 +162,30 @@ class Inbox:
         self.send.close()
         self._recv.close()
 
+    def stop(self) -> None:
+        """Wait for no more messages: from now on ``batch`` takes what is there and returns
+        an empty list once nothing is (the client must hand over no more by then)."""
+        self.stopping = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+
     async def batch(
         self, limit: int = BATCH_MAX, linger_s: float = BATCH_LINGER_S
     ) -> list[MQTTPublishPacket]:
         """The next messages in arrival order, at most ``limit``: waits for one and takes
         what has arrived with it. While messages come in faster than one per batch, the
         first also waits ``linger_s`` for others (fewer, larger batches cost less per
-        message); a lone message does not wait."""
+        message); a lone message does not wait. Once stopping, waits for nothing."""
         recv = self._recv
-        out = [await recv.receive()]
-        if self._busy and recv.statistics().current_buffer_used < limit - 1:
-            await trio.sleep(linger_s)
+        out: list[MQTTPublishPacket] = []
+        if not self.stopping:
+            # Only the wait for the first message is cut short by ``stop``: a message
+            # taken is never dropped.
+            with trio.CancelScope() as self._waiting:
+                out.append(await recv.receive())
+            self._waiting = None
+            if out and self._busy and recv.statistics().current_buffer_used < limit - 1:
+                await trio.sleep(linger_s)
         while len(out) < limit:
             try:
                 out.append(recv.receive_nowait())
@@ -199,13 +216,40 @@ class MqttIngest:
         }
         self.connected = False
         self._acks: DurableAcks | None = None  # the current connection's
+        self._taking: tuple[AckingClient, Inbox] | None = None  # while handing messages over
+        self._stopping = False
+        self._scope = trio.CancelScope()  # run's, cut short by stop_taking while not connected
+        # Set once run hands nothing more to the writer (stopping, or it has returned).
+        self.handed_over = trio.Event()
+
+    def stop_taking(self) -> None:
+        """Begin a graceful stop: take no more messages; ``run`` hands what it has taken to
+        the writer (then sets ``handed_over``), acknowledges each message once its positions
+        are written, then disconnects from the broker and returns. Messages the broker sends
+        meanwhile are not acknowledged: a kept session has them redelivered."""
+        self._stopping = True
+        if self._taking is None:
+            self._scope.cancel()  # connecting or waiting to: nothing was taken
+        else:
+            client, inbox = self._taking
+            client.stop_taking()
+            inbox.stop()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Stay subscribed until cancelled. Reports started at once: a broker that is down
-        must not hold up the gateway (``/healthz`` tells whether MQTT is connected)."""
-        delay = RECONNECT_MIN_S
+        """Stay subscribed until cancelled or stopped (``stop_taking``). Reports started at
+        once: a broker that is down must not hold up the gateway (``/healthz`` tells whether
+        MQTT is connected)."""
         task_status.started()
-        while True:
+        try:
+            with self._scope:
+                await self._run()
+        finally:
+            self.connected = False
+            self.handed_over.set()
+
+    async def _run(self) -> None:
+        delay = RECONNECT_MIN_S
+        while not self._stopping:
             try:
                 with Inbox() as inbox:
                     async with (
@@ -225,20 +269,30 @@ class MqttIngest:
                         trio.open_nursery() as nursery,
                     ):
                         self._acks = acks = DurableAcks(client)
+                        self._taking = (client, inbox)
                         nursery.start_soon(acks.run)
                         self.connected = True
                         delay = RECONNECT_MIN_S
                         log.info("MQTT subscribed to %s at %s:%d", self.patterns, self.url.host,
                                  self.url.port)  # fmt: skip
-                        while True:
-                            batch = await inbox.batch()
+                        while batch := await inbox.batch():  # empty: stopping
                             waits = await self.handle_batch([(p.topic, _payload(p)) for p in batch])
                             acks.add([p.packet_id for p in batch if p.packet_id], waits)
+                        # Stopping: once what was taken is written and acknowledged, leaving
+                        # the client sends DISCONNECT.
+                        self.handed_over.set()
+                        acks.close()
+                    log.info("MQTT disconnected: stopped")
+                    return
             except* Exception as group:
                 log.warning("MQTT connection lost (%r); reconnecting in %.1fs",
                             group.exceptions, delay)  # fmt: skip
+            finally:
+                self._taking = None
             self.connected = False
             self._acks = None
+            if self._stopping:
+                return
             self.gw.metrics.inc("gateway_mqtt_reconnects_total")
             await trio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(RECONNECT_MAX_S, delay * 2)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from moat.lib.mqtt import QoS
 from moat.lib.mqtt.async_client import AsyncMQTTClient
 
 from gateway import mqtt_ingest
+from gateway.app import run_gateway
 from gateway.mqtt_ack import AckingClient
 from gateway.mqtt_ingest import Inbox, MqttUrl, parse_mqtt_url, topic_device
 from gateway.redisproc import start_redis
@@ -97,6 +100,24 @@ async def test_gateway_starts_without_a_broker_and_keeps_other_ingest(
     assert (await gw.http.get("/healthz")).json()["mqtt"] == "reconnecting"
     await gw.http.aclose()
     gw.scope.cancel()
+
+
+async def test_a_stop_is_prompt_with_or_without_a_broker(
+    redis_url: str, data_dir: Path, mosquitto: str
+) -> None:
+    """A graceful stop does not wait for a broker that is down, nor for one that is up."""
+    from gateway.redisproc import free_port
+
+    for url in (mosquitto, f"mqtt://127.0.0.1:{free_port()}"):
+        stop = trio.Event()
+        settings = gateway_settings(redis_url, data_dir, mqtt_url=url, notify=False)
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                ep = await nursery.start(partial(run_gateway, settings, stop))
+                if url == mosquitto:
+                    async with httpx.AsyncClient(base_url=ep.http_url) as http:
+                        await wait_for(http, "/healthz", lambda h: h.get("mqtt") == "connected")
+                stop.set()
 
 
 async def wait_metric(http: httpx.AsyncClient, series: str, value: float) -> None:
@@ -341,16 +362,25 @@ async def test_a_message_is_acknowledged_once_its_positions_are_in_redis(
         redis.stop()
 
 
-async def test_kill_9_mid_ingest_loses_no_message(
-    redis_url: str, data_dir: Path, mosquitto: str
-) -> None:
-    """A gateway with a fixed client id, killed with SIGKILL while QoS 1 messages stream in:
-    once it is back, every message the broker took is stored, each position once."""
-    client_id = f"test-gw-kill-{time.monotonic_ns()}"
-    env = {"MQTT_URL": mosquitto, "MQTT_CLIENT_ID": client_id}
+STREAMED = 800  # below Mosquitto's queue limit for an absent client (1000)
+
+
+async def stream_interrupt_restart(
+    redis_url: str,
+    data_dir: Path,
+    mosquitto: str,
+    interrupt: Callable[[trio.Process], Awaitable[None]],
+    **settings: str,
+) -> tuple[list[int], str]:
+    """A gateway process with a fixed client id takes a stream of QoS 1 messages from one
+    device; once a quarter of them are written, ``interrupt`` stops it. Started again, it
+    must store every message, each position once and in order. Returns the ``seq`` stored
+    before the restart and the restarted gateway's metrics."""
+    client_id = f"test-gw-{time.monotonic_ns()}"
+    env = {"MQTT_URL": mosquitto, "MQTT_CLIENT_ID": client_id} | settings
     u = parse_mqtt_url(mosquitto)
     t0 = time.time() - 3600
-    count = 800  # below Mosquitto's queue limit for an absent client (1000)
+    count = STREAMED
     proc, http, _ = await start_process(redis_url, data_dir, **env)
     async with (
         httpx.AsyncClient(base_url=http, headers={"X-API-Key": API_KEY}) as api,
@@ -363,11 +393,11 @@ async def test_kill_9_mid_ingest_loses_no_message(
             trio.open_nursery() as nursery,
         ):
 
-            async def kill_mid_ingest() -> None:
+            async def interrupt_mid_ingest() -> None:
                 await wait_metric(api, "gateway_writer_positions_total", count // 4)
-                proc.kill()
+                await interrupt(proc)
 
-            nursery.start_soon(kill_mid_ingest)
+            nursery.start_soon(interrupt_mid_ingest)
             for seq in range(1, count + 1):
                 await pub.publish("fleet/van-k/pos", pos(seq, t0), qos=QoS.AT_LEAST_ONCE)
         await proc.wait()
@@ -375,11 +405,42 @@ async def test_kill_9_mid_ingest_loses_no_message(
         assert before == list(range(1, len(before) + 1))
         assert len(before) < count
 
-        proc, _, _ = await start_process(redis_url, data_dir, **env)
+        proc, http, _ = await start_process(redis_url, data_dir, **env)
         try:
             with trio.fail_after(20):
                 while len(await stored_seqs(redis, "van-k")) < count:  # noqa: ASYNC110
                     await trio.sleep(0.05)
             assert await stored_seqs(redis, "van-k") == list(range(1, count + 1))
+            async with httpx.AsyncClient(base_url=http, headers={"X-API-Key": API_KEY}) as api:
+                return before, (await api.get("/metrics")).text
         finally:
             await stop_process(proc)
+
+
+async def test_kill_9_mid_ingest_loses_no_message(
+    redis_url: str, data_dir: Path, mosquitto: str
+) -> None:
+    """A gateway with a fixed client id, killed with SIGKILL while QoS 1 messages stream in:
+    once it is back, every message the broker took is stored, each position once."""
+
+    async def kill(proc: trio.Process) -> None:
+        proc.kill()
+
+    await stream_interrupt_restart(redis_url, data_dir, mosquitto, kill)
+
+
+async def test_sigterm_mid_ingest_acknowledges_what_it_wrote(
+    redis_url: str, data_dir: Path, mosquitto: str
+) -> None:
+    """A gateway with a fixed client id, stopped with SIGTERM while QoS 1 messages stream
+    in, writes what it had taken and acknowledges it before it disconnects: once it is
+    back, every message is stored once and none it had taken is delivered again."""
+    # A writer that lingers: at any moment some messages are taken and not yet written.
+    slow_writer = {"WRITER_LINGER_S": "0.05"}
+    before, m = await stream_interrupt_restart(
+        redis_url, data_dir, mosquitto, stop_process, **slow_writer
+    )
+    # Nothing the stopped gateway had written came back from the broker.
+    assert metric(m, 'gateway_positions_rejected_total{reason="duplicate"}') == 0
+    assert metric(m, "gateway_writer_already_stored_total") == 0
+    assert metric(m, "gateway_positions_accepted_total") == STREAMED - len(before)
