@@ -50,6 +50,11 @@ HELP: Final[dict[str, tuple[str, str]]] = {
         "counter",
         "Vehicle states read back from Redis after this process's subscription had a gap",
     ),
+    "gateway_alerts_caught_up_total": (
+        "counter",
+        "Alert changes read back from Redis and pushed to ops browsers after this process's "
+        "subscription had a gap",
+    ),
     "gateway_api_unavailable_total": (
         "counter",
         "HTTP requests answered 503 because Redis did not answer (after a short retry)",

@@ -1,6 +1,6 @@
 """Wiring of the ``notify`` package into the gateway: channels from the settings, local
 capture servers for whatever is not configured, the Notifier service, and the ops feed of
-alerts.
+alerts (``alert_feed``).
 
 With no Twilio account or SMTP host configured (and ``NOTIFY_CAPTURE`` on, the default),
 SMS and email go to a Twilio-compatible capture server and an SMTP capture server that
@@ -13,9 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-import msgspec
 import trio
 
 from notify import (
@@ -29,10 +28,9 @@ from notify import (
 )
 from notify.capture.smtp_server import SmtpCaptureServer
 from notify.capture.twilio_server import TwilioCaptureServer
-from notify.keys import ALERTS_CHANNEL
 
+from .alert_feed import AlertFeed
 from .config import ConfigError, Settings
-from .pubsub import follow_channel
 
 if TYPE_CHECKING:
     from notify import Channel
@@ -41,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_json: Final = msgspec.json.Encoder()
 # With the default NOTIFY_CLAIM_IDLE_S (60 s), the notify package's own defaults.
 MAX_SEND_TIMEOUT_S: Final = 15.0
 MAX_CLAIM_INTERVAL_S: Final = 15.0
@@ -125,7 +122,8 @@ class Notifications:
                 )
                 async with trio.open_nursery() as nursery:
                     await nursery.start(notifier.run)
-                    nursery.start_soon(self._alerts_to_browsers)
+                    feed = AlertFeed(notifier.alerts, self.gw.hub, self.gw.metrics)
+                    nursery.start_soon(feed.run)
                     log.info("notifications: %s", ", ".join(sorted(channels)))
                     task_status.started(notifier)
 
@@ -170,12 +168,3 @@ class Notifications:
         port = await nursery.start(self.email_capture.run)
         log.info("email goes to the local capture server on port %d", port)
         return SmtpEmailChannel("127.0.0.1", port, s.smtp_from, starttls=False)
-
-    async def _alerts_to_browsers(self) -> None:
-        """Alerts changed by any process, to this process's ops browsers."""
-
-        async def changed(data: bytes) -> None:
-            alert: Any = msgspec.json.decode(data)
-            self.gw.hub.broadcast(_json.encode({"type": "alert", "alert": alert}))
-
-        await follow_channel(self.gw.redis, ALERTS_CHANNEL, changed)

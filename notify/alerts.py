@@ -10,6 +10,9 @@ the ``send`` of a trio memory channel the gateway reads to push to the ops WebSo
 published as JSON on the Redis pub/sub channel ``notify:alerts``, so gateway processes other
 than the one that made the change can push it too. A change stored while Redis then fails
 to publish it is kept (and logged), not undone: the event that made it is not handled again.
+Each change also records its time in ``notify:{alerts}:changed`` (kept ``CHANGES_KEPT_S``):
+a process whose subscription had a gap reads back what changed meanwhile
+(``changed_since``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal
 
 import msgspec
+from coredis import PureToken
 
 from . import keys
 from .errors import NotifyError
@@ -31,16 +35,19 @@ log = logging.getLogger(__name__)
 
 AlertStatus = Literal["open", "acknowledged", "resolved"]
 ALERT_TTL_S: Final = 90 * 86_400  # resolved alerts are kept this long for reporting
+CHANGES_KEPT_S: Final = 86_400  # how long the time of an alert's latest change is kept
 
 _RAISE_LUA: Final = """
--- KEYS: dedupe key, alert key of the new alert, all zset, open zset
--- ARGV: new alert JSON, new id, created, ttl
+-- KEYS: dedupe key, alert key of the new alert, all zset, open zset, changed zset
+-- ARGV: new alert JSON, new id, created, ttl, changes older than this are forgotten
 local existing = redis.call('GET', KEYS[1])
 if existing then return {'existing', existing} end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[5])
 return {'created', ARGV[2]}
 """
 
@@ -132,8 +139,15 @@ class AlertStore:
                 keys.alert(alert.id),
                 keys.ALERTS_BY_TIME,
                 keys.ALERTS_OPEN,
+                keys.ALERTS_CHANGED,
             ],
-            args=[_encoder.encode(alert), alert.id, repr(now), ALERT_TTL_S],
+            args=[
+                _encoder.encode(alert),
+                alert.id,
+                repr(now),
+                ALERT_TTL_S,
+                repr(now - CHANGES_KEPT_S),
+            ],
         )
         outcome, alert_id = _s(result[0]), _s(result[1])
         if outcome == "created":
@@ -147,7 +161,7 @@ class AlertStore:
         bumped = msgspec.structs.replace(
             current, count=current.count + 1, last_seen=now, detail=spec.detail
         )
-        await self._store(bumped)
+        await self._store(bumped, now)
         await self._changed(bumped)
         return bumped, False
 
@@ -179,6 +193,15 @@ class AlertStore:
                 break
         return out
 
+    async def changed_since(self, since: float) -> list[bytes]:
+        """Every alert (its JSON, as published) whose latest change was at or after
+        ``since`` (epoch seconds, at most ``CHANGES_KEPT_S`` ago), oldest change first."""
+        ids = await self.redis.zrange(keys.ALERTS_CHANGED, repr(since), "+inf", PureToken.BYSCORE)
+        if not ids:
+            return []
+        raws = await self.redis.mget([keys.alert(_s(i)) for i in ids])
+        return [raw if isinstance(raw, bytes) else raw.encode() for raw in raws if raw is not None]
+
     async def acknowledge(self, alert_id: str, by: str) -> Alert:
         """Mark an open alert as being handled by ``by``; acknowledging twice is a no-op."""
         alert = await self._require(alert_id)
@@ -194,7 +217,7 @@ class AlertStore:
             acknowledged_by=by,
             time_to_ack_s=now - alert.created,
         )
-        await self._store(acked)
+        await self._store(acked, now)
         await self._changed(acked)
         return acked
 
@@ -229,6 +252,7 @@ class AlertStore:
             p.set(keys.alert(done.id), _encoder.encode(done), ex=ALERT_TTL_S)
             p.zrem(keys.ALERTS_OPEN, [done.id])
             p.delete([keys.alert_dedupe(done.key)])
+            _note_change(p, done.id, now)
         await self._changed(done)
         return done
 
@@ -238,8 +262,10 @@ class AlertStore:
             raise UnknownAlert(alert_id)
         return alert
 
-    async def _store(self, alert: Alert) -> None:
-        await self.redis.set(keys.alert(alert.id), _encoder.encode(alert), ex=ALERT_TTL_S)
+    async def _store(self, alert: Alert, now: float) -> None:
+        async with self.redis.pipeline(transaction=True) as p:
+            p.set(keys.alert(alert.id), _encoder.encode(alert), ex=ALERT_TTL_S)
+            _note_change(p, alert.id, now)
 
     async def _changed(self, alert: Alert) -> None:
         if self.publish:
@@ -255,6 +281,12 @@ class AlertStore:
             except Exception:
                 # Stored already; a failing listener (a closed channel) must not undo it.
                 log.exception("alert listener failed for %s", alert.id)
+
+
+def _note_change(p: Any, alert_id: str, now: float) -> None:
+    """Queue on pipeline ``p``: ``alert_id`` changed at ``now``; older changes forgotten."""
+    p.zadd(keys.ALERTS_CHANGED, {alert_id: now})
+    p.zremrangebyscore(keys.ALERTS_CHANGED, "-inf", f"({now - CHANGES_KEPT_S!r}")
 
 
 def decode_alert(raw: bytes | str) -> Alert:

@@ -58,6 +58,9 @@ def alert(alert_id: str) -> str:
 
 ALERTS_BY_TIME: Final = "notify:{alerts}:all"  # zset: alert id -> created
 ALERTS_OPEN: Final = "notify:{alerts}:open"  # zset: alert id -> created (open or acknowledged)
+# zset: alert id -> time of its latest change (raised, bumped, acknowledged, resolved); a
+# process whose subscription to ALERTS_CHANNEL had a gap reads back what changed meanwhile
+ALERTS_CHANGED: Final = "notify:{alerts}:changed"
 
 
 def alert_dedupe(key: str) -> str:

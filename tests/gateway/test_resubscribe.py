@@ -11,6 +11,7 @@ its other commands go on working.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
@@ -20,6 +21,7 @@ from typing import Any, Final
 import coredis
 import pytest
 import trio
+from trio_websocket import open_websocket_url
 
 from gateway.app import connect_redis
 from gateway.dispatch import delivery_id
@@ -27,8 +29,9 @@ from gateway.live import ROUTES_CHANNEL
 from gateway.peers import CHANNEL as STATES_CHANNEL
 from gateway.pubsub import follow_channel
 from gateway.zones_store import CHANNEL as ZONES_CHANNEL
+from notify.keys import ALERTS_CHANNEL
 
-from .conftest import GatewayHandle, gateway_settings, start_gateway, wait_tracked
+from .conftest import API_KEY, GatewayHandle, gateway_settings, start_gateway, wait_tracked
 from .test_dispatch_validate import batch, route_payload
 from .test_processes import leg, stream
 from .test_zones_live import CENTER, circle, drive, events_of
@@ -154,6 +157,82 @@ async def test_a_process_catches_up_with_what_it_missed_while_unsubscribed(
         ("geofence.enter", "van-z", "new"),
         ("geofence.exit", "van-z", "new"),
     ]
+    for gw in (a, b):
+        await gw.http.aclose()
+        gw.scope.cancel()
+
+
+async def test_a_process_pushes_alert_changes_it_missed_to_its_browsers(
+    redis_url: str, data_dir: Path, admin: coredis.Redis[bytes], nursery: trio.Nursery
+) -> None:
+    """An alert raised and one acknowledged on A while B does not listen reach the ops
+    browser connected to B once B subscribes again; what it had already is not sent again."""
+    a = await start_gateway(nursery, gateway_settings(redis_url, data_dir))
+    b_url = redis_url.replace("redis://", f"redis://{USER}:{PASSWORD}@")
+    # B runs its notifier, so its alert changes are published: B's user may publish; the
+    # gap comes from refusing it SUBSCRIBE, not channels.
+    b = await start_gateway(nursery, gateway_settings(b_url, data_dir))
+    await a.register("van-r1")
+    assert (
+        await a.http.put("/v1/routes", json=batch(route_payload("R1", "van-r1", n_stops=3)))
+    ).is_success
+    assert (await a.http.post("/v1/routes/R1/start")).is_success
+    deliveries = [delivery_id(f"R1-D{i}") for i in range(3)]
+    seen: list[tuple[str, str]] = []  # (delivery, status) of each alert B's browser got
+
+    async def browse(task_status: trio.TaskStatus[None]) -> None:
+        url = b.ep.http_url.replace("http://", "ws://") + f"/v1/ops/live?key={API_KEY}"
+        async with open_websocket_url(url) as browser:
+            task_status.started()
+            while True:
+                msg = json.loads(await browser.get_message())
+                if msg["type"] == "alert" and msg["alert"].get("delivery") in deliveries:
+                    seen.append((msg["alert"]["delivery"], msg["alert"]["status"]))
+
+    async def fail(delivery: str) -> str:
+        """Fail ``delivery`` through A; the id of the alert it raises."""
+        r = await a.http.post(
+            f"/v1/deliveries/{delivery}/status", json={"status": "failed", "reason": "nobody_home"}
+        )
+        assert r.status_code == 200, r.text
+        found: list[str] = []
+
+        async def raised() -> bool:
+            alerts = (await a.http.get("/v1/alerts")).json()["alerts"]
+            found[:] = [x["id"] for x in alerts if x.get("delivery") == delivery]
+            return bool(found)
+
+        await until(raised)
+        return found[0]
+
+    async def alert_subscribers(n: int) -> bool:
+        counts = await admin.pubsub_numsub(ALERTS_CHANNEL)
+        return counts.get(ALERTS_CHANNEL.encode(), 0) == n
+
+    await until(lambda: alert_subscribers(2))
+    async with trio.open_nursery() as browsing:
+        await browsing.start(browse)
+        first = await fail(deliveries[0])
+        await until(lambda: seen == [(deliveries[0], "open")])
+
+        await admin.acl_setuser(USER, "-subscribe", "-ssubscribe")
+        await admin.client_kill(user=USER, type_=coredis.PureToken.PUBSUB)
+        await until(lambda: alert_subscribers(1))  # A's only
+        acked = await a.http.post(f"/v1/alerts/{first}/ack", json={"by": "agent-a"})
+        assert acked.status_code == 200, acked.text
+        await fail(deliveries[1])
+        await trio.sleep(0.5)
+        assert seen == [(deliveries[0], "open")]  # none of it reached B
+
+        await admin.acl_setuser(USER, "+subscribe", "+ssubscribe")
+        await until(lambda: alert_subscribers(2))
+        await until(lambda: len(seen) == 3)
+        await trio.sleep(1.0)  # anything more would have come by now
+        assert sorted(seen) == sorted(
+            [(deliveries[0], "open"), (deliveries[0], "acknowledged"), (deliveries[1], "open")]
+        )
+        assert "gateway_alerts_caught_up_total 2" in await b.metrics()
+        browsing.cancel_scope.cancel()
     for gw in (a, b):
         await gw.http.aclose()
         gw.scope.cancel()

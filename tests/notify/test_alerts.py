@@ -6,7 +6,14 @@ import coredis
 import pytest
 import trio
 
-from notify.alerts import Alert, AlertStateError, AlertStore, UnknownAlert, decode_alert
+from notify.alerts import (
+    CHANGES_KEPT_S,
+    Alert,
+    AlertStateError,
+    AlertStore,
+    UnknownAlert,
+    decode_alert,
+)
 from notify.rules import AlertSpec
 
 OFFLINE = AlertSpec(
@@ -71,3 +78,24 @@ async def test_changes_are_published_for_other_processes(redis: coredis.Redis[by
                 if message["type"] == "message":
                     assert decode_alert(message["data"]).id == alert.id
                     break
+
+
+async def test_changes_since_a_time_are_read_back(redis: coredis.Redis[bytes]) -> None:
+    """What a process that was not listening reads back: each alert changed since then, as
+    it is now, oldest change first; changes older than CHANGES_KEPT_S are forgotten."""
+    now = [100.0]
+    store = AlertStore(redis, clock=lambda: now[0])
+    old, _ = await store.raise_alert(OFFLINE)
+    now[0] = 200.0
+    other, _ = await store.raise_alert(
+        AlertSpec(kind="vehicle.stopped_too_long", key="stopped:v3", severity="warning",
+                  title="Stopped", detail="20 min", vehicle="v3")
+    )  # fmt: skip
+    now[0] = 300.0
+    await store.acknowledge(old.id, "maria")
+    assert [decode_alert(r).id for r in await store.changed_since(150.0)] == [other.id, old.id]
+    [acked] = [decode_alert(r) for r in await store.changed_since(250.0)]
+    assert (acked.id, acked.status) == (old.id, "acknowledged")
+    now[0] = 300.0 + CHANGES_KEPT_S + 1
+    await store.resolve(old.id, "maria")
+    assert [decode_alert(r).id for r in await store.changed_since(0.0)] == [old.id]
