@@ -22,6 +22,10 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def _ref_response(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
 def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -171,6 +175,10 @@ def openapi_spec(server_url: str) -> dict[str, Any]:
     }  # fmt: skip
     _add_dispatch(schemas, paths)
     _add_more(paths)
+    for item in paths.values():
+        for op in item.values():
+            if isinstance(op, dict) and "responses" in op:
+                op["responses"].setdefault("503", _ref_response("StorageUnavailable"))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -189,6 +197,16 @@ def openapi_spec(server_url: str) -> dict[str, Any]:
                 "bearer": {"type": "http", "scheme": "bearer"},
             },
             "schemas": schemas,
+            "responses": {
+                "StorageUnavailable": {
+                    "description": (
+                        'Redis does not answer ({"error": "storage_unavailable"}); a GET was '
+                        "tried again for API_REDIS_RETRY_S first. Try again after Retry-After."
+                    ),
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    "content": {"application/json": {"schema": _ref("Error")}},
+                }
+            },
         },
         "paths": paths,
     }
