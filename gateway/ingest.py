@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -91,8 +92,9 @@ class Session:
     rejected: list[Rejection] = field(default_factory=list)
     bucket: TokenBucket | None = None
     _progress: trio.Event = field(default_factory=trio.Event)
-    # Accepted positions waiting for the writer, in order; queued: in the writer's queue.
-    pending: list[Position] = field(default_factory=list)
+    # Accepted positions waiting for the writer, in order, as the lists they were offered in
+    # (a batch frame's is handed on as it is); queued: in the writer's queue.
+    pending: list[list[Position]] = field(default_factory=list)
     pending_frames: int = 0
     queued: bool = False
 
@@ -204,7 +206,7 @@ class Ingest:
         return False
 
     def _append(self, session: Session, positions: list[Position]) -> None:
-        session.pending += positions
+        session.pending.append(positions)
         session.pending_frames += 1
         self._frames += 1
         if not session.queued:
@@ -246,7 +248,8 @@ class Ingest:
         n = 0
         while queue and (n < self.max_batch or not items):
             session = queue.popleft()
-            positions, session.pending = session.pending, []
+            chunks, session.pending = session.pending, []
+            positions = chunks[0] if len(chunks) == 1 else list(chain.from_iterable(chunks))
             self._frames -= session.pending_frames
             session.pending_frames = 0
             session.queued = False

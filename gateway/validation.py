@@ -76,11 +76,49 @@ def validate(
     max_speed = limits.max_speed_mps
     seq0, ts0, lat0, lon0 = cursor.seq, cursor.ts, cursor.lat, cursor.lon
     located = seq0 > 0 and lat0 == lat0  # lat0 is NaN until a first fix
-    i = 0
-    for p in positions:
+    jumps = cursor.jump_count != 0  # rejected jumps, forgotten at the next accepted fix
+    for i, p in enumerate(positions):
         ts = p.ts
         seq = p.seq
         acc = p.accuracy
+        # One test for the common case; the reason is worked out only for a rejection.
+        if (
+            oldest <= ts <= newest
+            and seq > seq0
+            and ts >= ts0
+            and (acc is None or acc <= max_accuracy)
+        ):
+            lat = p.lat
+            lon = p.lon
+            if located:
+                dlon = abs(lon - lon0)
+                if dlon > 180.0:
+                    dlon = 360.0 - dlon
+                allowed = max_speed * (ts - ts0) + JUMP_FLOOR_M
+                # The L1 sum of the scaled differences bounds the distance from above, so
+                # most fixes skip the trigonometry.
+                if (
+                    (abs(lat - lat0) + dlon) * _M_PER_DEG > allowed
+                    and haversine_m(lat0, lon0, lat, lon) > allowed
+                    and not _confirms_jump(cursor, p, limits)
+                ):
+                    jumps = True
+                    if accepted is None:
+                        accepted = positions[:i]
+                    rejected.append(Rejection(seq, Reason.IMPLAUSIBLE_JUMP))
+                    continue
+            else:
+                located = True
+            seq0 = seq
+            ts0 = ts
+            lat0 = lat
+            lon0 = lon
+            if jumps:
+                cursor.jump_count = 0
+                jumps = False
+            if accepted is not None:
+                accepted.append(p)
+            continue
         if ts > newest:
             reason = Reason.FUTURE
         elif ts < oldest:
@@ -89,39 +127,11 @@ def validate(
             reason = Reason.POOR_ACCURACY
         elif seq <= seq0:
             reason = Reason.DUPLICATE
-        elif ts < ts0:
-            reason = Reason.OUT_OF_ORDER
         else:
-            lat = p.lat
-            lon = p.lon
-            if not located:
-                jump = False
-            else:
-                allowed = max_speed * (ts - ts0) + JUMP_FLOOR_M
-                # The L1 sum of the scaled differences bounds the distance from above, so
-                # most fixes skip the trigonometry.
-                dlon = abs(lon - lon0)
-                if dlon > 180.0:
-                    dlon = 360.0 - dlon
-                jump = (
-                    (abs(lat - lat0) + dlon) * _M_PER_DEG > allowed
-                    and haversine_m(lat0, lon0, lat, lon) > allowed
-                    and not _confirms_jump(cursor, p, limits)
-                )
-            if not jump:
-                seq0, ts0, lat0, lon0 = seq, ts, lat, lon
-                located = True
-                if cursor.jump_count:
-                    cursor.jump_count = 0
-                if accepted is not None:
-                    accepted.append(p)
-                i += 1
-                continue
-            reason = Reason.IMPLAUSIBLE_JUMP
+            reason = Reason.OUT_OF_ORDER
         if accepted is None:
             accepted = positions[:i]
         rejected.append(Rejection(seq, reason))
-        i += 1
     cursor.seq, cursor.ts, cursor.lat, cursor.lon = seq0, ts0, lat0, lon0
     return (positions if accepted is None else accepted), rejected
 

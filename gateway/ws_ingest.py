@@ -18,19 +18,14 @@ import time
 from typing import Final
 
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    Endpoint,
-    WebSocketConnection,
-    WebSocketRequest,
-    serve_websocket,
-)
+from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebSocketRequest
 
 from .auth import DeviceAuth, bearer
 from .ingest import Ingest, Session, TokenBucket
 from .metrics import Metrics
 from .store import DeviceRecord
 from .wire import Ack, ErrorReply, MalformedFrame, decode_frame, encode_reply
+from .ws_direct import DirectConnection, serve_direct
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +51,14 @@ class _Conn:
         self.kick_code: int | None = None
         self.kick_reason = ""
         self.scope = trio.CancelScope()
+        self.kicked = trio.Event()  # ends a rate-limit pause in the reader at once
         session.on_progress = self.wake.set
 
     def kick(self, code: int, reason: str) -> None:
         self.kick_code = code
         self.kick_reason = reason
         self.scope.cancel()
+        self.kicked.set()
 
     async def ack_loop(self) -> None:
         try:
@@ -136,14 +133,12 @@ class WebSocketIngest:
         """Serve until cancelled; reports the bound port through ``task_status``."""
         async with trio.open_nursery() as nursery:
             server = await nursery.start(
-                lambda task_status: serve_websocket(
+                lambda task_status: serve_direct(
                     self.handle,
                     host,
                     port,
-                    None,
                     handler_nursery=nursery,
                     max_message_size=self.max_frame_bytes,
-                    receive_buffer_size=None,
                     task_status=task_status,
                 )
             )
@@ -163,7 +158,7 @@ class WebSocketIngest:
             )
         return bucket
 
-    async def handle(self, request: WebSocketRequest) -> None:
+    async def handle(self, request: WebSocketRequest, connection: DirectConnection) -> None:
         remote = request.remote
         ip = str(remote.address) if isinstance(remote, Endpoint) else str(remote)
         # An address that keeps presenting bad tokens is refused before any lookup.
@@ -191,7 +186,7 @@ class WebSocketIngest:
             return
         self.ip_connections[ip] = self.ip_connections.get(ip, 0) + 1
         try:
-            await self._serve_device(request, device)
+            await self._serve_device(request, connection, device)
         finally:
             left = self.ip_connections.get(ip, 1) - 1
             if left:
@@ -199,15 +194,19 @@ class WebSocketIngest:
             else:
                 self.ip_connections.pop(ip, None)
 
-    async def _serve_device(self, request: WebSocketRequest, device: DeviceRecord) -> None:
-        ws = await request.accept()
+    async def _serve_device(
+        self, request: WebSocketRequest, connection: DirectConnection, device: DeviceRecord
+    ) -> None:
         session = await self.ingest.open_session(device)
         bucket = self.buckets.get(device.id)
         if bucket is None:
             bucket = self.buckets[device.id] = TokenBucket(
                 self.rate_per_s, self.burst, time.monotonic()
             )
-        conn = _Conn(ws, session, self.ack_interval_s)
+        conn = _Conn(connection, session, self.ack_interval_s)
+        # Frames are handled in the connection's reader task, set up before accepting.
+        connection.on_message = _Receiver(self, conn, bucket).on_message
+        ws = await request.accept()
         conns = self.connections.setdefault(device.id, [])
         conns.append(conn)
         while len(conns) > self.max_connections_per_device:
@@ -216,10 +215,11 @@ class WebSocketIngest:
             with conn.scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(conn.ack_loop)
-                    await self._receive_loop(conn, bucket)
+                    try:
+                        await ws.get_message()  # no message comes this way: waits for the end
+                    except ConnectionClosed:
+                        pass
                     nursery.cancel_scope.cancel()
-        except ConnectionClosed:
-            pass
         finally:
             if conn in conns:
                 conns.remove(conn)
@@ -234,46 +234,62 @@ class WebSocketIngest:
                 cs.shield = True
                 await ws.aclose(conn.kick_code or 1000, conn.kick_reason or None)
 
-    async def _receive_loop(self, conn: _Conn, bucket: TokenBucket) -> None:
-        ws = conn.ws
-        session = conn.session
+
+class _Receiver:
+    """One connection's frames, handled as its reader task reads them."""
+
+    __slots__ = ("bucket", "conn", "frames_key", "ingest", "metrics", "server", "session",
+                 "throttled_since")  # fmt: skip
+
+    def __init__(self, server: WebSocketIngest, conn: _Conn, bucket: TokenBucket) -> None:
+        self.server = server
+        self.conn = conn
+        self.session = conn.session
+        self.bucket = bucket
+        self.ingest = server.ingest
+        self.metrics = server.metrics
+        self.frames_key = server._frames_key
+        self.throttled_since: float | None = None
+
+    async def on_message(self, message: str | bytes) -> None:
+        conn = self.conn
+        if conn.kick_code is not None:
+            return  # closing: what the device still had in flight is not read
         metrics = self.metrics
-        throttled_since: float | None = None
-        while True:
-            try:
-                message = await ws.get_message()
-            except ConnectionClosed:
+        binary = isinstance(message, bytes)
+        conn.binary = binary
+        metrics.add(self.frames_key[binary])
+        try:
+            positions, bad = decode_frame(message)
+        except MalformedFrame as exc:
+            metrics.inc("gateway_frames_rejected_total", reason="malformed")
+            conn.errors.append((ErrorReply("malformed", str(exc)), binary))
+            conn.wake.set()
+            return
+        n = len(positions) + len(bad)
+        server = self.server
+        if n > server.max_batch_positions:
+            metrics.inc("gateway_frames_rejected_total", reason="batch_too_large")
+            detail = f"{n} positions, limit {server.max_batch_positions}"
+            conn.errors.append((ErrorReply("batch_too_large", detail), binary))
+            conn.wake.set()
+            return
+        now = time.monotonic()
+        wait = self.bucket.take(n, now)
+        if wait > 0:
+            metrics.inc("gateway_device_throttled_total")
+            if self.throttled_since is None:
+                self.throttled_since = now
+            elif now - self.throttled_since > server.flood_close_after_s:
+                conn.kick(CLOSE_RATE_LIMIT, "rate limit exceeded")
                 return
-            binary = isinstance(message, bytes)
-            conn.binary = binary
-            metrics.add(self._frames_key[binary])
-            try:
-                positions, bad = decode_frame(message)
-            except MalformedFrame as exc:
-                metrics.inc("gateway_frames_rejected_total", reason="malformed")
-                conn.errors.append((ErrorReply("malformed", str(exc)), binary))
-                conn.wake.set()
-                continue
-            n = len(positions) + len(bad)
-            if n > self.max_batch_positions:
-                metrics.inc("gateway_frames_rejected_total", reason="batch_too_large")
-                detail = f"{n} positions, limit {self.max_batch_positions}"
-                conn.errors.append((ErrorReply("batch_too_large", detail), binary))
-                conn.wake.set()
-                continue
-            now = time.monotonic()
-            wait = bucket.take(n, now)
-            if wait > 0:
-                metrics.inc("gateway_device_throttled_total")
-                if throttled_since is None:
-                    throttled_since = now
-                elif now - throttled_since > self.flood_close_after_s:
-                    conn.kick(CLOSE_RATE_LIMIT, "rate limit exceeded")
-                    return
-                # Slowing the reader back-pressures this device's socket and nobody else's.
-                await trio.sleep(min(wait, self.flood_close_after_s))
-            else:
-                throttled_since = None
-            left = session.offer(positions, bad)
-            if left is not None:
-                await self.ingest.enqueue(session, left)  # the writer's queue is full
+            # Slowing the reader back-pressures this device's socket and nobody else's.
+            with trio.move_on_after(min(wait, server.flood_close_after_s)):
+                await conn.kicked.wait()
+            if conn.kick_code is not None:
+                return
+        else:
+            self.throttled_since = None
+        left = self.session.offer(positions, bad)
+        if left is not None:
+            await self.ingest.enqueue(self.session, left)  # the writer's queue is full
