@@ -5,6 +5,9 @@ load-generating process:
   (a) bare: a trio-websocket server that only receives and decodes (msgspec) each frame;
   (b) gateway: the full path (auth, decode, validation, rate limits, Redis writes with
       append-only persistence, acks, live fan-out).
+The gateway takes each frame in the connection's reader task (``gateway.ws_direct``), which
+saves the bare loop's two task switches per frame; so the bare loop is also measured with
+that same hook, as a second reference ("vs_direct": what the gateway's own work costs).
 Both are measured for single-position JSON frames and 100-position MessagePack batches.
 With ``--zones N`` the gateway also runs N zones (the city of ``bench/geofence.py``: customer
 stops, blocks, corridors, depots, service areas) and the vans drive among them, as the
@@ -41,6 +44,7 @@ from gateway.app import Endpoints, connect_redis, run_gateway
 from gateway.config import load_settings
 from gateway.redisproc import start_redis
 from gateway.wire import Position
+from gateway.ws_direct import DirectConnection, serve_direct
 from gateway.zones_store import ZoneStore
 
 # The zone city of bench/geofence.py (a script, not a module: loaded from its file).
@@ -89,16 +93,34 @@ async def add_zones(redis_url: str, n: int) -> None:
             await store.put(zone)
 
 
-async def bare(connections: int, batch: int, duration: float) -> tuple[float, float]:
+async def bare(
+    connections: int, batch: int, duration: float, *, direct: bool = False
+) -> tuple[float, float]:
+    """The bare receive-and-decode loop: a handler task taking each message from
+    trio-websocket; with ``direct``, a callback in the reader task instead, the way the
+    gateway takes them (``gateway.ws_direct``)."""
     count = [0]
+
+    def decode(msg: str | bytes) -> None:
+        frame = _mp_dec.decode(msg) if isinstance(msg, bytes) else _json_dec.decode(msg)
+        count[0] += len(frame) if isinstance(frame, list) else 1
 
     async def handler(request: WebSocketRequest) -> None:
         ws = await request.accept()
         try:
             while True:
-                msg = await ws.get_message()
-                frame = _mp_dec.decode(msg) if isinstance(msg, bytes) else _json_dec.decode(msg)
-                count[0] += len(frame) if isinstance(frame, list) else 1
+                decode(await ws.get_message())
+        except ConnectionClosed:
+            pass
+
+    async def on_message(msg: str | bytes) -> None:
+        decode(msg)
+
+    async def direct_handler(request: WebSocketRequest, connection: DirectConnection) -> None:
+        connection.on_message = on_message
+        ws = await request.accept()
+        try:
+            await ws.get_message()  # returns (raises) when the connection ends
         except ConnectionClosed:
             pass
 
@@ -106,11 +128,20 @@ async def bare(connections: int, batch: int, duration: float) -> tuple[float, fl
         return float(count[0])
 
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(
-            lambda task_status: serve_websocket(
-                handler, "127.0.0.1", 0, None, receive_buffer_size=None, task_status=task_status
-            )
-        )
+        if direct:
+            server = await nursery.start(
+                lambda task_status: serve_direct(
+                    direct_handler, "127.0.0.1", 0, max_message_size=2**20,
+                    task_status=task_status,
+                )
+            )  # fmt: skip
+        else:
+            server = await nursery.start(
+                lambda task_status: serve_websocket(
+                    handler, "127.0.0.1", 0, None, receive_buffer_size=None,
+                    task_status=task_status,
+                )
+            )  # fmt: skip
         cfg = {"host": "127.0.0.1", "port": server.port, "path": "/", "connections": connections,
                "batch": batch, "duration": duration, "center": city.CENTER}  # fmt: skip
         rate = await run_load(cfg, sample)
@@ -168,31 +199,34 @@ async def main(args: argparse.Namespace) -> None:
             for label, batch in (("single", 1), ("batch100", 100)):
                 # Alternate the two in several rounds: other load on the machine then hits
                 # both alike, and the median ratio is what is reported.
-                bares, gws, ratios, cpu_b, cpu_g, cpu_ratios = [], [], [], [], [], []
+                rows: list[dict[str, float]] = []
                 for _ in range(args.rounds):
                     b, bu = await bare(args.connections, batch, args.duration)
+                    d, du = await bare(args.connections, batch, args.duration, direct=True)
                     g, gu = await gateway(
                         redis.url, Path(tmp), args.connections, batch, args.duration
                     )
-                    bares.append(b)
-                    gws.append(g)
-                    ratios.append(g / b if b else 0.0)
-                    cpu_b.append(bu)
-                    cpu_g.append(gu)
-                    cpu_ratios.append(bu / gu if gu else 0.0)
+                    row = {
+                        "bare_pps": b, "gateway_pps": g, "ratio": g / b if b else 0.0,
+                        "bare_cpu_us": bu, "gateway_cpu_us": gu,
+                        "cpu_ratio": bu / gu if gu else 0.0,
+                        "direct_pps": d, "direct_cpu_us": du,
+                        "ratio_vs_direct": g / d if d else 0.0,
+                        "cpu_ratio_vs_direct": du / gu if gu else 0.0,
+                    }  # fmt: skip
+                    rows.append(row)
                     print(
                         f"{label:>9}: bare loop {b:>10,.0f} positions/s ({bu:5.2f} us CPU each)"
                         f"   gateway {g:>10,.0f} positions/s ({gu:5.2f} us)   ratio "
-                        f"{ratios[-1]:.2f}   CPU ratio {cpu_ratios[-1]:.2f}",
+                        f"{row['ratio']:.2f}   CPU ratio {row['cpu_ratio']:.2f}\n"
+                        f"{'':>9}  bare loop with the gateway's reader-task hook {d:>10,.0f} "
+                        f"positions/s ({du:5.2f} us)   ratio {row['ratio_vs_direct']:.2f}   "
+                        f"CPU ratio {row['cpu_ratio_vs_direct']:.2f}",
                         flush=True,
                     )
                 figures[label] = {
-                    "bare_pps": round(statistics.median(bares)),
-                    "gateway_pps": round(statistics.median(gws)),
-                    "ratio": round(statistics.median(ratios), 3),
-                    "bare_cpu_us": round(statistics.median(cpu_b), 2),
-                    "gateway_cpu_us": round(statistics.median(cpu_g), 2),
-                    "cpu_ratio": round(statistics.median(cpu_ratios), 3),
+                    k: round(statistics.median(r[k] for r in rows), 3 if "ratio" in k else 2)
+                    for k in rows[0]
                 }
         finally:
             redis.stop()

@@ -80,7 +80,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     max_connections_per_ip: int = 10_000  # device connections from one address (NAT: high)
     bad_auth_burst: int = 20  # failed handshakes from one address before it is refused
     ack_interval_s: float = 0.25  # at most one ack per connection this often
-    writer_queue_size: int = 10_000  # frames waiting for the Redis writer (full: block)
+    writer_queue_size: int = 100_000  # positions waiting for the Redis writer (full: block)
     writer_max_batch: int = 5_000  # positions per Redis round trip
     writer_linger_s: float = 0.01  # wait this long for more frames before a round trip
 

@@ -3,7 +3,8 @@
 Every device connection (WebSocket, HTTP request, MQTT topic) has a ``Session``. A session
 validates positions against its device's cursor and hands the accepted ones to the single
 writer through a bounded queue (full: the session waits, which back-pressures that device's
-socket and nothing else). Handing over is a plain append to the session's own pending list,
+socket and nothing else; the bound counts positions, so batch frames cannot make it hold
+more than a small one would). Handing over is a plain append to the session's own pending list,
 no scheduling round per frame (the frame's receive already was one); the queue holds
 sessions with something pending, so the writer's work grows with the devices it serves, not
 with the frames they sent. The writer drains whatever has queued into one Redis round trip,
@@ -95,7 +96,7 @@ class Session:
     # Accepted positions waiting for the writer, in order, as the lists they were offered in
     # (a batch frame's is handed on as it is); queued: in the writer's queue.
     pending: list[list[Position]] = field(default_factory=list)
-    pending_frames: int = 0
+    pending_count: int = 0  # positions in ``pending``
     queued: bool = False
 
     async def submit(self, positions: list[Position], rejected: list[Rejection]) -> None:
@@ -174,11 +175,11 @@ class Ingest:
         self.accepted_key = metrics.key("gateway_positions_accepted_total")
         self.queue_size = queue_size
         self._queue: deque[Session] = deque()  # sessions with positions pending
-        self._frames = 0  # frames pending in all of them
+        self._queued = 0  # positions pending in all of them
         self._closed = False
         self._work = trio.Event()  # set while the queue holds something (or on close)
         self._room = trio.Event()  # set when the writer took from a full queue
-        metrics.gauge_fn("gateway_writer_queue_depth", lambda: float(self._frames))
+        metrics.gauge_fn("gateway_writer_queue_depth", lambda: float(self._queued))
 
     async def open_session(self, device: DeviceRecord) -> Session:
         raw = await self.store.load_cursor(device.vehicle, device.id)
@@ -190,7 +191,7 @@ class Ingest:
 
         Positions of one session stay in the order they were queued.
         """
-        while self._frames >= self.queue_size:
+        while self._queued >= self.queue_size:
             if self._closed:
                 raise trio.ClosedResourceError("the writer is closed")
             await self._room.wait()
@@ -200,15 +201,16 @@ class Ingest:
 
     def append_nowait(self, session: Session, positions: list[Position]) -> bool:
         """``enqueue`` when the queue has room (the common case); False when it would wait."""
-        if self._frames < self.queue_size and not self._closed:
+        if self._queued < self.queue_size and not self._closed:
             self._append(session, positions)
             return True
         return False
 
     def _append(self, session: Session, positions: list[Position]) -> None:
         session.pending.append(positions)
-        session.pending_frames += 1
-        self._frames += 1
+        n = len(positions)
+        session.pending_count += n
+        self._queued += n
         if not session.queued:
             session.queued = True
             self._queue.append(session)
@@ -228,8 +230,9 @@ class Ingest:
             if not self._queue:
                 return  # closed and drained
             # Let a few more frames arrive: fewer, larger Redis round trips cost less CPU
-            # per position, for a few milliseconds of latency.
-            if not self._closed:
+            # per position, for a few milliseconds of latency; not when a full round trip's
+            # worth is already waiting.
+            if not self._closed and self._queued < self.max_batch:
                 await trio.sleep(self.linger_s)
             await self._flush(self._take())
 
@@ -243,15 +246,15 @@ class Ingest:
         """Sessions' pending positions from the queue, up to about ``max_batch`` (at least
         one session's)."""
         queue = self._queue
-        was_full = self._frames >= self.queue_size
+        was_full = self._queued >= self.queue_size
         items: list[tuple[Session, list[Position]]] = []
         n = 0
         while queue and (n < self.max_batch or not items):
             session = queue.popleft()
             chunks, session.pending = session.pending, []
             positions = chunks[0] if len(chunks) == 1 else list(chain.from_iterable(chunks))
-            self._frames -= session.pending_frames
-            session.pending_frames = 0
+            self._queued -= session.pending_count
+            session.pending_count = 0
             session.queued = False
             items.append((session, positions))
             n += len(positions)

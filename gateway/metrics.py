@@ -26,7 +26,7 @@ HELP: Final[dict[str, tuple[str, str]]] = {
         "Accepted positions Redis already had (written by another process or a retried "
         "batch), not stored again",
     ),
-    "gateway_writer_queue_depth": ("gauge", "Frames waiting for the Redis writer"),
+    "gateway_writer_queue_depth": ("gauge", "Positions waiting for the Redis writer"),
     "gateway_browsers": ("gauge", "Connected browser live streams"),
     "gateway_browser_messages_total": ("counter", "Messages sent to browsers"),
     "gateway_browser_coalesced_total": (

@@ -47,12 +47,12 @@ async def open_session(ingest: Ingest, device_id: str) -> Session:
 
 async def test_full_queue_blocks_the_submitter_until_the_writer_takes(redis_url: str) -> None:
     async with coredis.Redis.from_url(redis_url) as redis:
-        ingest = make_ingest(redis, queue_size=2, max_batch=1000)
+        ingest = make_ingest(redis, queue_size=6, max_batch=1000)
         store = ingest.store
         s1 = await open_session(ingest, "wq-1")
         s2 = await open_session(ingest, "wq-2")
         await s1.submit(fixes(1, 3), [])
-        await s1.submit(fixes(4, 3), [])  # the queue now holds two frames: full
+        await s1.submit(fixes(4, 3), [])  # the queue now holds six positions: full
         third_done = trio.Event()
 
         async def third() -> None:
