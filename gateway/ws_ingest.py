@@ -51,14 +51,21 @@ class _Conn:
         self.kick_code: int | None = None
         self.kick_reason = ""
         self.scope = trio.CancelScope()
-        self.kicked = trio.Event()  # ends a rate-limit pause in the reader at once
+        # What the reader waits in (a rate-limit pause, room in the writer's queue); a kick
+        # cancels it, so the reader goes on to read the close handshake at once.
+        self.reader_wait = trio.CancelScope()
         session.on_progress = self.wake.set
+
+    def reader_waits(self) -> trio.CancelScope:
+        """A new scope for the reader to wait in (a scope serves one ``with`` only)."""
+        self.reader_wait = trio.CancelScope()
+        return self.reader_wait
 
     def kick(self, code: int, reason: str) -> None:
         self.kick_code = code
         self.kick_reason = reason
         self.scope.cancel()
-        self.kicked.set()
+        self.reader_wait.cancel()
 
     async def ack_loop(self) -> None:
         try:
@@ -284,12 +291,13 @@ class _Receiver:
                 conn.kick(CLOSE_RATE_LIMIT, "rate limit exceeded")
                 return
             # Slowing the reader back-pressures this device's socket and nobody else's.
-            with trio.move_on_after(min(wait, server.flood_close_after_s)):
-                await conn.kicked.wait()
+            with conn.reader_waits():
+                await trio.sleep(min(wait, server.flood_close_after_s))
             if conn.kick_code is not None:
                 return
         else:
             self.throttled_since = None
         left = self.session.offer(positions, bad)
-        if left is not None:
-            await self.ingest.enqueue(self.session, left)  # the writer's queue is full
+        if left is not None:  # the writer's queue is full: wait for room (unless kicked;
+            with conn.reader_waits():  # then these were never acked and the device resends)
+                await self.ingest.enqueue(self.session, left)
