@@ -83,7 +83,12 @@ class Gateway:
         self.redis = redis
         self.data_dir = data_dir
         self.metrics = Metrics()
-        self.store = Store(redis, settings.track_retention_s)
+        self.store = Store(
+            redis,
+            settings.track_retention_s,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
+        )
         self.fleet = Fleet(settings.stopped_speed_mps, settings.offline_after_s)
         self.hub = Hub(self.metrics, settings.browser_queue_vehicles)
         keys = settings.api_key_list() or [persistent_secret(data_dir, "api_key")]

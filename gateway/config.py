@@ -36,6 +36,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     # An API request (GET, HEAD, OPTIONS) that finds Redis away is tried again this long
     # before it answers 503
     api_redis_retry_s: float = 2.0
+    # > 0: a write batch is acknowledged to devices only once WAIT says this many replicas
+    # have it (one server with replicas; not supported on a Redis Cluster yet)
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 1000  # one WAIT's longest block; short: retried, no ack
     mqtt_url: str = ""  # mqtt://user:pass@host:1883 or mqtts://...; empty: no MQTT ingest
     mqtt_topics: str = "fleet/+/pos,owntracks/+/+"
     mqtt_shared_group: str = ""  # set: subscribe as $share/<group>/... to split the feed
@@ -103,6 +107,21 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     def __post_init__(self) -> None:
         if self.notify_claim_idle_s <= 0:
             raise ValueError("notify_claim_idle_s must be positive")
+        if self.redis_wait_replicas < 0 or self.redis_wait_timeout_ms <= 0:
+            raise ValueError(
+                "redis_wait_replicas must be 0 or more, redis_wait_timeout_ms positive"
+            )
+        if self.redis_wait_replicas:
+            if not self.redis_url:
+                raise ValueError(
+                    "redis_wait_replicas needs redis_url: the private redis-server has no "
+                    "replicas, so no write would ever be acknowledged"
+                )
+            if split_redis_url(self.redis_url)[1]:
+                raise ValueError(
+                    "redis_wait_replicas is not supported on a Redis Cluster yet (WAIT must "
+                    "run on each node connection that took a batch's writes)"
+                )
 
     def resolved_public_url(self, bound_http_port: int | None = None) -> str:
         if self.public_url:

@@ -177,6 +177,7 @@ class Ingest:
         self._queue: deque[Session] = deque()  # sessions with positions pending
         self._queued = 0  # positions pending in all of them
         self._closed = False
+        self._replicas_short = False  # in an episode of WAITs short of replicas
         self._work = trio.Event()  # set while the queue holds something (or on close)
         self._room = trio.Event()  # set when the writer took from a full queue
         metrics.gauge_fn("gateway_writer_queue_depth", lambda: float(self._queued))
@@ -295,7 +296,9 @@ class Ingest:
                 )
             )
             states.append(state)
-        dropped = await self._until_done(self.store.write_batch, writes, now)
+        dropped, replicated = await self._until_done(self.store.write_and_wait, writes, now)
+        if not replicated:
+            await self._wait_for_replicas()
         if dropped:
             # Accepted here against a cursor another process (or a retried batch) had
             # already moved past: Redis had them, and kept them once.
@@ -317,6 +320,28 @@ class Ingest:
             await self.after_states([(w.vehicle, w.state) for w in writes])
         if self.after_write is not None:
             await self.after_write(written)
+
+    async def _wait_for_replicas(self) -> None:
+        """The batch is on the primary but fewer than ``REDIS_WAIT_REPLICAS`` replicas
+        confirmed it: ask again, with the writer's backoff, until they do. Nothing is
+        acknowledged meanwhile, so the queue fills and devices are slowed."""
+        delay = RETRY_MIN_S
+        while True:
+            self.metrics.inc("gateway_writer_replica_wait_short_total")
+            if not self._replicas_short:
+                self._replicas_short = True
+                log.warning(
+                    "fewer than %d Redis replica(s) confirmed a write batch within %d ms: "
+                    "no acks until they do",
+                    self.store.wait_replicas,
+                    self.store.wait_timeout_ms,
+                )
+            await trio.sleep(delay)
+            delay = min(RETRY_MAX_S, delay * 2)
+            if await self._until_done(self.store.wait_for_replicas):
+                self._replicas_short = False
+                log.info("Redis replicas confirmed the writes again: acks resume")
+                return
 
     async def _until_done(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         # While Redis is unreachable nothing is acknowledged and the queue fills, which

@@ -18,6 +18,8 @@ from typing import Any, Final
 
 import coredis
 import msgspec
+from coredis.commands.request import CommandRequest
+from coredis.patterns.pipeline import ClusterPipeline, Pipeline
 
 from notify.redis_client import RedisClient, is_cluster, refresh_cluster_map
 
@@ -140,12 +142,26 @@ class VehicleWrite:  # dataclass's __init__ costs about three times as much
 
 
 class Store:
-    def __init__(self, redis: RedisClient[bytes], track_retention_s: float) -> None:
+    def __init__(
+        self,
+        redis: RedisClient[bytes],
+        track_retention_s: float,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
+    ) -> None:
         self.redis = redis
         self.track_retention_s = track_retention_s
         self._write_sha: str | None = None
         # On a Redis Cluster a transaction or a script call must stay in one slot.
         self.cluster = is_cluster(redis)
+        # > 0: every write batch ends with WAIT for this many replicas (see write_and_wait)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        if wait_replicas and self.cluster:
+            # WAIT only covers the writes of its own connection, and a batch's writes go
+            # through one connection per node that coredis' cluster pipeline does not expose.
+            raise ValueError("waiting for replicas is not supported on a Redis Cluster yet")
 
     # ----- devices
 
@@ -241,12 +257,18 @@ class Store:
     async def write_batch(self, writes: Sequence[VehicleWrite], now: float) -> int:
         """Write the batch; returns how many positions Redis already had (not written again:
         at or below their device's stored cursor)."""
+        return (await self.write_and_wait(writes, now))[0]
+
+    async def write_and_wait(self, writes: Sequence[VehicleWrite], now: float) -> tuple[int, bool]:
+        """``write_batch``, and whether ``wait_replicas`` replicas have the batch (always
+        True when ``wait_replicas`` is 0). False: the data is written on the primary but
+        WAIT timed out short; ``wait_for_replicas`` asks again."""
         if not writes:
-            return 0
+            return 0, True
         minid = str(int((now - self.track_retention_s) * 1000))
         if self.cluster:
             try:
-                return await self._write_per_vehicle(writes, minid)
+                return await self._write_per_vehicle(writes, minid), True
             except (coredis.exceptions.ConnectionError, coredis.exceptions.ClusterDownError):
                 # A master died: let the caller's retry find the replica promoted for it.
                 await refresh_cluster_map(self.redis)
@@ -257,6 +279,8 @@ class Store:
             ks.append(keys.vehicle(w.vehicle))
             ks.append(keys.track(w.vehicle))
             args.extend(w.script_args())
+        if self.wait_replicas:
+            return await self._write_and_wait(ks, args)
         if self._write_sha is None:
             self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
         try:
@@ -265,7 +289,42 @@ class Store:
             # Redis restarted and lost its script cache.
             self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
             dropped = await self.redis.evalsha(self._write_sha, ks, args)
-        return int(dropped)  # type: ignore[arg-type]
+        return int(dropped), True  # type: ignore[arg-type]
+
+    async def _write_and_wait(self, ks: list[str], args: list[str | bytes]) -> tuple[int, bool]:
+        """The script call and WAIT in one non-transactional pipeline: one round trip, and
+        WAIT runs on the connection that made the writes, as it must (it only counts the
+        writes of its own connection)."""
+        for _ in range(2):
+            if self._write_sha is None:
+                self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
+            async with self.redis.pipeline(transaction=False, raise_on_error=False) as p:
+                call = p.evalsha(self._write_sha, ks, args)
+                wait = self._queue_wait(p)
+            try:
+                dropped = int(await call)  # type: ignore[arg-type]
+            except coredis.exceptions.NoScriptError:
+                self._write_sha = None  # Redis restarted and lost its script cache
+                continue
+            return dropped, await wait >= self.wait_replicas
+        raise coredis.exceptions.NoScriptError("the write script could not be loaded")
+
+    def _queue_wait(self, p: Pipeline[bytes] | ClusterPipeline[bytes]) -> CommandRequest[int]:
+        """Queue, on pipeline ``p``, a write of the WAIT mark and a WAIT; returns the WAIT.
+
+        The mark makes the WAIT cover every write the server had taken, not only this
+        connection's own: a batch whose positions the script found already stored (an
+        earlier try that failed after its write, another process) writes nothing, and a
+        WAIT after it would count replicas for an older write of this connection."""
+        p.incr(keys.WAIT_MARK)
+        return p.wait(self.wait_replicas, self.wait_timeout_ms)
+
+    async def wait_for_replicas(self) -> bool:
+        """WAIT again after ``write_and_wait`` came back short: whether ``wait_replicas``
+        replicas now have every write made so far (the batch's included)."""
+        async with self.redis.pipeline(transaction=False) as p:
+            wait = self._queue_wait(p)
+        return int(await wait) >= self.wait_replicas
 
     async def _write_per_vehicle(self, writes: Sequence[VehicleWrite], minid: str) -> int:
         """The cluster form of ``write_batch``: a script call may only touch one slot, so one

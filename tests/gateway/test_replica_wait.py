@@ -1,0 +1,235 @@
+"""REDIS_WAIT_REPLICAS: a position is acknowledged only once Redis replicas have it, so a
+failover to a replica loses nothing acknowledged. Runs against a real primary and a real
+replica (``redis-server --replicaof``) started on free ports; "the replica is away" is the
+replica process stopped with SIGSTOP (it keeps its connection, answers nothing, and carries
+on where it was after SIGCONT)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import coredis
+import pytest
+import trio
+from trio_websocket import open_websocket_url
+
+from gateway.config import ConfigError, load_settings
+from gateway.redisproc import RedisProcess, start_redis
+
+from .conftest import GatewayHandle, gateway_settings, metric, start_gateway, stored_seqs
+
+SHORT = "gateway_writer_replica_wait_short_total"
+
+
+def _info_replication(port: int) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(b"INFO replication\r\n")
+        return s.recv(65536).decode()
+
+
+@dataclass
+class Replicated:
+    primary: RedisProcess
+    replica: RedisProcess
+
+    def pause_replica(self) -> None:
+        os.kill(self.replica.process.pid, signal.SIGSTOP)
+
+    def resume_replica(self) -> None:
+        os.kill(self.replica.process.pid, signal.SIGCONT)
+
+
+@pytest.fixture
+def replicated(tmp_path: Path) -> Iterator[Replicated]:
+    """A primary and one replica of it, in sync."""
+    primary = start_redis(
+        tmp_path / "primary",
+        appendonly=False,
+        extra_args=["--repl-diskless-sync-delay", "0"],  # the replica syncs at once
+    )
+    replica = start_redis(
+        tmp_path / "replica",
+        appendonly=False,
+        extra_args=["--replicaof", "127.0.0.1", str(primary.port)],
+    )
+    pair = Replicated(primary, replica)
+    try:
+        deadline = time.monotonic() + 10
+        while "state=online" not in _info_replication(primary.port):
+            assert time.monotonic() < deadline, "the replica did not sync"
+            time.sleep(0.05)
+        yield pair
+    finally:
+        pair.resume_replica()  # a stopped process would not see SIGTERM
+        replica.stop()
+        primary.stop()
+
+
+@pytest.fixture
+async def replica_redis(replicated: Replicated) -> AsyncIterator[coredis.Redis[bytes]]:
+    """A client of the replica itself, to read what it holds."""
+    async with coredis.Redis.from_url(replicated.replica.url) as r:
+        yield r
+
+
+@pytest.fixture
+async def primary_redis(replicated: Replicated) -> AsyncIterator[coredis.Redis[bytes]]:
+    async with coredis.Redis.from_url(replicated.primary.url) as r:
+        yield r
+
+
+async def device_on(
+    nursery: trio.Nursery, pair: Replicated, data_dir: Path, device: str, **overrides: Any
+) -> tuple[GatewayHandle, str]:
+    """A gateway on the primary (settings ``overrides``), and the ingest URL of a new
+    device ``device`` on it."""
+    gw = await start_gateway(
+        nursery, gateway_settings(pair.primary.url, data_dir, notify=False, **overrides)
+    )
+    token = await gw.register(device)
+    return gw, f"{gw.ep.ingest_url}?token={token}"
+
+
+def fix(seq: int) -> str:
+    return json.dumps(
+        {"seq": seq, "ts": time.time() - 30 + seq * 0.1, "lat": 52.37 + seq * 1e-5, "lon": 4.89}
+    )
+
+
+async def next_ack(ws: Any) -> int:
+    while True:
+        msg = json.loads(await ws.get_message())
+        if msg["type"] == "ack":
+            return int(msg["seq"])
+
+
+async def send(ws: Any, first: int, last: int) -> None:
+    for seq in range(first, last + 1):
+        await ws.send_message(fix(seq))
+
+
+async def acked_through(ws: Any, seq: int, timeout: float = 5) -> int:
+    """Read acks until one reaches ``seq``; returns its ``seq``."""
+    with trio.fail_after(timeout):
+        while (acked := await next_ack(ws)) < seq:
+            pass
+    return acked
+
+
+async def send_acked(ws: Any, first: int, last: int) -> int:
+    """Send ``first`` to ``last`` and wait for their ack, as when the replica is there."""
+    await send(ws, first, last)
+    return await acked_through(ws, last)
+
+
+async def stop(gw: GatewayHandle) -> None:
+    await gw.http.aclose()
+    gw.scope.cancel()
+
+
+async def test_acked_positions_are_on_the_replica(
+    replicated: Replicated,
+    replica_redis: coredis.Redis[bytes],
+    data_dir: Path,
+    nursery: trio.Nursery,
+) -> None:
+    gw, url = await device_on(
+        nursery, replicated, data_dir, "van-r", redis_wait_replicas=1, redis_wait_timeout_ms=5000
+    )
+    async with open_websocket_url(url) as ws:
+        acked = await send_acked(ws, 1, 20)
+        # read the replica the moment the ack is in: everything acked is there
+        assert set(range(1, acked + 1)) <= set(await stored_seqs(replica_redis, "van-r"))
+
+        # The replica lags (stopped for a moment, less than one WAIT's timeout): the ack
+        # waits for it, and the replica has the positions when the ack comes.
+        replicated.pause_replica()
+        resumed_at = trio.current_time() + 0.5
+
+        async def resume() -> None:
+            await trio.sleep_until(resumed_at)
+            replicated.resume_replica()
+
+        nursery.start_soon(resume)
+        await send(ws, 21, 30)
+        await acked_through(ws, 30, timeout=10)
+        assert trio.current_time() >= resumed_at
+        assert set(range(1, 31)) <= set(await stored_seqs(replica_redis, "van-r"))
+    assert metric(await gw.metrics(), SHORT) == 0
+    await stop(gw)
+
+
+async def test_no_ack_while_the_replica_is_away(
+    replicated: Replicated,
+    primary_redis: coredis.Redis[bytes],
+    replica_redis: coredis.Redis[bytes],
+    data_dir: Path,
+    nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gw, url = await device_on(
+        nursery, replicated, data_dir, "van-a", redis_wait_replicas=1, redis_wait_timeout_ms=200
+    )
+    async with open_websocket_url(url) as ws:
+        await send_acked(ws, 1, 5)
+
+        replicated.pause_replica()
+        caplog.set_level(logging.WARNING, logger="gateway.ingest")
+        await send(ws, 6, 15)
+        # the positions reach the primary...
+        with trio.fail_after(5):
+            while set(range(6, 16)) - set(await stored_seqs(primary_redis, "van-a")):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        # ...but no ack comes, as the WAITs come back short
+        with trio.move_on_after(1.5) as waited:
+            await next_ack(ws)
+        assert waited.cancelled_caught, "an ack came while the replica was away"
+        assert metric(await gw.metrics(), SHORT) >= 3
+        warnings = [r for r in caplog.records if "replica" in r.getMessage()]
+        assert len(warnings) == 1  # once per episode, not once per WAIT
+
+        replicated.resume_replica()
+        acked = await acked_through(ws, 15, timeout=10)
+        assert set(range(1, acked + 1)) <= set(await stored_seqs(replica_redis, "van-a"))
+    assert metric(await gw.metrics(), "gateway_writer_errors_total") == 0
+    await stop(gw)
+
+
+async def test_off_acks_without_the_replica(
+    replicated: Replicated,
+    primary_redis: coredis.Redis[bytes],
+    data_dir: Path,
+    nursery: trio.Nursery,
+) -> None:
+    """REDIS_WAIT_REPLICAS=0 (the default): acks as soon as the primary has the positions,
+    whatever the replica does, and no WAIT (no wait mark written either)."""
+    gw, url = await device_on(nursery, replicated, data_dir, "van-o")
+    replicated.pause_replica()
+    async with open_websocket_url(url) as ws:
+        await send_acked(ws, 1, 10)
+    assert set(range(1, 11)) <= set(await stored_seqs(primary_redis, "van-o"))
+    assert await primary_redis.exists(["writer:waitmark"]) == 0
+    assert metric(await gw.metrics(), SHORT) == 0
+    await stop(gw)
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "message"),
+    [
+        ("redis+cluster://127.0.0.1:7000", "not supported on a Redis Cluster"),
+        ("", "needs redis_url"),
+    ],
+)
+def test_refused_where_it_cannot_work(redis_url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env={"REDIS_URL": redis_url, "REDIS_WAIT_REPLICAS": "1"})
+    assert load_settings(env={"REDIS_URL": redis_url}).redis_wait_replicas == 0
