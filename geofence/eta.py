@@ -15,7 +15,8 @@ Service. :class:`ServiceModel` predicts the time at each stop from its planned s
 scaled by what the route's earlier stops took (the median ratio of observed dwell to plan,
 shrunk towards a prior ratio while there are few). Dwell times are modelled as a mixture: a
 usual dwell, log-normal around the expected one, and by chance a long one (a customer who takes
-their time, a missing key) that adds a log-normal extra. A future stop counts its usual dwell;
+their time, a missing key) that adds an extra: log-normal, or shaped by the quantiles of the
+extras the fleet showed (see :class:`DwellShape`). A future stop counts its usual dwell;
 the stop being served counts the conditional median of what is left given how long the vehicle
 has already been there, which shrinks while the dwell is usual and grows once it has run past
 the usual spread (then it is probably a long one).
@@ -38,15 +39,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
-from statistics import NormalDist
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import msgspec
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-_NORMAL = NormalDist()
+_SQRT2: Final = math.sqrt(2.0)
 _BISECT_STEPS = 40
 
 
@@ -150,6 +150,11 @@ class DwellShape(msgspec.Struct, frozen=True, kw_only=True):
     The chance of a long dwell is ``long_probability`` at a stop planned at
     ``long_reference_s``; its odds grow as the planned service time to ``long_odds_power``
     (0, or no reference: the same chance everywhere). More to hand over, more to go wrong.
+
+    ``long_extras_s``, when given, are quantiles of the extra (at evenly spaced chances, in
+    increasing order) as the fleet showed it, and replace the log-normal extra where the
+    remaining dwell is worked out: what is left of a long dwell depends on the shape of its
+    extra, which a log-normal fitted to a few dozen long dwells gets wrong in the tails.
     """
 
     sigma: float = 0.3
@@ -158,10 +163,14 @@ class DwellShape(msgspec.Struct, frozen=True, kw_only=True):
     long_sigma: float = 0.4
     long_reference_s: float = 0.0
     long_odds_power: float = 0.0
+    long_extras_s: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        names = [n for n in self.__struct_fields__ if n != "long_odds_power"]
+        names = [n for n in self.__struct_fields__ if n not in ("long_odds_power", "long_extras_s")]
         _require_non_negative(self, names, "dwell ")
+        extras = self.long_extras_s
+        if not all(math.isfinite(x) and x >= 0 for x in extras) or list(extras) != sorted(extras):
+            raise ValueError("dwell long_extras_s must be finite, >= 0 and in increasing order")
         if not math.isfinite(self.long_odds_power):
             raise ValueError("dwell long_odds_power must be finite")
         if self.long_probability > 1:
@@ -236,7 +245,39 @@ def _lognormal_sf(x: float, median: float, sigma: float) -> float:
         return 0.0
     if sigma <= 0.0:
         return 1.0 if median > x else 0.0
-    return 1.0 - _NORMAL.cdf(math.log(x / median) / sigma)
+    return 0.5 * math.erfc(math.log(x / median) / (sigma * _SQRT2))
+
+
+def _long_survival(expected_s: float, shape: DwellShape) -> Callable[[float], float]:
+    """P(dwell > x) of a long dwell at a stop whose usual dwell is ``expected_s``.
+
+    With the fleet's quantiles of the extra, a mixture of log-normals, one at each quantile
+    on top of the usual dwell, each as wide as the usual dwell's spread and the gap between
+    neighbouring quantiles together (so the mixture is smooth where the quantiles are few).
+    """
+    extras = shape.long_extras_s
+    if not extras:
+        median, sigma = expected_s + shape.long_extra_s, shape.long_sigma
+        return lambda x: _lognormal_sf(x, median, sigma)
+    spread = math.hypot(shape.sigma * expected_s, _quantile_gap(extras))
+    if spread <= 0.0:
+        return lambda x: sum(_lognormal_sf(x, expected_s + q, 0.0) for q in extras) / len(extras)
+    # Each part as (log median, 1 / (sigma sqrt 2)): a fix at a stop asks for many survivals.
+    logs = [(math.log(expected_s + q), (expected_s + q) / (spread * _SQRT2)) for q in extras]
+    half = 0.5 / len(logs)
+
+    def survival(x: float) -> float:
+        if x <= 0.0:
+            return 1.0
+        lx = math.log(x)
+        return half * sum(math.erfc((lx - m) * k) for m, k in logs)
+
+    return survival
+
+
+def _quantile_gap(extras: Sequence[float]) -> float:
+    """The mean gap between neighbouring quantiles: how wide each one's part is spread."""
+    return (extras[-1] - extras[0]) / (len(extras) - 1) if len(extras) > 1 else 0.0
 
 
 def remaining_dwell_s(elapsed_s: float, expected_s: float, shape: DwellShape) -> float:
@@ -253,18 +294,17 @@ def _remaining(elapsed: float, expected_s: float, shape: DwellShape) -> float:
     if expected_s <= 0.0:
         return 0.0  # a stop with no service expected: no usual dwell to run long either
     p = min(max(shape.long_probability, 0.0), 1.0)
-    long_median = expected_s + shape.long_extra_s
+    long_survival = _long_survival(expected_s, shape)
+    longest = expected_s + max(shape.long_extras_s or (shape.long_extra_s,))
 
     def survival(x: float) -> float:
-        return (1.0 - p) * _lognormal_sf(x, expected_s, shape.sigma) + p * _lognormal_sf(
-            x, long_median, shape.long_sigma
-        )
+        return (1.0 - p) * _lognormal_sf(x, expected_s, shape.sigma) + p * long_survival(x)
 
     left = survival(elapsed)
     if left <= 1e-12:
         return 0.0
     # The median of the dwell given that it lasted ``elapsed``: survival falls to half.
-    lo, hi = elapsed, max(elapsed, long_median) * 2.0 + 1.0
+    lo, hi = elapsed, max(elapsed, longest) * 2.0 + 1.0
     while survival(hi) > left / 2.0:
         hi *= 2.0
     for _ in range(_BISECT_STEPS):
@@ -384,6 +424,10 @@ _MAX_ODDS_POWER: Final = 8.0
 _ODDS_POWER_RIDGE: Final = 1e-3
 _SHORT_DWELL_SIGMAS: Final = 4.0
 _MAD_SIGMA: Final = 1.4826  # a normal sample's standard deviation per median absolute deviation
+# The shape of long dwells' extra is taken from the fleet once it showed this many of them,
+# as this many quantiles (each about a tenth of the long dwells).
+_MIN_LONG_DWELLS: Final = 8.0
+_LONG_EXTRA_QUANTILES: Final = 10
 _MIN_LEG_S: Final = 10.0  # shorter planned legs are mostly noise of where the circle begins
 
 
@@ -392,7 +436,8 @@ class FleetLearner:
 
     Dwells are fitted as the mixture of :class:`DwellShape` (by expectation-maximisation): the
     usual dwell log-normal around the planned service times the fleet's service ratio, and by
-    chance a long one. Legs give the fleet's pace ratio: the typical leg's time over its
+    chance a long one, whose extra is shaped by the quantiles of the extras found so far once
+    there are enough of them. Legs give the fleet's pace ratio: the typical leg's time over its
     planned time, jams and detours included (the median leg, as dwells are counted at their
     median). How strongly a new route is held to the fleet's ratios follows from how much
     routes differ from each other beyond what their own few stops and legs would show by
@@ -457,6 +502,25 @@ def _lognormal_pdf_array(
     return result
 
 
+def _long_density_array(
+    dwell: NDArray[np.float64],
+    usual_s: NDArray[np.float64],
+    sigma: float,
+    extras: tuple[float, ...],
+) -> NDArray[np.float64]:
+    """Density of long dwells shaped by the quantiles of their extra (see
+    :func:`_long_survival`), at each ``dwell`` whose usual dwell is ``usual_s``."""
+    total = np.zeros_like(dwell)
+    gap = _quantile_gap(extras)
+    for q in extras:
+        median = usual_s + q
+        spread = np.hypot(sigma * usual_s, gap) / median
+        z = np.log(dwell / median) / spread
+        total += np.exp(-0.5 * z * z) / (dwell * spread * math.sqrt(2.0 * math.pi))
+    result: NDArray[np.float64] = total / len(extras)
+    return result
+
+
 def _random_effects(
     values: list[NDArray[np.float64]], weights: list[NDArray[np.float64]]
 ) -> tuple[float, float, float]:
@@ -508,11 +572,18 @@ def _fit_dwells(routes: list[NDArray[np.float64]], prior: EtaPrior) -> EtaPrior:
     x = np.log(planned / reference)
     odds = np.array([_logit(shape.long_probability), 0.0])
     long = np.zeros(y.size)
+    # The long dwells' extra starts log-normal; once the fit has found enough long dwells,
+    # their own quantiles shape it (a log-normal misjudges which dwells are long where the
+    # extra is spread evenly, and so the chance of one).
+    quantiles: tuple[float, ...] = ()
     for _ in range(_EM_STEPS):
         p = _sigmoid(odds[0] + odds[1] * x)
         usual_s = planned * math.exp(mu)
         f_usual = (1.0 - p) * _lognormal_pdf_array(dwell, usual_s, sigma)
-        f_long = p * _lognormal_pdf_array(dwell, usual_s + extra, long_sigma)
+        if quantiles:
+            f_long = p * _long_density_array(dwell, usual_s, sigma, quantiles)
+        else:
+            f_long = p * _lognormal_pdf_array(dwell, usual_s + extra, long_sigma)
         total = f_usual + f_long
         long = np.divide(f_long, total, out=np.zeros_like(total), where=total > 0)
         usual = 1.0 - long
@@ -526,12 +597,14 @@ def _fit_dwells(routes: list[NDArray[np.float64]], prior: EtaPrior) -> EtaPrior:
             extra = math.exp(float((long * over).sum() / long.sum()))
             spread = (long * (np.log(dwell) - np.log(base_s + extra)) ** 2).sum() / long.sum()
             long_sigma = float(np.clip(math.sqrt(spread), *_SIGMA_RANGE))
+            quantiles = _long_extra_quantiles(dwell - base_s, long)
         converged = abs(new_mu - mu) < 1e-6
         mu = new_mu
         if converged:
             break
     bounds = np.cumsum([int(k.sum()) for k in keep_all])[:-1]
     _, within, between = _random_effects(np.split(y, bounds), np.split(1.0 - long, bounds))
+    extras = _long_extra_quantiles(dwell - planned * math.exp(mu), long)
     return msgspec.structs.replace(
         prior,
         service_ratio=math.exp(mu),
@@ -543,8 +616,25 @@ def _fit_dwells(routes: list[NDArray[np.float64]], prior: EtaPrior) -> EtaPrior:
             long_sigma=long_sigma,
             long_reference_s=reference,
             long_odds_power=float(odds[1]),
+            long_extras_s=extras,
         ),
     )
+
+
+def _long_extra_quantiles(
+    extra: NDArray[np.float64], weight: NDArray[np.float64]
+) -> tuple[float, ...]:
+    """Quantiles of the extra of long dwells, each dwell weighed by how likely it was a long
+    one; none until ``_MIN_LONG_DWELLS`` of them were seen."""
+    keep = (extra > 0) & (weight > 0)
+    extra, weight = extra[keep], weight[keep]
+    if weight.sum() < _MIN_LONG_DWELLS:
+        return ()
+    order = np.argsort(extra)
+    extra, weight = extra[order], weight[order]
+    middle = (np.cumsum(weight) - weight / 2.0) / weight.sum()
+    chances = (np.arange(_LONG_EXTRA_QUANTILES) + 0.5) / _LONG_EXTRA_QUANTILES
+    return tuple(float(x) for x in np.interp(chances, middle, extra))
 
 
 def _sigmoid(z: ArrayLike) -> NDArray[np.float64]:

@@ -224,3 +224,35 @@ def test_long_chance_follows_the_odds() -> None:
     assert shape.long_chance(200.0) == pytest.approx(1.0 / (1.0 + 1.0))  # odds 0.25 * 4
     assert shape.at(50.0) == DwellShape(long_probability=1 / 17, long_reference_s=100.0)
     assert DwellShape(long_probability=0.2).long_chance(500.0) == 0.2  # no reference
+
+
+def test_remaining_dwell_of_a_long_one_follows_the_fleets_quantiles_of_the_extra() -> None:
+    # Long dwells add 300-900 s, evenly spread: 700 s into a stop whose usual dwell is 100 s,
+    # the extra is past 600 s, so half of what is left of it (750 s) is about 150 s to come.
+    even = tuple(330.0 + 60.0 * k for k in range(10))
+    shape = DwellShape(sigma=0.1, long_probability=0.5, long_extras_s=even)
+    assert 110.0 < remaining_dwell_s(700.0, 100.0, shape) < 190.0
+    # A log-normal extra of the same median would say the dwell is nearly over.
+    lognormal = DwellShape(sigma=0.1, long_probability=0.5, long_extra_s=600.0, long_sigma=0.1)
+    assert remaining_dwell_s(700.0, 100.0, lognormal) < 60.0
+    with pytest.raises(ValueError):
+        DwellShape(long_extras_s=(600.0, 300.0))
+
+
+def test_fleet_learner_finds_the_shape_of_long_dwells_and_how_often_they_come() -> None:
+    # Dwells 1.1 times a plan of 100-300 s (spread 0.25), and at 10 % of stops 300-900 s
+    # longer, evenly spread: a log-normal extra would take the short ones for usual dwells.
+    rng = np.random.default_rng(11)
+    learner = FleetLearner()
+    for r in range(60):
+        planned = rng.uniform(100.0, 300.0, 10)
+        usual = planned * 1.1 * np.exp(rng.normal(0.0, 0.25, 10))
+        extra = (rng.random(10) < 0.1) * rng.uniform(300.0, 900.0, 10)
+        dwells = tuple(zip(planned.tolist(), (usual + extra).tolist(), strict=True))
+        learner.observe(f"r{r}", RouteObservations(dwells=dwells))
+    shape = learner.prior().dwell
+    extras = shape.long_extras_s
+    assert len(extras) == 10 and list(extras) == sorted(extras)
+    assert extras[0] < 420.0 and extras[-1] > 780.0
+    assert extras[4] == pytest.approx(600.0, abs=90.0)
+    assert shape.long_chance(200.0) == pytest.approx(0.1, abs=0.03)
