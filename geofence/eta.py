@@ -675,3 +675,79 @@ def _fit_legs(routes: list[NDArray[np.float64]], prior: EtaPrior) -> EtaPrior:
         pace_ratio=math.exp(float(np.median(np.concatenate(ratios)))),
         pace_prior_s=_prior_strength(within, between) * float(planned.mean()),
     )
+
+
+# Everything but long dwells still to begin (traffic, usual dwells) spreads an arrival by
+# about this share of the time still to go, for :func:`long_dwell_allowance`.
+_ETA_SPREAD_SHARE: Final = 0.15
+_ALLOWANCE_STEP_S: Final = 20.0
+_LEAD_STEP_S: Final = 60.0  # allowances are worked out for leads rounded to this
+
+
+def long_dwell_allowance(
+    leads_s: ArrayLike, chances: ArrayLike, shape: DwellShape, tolerance_share: float
+) -> NDArray[np.float64]:
+    """Seconds to add to the ETAs of the remaining stops, in order, ``leads_s`` ahead, for the
+    long dwells that may come at the stops before each (``chances``: each remaining stop's
+    chance of one): for each, the allowance that gives the arrival the best chance of falling
+    within ``tolerance_share`` of the ETA's lead.
+
+    Nobody can tell which stop will run long before it does, so a usual-dwell ETA is early by
+    a long dwell's extra whenever one comes. Near the arrival the tolerance is narrower than a
+    long dwell's extra and the allowance is 0 (an ETA in between would be wrong either way);
+    further out it covers both no long dwell and one. Leads are rounded to a minute.
+    """
+    leads = np.asarray(leads_s, dtype=np.float64)
+    if tolerance_share <= 0 or leads.size < 2:
+        return np.zeros(leads.size)
+    steps = np.maximum(np.round(leads / _LEAD_STEP_S), 1).astype(np.int64)
+    before = np.asarray(chances, dtype=np.float64)[: leads.size - 1]
+    rounded = tuple(np.round(np.clip(before, 0.0, 1.0), 3).tolist())
+    return np.array(_allowances(steps.tobytes(), rounded, shape, tolerance_share))
+
+
+@functools.lru_cache(maxsize=4096)
+def _allowances(
+    steps: bytes, chances: tuple[float, ...], shape: DwellShape, tolerance_share: float
+) -> tuple[float, ...]:
+    leads = np.frombuffer(steps, dtype=np.int64) * _LEAD_STEP_S
+    later = leads.tolist()[1:]
+    return (
+        0.0,
+        *(_allowance(lead, chances[:j], shape, tolerance_share) for j, lead in enumerate(later, 1)),
+    )
+
+
+@functools.lru_cache(maxsize=8192)
+def _allowance(
+    lead_s: float, chances: tuple[float, ...], shape: DwellShape, tolerance_share: float
+) -> float:
+    # Chances of no, one and more than one long dwell before the arrival.
+    none, one, more = 1.0, 0.0, 0.0
+    for p in chances:
+        none, one, more = none * (1.0 - p), one * (1.0 - p) + none * p, more + one * p
+    if one + more < 1e-3:
+        return 0.0
+    extras = np.array(shape.long_extras_s or (shape.long_extra_s,))
+    values = np.concatenate(([0.0], extras, 2.0 * extras))
+    weights = np.concatenate(
+        ([none], np.full(extras.size, one / extras.size), np.full(extras.size, more / extras.size))
+    )
+    half = tolerance_share * lead_s
+    spread = _ETA_SPREAD_SHARE * lead_s * _SQRT2
+    candidates = np.arange(0.0, float(extras[-1]) + _ALLOWANCE_STEP_S, _ALLOWANCE_STEP_S)[:, None]
+    inside = _erf((candidates + half - values) / spread) - _erf(
+        (candidates - half - values) / spread
+    )
+    return float(candidates[int(np.argmax(inside @ weights)), 0])
+
+
+def _erf(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The error function, to 1.5e-7 (Abramowitz and Stegun 7.1.26)."""
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
+    result: NDArray[np.float64] = np.sign(x) * (1.0 - poly * np.exp(-a * a))
+    return result

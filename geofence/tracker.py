@@ -34,8 +34,10 @@ routes, whose :meth:`RouteTracker.observations` feed a
 :class:`~geofence.eta.FleetLearner`), and for the stop being
 served the median of what is left of it until the vehicle drives off (it is still inside the
 circle for a few seconds then) (:class:`~geofence.eta.ServiceModel`; see
-:func:`~geofence.eta.estimate_arrivals`). Distances to stops are great-circle (spherical,
-within 0.6 % of the ellipsoid).
+:func:`~geofence.eta.estimate_arrivals`). Further out, an ETA also allows for the long dwells
+that may come at the stops before it, as far as that makes the arrival likelier to fall within
+``eta_tolerance_share`` of the time still to go (:func:`~geofence.eta.long_dwell_allowance`).
+Distances to stops are great-circle (spherical, within 0.6 % of the ellipsoid).
 
 Per-stop state lives in numpy arrays so a fix costs a few dozen vectorised operations whatever
 the number of stops; Python work happens only for the stops that produce events.
@@ -57,6 +59,7 @@ from .eta import (
     SpeedModel,
     SpeedState,
     estimate_arrivals,
+    long_dwell_allowance,
 )
 from .events import (
     EtaChanged,
@@ -111,6 +114,9 @@ class TrackerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     detour_factor: float = 1.3
     typical_speed_mps: float = 8.3
     speed_half_life_s: float = 1_800.0
+    # An ETA aims to fall within this share of the time still to go of the arrival; further
+    # out that makes room for long dwells at the stops before (0: none is allowed for).
+    eta_tolerance_share: float = 0.3
     prior: EtaPrior = msgspec.field(default_factory=EtaPrior)
 
     def __post_init__(self) -> None:
@@ -186,6 +192,7 @@ class RouteTracker:
             prior_ratio=prior.pace_ratio,
         )
         self.service = ServiceModel(self._service, prior)
+        self._long_chance = np.array([shape.long_probability for shape in self.service.shapes])
         # What the route shows, for learning across routes (see :meth:`observations`).
         self.dwells: list[tuple[float, float]] = []
         self.legs: list[tuple[float, float]] = []
@@ -431,8 +438,14 @@ class RouteTracker:
         service = self.service.expected()[pending]
         travel = self._travel(pending, dist) * self._pace[pending] * self.speed.ratio()
         eta = estimate_arrivals(now, travel, service, busy_s=busy)
+        allowance = long_dwell_allowance(
+            eta - now, self._long_chance[pending], cfg.prior.dwell, cfg.eta_tolerance_share
+        )
+        eta += allowance
         self.eta[pending] = eta
-        self.eta_dwell[pending] = busy + np.concatenate(([0.0], np.cumsum(service[:-1])))
+        self.eta_dwell[pending] = (
+            busy + np.concatenate(([0.0], np.cumsum(service[:-1]))) + allowance
+        )
         base = self._base(now, lat, lon)
         ids = self._ids
 

@@ -18,7 +18,7 @@ from geofence import (
     TrackerConfig,
     remaining_dwell_s,
 )
-from geofence.eta import EtaPrior, FleetLearner, RouteObservations
+from geofence.eta import EtaPrior, FleetLearner, RouteObservations, long_dwell_allowance
 
 T0 = 1_700_000_000.0
 FRAME = LocalFrame(52.0, 13.0)
@@ -256,3 +256,33 @@ def test_fleet_learner_finds_the_shape_of_long_dwells_and_how_often_they_come() 
     assert extras[0] < 420.0 and extras[-1] > 780.0
     assert extras[4] == pytest.approx(600.0, abs=90.0)
     assert shape.long_chance(200.0) == pytest.approx(0.1, abs=0.03)
+
+
+def test_far_out_etas_allow_for_long_dwells_at_the_stops_before_near_ones_do_not() -> None:
+    shape = DwellShape(long_extras_s=tuple(330.0 + 60.0 * k for k in range(10)))
+    chances = [0.1, 0.1, 0.1, 0.1]
+    near = long_dwell_allowance([300.0, 600.0], chances, shape, 0.3)
+    assert near.tolist() == [0.0, 0.0]  # a long dwell's extra is beyond 30 % of 10 minutes
+    far = long_dwell_allowance([300.0, 900.0, 1500.0, 2100.0], chances, shape, 0.3)
+    assert far[0] == 0.0 and 0.0 < far[2] < far[3] < 600.0  # more stops, more room
+    assert long_dwell_allowance([300.0, 2100.0], [0.0, 0.0], shape, 0.3).tolist() == [0.0, 0.0]
+    assert not long_dwell_allowance([300.0, 2100.0], chances, shape, 0.0).any()
+
+
+def test_tracker_etas_and_counted_dwell_include_the_allowance() -> None:
+    # Stops 2 km apart on a straight path at 10 m/s, 200 s of service each.
+    stops = tuple(_stop(i, 2000.0 * (i + 1), None, service_s=200.0) for i in range(5))
+    path = tuple(FRAME.latlon(0.0, y) for y in range(0, 10_001, 100))
+    route = Route(id="r", vehicle_id="v", stops=stops, path=path)
+    prior = EtaPrior(dwell=DwellShape(sigma=0.1, long_probability=0.15))
+    etas, dwells = [], []
+    for share in (0.0, 0.3):
+        cfg = TrackerConfig(typical_speed_mps=10.0, eta_tolerance_share=share, prior=prior)
+        tracker = RouteTracker(route, cfg)
+        tracker.update(T0, *FRAME.latlon(0.0, 0.0), speed_mps=10.0)
+        etas.append(tracker.etas())
+        dwells.append(tracker.eta_dwell_s())
+    added = {s: etas[1][s] - etas[0][s] for s in etas[0]}
+    assert added["s0"] == added["s1"] == 0.0  # the first stop ahead, then 10 minutes out
+    assert 0.0 < added["s3"] < added["s4"]
+    assert dwells[1]["s4"] - dwells[0]["s4"] == pytest.approx(added["s4"])
