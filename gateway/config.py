@@ -111,17 +111,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ValueError(
                 "redis_wait_replicas must be 0 or more, redis_wait_timeout_ms positive"
             )
-        if self.redis_wait_replicas:
-            if not self.redis_url:
-                raise ValueError(
-                    "redis_wait_replicas needs redis_url: the private redis-server has no "
-                    "replicas, so no write would ever be acknowledged"
-                )
-            if split_redis_url(self.redis_url)[1]:
-                raise ValueError(
-                    "redis_wait_replicas is not supported on a Redis Cluster yet (WAIT must "
-                    "run on each node connection that took a batch's writes)"
-                )
+        if self.redis_wait_replicas and not self.redis_url:
+            raise ValueError(
+                "redis_wait_replicas needs redis_url: the private redis-server has no "
+                "replicas, so no write would ever be acknowledged"
+            )
 
     def resolved_public_url(self, bound_http_port: int | None = None) -> str:
         if self.public_url:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -158,10 +159,7 @@ class Store:
         # > 0: every write batch ends with WAIT for this many replicas (see write_and_wait)
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
-        if wait_replicas and self.cluster:
-            # WAIT only covers the writes of its own connection, and a batch's writes go
-            # through one connection per node that coredis' cluster pipeline does not expose.
-            raise ValueError("waiting for replicas is not supported on a Redis Cluster yet")
+        self._unconfirmed: list[str] = []  # on a cluster: the vehicles of the last batch
 
     # ----- devices
 
@@ -268,7 +266,7 @@ class Store:
         minid = str(int((now - self.track_retention_s) * 1000))
         if self.cluster:
             try:
-                return await self._write_per_vehicle(writes, minid), True
+                return await self._write_per_vehicle(writes, minid)
             except (coredis.exceptions.ConnectionError, coredis.exceptions.ClusterDownError):
                 # A master died: let the caller's retry find the replica promoted for it.
                 await refresh_cluster_map(self.redis)
@@ -322,17 +320,55 @@ class Store:
     async def wait_for_replicas(self) -> bool:
         """WAIT again after ``write_and_wait`` came back short: whether ``wait_replicas``
         replicas now have every write made so far (the batch's included)."""
+        if self.cluster:
+            async with self.redis.pipeline(transaction=False, raise_on_error=False) as p:
+                waits = self._queue_cluster_waits(p, self._unconfirmed)
+            return await self._replicated(waits)
         async with self.redis.pipeline(transaction=False) as p:
             wait = self._queue_wait(p)
         return int(await wait) >= self.wait_replicas
 
-    async def _write_per_vehicle(self, writes: Sequence[VehicleWrite], minid: str) -> int:
-        """The cluster form of ``write_batch``: a script call may only touch one slot, so one
-        call per vehicle (its keys share the ``{vehicle}`` tag), pipelined: one round trip
-        per cluster node. A call that fails only for want of the script (a node restarted)
-        is made again once the script is loaded; the others are not repeated."""
+    def _queue_cluster_waits(
+        self, p: Pipeline[bytes] | ClusterPipeline[bytes], vehicles: Sequence[str]
+    ) -> list[CommandRequest[int]]:
+        """On a cluster: a WAIT mark in each vehicle's hash (the cluster's form of
+        ``_queue_wait``), then one WAIT routed to each vehicle's slot. The pipeline sends a
+        node's commands in order on one connection, so the first WAIT on each node covers
+        that node's writes and marks; the node's other WAITs find nothing left to wait for.
+        (A write coredis redirects elsewhere, a slot migrating meanwhile, is not covered.)"""
+        for v in vehicles:
+            p.hincrby(keys.vehicle(v), "wait_mark", 1)
+        with warnings.catch_warnings():
+            # coredis warns that WAIT on a cluster pipeline is not tied to one connection;
+            # routed by slot, each of these is (see above).
+            warnings.filterwarnings("ignore", "Use the :meth:`Redis.ensure_replication`")
+            return [
+                p.wait(self.wait_replicas, self.wait_timeout_ms).route(keys.vehicle(v))
+                for v in vehicles
+            ]
+
+    async def _replicated(self, waits: list[CommandRequest[int]]) -> bool:
+        """Whether every WAIT of a cluster pipeline counted ``wait_replicas`` replicas."""
+        for wait in waits:
+            try:
+                if int(await wait) < self.wait_replicas:
+                    return False
+            except coredis.exceptions.RedisError:
+                return False
+        return True
+
+    async def _write_per_vehicle(
+        self, writes: Sequence[VehicleWrite], minid: str
+    ) -> tuple[int, bool]:
+        """The cluster form of ``write_and_wait``: a script call may only touch one slot, so
+        one call per vehicle (its keys share the ``{vehicle}`` tag), pipelined: one round trip
+        per cluster node, ended by the WAITs when ``wait_replicas`` is set. A call that fails
+        only for want of the script (a node restarted) is made again once the script is
+        loaded; the others are not repeated."""
         pending = list(writes)
         dropped = 0
+        replicated = True
+        self._unconfirmed = [w.vehicle for w in writes]
         for _ in range(2):
             if self._write_sha is None:
                 self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
@@ -345,14 +381,20 @@ class Store:
                     )
                     for w in pending
                 ]
+                waits = (
+                    self._queue_cluster_waits(p, [w.vehicle for w in pending])
+                    if self.wait_replicas
+                    else []
+                )
             missing = []
             for w, call in zip(pending, calls, strict=True):
                 try:
                     dropped += int(await call)  # type: ignore[arg-type]
                 except coredis.exceptions.NoScriptError:
                     missing.append(w)
+            replicated = replicated and await self._replicated(waits)
             if not missing:
-                return dropped
+                return dropped, replicated
             pending, self._write_sha = missing, None
         raise coredis.exceptions.NoScriptError("the write script could not be loaded")
 

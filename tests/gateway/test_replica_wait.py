@@ -22,10 +22,15 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
+from gateway import keys
+from gateway.app import connect_redis
 from gateway.config import ConfigError, load_settings
 from gateway.redisproc import RedisProcess, start_redis
 
+from ..conftest import RedisClusterProcesses
 from .conftest import GatewayHandle, gateway_settings, metric, start_gateway, stored_seqs
+from .test_cluster_failover import cluster as cluster  # a fixture
+from .test_cluster_failover import shard
 
 SHORT = "gateway_writer_replica_wait_short_total"
 
@@ -131,6 +136,20 @@ async def send_acked(ws: Any, first: int, last: int) -> int:
     return await acked_through(ws, last)
 
 
+async def written_not_acked(
+    ws: Any, primary: coredis.Redis[bytes], vehicle: str, first: int, last: int
+) -> None:
+    """Send ``first`` to ``last`` while the replica is away: they reach the primary, but no
+    ack comes, as the WAITs come back short."""
+    await send(ws, first, last)
+    with trio.fail_after(5):
+        while set(range(first, last + 1)) - set(await stored_seqs(primary, vehicle)):  # noqa: ASYNC110
+            await trio.sleep(0.05)
+    with trio.move_on_after(1.5) as waited:
+        await next_ack(ws)
+    assert waited.cancelled_caught, "an ack came while the replica was away"
+
+
 async def stop(gw: GatewayHandle) -> None:
     await gw.http.aclose()
     gw.scope.cancel()
@@ -184,15 +203,7 @@ async def test_no_ack_while_the_replica_is_away(
 
         replicated.pause_replica()
         caplog.set_level(logging.WARNING, logger="gateway.ingest")
-        await send(ws, 6, 15)
-        # the positions reach the primary...
-        with trio.fail_after(5):
-            while set(range(6, 16)) - set(await stored_seqs(primary_redis, "van-a")):  # noqa: ASYNC110
-                await trio.sleep(0.05)
-        # ...but no ack comes, as the WAITs come back short
-        with trio.move_on_after(1.5) as waited:
-            await next_ack(ws)
-        assert waited.cancelled_caught, "an ack came while the replica was away"
+        await written_not_acked(ws, primary_redis, "van-a", 6, 15)
         assert metric(await gw.metrics(), SHORT) >= 3
         warnings = [r for r in caplog.records if "replica" in r.getMessage()]
         assert len(warnings) == 1  # once per episode, not once per WAIT
@@ -222,14 +233,50 @@ async def test_off_acks_without_the_replica(
     await stop(gw)
 
 
-@pytest.mark.parametrize(
-    ("redis_url", "message"),
-    [
-        ("redis+cluster://127.0.0.1:7000", "not supported on a Redis Cluster"),
-        ("", "needs redis_url"),
-    ],
-)
-def test_refused_where_it_cannot_work(redis_url: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        load_settings(env={"REDIS_URL": redis_url, "REDIS_WAIT_REPLICAS": "1"})
-    assert load_settings(env={"REDIS_URL": redis_url}).redis_wait_replicas == 0
+def test_refused_without_a_redis_of_ones_own() -> None:
+    with pytest.raises(ConfigError, match="needs redis_url"):
+        load_settings(env={"REDIS_URL": "", "REDIS_WAIT_REPLICAS": "1"})
+    assert load_settings(env={"REDIS_URL": ""}).redis_wait_replicas == 0
+    on_cluster = {"REDIS_URL": "redis+cluster://127.0.0.1:7000", "REDIS_WAIT_REPLICAS": "1"}
+    assert load_settings(env=on_cluster).redis_wait_replicas == 1
+
+
+async def replica_seqs(port: int, vehicle: str) -> list[int]:
+    """``stored_seqs`` as a cluster replica holds them (one connection: READONLY is the
+    connection's own)."""
+    async with coredis.Redis(host="127.0.0.1", port=port, max_connections=1) as node:
+        await node.readonly()
+        return await stored_seqs(node, vehicle)
+
+
+async def test_on_a_cluster_acks_wait_for_the_vehicles_replica(
+    cluster: RedisClusterProcesses, data_dir: Path, nursery: trio.Nursery
+) -> None:
+    """On a Redis Cluster each batch's writes are followed by a WAIT on every node that took
+    them: acked positions are on the vehicle's replica, and while that replica is away
+    nothing is acked."""
+    gw = await start_gateway(
+        nursery,
+        gateway_settings(
+            cluster.url, data_dir, notify=False, redis_wait_replicas=1,
+            redis_wait_timeout_ms=200,
+        ),
+    )  # fmt: skip
+    token = await gw.register("van-c")
+    async with connect_redis(cluster.url) as redis:
+        master, replica = await shard(redis, keys.vehicle("van-c"))
+    replica_node = cluster.node(replica)
+    async with open_websocket_url(f"{gw.ep.ingest_url}?token={token}") as ws:
+        acked = await send_acked(ws, 1, 20)
+        assert set(range(1, acked + 1)) <= set(await replica_seqs(replica, "van-c"))
+
+        os.kill(replica_node.process.pid, signal.SIGSTOP)
+        try:
+            async with coredis.Redis(host="127.0.0.1", port=master) as m:
+                await written_not_acked(ws, m, "van-c", 21, 30)
+            assert metric(await gw.metrics(), SHORT) >= 1
+        finally:
+            os.kill(replica_node.process.pid, signal.SIGCONT)
+        await acked_through(ws, 30, timeout=15)
+        assert set(range(1, 31)) <= set(await replica_seqs(replica, "van-c"))
+    await stop(gw)
