@@ -177,7 +177,6 @@ class Ingest:
         self._queue: deque[Session] = deque()  # sessions with positions pending
         self._queued = 0  # positions pending in all of them
         self._closed = False
-        self._replicas_short = False  # in an episode of WAITs short of replicas
         self._work = trio.Event()  # set while the queue holds something (or on close)
         self._room = trio.Event()  # set when the writer took from a full queue
         metrics.gauge_fn("gateway_writer_queue_depth", lambda: float(self._queued))
@@ -325,21 +324,18 @@ class Ingest:
         """The batch is on the primary but fewer than ``REDIS_WAIT_REPLICAS`` replicas
         confirmed it: ask again, with the writer's backoff, until they do. Nothing is
         acknowledged meanwhile, so the queue fills and devices are slowed."""
+        log.warning(
+            "fewer than %d Redis replica(s) confirmed a write batch within %d ms: "
+            "no acks until they do",
+            self.store.wait_replicas,
+            self.store.wait_timeout_ms,
+        )
         delay = RETRY_MIN_S
         while True:
             self.metrics.inc("gateway_writer_replica_wait_short_total")
-            if not self._replicas_short:
-                self._replicas_short = True
-                log.warning(
-                    "fewer than %d Redis replica(s) confirmed a write batch within %d ms: "
-                    "no acks until they do",
-                    self.store.wait_replicas,
-                    self.store.wait_timeout_ms,
-                )
             await trio.sleep(delay)
             delay = min(RETRY_MAX_S, delay * 2)
             if await self._until_done(self.store.wait_for_replicas):
-                self._replicas_short = False
                 log.info("Redis replicas confirmed the writes again: acks resume")
                 return
 

@@ -279,63 +279,56 @@ class Store:
             args.extend(w.script_args())
         if self.wait_replicas:
             return await self._write_and_wait(ks, args)
-        if self._write_sha is None:
-            self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
         try:
-            dropped = await self.redis.evalsha(self._write_sha, ks, args)
+            dropped = await self.redis.evalsha(await self._sha(), ks, args)
         except coredis.exceptions.NoScriptError:
             # Redis restarted and lost its script cache.
-            self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
-            dropped = await self.redis.evalsha(self._write_sha, ks, args)
+            self._write_sha = None
+            dropped = await self.redis.evalsha(await self._sha(), ks, args)
         return int(dropped), True  # type: ignore[arg-type]
+
+    async def _sha(self) -> str:
+        """The write script's SHA, loading the script once (again after ``_write_sha`` was
+        reset: Redis restarted and lost its script cache)."""
+        if self._write_sha is None:
+            self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
+        return self._write_sha
 
     async def _write_and_wait(self, ks: list[str], args: list[str | bytes]) -> tuple[int, bool]:
         """The script call and WAIT in one non-transactional pipeline: one round trip, and
         WAIT runs on the connection that made the writes, as it must (it only counts the
         writes of its own connection)."""
         for _ in range(2):
-            if self._write_sha is None:
-                self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
+            sha = await self._sha()
             async with self.redis.pipeline(transaction=False, raise_on_error=False) as p:
-                call = p.evalsha(self._write_sha, ks, args)
-                wait = self._queue_wait(p)
+                call = p.evalsha(sha, ks, args)
+                waits = self._queue_waits(p)
             try:
                 dropped = int(await call)  # type: ignore[arg-type]
             except coredis.exceptions.NoScriptError:
                 self._write_sha = None  # Redis restarted and lost its script cache
                 continue
-            return dropped, await wait >= self.wait_replicas
+            return dropped, await self._replicated(waits)
         raise coredis.exceptions.NoScriptError("the write script could not be loaded")
 
-    def _queue_wait(self, p: Pipeline[bytes] | ClusterPipeline[bytes]) -> CommandRequest[int]:
-        """Queue, on pipeline ``p``, a write of the WAIT mark and a WAIT; returns the WAIT.
+    def _queue_waits(
+        self, p: Pipeline[bytes] | ClusterPipeline[bytes], vehicles: Sequence[str] = ()
+    ) -> list[CommandRequest[int]]:
+        """Queue, on pipeline ``p``, writes of a WAIT mark and the WAITs; returns the WAITs.
 
-        The mark makes the WAIT cover every write the server had taken, not only this
+        The mark makes a WAIT cover every write the server had taken, not only this
         connection's own: a batch whose positions the script found already stored (an
         earlier try that failed after its write, another process) writes nothing, and a
-        WAIT after it would count replicas for an older write of this connection."""
-        p.incr(keys.WAIT_MARK)
-        return p.wait(self.wait_replicas, self.wait_timeout_ms)
+        WAIT after it would count replicas for an older write of this connection.
 
-    async def wait_for_replicas(self) -> bool:
-        """WAIT again after ``write_and_wait`` came back short: whether ``wait_replicas``
-        replicas now have every write made so far (the batch's included)."""
-        if self.cluster:
-            async with self.redis.pipeline(transaction=False, raise_on_error=False) as p:
-                waits = self._queue_cluster_waits(p, self._unconfirmed)
-            return await self._replicated(waits)
-        async with self.redis.pipeline(transaction=False) as p:
-            wait = self._queue_wait(p)
-        return int(await wait) >= self.wait_replicas
-
-    def _queue_cluster_waits(
-        self, p: Pipeline[bytes] | ClusterPipeline[bytes], vehicles: Sequence[str]
-    ) -> list[CommandRequest[int]]:
-        """On a cluster: a WAIT mark in each vehicle's hash (the cluster's form of
-        ``_queue_wait``), then one WAIT routed to each vehicle's slot. The pipeline sends a
+        On one server: one mark and one WAIT. On a cluster: a mark in the hash of each of
+        ``vehicles``, then one WAIT routed to each vehicle's slot. The pipeline sends a
         node's commands in order on one connection, so the first WAIT on each node covers
         that node's writes and marks; the node's other WAITs find nothing left to wait for.
         (A write coredis redirects elsewhere, a slot migrating meanwhile, is not covered.)"""
+        if not self.cluster:
+            p.incr(keys.WAIT_MARK)
+            return [p.wait(self.wait_replicas, self.wait_timeout_ms)]
         for v in vehicles:
             p.hincrby(keys.vehicle(v), "wait_mark", 1)
         with warnings.catch_warnings():
@@ -347,8 +340,18 @@ class Store:
                 for v in vehicles
             ]
 
+    async def wait_for_replicas(self) -> bool:
+        """WAIT again after ``write_and_wait`` came back short: whether ``wait_replicas``
+        replicas now have every write made so far (the batch's included)."""
+        # One server: an error is raised, for the caller's retry; on a cluster it counts as
+        # short, as in the batch's own pipeline.
+        async with self.redis.pipeline(transaction=False, raise_on_error=not self.cluster) as p:
+            waits = self._queue_waits(p, self._unconfirmed)
+        return await self._replicated(waits)
+
     async def _replicated(self, waits: list[CommandRequest[int]]) -> bool:
-        """Whether every WAIT of a cluster pipeline counted ``wait_replicas`` replicas."""
+        """Whether every WAIT of a pipeline counted ``wait_replicas`` replicas (a WAIT that
+        failed on a cluster node did not)."""
         for wait in waits:
             try:
                 if int(await wait) < self.wait_replicas:
@@ -370,21 +373,18 @@ class Store:
         replicated = True
         self._unconfirmed = [w.vehicle for w in writes]
         for _ in range(2):
-            if self._write_sha is None:
-                self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
+            sha = await self._sha()
             async with self.redis.pipeline(transaction=False, raise_on_error=False) as p:
                 calls = [
                     p.evalsha(
-                        self._write_sha,
+                        sha,
                         [keys.vehicle(w.vehicle), keys.track(w.vehicle)],
                         [minid, *w.script_args()],
                     )
                     for w in pending
                 ]
                 waits = (
-                    self._queue_cluster_waits(p, [w.vehicle for w in pending])
-                    if self.wait_replicas
-                    else []
+                    self._queue_waits(p, [w.vehicle for w in pending]) if self.wait_replicas else []
                 )
             missing = []
             for w, call in zip(pending, calls, strict=True):
