@@ -317,9 +317,7 @@ class GeofenceEngine:
         """What ``process`` does with a vehicle's newest of ``fixes`` fixes while there are no
         zones (no membership, crossing or dwell can change): keep it as the vehicle's last fix
         unless an earlier one was newer, so a zone created later sees where it is."""
-        if vehicle_id not in self._vid:
-            self._vehicle_indices((vehicle_id,))
-        vid = self._vid[vehicle_id]
+        vid = int(self._vehicle_indices((vehicle_id,))[0])
         self.stats.fixes += fixes
         last = self._last_ts[vid]
         if ts >= last or last != last:  # last is NaN before a first fix

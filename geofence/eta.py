@@ -495,7 +495,7 @@ class FleetLearner:
 
 
 def _lognormal_pdf_array(
-    x: NDArray[np.float64], median: NDArray[np.float64], sigma: float
+    x: NDArray[np.float64], median: NDArray[np.float64], sigma: float | NDArray[np.float64]
 ) -> NDArray[np.float64]:
     z = np.log(x / median) / sigma
     result: NDArray[np.float64] = np.exp(-0.5 * z * z) / (x * sigma * math.sqrt(2.0 * math.pi))
@@ -514,9 +514,7 @@ def _long_density_array(
     gap = _quantile_gap(extras)
     for q in extras:
         median = usual_s + q
-        spread = np.hypot(sigma * usual_s, gap) / median
-        z = np.log(dwell / median) / spread
-        total += np.exp(-0.5 * z * z) / (dwell * spread * math.sqrt(2.0 * math.pi))
+        total += _lognormal_pdf_array(dwell, median, np.hypot(sigma * usual_s, gap) / median)
     result: NDArray[np.float64] = total / len(extras)
     return result
 

@@ -21,7 +21,7 @@ from gateway import mqtt_ingest
 from gateway.app import run_gateway
 from gateway.mqtt_ack import AckingClient
 from gateway.mqtt_ingest import Inbox, MqttUrl, parse_mqtt_url, topic_device
-from gateway.redisproc import start_redis
+from gateway.redisproc import free_port, start_redis
 
 from .conftest import API_KEY, gateway_settings, metric, start_gateway, stored_seqs
 from .test_crash import start_process, stop_process
@@ -86,8 +86,6 @@ async def test_native_and_owntracks_topics(
 async def test_gateway_starts_without_a_broker_and_keeps_other_ingest(
     redis_url: str, data_dir: Path, nursery: trio.Nursery
 ) -> None:
-    from gateway.redisproc import free_port
-
     dead = f"mqtt://127.0.0.1:{free_port()}"
     gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir, mqtt_url=dead))
     token = await gw.register("van-w")
@@ -106,8 +104,6 @@ async def test_a_stop_is_prompt_with_or_without_a_broker(
     redis_url: str, data_dir: Path, mosquitto: str
 ) -> None:
     """A graceful stop does not wait for a broker that is down, nor for one that is up."""
-    from gateway.redisproc import free_port
-
     for url in (mosquitto, f"mqtt://127.0.0.1:{free_port()}"):
         stop = trio.Event()
         settings = gateway_settings(redis_url, data_dir, mqtt_url=url, notify=False)
