@@ -89,8 +89,8 @@ class ZoneStore:
 
         async def changed(data: bytes) -> None:
             zid = data.decode()
-            feature = await self.get(zid)
-            apply(zid, None if feature is None else Zone.from_geojson(feature))
+            raw = await self.redis.get(zone_key(zid))
+            apply(zid, None if raw is None else decode_zone(raw))
 
         await follow_channel(
             self.redis, CHANNEL, changed, on_subscribed=on_subscribed, task_status=task_status
