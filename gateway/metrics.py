@@ -55,6 +55,10 @@ HELP: Final[dict[str, tuple[str, str]]] = {
         "Alert changes read back from Redis and pushed to ops browsers after this process's "
         "subscription had a gap",
     ),
+    "gateway_api_redis_retries_total": (
+        "counter",
+        "HTTP requests (GET, HEAD, OPTIONS) run again because Redis did not answer",
+    ),
     "gateway_api_unavailable_total": (
         "counter",
         "HTTP requests answered 503 because Redis did not answer (after a short retry)",

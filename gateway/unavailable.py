@@ -8,8 +8,8 @@ providers (Twilio) and clients send it again when told to, so it is not retried 
 
 A request that still fails answers 503, ``Retry-After: 5`` and
 ``{"error": "storage_unavailable", "message": ...}``, counted in
-``gateway_api_unavailable_total``. The outage is logged once: when the first request meets
-it, and when Redis answers a ping again.
+``gateway_api_unavailable_total`` (each retry in ``gateway_api_redis_retries_total``). The
+outage is logged once: when the first request meets it, and when Redis answers a ping again.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ RETRY_AFTER_S: Final = 5  # what a 503 tells the client to wait
 PROBE_INTERVAL_S: Final = 0.5  # while down, Redis is pinged this often to see it return
 PROBE_TIMEOUT_S: Final = 2.0
 METRIC: Final = "gateway_api_unavailable_total"
+RETRIES: Final = "gateway_api_redis_retries_total"
 
 _body: Final = msgspec.json.encode(
     {
@@ -79,6 +80,7 @@ class RedisGuard:
                 # The last try is made at the deadline.
                 await trio.sleep(min(delay, left))
                 delay *= 2
+                self.metrics.inc(RETRIES)
 
     def _unavailable(self, exc: BaseException) -> Response:
         self.metrics.inc(METRIC)
