@@ -80,7 +80,7 @@ from geofence import (  # noqa: E402
     TrackerConfig,
     haversine_m,
 )
-from geofence.eta import EtaPrior, FleetLearner, RouteObservations  # noqa: E402
+from geofence.eta import FleetLearner, RouteObservations, SiteModel  # noqa: E402
 from simulator import DEFAULT_CENTER, City, Fix, Van, VanConfig  # noqa: E402
 from simulator.vehicle import PLAN_SERVICE_BASE_S, PLAN_SERVICE_PER_PARCEL_S  # noqa: E402
 
@@ -178,8 +178,16 @@ def drive(van: Van, van_id: str) -> list[Fix]:
     return fixes
 
 
-def run_van(city: City, config: VanConfig, seed: int, index: int, cfg: TrackerConfig) -> VanRun:
-    """Drive one van through its first route and follow it with a tracker."""
+def run_van(
+    city: City,
+    config: VanConfig,
+    seed: int,
+    index: int,
+    cfg: TrackerConfig,
+    sites: SiteModel | None = None,
+) -> VanRun:
+    """Drive one van through its first route and follow it with a tracker (knowing what
+    ``sites`` learnt of the stops' locations)."""
     van_id = f"van-{index}"
     van = Van(city, config, seed=seed, epoch=EPOCH)
     fixes = drive(van, van_id)
@@ -187,7 +195,7 @@ def run_van(city: City, config: VanConfig, seed: int, index: int, cfg: TrackerCo
     n = len(route.stops)
     index_of = {s.id: i for i, s in enumerate(route.stops)}
 
-    tracker = RouteTracker(route, cfg)
+    tracker = RouteTracker(route, cfg, sites=sites)
     etas = np.full((len(fixes), n), np.nan)
     eta_dwell = np.full((len(fixes), n), np.nan)
     for k, f in enumerate(fixes):
@@ -222,18 +230,18 @@ def run_van(city: City, config: VanConfig, seed: int, index: int, cfg: TrackerCo
         visit_ts,
         departed_ts,
         long_extra,
-        np.array([van.long_dwell_chance(v.stop.parcels) for v in visits]),
+        np.array([van.long_dwell_chance(v.stop) for v in visits]),
         tracker.observations(),
     )
 
 
-def learn_prior(city: City, config: VanConfig, seeds: list[int], cfg: TrackerConfig) -> EtaPrior:
-    """What the fleet learner makes of the routes of an earlier day, followed with ``cfg``."""
+def learn(city: City, config: VanConfig, seeds: list[int], cfg: TrackerConfig) -> FleetLearner:
+    """The fleet learner that saw the routes of earlier days, followed with ``cfg``."""
     learner = FleetLearner(cfg.prior)
     for i, seed in enumerate(seeds):
         run = run_van(city, config, seed, i, cfg)
-        learner.observe(run.route.id, run.observations)
-    return learner.prior()
+        learner.observe(f"history-{i}", run.observations)
+    return learner
 
 
 def circle_entry(
@@ -398,6 +406,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="vans of an earlier day the ETA model learns its prior from (40; 0: none)",
     )
     parser.add_argument(
+        "--no-sites",
+        action="store_true",
+        help="do not use what the history showed of each stop location (only the fleet's prior)",
+    )
+    parser.add_argument(
         "--breakdown",
         action="store_true",
         help="also split the error by long dwells and stops before the arrival, with oracle bounds",
@@ -411,11 +424,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     van_cfg = VanConfig(interval_s=args.interval)
     tracker_cfg = TrackerConfig()
     history = [args.seed * 100_003 + HISTORY_SEEDS + i for i in range(args.history)]
+    sites: SiteModel | None = None
     if history:
-        prior = learn_prior(city, van_cfg, history, tracker_cfg)
-        tracker_cfg = msgspec.structs.replace(tracker_cfg, prior=prior)
+        learner = learn(city, van_cfg, history, tracker_cfg)
+        tracker_cfg = msgspec.structs.replace(tracker_cfg, prior=learner.prior())
+        if not args.no_sites:
+            sites = learner.sites()
     runs = [
-        run_van(city, van_cfg, args.seed * 100_003 + i, i, tracker_cfg) for i in range(args.vans)
+        run_van(city, van_cfg, args.seed * 100_003 + i, i, tracker_cfg, sites)
+        for i in range(args.vans)
     ]
     found, missing = predictions(runs)
     elapsed = time.perf_counter() - started
@@ -440,6 +457,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{prior.dwell.long_chance(s):.1%} of stops planned at {s:.0f} s" for s in planned
         ),
     )
+    if sites is not None:
+        print(
+            f"sites: visits remembered at {learner.site_count} stop locations; a site's own"
+            f" visits weigh as much as the fleet's chance of a long dwell after"
+            f" {sites.strength:.2f} visits, and its long dwells' extra after"
+            f" {sites.extra_strength:.2f} of them (spread {sites.extra_sigma:.2f} a visit)"
+        )
     print("error = predicted - actual arrival (negative: the van came later than predicted)")
     result: dict[str, Any] = {
         "vans": args.vans,
@@ -447,6 +471,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "stops": n_stops,
         "history": args.history,
         "prior": msgspec.to_builtins(prior),
+        "sites": None
+        if sites is None
+        else {
+            "locations": learner.site_count,
+            "strength": sites.strength,
+            "extra_strength": sites.extra_strength,
+            "extra_sigma": sites.extra_sigma,
+        },
     }
     for h in HORIZONS_MIN:
         at = [x for x in found if x.horizon_min == h]

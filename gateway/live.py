@@ -198,7 +198,8 @@ class LiveTracking:
         self._zone_digests: dict[str, bytes] = {}
         self.tracker_config = tracker_config or TrackerConfig()
         # What the routes tracked here showed of dwells and legs: a route set from now on
-        # starts from what the fleet learnt (held in memory; learnt afresh after a restart).
+        # starts from what the fleet learnt, and each stop from what its location showed (held
+        # in memory; learnt afresh after a restart).
         self.fleet = FleetLearner(self.tracker_config.prior, max_routes=FLEET_ROUTES)
         self.routes: dict[str, TrackedRoute] = {}  # by vehicle
         self._dirty: set[str] = set()
@@ -254,14 +255,15 @@ class LiveTracking:
         cfg = msgspec.structs.replace(self.tracker_config, prior=self.fleet.prior())
         if temp_range != (None, None):
             cfg = msgspec.structs.replace(cfg, temp_min_c=temp_range[0], temp_max_c=temp_range[1])
+        sites = self.fleet.sites()
         tracker: RouteTracker | None = None
         if state is not None:
             try:
-                tracker = RouteTracker.from_state(route, state, cfg)
+                tracker = RouteTracker.from_state(route, state, cfg, sites=sites)
             except ValueError:
                 tracker = None
         self.routes[route.vehicle_id] = TrackedRoute(
-            route, tracker or RouteTracker(route, cfg), deliveries
+            route, tracker or RouteTracker(route, cfg, sites=sites), deliveries
         )
         self._current.add(route.vehicle_id)
 
@@ -296,7 +298,7 @@ class LiveTracking:
                 continue
             try:
                 tracked.tracker = RouteTracker.from_state(
-                    tracked.route, state, tracked.tracker.config
+                    tracked.route, state, tracked.tracker.config, sites=self.fleet.sites()
                 )
             except ValueError:
                 continue  # saved for another route: keep the tracker as it is

@@ -40,6 +40,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
+from statistics import NormalDist
 from typing import Final
 
 import msgspec
@@ -330,20 +331,32 @@ class ServiceModel:
 
     __slots__ = ("_absolute", "_expected", "_log_ratios", "planned_s", "prior", "shapes")
 
-    def __init__(self, planned_s: ArrayLike, prior: EtaPrior | None = None) -> None:
+    def __init__(
+        self,
+        planned_s: ArrayLike,
+        prior: EtaPrior | None = None,
+        shapes: Sequence[DwellShape] | None = None,
+    ) -> None:
         self.planned_s = np.asarray(planned_s, dtype=np.float64)
         self.prior = prior if prior is not None else EtaPrior()
-        self.shapes = [self.prior.dwell.at(s) for s in self.planned_s.tolist()]  # each stop's
+        # Each stop's own dwell shape: given (what its site showed, see :class:`SiteModel`),
+        # else the prior's at the stop's planned service time.
+        if shapes is None:
+            shapes = [self.prior.dwell.at(s) for s in self.planned_s.tolist()]
+        elif len(shapes) != self.planned_s.size:
+            raise ValueError("one dwell shape per stop is needed")
+        self.shapes = list(shapes)
         self._log_ratios: list[float] = []
         self._absolute: list[float] = []
         self._expected: NDArray[np.float64] | None = None
 
-    def observe(self, planned_s: float, dwell_s: float) -> None:
-        """A stop planned at ``planned_s`` took ``dwell_s``."""
+    def observe(self, planned_s: float, dwell_s: float, shape: DwellShape | None = None) -> None:
+        """A stop planned at ``planned_s`` (whose dwell shape is ``shape``, else the prior's
+        there) took ``dwell_s``."""
         if not math.isfinite(dwell_s) or dwell_s < 0:
             return
         usual = planned_s * self.ratio() if planned_s > 0 else self._shrunk(self._absolute, 0.0)
-        if is_long_dwell(dwell_s, usual, self.prior.dwell.at(planned_s)):
+        if is_long_dwell(dwell_s, usual, shape or self.prior.dwell.at(planned_s)):
             return
         self._expected = None
         if planned_s > 0:
@@ -407,10 +420,19 @@ def estimate_arrivals(
 
 class RouteObservations(msgspec.Struct, frozen=True, kw_only=True):
     """What one route has shown: each finished dwell as (planned service s, dwell s) and each
-    leg driven from one stop straight to the next as (planned s, actual s)."""
+    leg driven from one stop straight to the next as (planned s, actual s); ``sites``, when
+    given, holds each dwell's :func:`site_key` in the same order."""
 
     dwells: tuple[tuple[float, float], ...] = ()
     legs: tuple[tuple[float, float], ...] = ()
+    sites: tuple[str, ...] = ()
+
+
+def site_key(lat: float, lon: float) -> str:
+    """The key under which the visits to a stop's location are remembered: its coordinates to
+    five decimals (about a metre). A shipper's geocoder places an address at the same point on
+    every route, so the visits to one address share a key, and neighbouring addresses do not."""
+    return f"{lat:.5f},{lon:.5f}"
 
 
 # Learning stops short of these: a prior as strong as this many stops (or legs) leaves a route
@@ -429,6 +451,11 @@ _MAD_SIGMA: Final = 1.4826  # a normal sample's standard deviation per median ab
 _MIN_LONG_DWELLS: Final = 8.0
 _LONG_EXTRA_QUANTILES: Final = 10
 _MIN_LEG_S: Final = 10.0  # shorter planned legs are mostly noise of where the circle begins
+# Sites: the latest visits kept per site; the sites (the most recently visited) the fit of how
+# much a site's own visits count looks at; a strength as great as this many visits: no say.
+_SITE_VISITS: Final = 20
+_SITE_FIT_SAMPLE: Final = 5_000
+_MAX_SITE_STRENGTH: Final = 1_000.0
 
 
 class FleetLearner:
@@ -447,19 +474,42 @@ class FleetLearner:
     ``max_routes`` routes. Not thread-safe.
     """
 
-    __slots__ = ("_prior", "_routes", "base", "max_routes", "min_routes")
+    __slots__ = (
+        "_prior",
+        "_routes",
+        "_site_model",
+        "_sites",
+        "base",
+        "max_routes",
+        "max_sites",
+        "min_routes",
+    )
 
     def __init__(
-        self, base: EtaPrior | None = None, *, max_routes: int = 2_000, min_routes: int = 5
+        self,
+        base: EtaPrior | None = None,
+        *,
+        max_routes: int = 2_000,
+        min_routes: int = 5,
+        max_sites: int = 200_000,
     ) -> None:
         self.base = base if base is not None else EtaPrior()
         self.max_routes = max_routes
         self.min_routes = min_routes
+        self.max_sites = max_sites
         self._routes: dict[str, RouteObservations] = {}
+        # Each site's latest visits by route, the sites in the order they were last visited.
+        self._sites: dict[str, dict[str, tuple[float, float]]] = {}
         self._prior: EtaPrior | None = None
+        self._site_model: SiteModel | None = None
 
     def __len__(self) -> int:
         return len(self._routes)
+
+    @property
+    def site_count(self) -> int:
+        """How many stop locations have visits remembered."""
+        return len(self._sites)
 
     def observe(self, route_id: str, observations: RouteObservations) -> None:
         """What route ``route_id`` has shown so far (replaces what it showed before)."""
@@ -467,13 +517,34 @@ class FleetLearner:
         self._routes[route_id] = observations
         while len(self._routes) > self.max_routes:
             del self._routes[next(iter(self._routes))]
+        sites, dwells = observations.sites, observations.dwells
+        if sites and len(sites) == len(dwells):
+            for key, dwell in zip(sites, dwells, strict=True):
+                if not (dwell[0] > 0 and dwell[1] > 0):
+                    continue
+                visits = self._sites.pop(key, None) or {}
+                visits.pop(route_id, None)
+                visits[route_id] = dwell
+                while len(visits) > _SITE_VISITS:
+                    del visits[next(iter(visits))]
+                self._sites[key] = visits
+            while len(self._sites) > self.max_sites:
+                del self._sites[next(iter(self._sites))]
         self._prior = None
+        self._site_model = None
 
     def prior(self) -> EtaPrior:
         """The prior learnt from the routes observed so far."""
         if self._prior is None:
             self._prior = self._fit()
         return self._prior
+
+    def sites(self) -> SiteModel:
+        """Each stop location's own dwell shape, from the visits remembered there and the
+        prior (see :class:`SiteModel`)."""
+        if self._site_model is None:
+            self._site_model = _fit_sites(self._sites, self.prior())
+        return self._site_model
 
     def _fit(self) -> EtaPrior:
         prior = self.base
@@ -492,6 +563,169 @@ class FleetLearner:
         if len(legs) >= self.min_routes:
             prior = _fit_legs(legs, prior)
         return prior
+
+
+class SiteModel:
+    """What the fleet's earlier visits to a stop's location say about its dwell.
+
+    Long dwells are not spread evenly over addresses: at some (a reception desk, a goods-in
+    queue, a tower block without a lift) most visits run long, by about the same extra each
+    time. Each visit remembered at a site is weighed by how likely it was a long dwell (under
+    the fleet's :class:`DwellShape`); the site's chance of a long dwell is then the fleet's
+    chance at the stop's planned service time updated by them as a beta-binomial::
+
+        chance = (long visits + strength * fleet chance) / (visits + strength)
+
+    where ``strength`` is how many visits it takes before a site's own record weighs as much as
+    the fleet's (fitted from how much more sites differ in their share of long dwells than
+    chance would make them: the fewer, the more sites differ). A site that has shown long
+    dwells also gets its own extra: the mean of their log extras, shrunk towards the fleet's
+    by ``extra_strength`` (how much sites differ in their extra, against how much one site's
+    extras vary; a one-way random-effects fit), spread by ``extra_sigma`` plus what is not yet
+    known of the site's own mean. A site never seen keeps the fleet's shape.
+
+    Built by :meth:`FleetLearner.sites`; reads the learner's visits as they are when asked.
+    """
+
+    __slots__ = ("_visits", "extra_center", "extra_sigma", "extra_strength", "prior", "strength")
+
+    def __init__(
+        self,
+        visits: dict[str, dict[str, tuple[float, float]]],
+        prior: EtaPrior,
+        *,
+        strength: float = _MAX_SITE_STRENGTH,
+        extra_center: float = 0.0,
+        extra_strength: float = math.inf,
+        extra_sigma: float = 0.0,
+    ) -> None:
+        self._visits = visits
+        self.prior = prior
+        self.strength = strength
+        self.extra_center = extra_center  # the fleet's mean log extra of long dwells
+        self.extra_strength = extra_strength
+        self.extra_sigma = extra_sigma
+
+    def shapes(self, stops: Sequence[tuple[float, float, float]]) -> list[DwellShape]:
+        """The dwell shape of each stop given as (lat, lon, planned service s)."""
+        return [self.shape(site_key(lat, lon), planned) for lat, lon, planned in stops]
+
+    def shape(self, key: str, planned_s: float) -> DwellShape:
+        """The dwell shape of a stop at site ``key`` planned at ``planned_s``."""
+        base = self.prior.dwell.at(planned_s)
+        visits = self._visits.get(key)
+        if not visits or self.strength >= _MAX_SITE_STRENGTH or planned_s <= 0:
+            return base
+        rows = np.array(list(visits.values()), dtype=np.float64)
+        planned, dwell = rows[:, 0], rows[:, 1]
+        weight = _long_weights(planned, dwell, self.prior)
+        long = float(weight.sum())
+        m = self.strength
+        chance = (long + m * base.long_probability) / (planned.size + m)
+        if long < 0.5 or not math.isfinite(self.extra_strength):
+            return msgspec.structs.replace(base, long_probability=chance)
+        usual = planned * self.prior.service_ratio
+        logs = np.log(np.maximum(dwell - usual, 1.0))
+        s = self.extra_strength
+        mean = (float((weight * logs).sum()) + s * self.extra_center) / (long + s)
+        # The spread of one visit's extra, and of what is not yet known of the site's mean.
+        unknown = self.extra_sigma**2 * s / (long + s) if s > 0 else 0.0
+        extra = math.exp(mean)
+        extra_sd = extra * math.sqrt(self.extra_sigma**2 + unknown)
+        here = planned_s * self.prior.service_ratio
+        spread = math.hypot(extra_sd, base.sigma * here) / (here + extra)
+        return DwellShape(
+            sigma=base.sigma,
+            long_probability=chance,
+            long_extra_s=extra,
+            long_sigma=float(np.clip(spread, *_SIGMA_RANGE)),
+        )
+
+
+def _long_chances(planned: NDArray[np.float64], shape: DwellShape) -> NDArray[np.float64]:
+    """:meth:`DwellShape.long_chance` at each planned service time."""
+    p = min(max(shape.long_probability, 0.0), 1.0)
+    if shape.long_odds_power == 0 or shape.long_reference_s <= 0 or p in (0.0, 1.0):
+        return np.full(planned.size, p)
+    odds = (
+        p
+        / (1.0 - p)
+        * (np.maximum(planned, 1e-9) / shape.long_reference_s) ** (shape.long_odds_power)
+    )
+    result: NDArray[np.float64] = odds / (1.0 + odds)
+    return result
+
+
+def _long_weights(
+    planned: NDArray[np.float64], dwell: NDArray[np.float64], prior: EtaPrior
+) -> NDArray[np.float64]:
+    """How likely each dwell was a long one, under the prior's dwell shape."""
+    shape = prior.dwell
+    p = _long_chances(planned, shape)
+    usual = planned * prior.service_ratio
+    sigma = max(shape.sigma, _SIGMA_RANGE[0])
+    f_usual = (1.0 - p) * _lognormal_pdf_array(dwell, usual, sigma)
+    if shape.long_extras_s:
+        f_long = p * _long_density_array(dwell, usual, sigma, shape.long_extras_s)
+    else:
+        f_long = p * _lognormal_pdf_array(
+            dwell, usual + shape.long_extra_s, max(shape.long_sigma, _SIGMA_RANGE[0])
+        )
+    total = f_usual + f_long
+    return np.divide(f_long, total, out=np.zeros_like(total), where=total > 0)
+
+
+def _fit_sites(visits: dict[str, dict[str, tuple[float, float]]], prior: EtaPrior) -> SiteModel:
+    """How strongly a site's own visits count (see :class:`SiteModel`), from the most recently
+    visited sites."""
+    groups: list[NDArray[np.float64]] = []
+    for record in reversed(visits.values()):
+        if len(groups) >= _SITE_FIT_SAMPLE:
+            break
+        groups.append(np.array(list(record.values()), dtype=np.float64))
+    if not groups or prior.dwell.long_probability <= 0:
+        return SiteModel(visits, prior)
+    rows = np.concatenate(groups)
+    sizes = np.array([g.shape[0] for g in groups])
+    site = np.repeat(np.arange(len(groups)), sizes)
+    planned, dwell = rows[:, 0], rows[:, 1]
+    weight = _long_weights(planned, dwell, prior)
+    chance = _long_chances(planned, prior.dwell)
+    # Over-dispersion of each site's count of long dwells (method of moments): with a beta
+    # spread of chances, Var(count) = sum p(1-p) * (1 + (visits - 1) rho), rho = 1/(m + 1).
+    count = np.bincount(site, weight)
+    expected = np.bincount(site, chance)
+    var = np.bincount(site, chance * (1.0 - chance))
+    several = sizes >= 2
+    den = float(((sizes - 1) * var)[several].sum())
+    num = float(((count - expected) ** 2 - var)[several].sum())
+    rho = num / den if den > 0 else 0.0
+    if rho <= 1.0 / (_MAX_SITE_STRENGTH + 1.0):
+        return SiteModel(visits, prior)
+    strength = 1.0 / min(rho, 0.999) - 1.0
+    # Each site's long dwells' log extras: how much sites differ against one site's spread.
+    long = weight > 0.5
+    extra_strength, center, sigma = math.inf, 0.0, 0.0
+    if long.sum() >= _MIN_LONG_DWELLS:
+        usual = planned * prior.service_ratio
+        logs = np.log(np.maximum(dwell - usual, 1.0))
+        ids = site[long]
+        order = np.argsort(ids, kind="stable")
+        bounds = np.flatnonzero(np.diff(ids[order])) + 1
+        values = np.split(logs[long][order], bounds)
+        weights = np.split(weight[long][order], bounds)
+        center, within, between = _random_effects(values, weights)
+        if between > 0 and within > 0:
+            extra_strength = within / between
+            sigma = math.sqrt(within)
+    return SiteModel(
+        visits,
+        prior,
+        strength=strength,
+        extra_center=center,
+        extra_strength=extra_strength,
+        extra_sigma=sigma,
+    )
 
 
 def _lognormal_pdf_array(
@@ -682,62 +916,128 @@ _ALLOWANCE_STEP_S: Final = 20.0
 _LEAD_STEP_S: Final = 60.0  # allowances are worked out for leads rounded to this
 
 
-def long_dwell_allowance(
-    leads_s: ArrayLike, chances: ArrayLike, shape: DwellShape, tolerance_share: float
-) -> NDArray[np.float64]:
-    """Seconds to add to the ETAs of the remaining stops, in order, ``leads_s`` ahead, for the
-    long dwells that may come at the stops before each (``chances``: each remaining stop's
-    chance of one): for each, the allowance that gives the arrival the best chance of falling
-    within ``tolerance_share`` of the ETA's lead.
+_EXTRA_BIN_S: Final = 20.0  # long dwells' extras are added up on a grid this fine ...
+_EXTRA_BINS: Final = 540  # ... up to 3 hours (more is counted as 3 hours)
+_EXTRA_NORMAL_QUANTILES: Final = tuple(
+    NormalDist().inv_cdf((i + 0.5) / _LONG_EXTRA_QUANTILES) for i in range(_LONG_EXTRA_QUANTILES)
+)
 
-    Nobody can tell which stop will run long before it does, so a usual-dwell ETA is early by
-    a long dwell's extra whenever one comes. Near the arrival the tolerance is narrower than a
-    long dwell's extra and the allowance is 0 (an ETA in between would be wrong either way);
-    further out it covers both no long dwell and one. Leads are rounded to a minute.
+
+def extra_distribution(shape: DwellShape, usual_s: float) -> NDArray[np.float64]:
+    """What a long dwell may add at a stop whose usual dwell is ``usual_s``, as chances on a
+    grid of ``_EXTRA_BIN_S``: nothing (no long dwell) at 0, else at the quantiles of the extra
+    (the fleet's, or those of the log-normal long dwell)."""
+    p = min(max(shape.long_probability, 0.0), 1.0)
+    out = np.zeros(_EXTRA_BINS)
+    out[0] = 1.0 - p
+    if shape.long_extras_s:
+        extras = np.asarray(shape.long_extras_s, dtype=np.float64)
+    else:
+        total = (usual_s + shape.long_extra_s) * np.exp(
+            shape.long_sigma * np.asarray(_EXTRA_NORMAL_QUANTILES)
+        )
+        extras = np.maximum(total - usual_s, 0.0)
+    bins = np.minimum(np.round(extras / _EXTRA_BIN_S).astype(np.intp), _EXTRA_BINS - 1)
+    np.add.at(out, bins, p / extras.size)
+    return out
+
+
+class AllowanceModel:
+    """How much to add to the ETAs of a route's remaining stops for the long dwells that may
+    come at the stops before each, given each stop's dwell shape.
+
+    Nobody can tell for sure which stop will run long before it does, so a usual-dwell ETA is
+    early by a long dwell's extra whenever one comes. For each remaining stop, the extras the
+    stops before it may add are summed as a distribution (:func:`extra_distribution`, added
+    up stop by stop), and the allowance is the one that gives the arrival the best chance of
+    falling within ``tolerance_share`` of the ETA's lead, everything else (traffic, usual
+    dwells) spreading the arrival by ``_ETA_SPREAD_SHARE`` of the lead. Near the arrival the
+    tolerance is narrower than an extra, and an unlikely long dwell gets no allowance (an
+    ETA in between would be wrong either way); a stop that nearly always runs long (a site
+    known for it, :class:`SiteModel`) gets its extra counted in full. Leads are rounded to a
+    minute; what was worked out is kept while the same stops are pending.
     """
-    leads = np.asarray(leads_s, dtype=np.float64)
-    if tolerance_share <= 0 or leads.size < 2:
-        return np.zeros(leads.size)
-    steps = np.maximum(np.round(leads / _LEAD_STEP_S), 1).astype(np.int64)
-    before = np.asarray(chances, dtype=np.float64)[: leads.size - 1]
-    rounded = tuple(np.round(np.clip(before, 0.0, 1.0), 3).tolist())
-    return np.array(_allowances(steps.tobytes(), rounded, shape, tolerance_share))
+
+    __slots__ = ("_cache", "_dists", "_kernels", "_last", "_pending", "tolerance_share")
+
+    def __init__(
+        self, shapes: Sequence[DwellShape], usual_s: ArrayLike, tolerance_share: float
+    ) -> None:
+        usual = np.asarray(usual_s, dtype=np.float64).tolist()
+        self._kernels = [extra_distribution(s, u) for s, u in zip(shapes, usual, strict=True)]
+        self.tolerance_share = tolerance_share
+        self._pending = b""
+        self._dists: list[NDArray[np.float64]] = []
+        self._cache: dict[tuple[int, int], float] = {}
+        self._last: tuple[bytes, NDArray[np.float64]] = (b"", np.zeros(0))
+
+    def allowance(self, pending: NDArray[np.intp], leads_s: ArrayLike) -> NDArray[np.float64]:
+        """Seconds to add to the ETA of each stop of ``pending`` (in the order they will be
+        reached), ``leads_s`` ahead of now."""
+        leads = np.asarray(leads_s, dtype=np.float64)
+        if self.tolerance_share <= 0 or leads.size < 2:
+            return np.zeros(leads.size)
+        steps = np.maximum(np.round(leads / _LEAD_STEP_S), 1).astype(np.int64)
+        key = pending.astype(np.intp).tobytes()
+        if key != self._pending:
+            self._pending, self._dists, self._cache = key, [], {}
+        whole = key + steps.tobytes()
+        if whole == self._last[0]:
+            return self._last[1].copy()
+        out = np.zeros(leads.size)
+        for j, step in enumerate(steps.tolist()):
+            if j == 0:
+                continue
+            value = self._cache.get((j, step))
+            if value is None:
+                value = self._cache[j, step] = _best_allowance(
+                    self._before(pending, j), step * _LEAD_STEP_S, self.tolerance_share
+                )
+            out[j] = value
+        self._last = (whole, out)
+        return out.copy()
+
+    def _before(self, pending: NDArray[np.intp], j: int) -> NDArray[np.float64]:
+        """The distribution of what long dwells add at the first ``j`` pending stops."""
+        dists = self._dists
+        while len(dists) < j:
+            kernel = self._kernels[int(pending[len(dists)])]
+            if not dists:
+                dists.append(kernel)
+                continue
+            total = np.convolve(dists[-1], kernel)
+            total[_EXTRA_BINS - 1] += total[_EXTRA_BINS:].sum()
+            dists.append(total[:_EXTRA_BINS])
+        return dists[j - 1]
 
 
-@functools.lru_cache(maxsize=4096)
-def _allowances(
-    steps: bytes, chances: tuple[float, ...], shape: DwellShape, tolerance_share: float
-) -> tuple[float, ...]:
-    leads = np.frombuffer(steps, dtype=np.int64) * _LEAD_STEP_S
-    later = leads.tolist()[1:]
-    return (
-        0.0,
-        *(_allowance(lead, chances[:j], shape, tolerance_share) for j, lead in enumerate(later, 1)),
-    )
-
-
-@functools.lru_cache(maxsize=8192)
-def _allowance(
-    lead_s: float, chances: tuple[float, ...], shape: DwellShape, tolerance_share: float
-) -> float:
-    # Chances of no, one and more than one long dwell before the arrival.
-    none, one, more = 1.0, 0.0, 0.0
-    for p in chances:
-        none, one, more = none * (1.0 - p), one * (1.0 - p) + none * p, more + one * p
-    if one + more < 1e-3:
+def _best_allowance(dist: NDArray[np.float64], lead_s: float, tolerance_share: float) -> float:
+    if 1.0 - dist[0] < 1e-3:
         return 0.0
-    extras = np.array(shape.long_extras_s or (shape.long_extra_s,))
-    values = np.concatenate(([0.0], extras, 2.0 * extras))
-    weights = np.concatenate(
-        ([none], np.full(extras.size, one / extras.size), np.full(extras.size, more / extras.size))
-    )
+    bins = np.flatnonzero(dist > 1e-6)
+    values = bins * _EXTRA_BIN_S
+    weights = dist[bins]
+    # Allowances beyond what 99.9 % of outcomes add are never the likeliest to be right.
+    top = float(values[min(int(np.searchsorted(np.cumsum(weights), 0.999)), values.size - 1)])
     half = tolerance_share * lead_s
     spread = _ETA_SPREAD_SHARE * lead_s * _SQRT2
-    candidates = np.arange(0.0, float(extras[-1]) + _ALLOWANCE_STEP_S, _ALLOWANCE_STEP_S)[:, None]
+    candidates = np.arange(0.0, top + _ALLOWANCE_STEP_S, _ALLOWANCE_STEP_S)[:, None]
     inside = _erf((candidates + half - values) / spread) - _erf(
         (candidates - half - values) / spread
     )
     return float(candidates[int(np.argmax(inside @ weights)), 0])
+
+
+def long_dwell_allowance(
+    leads_s: ArrayLike,
+    shapes: Sequence[DwellShape],
+    usual_s: ArrayLike,
+    tolerance_share: float,
+) -> NDArray[np.float64]:
+    """:meth:`AllowanceModel.allowance` for remaining stops in order, ``leads_s`` ahead, with
+    dwell shapes ``shapes`` and usual dwells ``usual_s``, worked out afresh."""
+    model = AllowanceModel(shapes, usual_s, tolerance_share)
+    return model.allowance(np.arange(len(shapes), dtype=np.intp), leads_s)
 
 
 def _erf(x: NDArray[np.float64]) -> NDArray[np.float64]:

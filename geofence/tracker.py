@@ -53,13 +53,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .eta import (
+    AllowanceModel,
     EtaPrior,
     RouteObservations,
     ServiceModel,
+    SiteModel,
     SpeedModel,
     SpeedState,
     estimate_arrivals,
-    long_dwell_allowance,
+    site_key,
 )
 from .events import (
     EtaChanged,
@@ -153,7 +155,9 @@ class _Alerts(msgspec.Struct, kw_only=True):
 class RouteTracker:
     """Follows one route; see the module docstring. Not thread-safe; one per active route."""
 
-    def __init__(self, route: Route, config: TrackerConfig | None = None) -> None:
+    def __init__(
+        self, route: Route, config: TrackerConfig | None = None, *, sites: SiteModel | None = None
+    ) -> None:
         self.route = route
         self.config = cfg = config if config is not None else TrackerConfig()
         stops = route.stops
@@ -191,10 +195,17 @@ class RouteTracker:
             prior.pace_prior_s,
             prior_ratio=prior.pace_ratio,
         )
-        self.service = ServiceModel(self._service, prior)
-        self._long_chance = np.array([shape.long_probability for shape in self.service.shapes])
-        # What the route shows, for learning across routes (see :meth:`observations`).
+        shapes = None
+        if sites is not None:
+            shapes = sites.shapes([(s.lat, s.lon, s.service_s) for s in stops])
+        self.service = ServiceModel(self._service, prior, shapes)
+        self._allowance = AllowanceModel(
+            self.service.shapes, self.service.expected(), cfg.eta_tolerance_share
+        )
+        # What the route shows, for learning across routes (see :meth:`observations`): each
+        # finished dwell with the index of its stop, each leg.
         self.dwells: list[tuple[float, float]] = []
+        self.dwell_stops: list[int] = []
         self.legs: list[tuple[float, float]] = []
         self.leg_start: tuple[float, int, float] | None = None  # ts, stop index, planned s
         self.alerts = _Alerts()
@@ -230,7 +241,13 @@ class RouteTracker:
     def observations(self) -> RouteObservations:
         """The route's finished dwells and the legs driven from one stop straight to the next
         pending one, for learning across routes (:class:`~geofence.eta.FleetLearner`)."""
-        return RouteObservations(dwells=tuple(self.dwells), legs=tuple(self.legs))
+        stops = self.route.stops
+        sites = tuple(site_key(stops[i].lat, stops[i].lon) for i in self.dwell_stops)
+        return RouteObservations(
+            dwells=tuple(self.dwells),
+            legs=tuple(self.legs),
+            sites=sites if len(sites) == len(self.dwells) else (),
+        )
 
     def stop_status(self, stop_id: str) -> str:
         """``"pending"``, ``"arrived"`` or ``"departed"``."""
@@ -323,8 +340,9 @@ class RouteTracker:
         for i in gone.tolist():
             status[i] = DEPARTED
             planned, dwell = float(self._service[i]), float(self.still_s[i])
-            self.service.observe(planned, dwell)
+            self.service.observe(planned, dwell, self.service.shapes[i])
             self.dwells.append((planned, dwell))
+            self.dwell_stops.append(i)
             out.append(
                 StopDeparted(*base, stop_id=self._ids[i], arrived_ts=float(self.arrived_ts[i]))
             )
@@ -438,9 +456,7 @@ class RouteTracker:
         service = self.service.expected()[pending]
         travel = self._travel(pending, dist) * self._pace[pending] * self.speed.ratio()
         eta = estimate_arrivals(now, travel, service, busy_s=busy)
-        allowance = long_dwell_allowance(
-            eta - now, self._long_chance[pending], cfg.prior.dwell, cfg.eta_tolerance_share
-        )
+        allowance = self._allowance.allowance(pending, eta - now)
         eta += allowance
         self.eta[pending] = eta
         self.eta_dwell[pending] = (
@@ -615,6 +631,7 @@ class RouteTracker:
             "service": self.service.export(),
             "observed": {
                 "dwells": [list(d) for d in self.dwells],
+                "dwell_stops": list(self.dwell_stops),
                 "legs": [list(g) for g in self.legs],
                 "leg_start": None if self.leg_start is None else list(self.leg_start),
             },
@@ -623,13 +640,18 @@ class RouteTracker:
 
     @classmethod
     def from_state(
-        cls, route: Route, state: dict[str, Any], config: TrackerConfig | None = None
+        cls,
+        route: Route,
+        state: dict[str, Any],
+        config: TrackerConfig | None = None,
+        *,
+        sites: SiteModel | None = None,
     ) -> RouteTracker:
         """A tracker for ``route`` resumed from :meth:`export_state` output. Stops the state
         does not know stay pending."""
         if state.get("version") != STATE_VERSION or state.get("route_id") != route.id:
             raise ValueError("state is not from this route or this version")
-        t = cls(route, config)
+        t = cls(route, config, sites=sites)
         stops = state.get("stops") or {}
         for i, sid in enumerate(t._ids):
             s = stops.get(sid)
@@ -655,6 +677,9 @@ class RouteTracker:
         t.service.restore(state.get("service") or {})
         observed = state.get("observed") or {}
         t.dwells = [(float(a), float(b)) for a, b in observed.get("dwells") or []]
+        # States saved before stops were recorded with their dwells: the sites are not known.
+        n = len(route.stops)
+        t.dwell_stops = [int(i) for i in observed.get("dwell_stops") or [] if 0 <= int(i) < n]
         t.legs = [(float(a), float(b)) for a, b in observed.get("legs") or []]
         start = observed.get("leg_start")
         t.leg_start = None if start is None else (float(start[0]), int(start[1]), float(start[2]))

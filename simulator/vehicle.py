@@ -61,10 +61,18 @@ class VanConfig:
     # (median 1) of this spread, kept within service_factor; then, by chance, a long dwell.
     service_sigma: float = 0.3
     service_factor: tuple[float, float] = (0.5, 2.0)
-    # A long dwell is likelier where more parcels change hands (a signature each, a reception
-    # desk, more trips to the door): its chance at a stop with the fewest and with the most
-    # parcels of ``parcels``, straight in between; about 10 % of stops overall.
-    long_dwell_probability: tuple[float, float] = (0.02, 0.18)
+    # Long dwells come mostly from the address: at a share of the city's addresses (a reception
+    # desk, a goods-in queue, a tower block without a lift) nearly every visit runs long, by
+    # about that site's own extra (drawn once per address, the same for every van and day)
+    # with a log-normal spread per visit. Elsewhere a long dwell comes by chance (nobody home,
+    # nowhere to park), likelier where more parcels change hands: its chance at a stop with
+    # the fewest and with the most parcels of ``parcels``, straight in between. About 8 % of
+    # stops overall run long, two in ten of them by chance at an ordinary address.
+    slow_site_share: float = 0.08
+    slow_site_probability: float = 0.85
+    slow_site_extra_s: tuple[float, float] = (300.0, 900.0)
+    slow_site_spread: float = 0.2
+    long_dwell_probability: tuple[float, float] = (0.005, 0.03)
     long_dwell_s: tuple[float, float] = (300.0, 900.0)
     detour_probability: float = 0.1  # per leg
     detour_offset_m: tuple[float, float] = (300.0, 700.0)
@@ -92,6 +100,8 @@ class VanConfig:
             raise ValueError("time_scale must be positive")
         if self.stops_per_route < 1:
             raise ValueError("stops_per_route must be at least 1")
+        if not (0.0 <= self.slow_site_share <= 1.0 and 0.0 <= self.slow_site_probability <= 1.0):
+            raise ValueError("slow_site_share and slow_site_probability must be within 0-1")
 
 
 class Fix(msgspec.Struct, frozen=True):
@@ -217,6 +227,7 @@ class Van:
         self._traffic_until = 0.0
         self._route: _Route | None = None
         self._next: _Route | None = None
+        self._sites: dict[tuple[float, float], float] = {}
         self._leg_index = 0
         self._d = 0.0  # distance along the current leg
         self._seg = 0
@@ -449,16 +460,40 @@ class Van:
         lo, hi = cfg.service_factor
         dwell = stop.service_s * min(max(rng.lognormvariate(0.0, cfg.service_sigma), lo), hi)
         extra = 0.0
-        if rng.random() < self.long_dwell_chance(stop.parcels):
+        site_extra = self.site_extra_s(stop.address)
+        if site_extra > 0 and rng.random() < cfg.slow_site_probability:
+            extra = site_extra * rng.lognormvariate(0.0, cfg.slow_site_spread)
+        elif site_extra == 0 and rng.random() < self._chance_long(stop.parcels):
             extra = rng.uniform(*cfg.long_dwell_s)
+        if extra > 0:
             self.counters.long_dwells += 1
         self.visits.append(StopVisit(stop, self._t, long_extra_s=extra))
         dwell += extra
         self.phase = Phase.DWELLING
         self._phase_until = self._t + dwell
 
-    def long_dwell_chance(self, parcels: int) -> float:
-        """The chance that a stop with ``parcels`` parcels takes a long dwell."""
+    def site_extra_s(self, address: Address) -> float:
+        """What a visit to ``address`` usually adds when it runs long, if the address is one
+        where long dwells are the rule; 0 elsewhere. Drawn from the address's location alone, so
+        every van (whatever its seed) finds the same addresses slow, by the same amount."""
+        cfg = self.config
+        key = (address.lat, address.lon)
+        extra = self._sites.get(key)
+        if extra is None:
+            site = random.Random(f"site {address.lat:.6f} {address.lon:.6f}")
+            slow = site.random() < cfg.slow_site_share
+            extra = site.uniform(*cfg.slow_site_extra_s) if slow else 0.0
+            self._sites[key] = extra
+        return extra
+
+    def long_dwell_chance(self, stop: PlannedStop) -> float:
+        """The chance that a visit to ``stop`` takes a long dwell."""
+        if self.site_extra_s(stop.address) > 0:
+            return self.config.slow_site_probability
+        return self._chance_long(stop.parcels)
+
+    def _chance_long(self, parcels: int) -> float:
+        """The chance of a long dwell by chance at an ordinary address with ``parcels``."""
         cfg = self.config
         (fewest, most), (low, high) = cfg.parcels, cfg.long_dwell_probability
         share = (parcels - fewest) / (most - fewest) if most > fewest else 0.5

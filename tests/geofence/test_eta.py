@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -18,7 +19,13 @@ from geofence import (
     TrackerConfig,
     remaining_dwell_s,
 )
-from geofence.eta import EtaPrior, FleetLearner, RouteObservations, long_dwell_allowance
+from geofence.eta import (
+    EtaPrior,
+    FleetLearner,
+    RouteObservations,
+    long_dwell_allowance,
+    site_key,
+)
 
 T0 = 1_700_000_000.0
 FRAME = LocalFrame(52.0, 13.0)
@@ -259,14 +266,118 @@ def test_fleet_learner_finds_the_shape_of_long_dwells_and_how_often_they_come() 
 
 
 def test_far_out_etas_allow_for_long_dwells_at_the_stops_before_near_ones_do_not() -> None:
-    shape = DwellShape(long_extras_s=tuple(330.0 + 60.0 * k for k in range(10)))
-    chances = [0.1, 0.1, 0.1, 0.1]
-    near = long_dwell_allowance([300.0, 600.0], chances, shape, 0.3)
+    shape = DwellShape(
+        long_probability=0.1, long_extras_s=tuple(330.0 + 60.0 * k for k in range(10))
+    )
+    shapes, usual = [shape] * 4, [200.0] * 4
+    near = long_dwell_allowance([300.0, 600.0], shapes, usual, 0.3)
     assert near.tolist() == [0.0, 0.0]  # a long dwell's extra is beyond 30 % of 10 minutes
-    far = long_dwell_allowance([300.0, 900.0, 1500.0, 2100.0], chances, shape, 0.3)
+    far = long_dwell_allowance([300.0, 900.0, 1500.0, 2100.0], shapes, usual, 0.3)
     assert far[0] == 0.0 and 0.0 < far[2] < far[3] < 600.0  # more stops, more room
-    assert long_dwell_allowance([300.0, 2100.0], [0.0, 0.0], shape, 0.3).tolist() == [0.0, 0.0]
-    assert not long_dwell_allowance([300.0, 2100.0], chances, shape, 0.0).any()
+    never = [msgspec.structs.replace(shape, long_probability=0.0)] * 2
+    assert long_dwell_allowance([300.0, 2100.0], never, usual[:2], 0.3).tolist() == [0.0, 0.0]
+    assert not long_dwell_allowance([300.0, 2100.0], shapes, usual, 0.0).any()
+
+
+def test_a_stop_ahead_that_nearly_always_runs_long_has_its_extra_counted_even_near() -> None:
+    # The stop before the next one is a site where 9 visits in 10 run about 600 s long.
+    slow = DwellShape(long_probability=0.9, long_extra_s=600.0, long_sigma=0.1)
+    usual = DwellShape(long_probability=0.02, long_extra_s=600.0, long_sigma=0.1)
+    allowance = long_dwell_allowance([300.0, 1200.0], [slow, usual], [200.0, 200.0], 0.3)
+    assert allowance[0] == 0.0
+    assert allowance[1] == pytest.approx(600.0, abs=60.0)
+    # The same lead behind an ordinary stop gets nothing.
+    plain = long_dwell_allowance([300.0, 1200.0], [usual, usual], [200.0, 200.0], 0.3)
+    assert plain.tolist() == [0.0, 0.0]
+    # Two slow stops ahead add up (not each counted once).
+    two = long_dwell_allowance([300.0, 900.0, 2400.0], [slow, slow, usual], [200.0] * 3, 0.3)
+    assert two[2] == pytest.approx(1200.0, abs=120.0)
+
+
+def _site_history(
+    rng: np.random.Generator, routes: int, slow: dict[str, float], sites: list[str]
+) -> FleetLearner:
+    """Routes of 8 stops at random sites: usual dwells 1.0 times a plan of 150 s (spread 0.25);
+    at the ``slow`` sites 9 visits in 10 are longer by the site's extra (spread 0.1), elsewhere
+    1 in 50 by 300-900 s."""
+    learner = FleetLearner()
+    for r in range(routes):
+        keys = rng.choice(sites, 8, replace=False).tolist()
+        dwells = []
+        for key in keys:
+            dwell = 150.0 * math.exp(rng.normal(0.0, 0.25))
+            if key in slow and rng.random() < 0.9:
+                dwell += slow[key] * math.exp(rng.normal(0.0, 0.1))
+            elif key not in slow and rng.random() < 0.02:
+                dwell += rng.uniform(300.0, 900.0)
+            dwells.append((150.0, dwell))
+        learner.observe(f"r{r}", RouteObservations(dwells=tuple(dwells), sites=tuple(keys)))
+    return learner
+
+
+def test_site_model_learns_which_locations_run_long_and_by_how_much() -> None:
+    rng = np.random.default_rng(5)
+    sites = [site_key(48.0 + i * 1e-3, 11.0) for i in range(100)]
+    slow = {sites[i]: 300.0 + 60.0 * i for i in range(10)}  # 300-840 s, each its own
+    learner = _site_history(rng, 200, slow, sites)
+    model = learner.sites()
+    assert 0.0 < model.strength < 5.0  # sites differ: a few visits already count
+    ordinary = []
+    for key in sites:
+        shape = model.shape(key, 150.0)
+        if key in slow:
+            assert shape.long_probability > 0.7
+            assert shape.long_extra_s == pytest.approx(slow[key], rel=0.15)
+            assert not shape.long_extras_s  # its own extra, not the fleet's quantiles
+        else:
+            ordinary.append(shape.long_probability)
+    # An ordinary site that happened to run long once or twice is not taken for a slow one.
+    assert float(np.mean(ordinary)) < 0.04 and max(ordinary) < 0.2
+    # A site never visited keeps the fleet's shape; so does every site if routes carry no sites.
+    assert model.shape(site_key(10.0, 10.0), 150.0) == learner.prior().dwell.at(150.0)
+    bare = FleetLearner()
+    for rid, obs in learner._routes.items():
+        bare.observe(rid, RouteObservations(dwells=obs.dwells))
+    assert bare.site_count == 0
+    assert bare.sites().shape(sites[0], 150.0) == bare.prior().dwell.at(150.0)
+
+
+def test_site_model_gives_sites_no_say_where_long_dwells_come_by_chance() -> None:
+    # Every site alike: 1 visit in 10 runs long, wherever.
+    rng = np.random.default_rng(6)
+    sites = [site_key(48.0 + i * 1e-3, 11.0) for i in range(100)]
+    learner = FleetLearner()
+    for r in range(200):
+        keys = rng.choice(sites, 8, replace=False).tolist()
+        dwells = tuple(
+            (150.0, 150.0 * math.exp(rng.normal(0.0, 0.25)) + (rng.random() < 0.1) * 600.0)
+            for _ in keys
+        )
+        learner.observe(f"r{r}", RouteObservations(dwells=dwells, sites=tuple(keys)))
+    model = learner.sites()
+    fleet = learner.prior().dwell.at(150.0).long_probability
+    chances = [model.shape(key, 150.0).long_probability for key in sites]
+    assert max(chances) < 0.3 and min(chances) > 0.03
+    assert float(np.mean(chances)) == pytest.approx(fleet, abs=0.03)
+
+
+def test_site_visits_are_kept_per_route_and_bounded() -> None:
+    learner = FleetLearner(max_sites=3)
+    key = site_key(48.1, 11.5)
+    for step in range(1, 4):  # the same route seen growing: its visit counts once
+        learner.observe("r1", RouteObservations(dwells=((100.0, 90.0 + step),), sites=(key,)))
+    assert learner._sites[key] == {"r1": (100.0, 93.0)}
+    for i in range(25):
+        learner.observe(f"s{i}", RouteObservations(dwells=((100.0, 100.0),), sites=(key,)))
+    assert len(learner._sites[key]) == 20  # the latest visits
+    assert "r1" not in learner._sites[key]
+    for i in range(4):
+        other = site_key(40.0 + i, 10.0)
+        learner.observe(f"t{i}", RouteObservations(dwells=((100.0, 100.0),), sites=(other,)))
+    assert learner.site_count == 3 and key not in learner._sites  # least recently visited
+    # Dwells and sites that do not pair up are not taken as site visits.
+    learner.observe("u", RouteObservations(dwells=((100.0, 100.0),) * 2, sites=(key,)))
+    assert key not in learner._sites
 
 
 def test_tracker_etas_and_counted_dwell_include_the_allowance() -> None:
@@ -286,3 +397,36 @@ def test_tracker_etas_and_counted_dwell_include_the_allowance() -> None:
     assert added["s0"] == added["s1"] == 0.0  # the first stop ahead, then 10 minutes out
     assert 0.0 < added["s3"] < added["s4"]
     assert dwells[1]["s4"] - dwells[0]["s4"] == pytest.approx(added["s4"])
+
+
+def test_tracker_counts_a_known_slow_site_ahead_and_reports_the_sites_it_visited() -> None:
+    # Stops 2 km apart at 10 m/s, 150 s of service each; the fleet has seen stop s1's site run
+    # about 600 s long on each of its visits.
+    stops = tuple(_stop(i, 2000.0 * (i + 1), None, service_s=150.0) for i in range(4))
+    path = tuple(FRAME.latlon(0.0, y) for y in range(0, 8_001, 100))
+    route = Route(id="r", vehicle_id="v", stops=stops, path=path)
+    rng = np.random.default_rng(8)
+    others = [site_key(40.0 + i * 1e-3, 10.0) for i in range(60)]
+    slow_key = site_key(stops[1].lat, stops[1].lon)
+    learner = _site_history(rng, 150, {slow_key: 600.0, others[0]: 600.0}, [slow_key, *others])
+    cfg = TrackerConfig(typical_speed_mps=10.0, prior=learner.prior())
+    plain = RouteTracker(route, cfg)
+    knowing = RouteTracker(route, cfg, sites=learner.sites())
+    for t in (plain, knowing):
+        t.update(T0, *FRAME.latlon(0.0, 0.0), speed_mps=10.0)
+    added = {s: knowing.etas()[s] - plain.etas()[s] for s in plain.etas()}
+    assert added["s0"] == added["s1"] == 0.0  # nothing long before them
+    assert added["s2"] == pytest.approx(600.0, abs=120.0)  # s1's long dwell, 8 minutes out
+    assert added["s3"] == pytest.approx(added["s2"], abs=120.0)
+    # While the van stands at s1, what is left of its dwell counts the site's extra at once.
+    for t in (plain, knowing):
+        for k in range(0, 200, 5):
+            t.update(T0 + 400.0 + k, *FRAME.latlon(0.0, 4000.0), speed_mps=0.0)
+    assert knowing.etas()["s2"] - plain.etas()["s2"] > 400.0
+    # Leaving s1, the tracker reports the dwell with its site; a restored tracker keeps it.
+    for t in (plain, knowing):
+        t.update(T0 + 1200.0, *FRAME.latlon(0.0, 4300.0), speed_mps=10.0)
+    seen = knowing.observations()
+    assert seen.sites == (slow_key,) and len(seen.dwells) == 1
+    again = RouteTracker.from_state(route, knowing.export_state(), cfg, sites=learner.sites())
+    assert again.observations() == seen
