@@ -11,11 +11,14 @@ check drops them), and the tracker's ETA for every pending stop is recorded afte
 
 The simulator's dwells: a stop's planned service time comes from its parcel count (60 s plus
 35 s a parcel, 95-270 s); the van stays that long times a random log-normal factor (spread
-0.3, within 0.5-2), and by chance 5-15 minutes longer on top (a "long dwell"): at 2 % of the
-stops with one parcel rising to 18 % of those with six, 10 % of stops overall, so the planned
-service time says which stops are likelier to run long but not which will. Until the version
-before this one every stop had the same 10 % chance; before that every stop was planned at
-180 s and took 60-300 s at random. Figures from different versions are not comparable.
+0.3, within 0.5-2), and sometimes 5-15 minutes longer on top (a "long dwell"). Long dwells
+come mostly from the address: at 8 % of the city's addresses (the same for every van and day)
+85 % of visits run long, by that address's own extra (drawn once, 300-900 s) with a spread of
+0.2 a visit; elsewhere 0.5 % (one parcel) to 3 % (six) of visits run 300-900 s long by
+chance. About 8 % of stops run long, one in five of those by chance. Until this version every
+long dwell came by chance (2-18 % of stops by parcel count); before that every stop had the same
+10 % chance; before that every stop was planned at 180 s and took 60-300 s at random. Figures
+from different versions are not comparable.
 
 The actual arrival at a stop is the first fix of the run of fixes inside the stop's arrival
 circle that contains the van's own visit: the moment the tracker's ETA is defined for. At 10 and
@@ -33,11 +36,14 @@ at stops; until this version it was computed from the planned service times what
 tracker had counted, which mis-split the error once the tracker learnt service times. The
 last line is one JSON object with the figures.
 
-The ETA model's prior (:class:`geofence.eta.EtaPrior`) is learnt first from ``--history``
-vans of an earlier day in the same city (other seeds, the same simulator settings): each is
-followed by a tracker with the default prior and what it saw of the route (dwells, legs) goes
-to a ``FleetLearner``, as a gateway would learn from its earlier routes. ``--history 0`` keeps
-the default prior, as on a gateway's first day. The prior is fixed for the day measured.
+The ETA model learns first from ``--history`` routes of earlier days in the same city (other
+seeds, the same simulator settings, fixes every ``--history-interval`` seconds): each is
+followed by a tracker with the default prior, and what it saw of the route (dwells with their
+stop locations, legs) goes to a ``FleetLearner``, as a gateway learns from its earlier routes.
+From it come the fleet's prior (:class:`geofence.eta.EtaPrior`: pace, service times, the
+shape of long dwells) and what each stop location showed (:class:`geofence.eta.SiteModel`;
+``--no-sites`` leaves that out). ``--history 0`` keeps the default prior, as on a gateway's
+first day. Both are fixed for the day measured.
 
 ``--breakdown`` splits each horizon's error by the long dwells before the arrival (none; one
 under way when the prediction was made; one not yet begun then, which nothing the gateway sees
@@ -50,12 +56,13 @@ an allowance in proportion to each stop's chance of a long dwell as the simulato
 better than these without knowing which stops will run long.
 
 Run: ``.venv/bin/python bench/eta_accuracy.py [--vans N] [--seed N] [--interval S]
-[--history N] [--breakdown]``.
+[--history N] [--history-interval S] [--no-sites] [--breakdown]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -93,7 +100,12 @@ TOLERANCE_S: Final = 60.0  # a prediction older than this before its horizon is 
 POLL_S: Final = 60.0  # clock step when collecting fixes; fixes keep their own times
 ROUTE_START_LIMIT_S: Final = 3_600.0  # a van waits minutes at the depot; this guards a bug
 ROUTE_LIMIT_S: Final = 8 * 3_600.0
-HISTORY_SEEDS: Final = 50_000  # an earlier day's vans are seeded from here on, after today's
+HISTORY_SEEDS: Final = 50_000  # earlier days' vans are seeded from here on, after today's
+# What the ETA model has learnt from by default: a month of a 40-van fleet's routes (8 stops
+# each), about 10 visits to each of the city's 800-odd addresses. Their fixes come every 5 s,
+# which tells dwells and legs to a few seconds and takes a fifth of the time.
+HISTORY_ROUTES: Final = 1_000
+HISTORY_INTERVAL_S: Final = 5.0
 
 Floats = NDArray[np.float64]
 
@@ -402,8 +414,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--history",
         type=int,
-        default=40,
-        help="vans of an earlier day the ETA model learns its prior from (40; 0: none)",
+        default=HISTORY_ROUTES,
+        help=f"routes of earlier days the ETA model learns from ({HISTORY_ROUTES}; 0: none)",
+    )
+    parser.add_argument(
+        "--history-interval",
+        type=float,
+        default=HISTORY_INTERVAL_S,
+        help=f"seconds between the earlier routes' fixes ({HISTORY_INTERVAL_S:g})",
     )
     parser.add_argument(
         "--no-sites",
@@ -418,6 +436,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if not 1 <= args.vans <= HISTORY_SEEDS or args.interval <= 0 or args.history < 0:
         parser.error(f"--vans must be 1-{HISTORY_SEEDS}, --interval positive, --history >= 0")
+    if args.history_interval <= 0:
+        parser.error("--history-interval must be positive")
 
     started = time.perf_counter()
     city = City.generate(DEFAULT_CENTER, seed=args.seed, size_m=CITY_SIZE_M)
@@ -426,7 +446,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     history = [args.seed * 100_003 + HISTORY_SEEDS + i for i in range(args.history)]
     sites: SiteModel | None = None
     if history:
-        learner = learn(city, van_cfg, history, tracker_cfg)
+        past_cfg = dataclasses.replace(van_cfg, interval_s=args.history_interval)
+        learner = learn(city, past_cfg, history, tracker_cfg)
         tracker_cfg = msgspec.structs.replace(tracker_cfg, prior=learner.prior())
         if not args.no_sites:
             sites = learner.sites()
@@ -447,7 +468,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fewest, most = van_cfg.parcels
     planned = [PLAN_SERVICE_BASE_S + PLAN_SERVICE_PER_PARCEL_S * n for n in (fewest, most)]
     print(
-        f"prior learnt from {args.history} routes of an earlier day:" if history else "prior:",
+        f"prior learnt from {args.history} routes of earlier days:" if history else "prior:",
         f"pace ratio {prior.pace_ratio:.3f} (trusting a route's own after {prior.pace_prior_s:.0f}"
         f" s), service ratio {prior.service_ratio:.3f} (a route's own weighed against"
         f" {prior.service_prior_stops:.1f} stops), dwell spread {prior.dwell.sigma:.2f},"

@@ -12,6 +12,9 @@ from typing import Final
 DEVICES: Final = "devices"  # set of device ids
 VEHICLES: Final = "vehicles"  # set of vehicle ids
 EVENTS: Final = "events"  # stream, field "e": JSON event
+# stream: one entry per finished dwell at a stop, fields s (location key), r (route id),
+# p (planned service s), d (dwell s); what every process learns stop locations' dwells from
+SITE_VISITS: Final = "eta:visits"
 # counter: the ingest writer's write right before each WAIT (REDIS_WAIT_REPLICAS), so the
 # WAIT covers every write the server had taken by then, whichever connection made it
 WAIT_MARK: Final = "writer:waitmark"

@@ -75,6 +75,11 @@ SAVE_EVERY_S: Final = 5.0
 QUEUE_BATCHES: Final = 64
 ROUTE_CHANGES: Final = 10_000
 FLEET_ROUTES: Final = 500  # routes the ETA prior is learnt from (a refit takes about 50 ms)
+# Finished dwells kept in the visits stream (about 60 bytes each in Redis): what stop
+# locations showed, read back by every process and after a restart.
+SITE_VISITS_MAX_LEN: Final = 1_000_000
+SITE_VISITS_READ: Final = 10_000  # entries per read of the visits stream
+SITE_VISITS_BLOCK_MS: Final = 5_000
 
 ROUTES_CHANNEL: Final = "routes:changed"  # (origin, route id) as MessagePack
 
@@ -198,9 +203,11 @@ class LiveTracking:
         self._zone_digests: dict[str, bytes] = {}
         self.tracker_config = tracker_config or TrackerConfig()
         # What the routes tracked here showed of dwells and legs: a route set from now on
-        # starts from what the fleet learnt, and each stop from what its location showed (held
-        # in memory; learnt afresh after a restart).
+        # starts from what the fleet learnt (held in memory; learnt afresh after a restart),
+        # and each stop from what its location showed on every process's routes (the visits
+        # stream, read back at start: kept across restarts).
         self.fleet = FleetLearner(self.tracker_config.prior, max_routes=FLEET_ROUTES)
+        self._visits_out: list[tuple[str, str, float, float]] = []
         self.routes: dict[str, TrackedRoute] = {}  # by vehicle
         self._dirty: set[str] = set()
         # Vehicles whose tracker here has seen their latest fixes (else: reload before use).
@@ -221,6 +228,7 @@ class LiveTracking:
             "gateway_live_queue_depth", lambda: float(self._send.statistics().current_buffer_used)
         )
         metrics.gauge_fn("gateway_zones", lambda: float(len(self.engine.zones())))
+        metrics.gauge_fn("gateway_eta_sites", lambda: float(self.fleet.site_count))
 
     # ----- changes from the API and other processes
 
@@ -461,6 +469,9 @@ class LiveTracking:
                     self._save_now.add(vehicle)
                     if isinstance(ev, StopDeparted):
                         self.fleet.observe(tracked.route.id, tracked.tracker.observations())
+                        visit = tracked.tracker.finished_dwell(ev.stop_id)
+                        if visit is not None:
+                            self._visits_out.append((visit[0], tracked.route.id, *visit[1:]))
         return events
 
     def tick(self, now: float) -> list[dict[str, Any]]:
@@ -488,6 +499,35 @@ class LiveTracking:
             await self._take_over(groups)
             await self._emit(await self._lifecycle(self.process(groups)))
             await self._save_trackers()
+            await self._write_visits()
+
+    async def _write_visits(self) -> None:
+        if not self._visits_out:
+            return
+        visits, self._visits_out = self._visits_out, []
+        try:
+            await self.store.append_site_visits(visits, SITE_VISITS_MAX_LEN)
+        except Exception as exc:
+            # Learnt here already; other processes and the next start miss these few.
+            log.warning("could not record %d stop visits: %s", len(visits), exc)
+
+    async def _follow_site_visits(self) -> None:
+        """Learn what stop locations showed on every process's routes: the visits stream
+        from the oldest entry kept, then each new one (this process's own come back too, and
+        change nothing)."""
+        last = "0-0"
+        while True:
+            try:
+                last, visits = await self.store.read_site_visits(
+                    last, SITE_VISITS_READ, SITE_VISITS_BLOCK_MS
+                )
+            except Exception as exc:
+                log.warning("could not read stop visits: %s", exc)
+                await trio.sleep(1.0)
+                continue
+            for site, route, planned, dwell in visits:
+                self.fleet.observe_visit(site, route, planned, dwell)
+            self.metrics.inc("gateway_site_visits_read_total", len(visits))
 
     async def _save_trackers(self) -> None:
         """Save at once the trackers that just emitted events, so a process taking over the
@@ -577,6 +617,7 @@ class LiveTracking:
                 self._remote_route_changed,
             )
             nursery.start_soon(self.ticker)
+            nursery.start_soon(self._follow_site_visits)
             task_status.started()
             try:
                 await self._consume()

@@ -445,6 +445,45 @@ class Store:
                     trim_operator=coredis.PureToken.APPROXIMATELY,
                 )
 
+    # ----- stop locations' dwells (learnt by every process, kept across restarts)
+
+    async def append_site_visits(
+        self, visits: Sequence[tuple[str, str, float, float]], max_len: int
+    ) -> None:
+        """Add finished dwells as (location key, route id, planned s, dwell s)."""
+        if not visits:
+            return
+        async with self.redis.pipeline(transaction=False) as p:
+            for site, route, planned, dwell in visits:
+                p.xadd(
+                    keys.SITE_VISITS,
+                    {"s": site, "r": route, "p": f"{planned:.1f}", "d": f"{dwell:.1f}"},
+                    trim_strategy=coredis.PureToken.MAXLEN,
+                    threshold=max_len,
+                    trim_operator=coredis.PureToken.APPROXIMATELY,
+                )
+
+    async def read_site_visits(
+        self, after_id: str, count: int, block_ms: int
+    ) -> tuple[str, list[tuple[str, str, float, float]]]:
+        """Dwells added after ``after_id`` (``"0-0"``: from the oldest kept), at most ``count``,
+        waiting up to ``block_ms`` for the first; with the id to read on from. An entry that
+        does not decode is skipped."""
+        found = await self.redis.xread({keys.SITE_VISITS: after_id}, count=count, block=block_ms)
+        out: list[tuple[str, str, float, float]] = []
+        last = after_id
+        for entries in (found or {}).values():
+            for e in entries:
+                last = text(e.identifier)
+                f = e.field_values
+                try:
+                    out.append(
+                        (text(f[b"s"]), text(f[b"r"]), float(text(f[b"p"])), float(text(f[b"d"])))
+                    )
+                except (KeyError, ValueError):
+                    continue
+        return last, out
+
     async def read_events_reverse(self, count: int) -> list[dict[str, Any]]:
         """The newest ``count`` events, newest first."""
         entries = await self.redis.xrevrange(keys.EVENTS, "+", "-", count=count)

@@ -249,6 +249,17 @@ class RouteTracker:
             sites=sites if len(sites) == len(self.dwells) else (),
         )
 
+    def finished_dwell(self, stop_id: str) -> tuple[str, float, float] | None:
+        """The dwell at ``stop_id`` once the vehicle left it, as (location key, see
+        :func:`~geofence.eta.site_key`; planned service s; dwell s), else None."""
+        i = self._ids.index(stop_id)
+        for j in range(len(self.dwell_stops) - 1, -1, -1):
+            if self.dwell_stops[j] == i:
+                stop = self.route.stops[i]
+                planned, dwell = self.dwells[j]
+                return site_key(stop.lat, stop.lon), planned, dwell
+        return None
+
     def stop_status(self, stop_id: str) -> str:
         """``"pending"``, ``"arrived"`` or ``"departed"``."""
         return _STATUS_NAMES[int(self.status[self._ids.index(stop_id)])]
@@ -377,7 +388,12 @@ class RouteTracker:
         first = int(pending[0])
         r0 = float(self._radius[first])
         straight = max(float(dist[first]) - r0, 0.0)
-        if self._path is not None and self.along_m is not None:
+        # Far off the planned path (a detour, a closed street), where it projects onto the
+        # path says little of the way still to go: the nearest part of the path may lie well
+        # behind or ahead. The way to the next stop is then taken as the straight line times
+        # the detour factor, as for a route without a path.
+        on_path = self.offset_m <= cfg.off_route_clear_distance_m
+        if self._path is not None and self.along_m is not None and on_path:
             ahead = float(self._salong[first]) - self.along_m
             d0 = (
                 max(ahead - r0, 0.0) + self.offset_m if ahead >= 0 else straight * cfg.detour_factor

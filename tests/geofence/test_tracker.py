@@ -132,6 +132,41 @@ def test_eta_uses_detour_factor_without_a_path() -> None:
     assert tracker.etas()["s0"] - T0 == pytest.approx(expected, abs=1.0)
 
 
+def test_far_off_the_path_the_way_to_the_next_stop_is_the_straight_line_not_the_path() -> None:
+    # A U-shaped path: 3 km north, 800 m east, 3 km south to the stop. The van drove up the
+    # first side and then cut back down between the sides, 350 m off the path: the nearest
+    # part of the path is then behind it, on the first side, 4.3 km of path from the stop.
+    corners = [(0.0, 0.0), (0.0, 3000.0), (800.0, 3000.0), (800.0, 0.0)]
+    points = [
+        at(x0 + (x1 - x0) * k / 50, y0 + (y1 - y0) * k / 50)
+        for (x0, y0), (x1, y1) in itertools.pairwise(corners)
+        for k in range(50)
+    ]
+    path = (*points, at(800.0, 0.0))
+    stop = Stop(
+        id="s0",
+        lat=at(800.0, 0.0)[0],
+        lon=at(800.0, 0.0)[1],
+        window_start=T0,
+        window_end=T0 + 10_000,
+    )
+    route = Route(id="r", vehicle_id="van", stops=(stop,), path=path)
+    cfg = TrackerConfig(typical_speed_mps=10.0, detour_factor=1.3, prior=EtaPrior(pace_prior_s=1e9))
+    tracker = RouteTracker(route, cfg)
+    for k in range(0, 31):
+        tracker.update(T0 + k * 10.0, *at(0.0, k * 100.0), speed_mps=10.0)
+    tracker.update(T0 + 400.0, *at(350.0, 2500.0), speed_mps=10.0)
+    tracker.update(T0 + 450.0, *at(350.0, 2000.0), speed_mps=10.0)
+    assert tracker.offset_m > cfg.off_route_clear_distance_m
+    straight = math.hypot(450.0, 2000.0) - cfg.arrival_radius_m
+    assert tracker.etas()["s0"] - (T0 + 450.0) == pytest.approx(straight * 1.3 / 10.0, rel=0.02)
+    # Back on the path, its length counts again.
+    tracker.update(T0 + 500.0, *at(800.0, 1500.0), speed_mps=10.0)
+    assert tracker.etas()["s0"] - (T0 + 500.0) == pytest.approx(
+        (1500.0 - cfg.arrival_radius_m) / 10.0, rel=0.02
+    )
+
+
 # Speed pinned to typical, dwells exactly as planned.
 EXACT = TrackerConfig(
     typical_speed_mps=10.0,
