@@ -75,6 +75,9 @@ SAVE_EVERY_S: Final = 5.0
 QUEUE_BATCHES: Final = 64
 ROUTE_CHANGES: Final = 10_000
 FLEET_ROUTES: Final = 500  # routes the ETA prior is learnt from (a refit takes about 50 ms)
+# Departures (here or, through the visits stream, anywhere) before the prior is fitted again:
+# a burst of routes starting does not refit it for each.
+FLEET_REFIT_AFTER: Final = 50
 # Finished dwells kept in the visits stream (about 60 bytes each in Redis): what stop
 # locations showed, read back by every process and after a restart.
 SITE_VISITS_MAX_LEN: Final = 1_000_000
@@ -206,7 +209,9 @@ class LiveTracking:
         # starts from what the fleet learnt (held in memory; learnt afresh after a restart),
         # and each stop from what its location showed on every process's routes (the visits
         # stream, read back at start: kept across restarts).
-        self.fleet = FleetLearner(self.tracker_config.prior, max_routes=FLEET_ROUTES)
+        self.fleet = FleetLearner(
+            self.tracker_config.prior, max_routes=FLEET_ROUTES, refit_after=FLEET_REFIT_AFTER
+        )
         self._visits_out: list[tuple[str, str, float, float]] = []
         self.routes: dict[str, TrackedRoute] = {}  # by vehicle
         self._dirty: set[str] = set()

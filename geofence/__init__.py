@@ -19,7 +19,9 @@ Routes and ETAs
     :class:`RouteTracker` (tuned by :class:`TrackerConfig`) that emits stop, ETA and alert
     events (:class:`StopArriving` ... :class:`TemperatureExcursion`). Its ETAs come from a
     :class:`SpeedModel` (pace against the plan), a :class:`ServiceModel` (service times learnt
-    from the route's dwells, shaped by :class:`DwellShape`) and :func:`estimate_arrivals`.
+    from the route's dwells, shaped by :class:`DwellShape`) and :func:`estimate_arrivals`;
+    a :class:`FleetLearner` learns the prior from the fleet's routes and, per stop location
+    (:func:`site_key`), a :class:`SiteModel`.
 
 All events are frozen msgspec Structs tagged by ``type``; decode any of them with
 ``msgspec.json.decode(data, type=geofence.Event)``.
@@ -32,9 +34,11 @@ from .eta import (
     EtaPrior,
     FleetLearner,
     ServiceModel,
+    SiteModel,
     SpeedModel,
     estimate_arrivals,
     remaining_dwell_s,
+    site_key,
 )
 from .events import (
     AnyGeofenceEvent,
@@ -111,6 +115,7 @@ __all__ = [
     "RouteTracker",
     "Schedule",
     "ServiceModel",
+    "SiteModel",
     "SpeedModel",
     "Stop",
     "StopArrived",
@@ -135,5 +140,6 @@ __all__ = [
     "initial_bearing_deg",
     "initial_bearing_deg_array",
     "remaining_dwell_s",
+    "site_key",
     "transition",
 ]

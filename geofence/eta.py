@@ -29,6 +29,12 @@ from stop to stop). In a fleet whose routes are all alike, a route's few stops a
 chance, and the learnt prior holds a new route to the fleet; where routes differ, their own
 observations take over soon.
 
+Sites. Long dwells come mostly from the address (a reception desk, a goods-in queue). The
+learner also remembers each stop location's dwells (:func:`site_key`), and
+:class:`SiteModel` gives a stop at a location with history its own chance of a long dwell
+and, once it has shown some, its own extra. :class:`AllowanceModel` adds to an ETA what the
+long dwells of the stops before it are likeliest to add (each stop's own chance and extra).
+
 Arrivals: :func:`estimate_arrivals` turns travel times and service times into arrival times at
 each remaining stop in order. The route tracker supplies the travel times (remaining distance
 along the planned path when there is one, otherwise great-circle times a detour factor, at the
@@ -464,17 +470,25 @@ class FleetLearner:
     Dwells are fitted as the mixture of :class:`DwellShape` (by expectation-maximisation): the
     usual dwell log-normal around the planned service times the fleet's service ratio, and by
     chance a long one, whose extra is shaped by the quantiles of the extras found so far once
-    there are enough of them. Legs give the fleet's pace ratio: the typical leg's time over its
-    planned time, jams and detours included (the median leg, as dwells are counted at their
-    median). How strongly a new route is held to the fleet's ratios follows from how much
-    routes differ from each other beyond what their own few stops and legs would show by
-    chance (a one-way random-effects fit): where routes differ, a route's own observations
-    take over soon; where they are all alike, a route is held to the fleet. Until
+    there are enough of them. Legs give the fleet's pace ratio: their driving time over their
+    planned time, all together, jams and detours included. How strongly a new route is held
+    to the fleet's ratios follows from how much routes differ from each other beyond what
+    their own few stops and legs would show by chance (a one-way random-effects fit): where
+    routes differ, a route's own observations take over soon; where they are all alike, a
+    route is held to the fleet. Until
     ``min_routes`` routes have shown dwells (or legs), ``base`` holds. Keeps the latest
-    ``max_routes`` routes. Not thread-safe.
+    ``max_routes`` routes.
+
+    Each dwell reported with its stop's location is also remembered per location (the latest
+    ``_SITE_VISITS`` there, for the ``max_sites`` locations visited last), for
+    :meth:`sites`. The prior and how much a location's visits count are fitted again once
+    ``refit_after`` observations came since the last fit (a fit over hundreds of routes takes
+    tens of milliseconds); a location's own visits count as soon as they come. Not
+    thread-safe.
     """
 
     __slots__ = (
+        "_changes",
         "_prior",
         "_routes",
         "_site_model",
@@ -483,6 +497,7 @@ class FleetLearner:
         "max_routes",
         "max_sites",
         "min_routes",
+        "refit_after",
     )
 
     def __init__(
@@ -492,8 +507,11 @@ class FleetLearner:
         max_routes: int = 2_000,
         min_routes: int = 5,
         max_sites: int = 200_000,
+        refit_after: int = 1,
     ) -> None:
         self.base = base if base is not None else EtaPrior()
+        self.refit_after = max(refit_after, 1)
+        self._changes = 0
         self.max_routes = max_routes
         self.min_routes = min_routes
         self.max_sites = max_sites
@@ -521,8 +539,7 @@ class FleetLearner:
         if sites and len(sites) == len(dwells):
             for key, (planned, dwell) in zip(sites, dwells, strict=True):
                 self.observe_visit(key, route_id, planned, dwell)
-        self._prior = None
-        self._site_model = None
+        self._changes += 1
 
     def observe_visit(self, site: str, route_id: str, planned_s: float, dwell_s: float) -> None:
         """Route ``route_id`` stayed ``dwell_s`` at a stop planned at ``planned_s`` at location
@@ -538,19 +555,22 @@ class FleetLearner:
         self._sites[site] = visits
         while len(self._sites) > self.max_sites:
             del self._sites[next(iter(self._sites))]
-        self._site_model = None
+        self._changes += 1
 
     def prior(self) -> EtaPrior:
         """The prior learnt from the routes observed so far."""
-        if self._prior is None:
+        if self._prior is None or self._changes >= self.refit_after:
             self._prior = self._fit()
+            self._site_model = None
+            self._changes = 0
         return self._prior
 
     def sites(self) -> SiteModel:
         """Each stop location's own dwell shape, from the visits remembered there and the
         prior (see :class:`SiteModel`)."""
+        prior = self.prior()
         if self._site_model is None:
-            self._site_model = _fit_sites(self._sites, self.prior())
+            self._site_model = _fit_sites(self._sites, prior)
         return self._site_model
 
     def _fit(self) -> EtaPrior:

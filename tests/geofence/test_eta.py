@@ -430,3 +430,26 @@ def test_tracker_counts_a_known_slow_site_ahead_and_reports_the_sites_it_visited
     assert seen.sites == (slow_key,) and len(seen.dwells) == 1
     again = RouteTracker.from_state(route, knowing.export_state(), cfg, sites=learner.sites())
     assert again.observations() == seen
+
+
+def test_learner_refits_after_enough_new_observations_and_counts_site_visits_at_once() -> None:
+    slow_key, other = site_key(48.0, 11.0), site_key(48.1, 11.0)
+    learner = FleetLearner(min_routes=1, refit_after=3)
+    fast = RouteObservations(dwells=((100.0, 100.0),) * 4, legs=((100.0, 100.0),) * 4)
+    learner.observe("r0", fast)
+    first = learner.prior()
+    assert first.pace_ratio == pytest.approx(1.0)
+    slow = RouteObservations(dwells=((100.0, 100.0),) * 4, legs=((100.0, 200.0),) * 4)
+    learner.observe("r1", slow)
+    learner.observe("r2", slow)
+    assert learner.prior() is first  # two new routes: not fitted again yet
+    learner.observe("r3", slow)
+    assert learner.prior().pace_ratio > 1.5  # the third: fitted again
+    # Visits reported one by one (from other processes) are remembered at once and count
+    # towards the next refit like routes.
+    model = learner.sites()
+    learner.observe_visit(other, "v1", 100.0, 100.0)
+    learner.observe_visit(slow_key, "v2", 100.0, 700.0)
+    assert learner.site_count == 2 and learner.sites() is model
+    learner.observe_visit(slow_key, "v3", 100.0, 700.0)
+    assert learner.sites() is not model
