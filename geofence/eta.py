@@ -943,7 +943,6 @@ def _fit_legs(routes: list[NDArray[np.float64]], prior: EtaPrior) -> EtaPrior:
 # Everything but long dwells still to begin (traffic, usual dwells) spreads an arrival by
 # about this share of the time still to go, for :func:`long_dwell_allowance`.
 _ETA_SPREAD_SHARE: Final = 0.15
-_ALLOWANCE_STEP_S: Final = 20.0
 _LEAD_STEP_S: Final = 60.0  # allowances are worked out for leads rounded to this
 
 
@@ -1045,18 +1044,19 @@ class AllowanceModel:
 def _best_allowance(dist: NDArray[np.float64], lead_s: float, tolerance_share: float) -> float:
     if 1.0 - dist[0] < 1e-3:
         return 0.0
-    bins = np.flatnonzero(dist > 1e-6)
-    values = bins * _EXTRA_BIN_S
-    weights = dist[bins]
+    last = int(np.flatnonzero(dist > 1e-6)[-1])
+    weights = dist[: last + 1]
     # Allowances beyond what 99.9 % of outcomes add are never the likeliest to be right.
-    top = float(values[min(int(np.searchsorted(np.cumsum(weights), 0.999)), values.size - 1)])
+    top = min(int(np.searchsorted(np.cumsum(weights), 0.999)), last)
     half = tolerance_share * lead_s
     spread = _ETA_SPREAD_SHARE * lead_s * _SQRT2
-    candidates = np.arange(0.0, top + _ALLOWANCE_STEP_S, _ALLOWANCE_STEP_S)[:, None]
-    inside = _erf((candidates + half - values) / spread) - _erf(
-        (candidates - half - values) / spread
-    )
-    return float(candidates[int(np.argmax(inside @ weights)), 0])
+    # The chance that an arrival an allowance ``a`` off lands within ``half`` of it, for every
+    # difference between an allowance and an outcome on the grid (-last .. top bins), then
+    # summed over the outcomes for each allowance 0 .. top bins: one convolution.
+    offsets = np.arange(-last, top + 1) * _EXTRA_BIN_S
+    within = _erf((offsets + half) / spread) - _erf((offsets - half) / spread)
+    inside = np.convolve(weights, within)[last : last + top + 1]
+    return float(int(np.argmax(inside)) * _EXTRA_BIN_S)
 
 
 def long_dwell_allowance(
