@@ -1053,7 +1053,7 @@ def _best_allowance(dist: NDArray[np.float64], lead_s: float, tolerance_share: f
     # The chance that an arrival an allowance ``a`` off lands within ``half`` of it, for every
     # difference between an allowance and an outcome on the grid (-last .. top bins), then
     # summed over the outcomes for each allowance 0 .. top bins: one convolution.
-    offsets = np.arange(-last, top + 1) * _EXTRA_BIN_S
+    offsets = np.arange(-last, top + 1, dtype=np.float64) * _EXTRA_BIN_S
     within = _erf((offsets + half) / spread) - _erf((offsets - half) / spread)
     inside = np.convolve(weights, within)[last : last + top + 1]
     return float(int(np.argmax(inside)) * _EXTRA_BIN_S)
