@@ -12,9 +12,10 @@ from typing import Final
 DEVICES: Final = "devices"  # set of device ids
 VEHICLES: Final = "vehicles"  # set of vehicle ids
 EVENTS: Final = "events"  # stream, field "e": JSON event
-# stream: one entry per finished dwell at a stop, fields s (location key), r (route id),
-# p (planned service s), d (dwell s); what every process learns stop locations' dwells from
-SITE_VISITS: Final = "eta:visits"
+# stream: what routes showed for ETAs, one entry per finished dwell (field k "d") or leg
+# driven from stop to stop (k "l"): r route id, i stop index, p planned s, a actual s, and for
+# a dwell s the stop's location key; what every process learns its ETA model from
+ETA_OBSERVED: Final = "eta:observed"
 # counter: the ingest writer's write right before each WAIT (REDIS_WAIT_REPLICAS), so the
 # WAIT covers every write the server had taken by then, whichever connection made it
 WAIT_MARK: Final = "writer:waitmark"

@@ -60,7 +60,7 @@ from .dispatch import STARTED, RouteRecord, to_geofence_route
 from .dispatch_lifecycle import ARRIVING
 from .metrics import Metrics
 from .pubsub import follow_channel
-from .store import Store
+from .store import DWELL, LEG, EtaObservation, Store
 from .wire import Position
 from .zones_store import ZoneStore, decode_zone, feature_digest
 
@@ -78,11 +78,11 @@ FLEET_ROUTES: Final = 500  # routes the ETA prior is learnt from (a refit takes 
 # Departures (here or, through the visits stream, anywhere) before the prior is fitted again:
 # a burst of routes starting does not refit it for each.
 FLEET_REFIT_AFTER: Final = 50
-# Finished dwells kept in the visits stream (about 60 bytes each in Redis): what stop
-# locations showed, read back by every process and after a restart.
-SITE_VISITS_MAX_LEN: Final = 1_000_000
-SITE_VISITS_READ: Final = 10_000  # entries per read of the visits stream
-SITE_VISITS_BLOCK_MS: Final = 5_000
+# Finished dwells and legs kept in the ETA observations stream (about 80 bytes each in
+# Redis): what routes showed, read back by every process and after a restart.
+ETA_OBSERVED_MAX_LEN: Final = 1_000_000
+ETA_OBSERVED_READ: Final = 10_000  # entries per read
+ETA_OBSERVED_BLOCK_MS: Final = 5_000
 
 ROUTES_CHANNEL: Final = "routes:changed"  # (origin, route id) as MessagePack
 
@@ -205,14 +205,13 @@ class LiveTracking:
         # from Redis as a whole: catching up decodes only the zones that differ.
         self._zone_digests: dict[str, bytes] = {}
         self.tracker_config = tracker_config or TrackerConfig()
-        # What the routes tracked here showed of dwells and legs: a route set from now on
-        # starts from what the fleet learnt (held in memory; learnt afresh after a restart),
-        # and each stop from what its location showed on every process's routes (the visits
-        # stream, read back at start: kept across restarts).
+        # What routes showed of dwells and legs, on every process (the ETA observations
+        # stream, read back from its start, so kept across restarts): a route set from now
+        # on starts from what the fleet learnt, and each stop from what its location showed.
         self.fleet = FleetLearner(
             self.tracker_config.prior, max_routes=FLEET_ROUTES, refit_after=FLEET_REFIT_AFTER
         )
-        self._visits_out: list[tuple[str, str, float, float]] = []
+        self._observed: list[EtaObservation] = []
         self.routes: dict[str, TrackedRoute] = {}  # by vehicle
         self._dirty: set[str] = set()
         # Vehicles whose tracker here has seen their latest fixes (else: reload before use).
@@ -233,6 +232,7 @@ class LiveTracking:
             "gateway_live_queue_depth", lambda: float(self._send.statistics().current_buffer_used)
         )
         metrics.gauge_fn("gateway_zones", lambda: float(len(self.engine.zones())))
+        metrics.gauge_fn("gateway_eta_routes", lambda: float(len(self.fleet)))
         metrics.gauge_fn("gateway_eta_sites", lambda: float(self.fleet.site_count))
 
     # ----- changes from the API and other processes
@@ -472,11 +472,7 @@ class LiveTracking:
                 ):
                     events.extend(route_events(ev, tracked))
                     self._save_now.add(vehicle)
-                    if isinstance(ev, StopDeparted):
-                        self.fleet.observe(tracked.route.id, tracked.tracker.observations())
-                        visit = tracked.tracker.finished_dwell(ev.stop_id)
-                        if visit is not None:
-                            self._visits_out.append((visit[0], tracked.route.id, *visit[1:]))
+                    self._note_observed(ev, tracked)
         return events
 
     def tick(self, now: float) -> list[dict[str, Any]]:
@@ -504,35 +500,51 @@ class LiveTracking:
             await self._take_over(groups)
             await self._emit(await self._lifecycle(self.process(groups)))
             await self._save_trackers()
-            await self._write_visits()
+            await self._write_observed()
 
-    async def _write_visits(self) -> None:
-        if not self._visits_out:
+    def _note_observed(self, ev: RouteEvent, tracked: TrackedRoute) -> None:
+        """Keep what a departure (a dwell) or an arrival (a leg) showed, for the stream."""
+        route = tracked.route.id
+        if isinstance(ev, StopDeparted):
+            dwell = tracked.tracker.finished_dwell(ev.stop_id)
+            if dwell is not None:
+                stop, site, planned, actual = dwell
+                self._observed.append(EtaObservation(DWELL, route, stop, planned, actual, site))
+        elif isinstance(ev, StopArrived):
+            leg = tracked.tracker.finished_leg(ev.stop_id)
+            if leg is not None:
+                self._observed.append(EtaObservation(LEG, route, *leg))
+
+    async def _write_observed(self) -> None:
+        if not self._observed:
             return
-        visits, self._visits_out = self._visits_out, []
+        observed, self._observed = self._observed, []
         try:
-            await self.store.append_site_visits(visits, SITE_VISITS_MAX_LEN)
+            await self.store.append_eta_observations(observed, ETA_OBSERVED_MAX_LEN)
         except Exception as exc:
-            # Learnt here already; other processes and the next start miss these few.
-            log.warning("could not record %d stop visits: %s", len(visits), exc)
+            # Not learnt from, here or anywhere: a few dwells and legs among many.
+            log.warning("could not record %d ETA observations: %s", len(observed), exc)
 
-    async def _follow_site_visits(self) -> None:
-        """Learn what stop locations showed on every process's routes: the visits stream
-        from the oldest entry kept, then each new one (this process's own come back too, and
-        change nothing)."""
+    async def _follow_observed(self) -> None:
+        """Learn the ETA model from what every process's routes showed: the stream from the
+        oldest entry kept, then each new one (this process's own included: that is how
+        they are learnt here too)."""
         last = "0-0"
         while True:
             try:
-                last, visits = await self.store.read_site_visits(
-                    last, SITE_VISITS_READ, SITE_VISITS_BLOCK_MS
+                last, observed = await self.store.read_eta_observations(
+                    last, ETA_OBSERVED_READ, ETA_OBSERVED_BLOCK_MS
                 )
             except Exception as exc:
-                log.warning("could not read stop visits: %s", exc)
+                log.warning("could not read ETA observations: %s", exc)
                 await trio.sleep(1.0)
                 continue
-            for site, route, planned, dwell in visits:
-                self.fleet.observe_visit(site, route, planned, dwell)
-            self.metrics.inc("gateway_site_visits_read_total", len(visits))
+            for o in observed:
+                if o.kind == DWELL:
+                    self.fleet.observe_dwell(o.route, o.stop, o.planned_s, o.actual_s, o.site)
+                else:
+                    self.fleet.observe_leg(o.route, o.stop, o.planned_s, o.actual_s)
+            self.metrics.inc("gateway_eta_observations_read_total", len(observed))
 
     async def _save_trackers(self) -> None:
         """Save at once the trackers that just emitted events, so a process taking over the
@@ -622,7 +634,7 @@ class LiveTracking:
                 self._remote_route_changed,
             )
             nursery.start_soon(self.ticker)
-            nursery.start_soon(self._follow_site_visits)
+            nursery.start_soon(self._follow_observed)
             task_status.started()
             try:
                 await self._consume()

@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import coredis
 import msgspec
@@ -72,6 +72,23 @@ _mp_enc: Final = msgspec.msgpack.Encoder()
 _mp_dec: Final = msgspec.msgpack.Decoder()
 _json_enc: Final = msgspec.json.Encoder()
 _positions_dec: Final = msgspec.msgpack.Decoder(list[Position])
+
+
+DWELL: Final = "d"
+LEG: Final = "l"
+
+
+class EtaObservation(NamedTuple):
+    """A finished dwell (``kind`` DWELL: at stop number ``stop``, with its location ``site``)
+    or leg (LEG: driven straight to stop number ``stop`` from the stop before) of ``route``,
+    planned at ``planned_s`` and taking ``actual_s``."""
+
+    kind: str
+    route: str
+    stop: int
+    planned_s: float
+    actual_s: float
+    site: str = ""
 
 
 def text(value: str | bytes) -> str:
@@ -445,43 +462,48 @@ class Store:
                     trim_operator=coredis.PureToken.APPROXIMATELY,
                 )
 
-    # ----- stop locations' dwells (learnt by every process, kept across restarts)
+    # ----- what routes showed for ETAs (learnt by every process, kept across restarts)
 
-    async def append_site_visits(
-        self, visits: Sequence[tuple[str, str, float, float]], max_len: int
+    async def append_eta_observations(
+        self, observed: Sequence[EtaObservation], max_len: int
     ) -> None:
-        """Add finished dwells as (location key, route id, planned s, dwell s)."""
-        if not visits:
+        if not observed:
             return
         async with self.redis.pipeline(transaction=False) as p:
-            for site, route, planned, dwell in visits:
+            for o in observed:
+                fields = {"k": o.kind, "r": o.route, "i": str(o.stop)}
+                fields |= {"p": f"{o.planned_s:.1f}", "a": f"{o.actual_s:.1f}"}
+                if o.site:
+                    fields["s"] = o.site
                 p.xadd(
-                    keys.SITE_VISITS,
-                    {"s": site, "r": route, "p": f"{planned:.1f}", "d": f"{dwell:.1f}"},
+                    keys.ETA_OBSERVED,
+                    fields,
                     trim_strategy=coredis.PureToken.MAXLEN,
                     threshold=max_len,
                     trim_operator=coredis.PureToken.APPROXIMATELY,
                 )
 
-    async def read_site_visits(
+    async def read_eta_observations(
         self, after_id: str, count: int, block_ms: int
-    ) -> tuple[str, list[tuple[str, str, float, float]]]:
-        """Dwells added after ``after_id`` (``"0-0"``: from the oldest kept), at most ``count``,
-        waiting up to ``block_ms`` for the first; with the id to read on from. An entry that
-        does not decode is skipped."""
-        found = await self.redis.xread({keys.SITE_VISITS: after_id}, count=count, block=block_ms)
-        out: list[tuple[str, str, float, float]] = []
+    ) -> tuple[str, list[EtaObservation]]:
+        """Observations added after ``after_id`` (``"0-0"``: from the oldest kept), at most
+        ``count``, waiting up to ``block_ms`` for the first; with the id to read on from. An
+        entry that does not decode is skipped."""
+        found = await self.redis.xread({keys.ETA_OBSERVED: after_id}, count=count, block=block_ms)
+        out: list[EtaObservation] = []
         last = after_id
         for entries in (found or {}).values():
             for e in entries:
                 last = text(e.identifier)
-                f = e.field_values
+                f = {text(k): text(v) for k, v in e.field_values.items()}
                 try:
-                    out.append(
-                        (text(f[b"s"]), text(f[b"r"]), float(text(f[b"p"])), float(text(f[b"d"])))
+                    o = EtaObservation(
+                        f["k"], f["r"], int(f["i"]), float(f["p"]), float(f["a"]), f.get("s", "")
                     )
                 except (KeyError, ValueError):
                     continue
+                if o.kind in (DWELL, LEG):
+                    out.append(o)
         return last, out
 
     async def read_events_reverse(self, count: int) -> list[dict[str, Any]]:

@@ -489,6 +489,7 @@ class FleetLearner:
 
     __slots__ = (
         "_changes",
+        "_parts",
         "_prior",
         "_routes",
         "_site_model",
@@ -516,6 +517,11 @@ class FleetLearner:
         self.min_routes = min_routes
         self.max_sites = max_sites
         self._routes: dict[str, RouteObservations] = {}
+        # Routes reported a dwell or leg at a time: each one's dwells and legs by stop index.
+        self._parts: dict[
+            str, tuple[dict[int, tuple[float, float]], dict[int, tuple[float, float]]]
+        ]
+        self._parts = {}
         # Each site's latest visits by route, the sites in the order they were last visited.
         self._sites: dict[str, dict[str, tuple[float, float]]] = {}
         self._prior: EtaPrior | None = None
@@ -531,20 +537,72 @@ class FleetLearner:
 
     def observe(self, route_id: str, observations: RouteObservations) -> None:
         """What route ``route_id`` has shown so far (replaces what it showed before)."""
-        self._routes.pop(route_id, None)
-        self._routes[route_id] = observations
-        while len(self._routes) > self.max_routes:
-            del self._routes[next(iter(self._routes))]
+        self._parts.pop(route_id, None)
+        self._keep_route(route_id, observations)
         sites, dwells = observations.sites, observations.dwells
         if sites and len(sites) == len(dwells):
             for key, (planned, dwell) in zip(sites, dwells, strict=True):
-                self.observe_visit(key, route_id, planned, dwell)
+                self._remember_visit(key, route_id, planned, dwell)
         self._changes += 1
+
+    def observe_dwell(
+        self,
+        route_id: str,
+        stop: int,
+        planned_s: float,
+        dwell_s: float,
+        site: str | None = None,
+    ) -> None:
+        """Route ``route_id`` stayed ``dwell_s`` at its stop number ``stop``, planned at
+        ``planned_s``, at location ``site`` when known: one dwell at a time, as the vehicle
+        leaves each stop (the same stop again replaces it). Not to be mixed with
+        :meth:`observe` for one route."""
+        dwells, legs = self._parts.get(route_id) or ({}, {})
+        dwells[stop] = (planned_s, dwell_s)
+        if site:
+            self._remember_visit(site, route_id, planned_s, dwell_s)
+        self._keep_parts(route_id, dwells, legs)
+
+    def observe_leg(self, route_id: str, stop: int, planned_s: float, actual_s: float) -> None:
+        """Route ``route_id`` drove to its stop number ``stop`` straight from the stop before
+        in ``actual_s``, planned at ``planned_s``: one leg at a time (see
+        :meth:`observe_dwell`)."""
+        dwells, legs = self._parts.get(route_id) or ({}, {})
+        legs[stop] = (planned_s, actual_s)
+        self._keep_parts(route_id, dwells, legs)
+
+    def _keep_parts(
+        self,
+        route_id: str,
+        dwells: dict[int, tuple[float, float]],
+        legs: dict[int, tuple[float, float]],
+    ) -> None:
+        self._parts[route_id] = (dwells, legs)
+        observations = RouteObservations(
+            dwells=tuple(dwells[k] for k in sorted(dwells)),
+            legs=tuple(legs[k] for k in sorted(legs)),
+        )
+        self._keep_route(route_id, observations)
+        self._changes += 1
+
+    def _keep_route(self, route_id: str, observations: RouteObservations) -> None:
+        self._routes.pop(route_id, None)
+        self._routes[route_id] = observations
+        while len(self._routes) > self.max_routes:
+            oldest = next(iter(self._routes))
+            del self._routes[oldest]
+            self._parts.pop(oldest, None)
 
     def observe_visit(self, site: str, route_id: str, planned_s: float, dwell_s: float) -> None:
         """Route ``route_id`` stayed ``dwell_s`` at a stop planned at ``planned_s`` at location
-        ``site`` (:func:`site_key`); a later visit of the same route there replaces it. Keeps
-        each site's latest ``_SITE_VISITS`` visits and the ``max_sites`` sites visited last."""
+        ``site`` (:func:`site_key`), known only as a visit there; a later visit of the same
+        route there replaces it."""
+        self._remember_visit(site, route_id, planned_s, dwell_s)
+        self._changes += 1
+
+    def _remember_visit(self, site: str, route_id: str, planned_s: float, dwell_s: float) -> None:
+        """Keep the visit among each site's latest ``_SITE_VISITS``, and the ``max_sites``
+        sites visited last."""
         if not (planned_s > 0 and dwell_s > 0 and math.isfinite(planned_s + dwell_s)):
             return
         visits = self._sites.pop(site, None) or {}
@@ -555,7 +613,6 @@ class FleetLearner:
         self._sites[site] = visits
         while len(self._sites) > self.max_sites:
             del self._sites[next(iter(self._sites))]
-        self._changes += 1
 
     def prior(self) -> EtaPrior:
         """The prior learnt from the routes observed so far."""

@@ -206,6 +206,7 @@ class RouteTracker:
         # finished dwell with the index of its stop, each leg.
         self.dwells: list[tuple[float, float]] = []
         self.dwell_stops: list[int] = []
+        self.leg_stops: list[int] = []  # the stop each of ``legs`` led to
         self.legs: list[tuple[float, float]] = []
         self.leg_start: tuple[float, int, float] | None = None  # ts, stop index, planned s
         self.alerts = _Alerts()
@@ -249,15 +250,26 @@ class RouteTracker:
             sites=sites if len(sites) == len(self.dwells) else (),
         )
 
-    def finished_dwell(self, stop_id: str) -> tuple[str, float, float] | None:
-        """The dwell at ``stop_id`` once the vehicle left it, as (location key, see
-        :func:`~geofence.eta.site_key`; planned service s; dwell s), else None."""
+    def finished_dwell(self, stop_id: str) -> tuple[int, str, float, float] | None:
+        """The dwell at ``stop_id`` once the vehicle left it, as (the stop's index; location
+        key, see :func:`~geofence.eta.site_key`; planned service s; dwell s), else None."""
         i = self._ids.index(stop_id)
         for j in range(len(self.dwell_stops) - 1, -1, -1):
             if self.dwell_stops[j] == i:
                 stop = self.route.stops[i]
                 planned, dwell = self.dwells[j]
-                return site_key(stop.lat, stop.lon), planned, dwell
+                return i, site_key(stop.lat, stop.lon), planned, dwell
+        return None
+
+    def finished_leg(self, stop_id: str) -> tuple[int, float, float] | None:
+        """The leg driven straight to ``stop_id`` from the stop before, once the vehicle got
+        there, as (the stop's index, planned s, actual s), else None (also when it came
+        from elsewhere)."""
+        i = self._ids.index(stop_id)
+        for j in range(len(self.leg_stops) - 1, -1, -1):
+            if self.leg_stops[j] == i:
+                planned, actual = self.legs[j]
+                return i, planned, actual
         return None
 
     def stop_status(self, stop_id: str) -> str:
@@ -364,6 +376,7 @@ class RouteTracker:
             leg = self.leg_start
             if leg is not None and leg[1] == i:
                 self.legs.append((leg[2], ts - leg[0]))
+                self.leg_stops.append(i)
             self.leg_start = None
             out.append(StopArrived(*base, stop_id=self._ids[i]))
             if self.late[i]:
@@ -648,6 +661,7 @@ class RouteTracker:
             "observed": {
                 "dwells": [list(d) for d in self.dwells],
                 "dwell_stops": list(self.dwell_stops),
+                "leg_stops": list(self.leg_stops),
                 "legs": [list(g) for g in self.legs],
                 "leg_start": None if self.leg_start is None else list(self.leg_start),
             },
@@ -696,6 +710,7 @@ class RouteTracker:
         # States saved before stops were recorded with their dwells: the sites are not known.
         n = len(route.stops)
         t.dwell_stops = [int(i) for i in observed.get("dwell_stops") or [] if 0 <= int(i) < n]
+        t.leg_stops = [int(i) for i in observed.get("leg_stops") or [] if 0 <= int(i) < n]
         t.legs = [(float(a), float(b)) for a, b in observed.get("legs") or []]
         start = observed.get("leg_start")
         t.leg_start = None if start is None else (float(start[0]), int(start[1]), float(start[2]))

@@ -149,20 +149,26 @@ async def test_a_route_carries_on_when_its_device_moves_to_another_process(
     assert got.count(("stop.departed", h1)) == 1
     assert got.count(("stop.arrived", h2)) == 1
     assert "gateway_route_takeovers_total 1" in await b.metrics()
-    # The dwell at the first stop, finished on B, is recorded with its location in the
-    # visits stream; A learns it from there, and so does a process started afterwards (as
-    # after a restart), which never tracked the route.
-    async with coredis.Redis.from_url(redis_url) as redis:
-        entries = await redis.xrange("eta:visits")
-    assert len(entries) == 1
-    fields = {k.decode(): v.decode() for k, v in entries[0].field_values.items()}
-    assert fields["s"] == f"{s1[0]:.5f},{s1[1]:.5f}" and fields["p"] == "60.0"
-    assert 60.0 <= float(fields["d"]) <= 120.0  # standing there from 210 s to 300 s, about
+    # The dwell at the first stop (finished on B) and the leg to the second are recorded,
+    # the dwell with its location, in the ETA observations stream; A learns them from there,
+    # and so does a process started afterwards (as after a restart), which never tracked
+    # the route.
+    async with coredis.Redis.from_url(redis_url, decode_responses=True) as redis:
+        entries = [e.field_values for e in await redis.xrange("eta:observed")]
+    assert [(f["k"], f["i"]) for f in entries] == [("d", "0"), ("l", "1")]
+    dwelt, drove = entries
+    assert dwelt["s"] == f"{s1[0]:.5f},{s1[1]:.5f}" and dwelt["p"] == "60.0"
+    assert 60.0 <= float(dwelt["a"]) <= 120.0  # standing there from 210 s to 300 s, about
+    assert 150.0 <= float(drove["a"]) <= 240.0  # 2 km from 300 s to 510 s, circle to circle
     c = await start_gateway(nursery, gateway_settings(redis_url, data_dir))
     for gw in (a, b, c):
         with trio.fail_after(10):
-            while metric(await gw.metrics(), "gateway_eta_sites") != 1.0:  # noqa: ASYNC110
+            while (  # noqa: ASYNC110
+                metric(await gw.metrics(), "gateway_eta_observations_read_total") < 2.0
+            ):
                 await trio.sleep(0.05)
+        text = await gw.metrics()
+        assert metric(text, "gateway_eta_sites") == metric(text, "gateway_eta_routes") == 1.0
     for gw in (a, b, c):
         await gw.http.aclose()
         gw.scope.cancel()

@@ -453,3 +453,34 @@ def test_learner_refits_after_enough_new_observations_and_counts_site_visits_at_
     assert learner.site_count == 2 and learner.sites() is model
     learner.observe_visit(slow_key, "v3", 100.0, 700.0)
     assert learner.sites() is not model
+
+
+def test_learning_one_dwell_and_leg_at_a_time_equals_learning_whole_routes() -> None:
+    rng = np.random.default_rng(3)
+    whole, parts = FleetLearner(), FleetLearner()
+    for r in range(30):
+        planned = rng.uniform(100.0, 300.0, 6)
+        dwells = tuple(
+            zip(planned.tolist(), (planned * np.exp(rng.normal(0, 0.3, 6))).tolist(), strict=True)
+        )
+        legs = tuple((p, p * float(rng.uniform(0.8, 1.6))) for p in rng.uniform(60, 400, 5))
+        keys = tuple(site_key(48.0 + k * 1e-3, 11.0) for k in rng.choice(20, 6, replace=False))
+        whole.observe(f"r{r}", RouteObservations(dwells=dwells, legs=legs, sites=keys))
+        # Each stop as the van leaves it, each leg as it arrives; some said twice (a
+        # stream read again), which changes nothing.
+        for i in range(6):
+            parts.observe_dwell(f"r{r}", i, *dwells[i], site=keys[i])
+            if i:
+                parts.observe_leg(f"r{r}", i, *legs[i - 1])
+        parts.observe_dwell(f"r{r}", 2, *dwells[2], site=keys[2])
+        parts.observe_leg(f"r{r}", 3, *legs[2])
+    assert len(parts) == len(whole) == 30
+    assert parts.site_count == whole.site_count
+    assert parts.prior() == whole.prior()
+    assert parts._sites == whole._sites
+    # Keeping only the latest routes drops the oldest one's dwells and legs together.
+    few = FleetLearner(max_routes=2)
+    for r in range(3):
+        few.observe_dwell(f"r{r}", 0, 100.0, 100.0)
+        few.observe_leg(f"r{r}", 1, 100.0, 120.0)
+    assert len(few) == 2 and "r0" not in few._parts
