@@ -459,7 +459,7 @@ _LONG_EXTRA_QUANTILES: Final = 10
 _MIN_LEG_S: Final = 10.0  # shorter planned legs are mostly noise of where the circle begins
 # Sites: the latest visits kept per site; the sites (the most recently visited) the fit of how
 # much a site's own visits count looks at; a strength as great as this many visits: no say.
-_SITE_VISITS: Final = 20
+_SITE_VISITS: Final = 10
 _SITE_FIT_SAMPLE: Final = 5_000
 _MAX_SITE_STRENGTH: Final = 1_000.0
 
@@ -507,7 +507,7 @@ class FleetLearner:
         *,
         max_routes: int = 2_000,
         min_routes: int = 5,
-        max_sites: int = 200_000,
+        max_sites: int = 100_000,
         refit_after: int = 1,
     ) -> None:
         self.base = base if base is not None else EtaPrior()

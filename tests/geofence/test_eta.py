@@ -369,7 +369,7 @@ def test_site_visits_are_kept_per_route_and_bounded() -> None:
     assert learner._sites[key] == {"r1": (100.0, 93.0)}
     for i in range(25):
         learner.observe(f"s{i}", RouteObservations(dwells=((100.0, 100.0),), sites=(key,)))
-    assert len(learner._sites[key]) == 20  # the latest visits
+    assert len(learner._sites[key]) == 10  # the latest visits
     assert "r1" not in learner._sites[key]
     for i in range(4):
         other = site_key(40.0 + i, 10.0)
