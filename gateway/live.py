@@ -233,6 +233,9 @@ class LiveTracking:
         )
         metrics.gauge_fn("gateway_zones", lambda: float(len(self.engine.zones())))
         metrics.gauge_fn("gateway_eta_routes", lambda: float(len(self.fleet)))
+        metrics.gauge_fn(
+            "gateway_geofence_out_of_order_total", lambda: float(self.engine.stats.out_of_order)
+        )
         metrics.gauge_fn("gateway_eta_sites", lambda: float(self.fleet.site_count))
 
     # ----- changes from the API and other processes

@@ -63,6 +63,16 @@ HELP: Final[dict[str, tuple[str, str]]] = {
         "counter",
         "HTTP requests answered 503 because Redis did not answer (after a short retry)",
     ),
+    "gateway_eta_routes": ("gauge", "Routes the ETA model's fleet prior is learnt from"),
+    "gateway_eta_sites": ("gauge", "Stop locations whose dwells the ETA model remembers"),
+    "gateway_eta_observations_read_total": (
+        "counter",
+        "Dwells and legs read from the ETA observations stream (every process's routes)",
+    ),
+    "gateway_geofence_out_of_order_total": (
+        "counter",
+        "Fixes the geofence engine left out because the vehicle had a newer one",
+    ),
     "notify_redis_outages_total": (
         "counter",
         "Times a notification loop lost Redis and waited for it, by service",

@@ -316,11 +316,14 @@ class GeofenceEngine:
     def remember(self, vehicle_id: str, ts: float, lat: float, lon: float, fixes: int = 1) -> None:
         """What ``process`` does with a vehicle's newest of ``fixes`` fixes while there are no
         zones (no membership, crossing or dwell can change): keep it as the vehicle's last fix
-        unless an earlier one was newer, so a zone created later sees where it is."""
+        unless an earlier one was newer (then it is counted as out of order, as ``process``
+        counts it), so a zone created later sees where it is."""
         vid = int(self._vehicle_indices((vehicle_id,))[0])
         self.stats.fixes += fixes
         last = self._last_ts[vid]
-        if ts >= last or last != last:  # last is NaN before a first fix
+        if ts < last:
+            self.stats.out_of_order += 1
+        elif ts >= last or last != last:  # last is NaN before a first fix
             self._last_ts[vid] = ts
             self._last_lat[vid] = lat
             self._last_lon[vid] = normalize_lon(lon)

@@ -188,6 +188,16 @@ def test_out_of_order_fixes_are_dropped() -> None:
     assert e.last_fix("v") == FixPoint(20, *at(500, 0))
 
 
+def test_a_stale_fix_remembered_without_zones_is_counted_and_kept_out() -> None:
+    e = engine()
+    e.remember("v", 20.0, *at(500, 0))
+    e.remember("v", 10.0, *at(0, 0))
+    assert e.stats.out_of_order == 1 and e.stats.fixes == 2
+    assert e.last_fix("v") == FixPoint(20.0, *at(500, 0))
+    e.remember("v", 20.0, *at(600, 0))  # the same time again is not out of order
+    assert e.stats.out_of_order == 1 and e.last_fix("v") == FixPoint(20.0, *at(600, 0))
+
+
 def test_events_follow_input_order_across_vehicles() -> None:
     e = engine(circle("c", 0, 0, 50), rect("r", 100, -50, 100, 100), enter_margin_m=0)
     e.process([fix("x", 0, -200, 0), fix("y", 0, -200, 0)])
