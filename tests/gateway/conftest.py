@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,29 @@ async def gateway(
     yield gw
     await gw.http.aclose()
     gw.scope.cancel()
+
+
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]], timeout_s: float = 10.0, poll_s: float = 0.05
+) -> None:
+    """Wait until ``condition()`` (awaited if need be) is true; fail after ``timeout_s``."""
+    with trio.fail_after(timeout_s):
+        while True:
+            met = condition()
+            if met if isinstance(met, bool) else await met:
+                return
+            await trio.sleep(poll_s)
+
+
+async def wait_metric(
+    http: httpx.AsyncClient, series: str, at_least: float, timeout_s: float = 10.0
+) -> None:
+    """Wait until the /metrics series ``series`` reaches ``at_least``."""
+
+    async def reached() -> bool:
+        return metric((await http.get("/metrics")).text, series) >= at_least
+
+    await until(reached, timeout_s)
 
 
 async def wait_tracked(gw: GatewayHandle, vehicle: str) -> None:

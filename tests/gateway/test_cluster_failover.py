@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -30,7 +30,14 @@ from simulator.device import DeviceClient, DeviceConfig
 from simulator.vehicle import Fix
 
 from ..conftest import RedisClusterProcesses
-from .conftest import API_KEY, GatewayHandle, gateway_settings, start_gateway, stored_seqs
+from .conftest import (
+    API_KEY,
+    GatewayHandle,
+    gateway_settings,
+    start_gateway,
+    stored_seqs,
+    until,
+)
 from .test_zones_live import circle
 
 VEHICLES: Final = 6
@@ -75,11 +82,6 @@ async def promoted(replica: int) -> bool:
         role = await node.role()
         state = (await node.cluster_info())["cluster_state"]
     return role.role == "master" and state == "ok"
-
-
-async def until(check: Callable[[], Awaitable[bool]]) -> None:
-    while not await check():  # noqa: ASYNC110
-        await trio.sleep(0.1)
 
 
 def lat(n: int, vehicle_no: int) -> float:
@@ -177,7 +179,7 @@ async def test_gateways_carry_on_after_a_master_fails_over(
                 # Redis replicates asynchronously: what a master acknowledged in its last
                 # moments may never reach its replica. Wait for it, so that the test is
                 # about the gateway's part.
-                await until(lambda: replica_caught_up(master))
+                await until(lambda: replica_caught_up(master), TIMEOUT_S)
 
             cluster.node(master).kill()
             at = {"kill": trio.current_time()}  # when each step of the failover was seen

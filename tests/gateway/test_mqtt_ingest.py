@@ -23,7 +23,7 @@ from gateway.mqtt_ack import AckingClient
 from gateway.mqtt_ingest import Inbox, MqttUrl, parse_mqtt_url, topic_device
 from gateway.redisproc import free_port, start_redis
 
-from .conftest import API_KEY, gateway_settings, metric, start_gateway, stored_seqs
+from .conftest import API_KEY, gateway_settings, metric, start_gateway, stored_seqs, wait_metric
 from .test_crash import start_process, stop_process
 
 
@@ -114,14 +114,6 @@ async def test_a_stop_is_prompt_with_or_without_a_broker(
                     async with httpx.AsyncClient(base_url=ep.http_url) as http:
                         await wait_for(http, "/healthz", lambda h: h.get("mqtt") == "connected")
                 stop.set()
-
-
-async def wait_metric(http: httpx.AsyncClient, series: str, value: float) -> None:
-    with trio.fail_after(10):
-        while True:
-            if metric((await http.get("/metrics")).text, series) >= value:
-                return
-            await trio.sleep(0.05)
 
 
 async def test_bursts_keep_each_devices_order_and_count_every_rejection(

@@ -25,6 +25,7 @@ from .conftest import (
     metric,
     start_gateway,
     stored_seqs,
+    wait_metric,
     wait_tracked,
 )
 from .test_live_routes import M_PER_DEG_LAT
@@ -162,11 +163,7 @@ async def test_a_route_carries_on_when_its_device_moves_to_another_process(
     assert 150.0 <= float(drove["a"]) <= 240.0  # 2 km from 300 s to 510 s, circle to circle
     c = await start_gateway(nursery, gateway_settings(redis_url, data_dir))
     for gw in (a, b, c):
-        with trio.fail_after(10):
-            while (  # noqa: ASYNC110
-                metric(await gw.metrics(), "gateway_eta_observations_read_total") < 2.0
-            ):
-                await trio.sleep(0.05)
+        await wait_metric(gw.http, "gateway_eta_observations_read_total", 2.0)
         text = await gw.metrics()
         assert metric(text, "gateway_eta_sites") == metric(text, "gateway_eta_routes") == 1.0
     for gw in (a, b, c):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -37,6 +37,7 @@ from .conftest import (
     gateway_settings,
     metric,
     start_gateway,
+    until,
     wait_tracked,
 )
 from .test_dispatch_validate import batch, route_payload
@@ -62,16 +63,6 @@ async def admin(redis_url: str) -> AsyncIterator[coredis.Redis[bytes]]:
             await redis.acl_deluser([USER])
 
 
-async def until(condition: Callable[[], bool | Awaitable[bool]]) -> None:
-    """Wait until ``condition()`` (awaited if need be) is true."""
-    with trio.fail_after(WAIT_S):
-        while True:
-            met = condition()
-            if met if isinstance(met, bool) else await met:
-                return
-            await trio.sleep(0.05)
-
-
 async def subscribed(redis: coredis.Redis[bytes], n: int) -> bool:
     """Whether each channel B and A follow has ``n`` subscribers."""
     counts = await redis.pubsub_numsub(*CHANNELS)
@@ -82,12 +73,12 @@ async def cut_subscriptions(redis: coredis.Redis[bytes]) -> None:
     """Drop B's subscriptions and keep it from subscribing again (until ``restore``)."""
     await redis.acl_setuser(USER, "resetchannels")
     await redis.client_kill(user=USER, type_=coredis.PureToken.PUBSUB)
-    await until(lambda: subscribed(redis, 1))  # A's only
+    await until(lambda: subscribed(redis, 1), WAIT_S)  # A's only
 
 
 async def restore_subscriptions(redis: coredis.Redis[bytes]) -> None:
     await redis.acl_setuser(USER, "allchannels")
-    await until(lambda: subscribed(redis, 2))
+    await until(lambda: subscribed(redis, 2), WAIT_S)
 
 
 async def eventually(gw: GatewayHandle, path: str, check: Callable[[Any], bool]) -> None:
@@ -96,7 +87,7 @@ async def eventually(gw: GatewayHandle, path: str, check: Callable[[Any], bool])
     async def holds() -> bool:
         return check((await gw.http.get(path)).json())
 
-    await until(holds)
+    await until(holds, WAIT_S)
 
 
 def point(lat_lon: tuple[float, float]) -> dict[str, Any]:
@@ -127,7 +118,7 @@ async def test_a_process_catches_up_with_what_it_missed_while_unsubscribed(
     async def b_caught_up() -> bool:
         return "gateway_peer_states_caught_up_total" in await b.metrics()
 
-    await until(b_caught_up)  # B's catch-up after its first subscription is done
+    await until(b_caught_up, WAIT_S)  # B's catch-up after its first subscription is done
     await cut_subscriptions(admin)
     # Zones: one created, one replaced, one deleted.
     assert (await a.http.post("/v1/zones", json=circle("new", radius_m=300.0))).is_success
@@ -214,22 +205,22 @@ async def test_a_process_pushes_alert_changes_it_missed_to_its_browsers(
             ]
             return bool(found)
 
-        await until(raised)
+        await until(raised, WAIT_S)
         return found[0]
 
     async def alert_subscribers(n: int) -> bool:
         counts = await admin.pubsub_numsub(ALERTS_CHANNEL)
         return counts.get(ALERTS_CHANNEL.encode(), 0) == n
 
-    await until(lambda: alert_subscribers(2))
+    await until(lambda: alert_subscribers(2), WAIT_S)
     async with trio.open_nursery() as browsing:
         await browsing.start(browse)
         first = await fail(deliveries[0])
-        await until(lambda: seen == [(deliveries[0], "open")])
+        await until(lambda: seen == [(deliveries[0], "open")], WAIT_S)
 
         await admin.acl_setuser(USER, "-subscribe", "-ssubscribe")
         await admin.client_kill(user=USER, type_=coredis.PureToken.PUBSUB)
-        await until(lambda: alert_subscribers(1))  # A's only
+        await until(lambda: alert_subscribers(1), WAIT_S)  # A's only
         acked = await a.http.post(f"/v1/alerts/{first}/ack", json={"by": "agent-a"})
         assert acked.status_code == 200, acked.text
         await fail(deliveries[1])
@@ -237,8 +228,8 @@ async def test_a_process_pushes_alert_changes_it_missed_to_its_browsers(
         assert seen == [(deliveries[0], "open")]  # none of it reached B
 
         await admin.acl_setuser(USER, "+subscribe", "+ssubscribe")
-        await until(lambda: alert_subscribers(2))
-        await until(lambda: len(seen) == 3)
+        await until(lambda: alert_subscribers(2), WAIT_S)
+        await until(lambda: len(seen) == 3, WAIT_S)
         await trio.sleep(1.0)  # anything more would have come by now
         assert sorted(seen) == sorted(
             [(deliveries[0], "open"), (deliveries[0], "acknowledged"), (deliveries[1], "open")]
@@ -271,10 +262,10 @@ async def test_follow_channel_tells_of_every_subscription_before_its_messages(
         )
         assert log == ["subscribed"]
         await redis.publish("c", "one")
-        await until(lambda: log[-1] == "one")
+        await until(lambda: log[-1] == "one", WAIT_S)
         await redis.client_kill(type_=coredis.PureToken.PUBSUB)
-        await until(lambda: log.count("subscribed") == 3)
+        await until(lambda: log.count("subscribed") == 3, WAIT_S)
         await redis.publish("c", "two")
-        await until(lambda: log[-1] == "two")
+        await until(lambda: log[-1] == "two", WAIT_S)
         assert log == ["subscribed", "one", "subscribed", "subscribed", "two"]
         nursery.cancel_scope.cancel()
