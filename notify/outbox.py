@@ -65,7 +65,15 @@ from . import keys
 from .channels.base import Channel
 from .errors import PermanentError, RecipientOptedOut, TransientError
 from .message import Message, SendResult, decode_message, encode_message
-from .redis_client import OutageHook, RedisClient, RedisOutage, keep_running
+from .redis_client import (
+    OutageHook,
+    RedisClient,
+    RedisOutage,
+    claim_idle_entries,
+    keep_running,
+    read_group,
+)
+from .redis_client import text as _s
 
 log = logging.getLogger(__name__)
 
@@ -214,10 +222,6 @@ _attempt_enc: Final = msgspec.json.Encoder()
 _attempt_dec: Final = msgspec.json.Decoder(Attempt)
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def default_consumer_name() -> str:
     """Unique per process start, so a restarted process never mistakes old entries for its own."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -349,23 +353,27 @@ class Outbox:
     async def _read(self, nursery: trio.Nursery, cursor: str) -> str:
         """Read entries after ``cursor`` (">": new ones; otherwise this consumer's pending
         ones) and start processing them; returns the cursor to read after."""
-        await self._slots.acquire()
-        self._slots.release()
-        pending = cursor != ">"
-        reply = await self.redis.xreadgroup(
+        entries = await read_group(
+            self.redis,
+            keys.OUTBOX,
             keys.OUTBOX_GROUP,
             self.consumer,
-            streams={keys.OUTBOX: cursor},
-            count=max(1, self._slots.value),
-            block=None if pending else self.config.block_ms,
+            cursor,
+            await self._free_slots(),
+            self.config.block_ms,
         )
-        entries = next(iter(reply.values()), ()) if reply else ()
         if not entries:
             return ">"
         for entry in entries:
             await self._start(nursery, entry)
         # Pending entries are re-read from after the last one seen.
-        return _s(entries[-1].identifier) if pending else ">"
+        return _s(entries[-1].identifier) if cursor != ">" else ">"
+
+    async def _free_slots(self) -> int:
+        """How many messages can start now, once at least one can."""
+        await self._slots.acquire()
+        self._slots.release()
+        return max(1, self._slots.value)
 
     async def run_scheduler(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -410,33 +418,23 @@ class Outbox:
     async def claim_idle(self, nursery: trio.Nursery) -> int:
         """Claim entries idle past ``claim_idle_s`` and start processing them in ``nursery``."""
         claimed = 0
-        start = "0-0"
-        min_idle_ms = int(self.config.claim_idle_s * 1000)
-        while True:
-            await self._slots.acquire()
-            self._slots.release()
-            reply = await self.redis.xautoclaim(
-                keys.OUTBOX,
-                keys.OUTBOX_GROUP,
-                self.consumer,
-                min_idle_ms,
-                start,
-                count=max(1, self._slots.value),
-            )
-            start = _s(reply[0])
-            entries = reply[1]
-            deleted = reply[2] if len(reply) > 2 else ()
-            if deleted:
-                # Entries removed from the stream while pending: nothing left to send.
-                await self.redis.xack(keys.OUTBOX, keys.OUTBOX_GROUP, list(deleted))
-            for entry in entries:
-                if isinstance(entry, bytes | str):
-                    continue
-                if await self._start(nursery, entry):
-                    log.info("claimed outbox entry %s from an idle consumer", _s(entry.identifier))
-                    claimed += 1
-            if start == "0-0":
-                return claimed
+
+        async def start(entry: Any) -> None:
+            nonlocal claimed
+            if await self._start(nursery, entry):
+                log.info("claimed outbox entry %s from an idle consumer", _s(entry.identifier))
+                claimed += 1
+
+        await claim_idle_entries(
+            self.redis,
+            keys.OUTBOX,
+            keys.OUTBOX_GROUP,
+            self.consumer,
+            int(self.config.claim_idle_s * 1000),
+            self._free_slots,
+            start,
+        )
+        return claimed
 
     # ----- processing one message
 

@@ -167,3 +167,60 @@ async def keep_running(
             state = start
         else:
             outage.answered()
+
+
+def text(value: Any) -> str:
+    """A Redis reply (bytes or not) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def read_group(
+    redis: RedisClient[Any],
+    stream: str,
+    group: str,
+    consumer: str,
+    cursor: str,
+    count: int,
+    block_ms: int,
+) -> list[Any]:
+    """One XREADGROUP of ``stream`` as ``consumer``: with ``cursor`` ">", new entries (waiting
+    up to ``block_ms`` for the first), otherwise the entries after ``cursor`` this consumer
+    read before and has not acknowledged (without waiting)."""
+    pending = cursor != ">"
+    reply = await redis.xreadgroup(
+        group,
+        consumer,
+        streams={stream: cursor},
+        count=count,
+        block=None if pending else block_ms,
+    )
+    return list(next(iter(reply.values()), ())) if reply else []
+
+
+async def claim_idle_entries(
+    redis: RedisClient[Any],
+    stream: str,
+    group: str,
+    consumer: str,
+    min_idle_ms: int,
+    count: Callable[[], Awaitable[int]],
+    handle: Callable[[Any], Awaitable[None]],
+) -> None:
+    """Take over the entries of ``stream`` idle past ``min_idle_ms`` under other consumers of
+    ``group`` (XAUTOCLAIM, ``await count()`` at a time) and ``await handle(entry)`` each.
+    Entries trimmed from the stream while pending are acknowledged: nothing is left of them
+    to handle, and they would stay pending for ever."""
+    start = "0-0"
+    while True:
+        reply = await redis.xautoclaim(
+            stream, group, consumer, min_idle_ms, start, count=await count()
+        )
+        start = text(reply[0])
+        deleted = reply[2] if len(reply) > 2 else ()
+        if deleted:
+            await redis.xack(stream, group, list(deleted))
+        for entry in reply[1]:
+            if not isinstance(entry, bytes | str):
+                await handle(entry)
+        if start == "0-0":
+            return

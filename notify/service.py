@@ -49,7 +49,15 @@ from .events import (
 from .message import Message, message_id
 from .optouts import opt_in, opt_out
 from .outbox import Attempt, EnqueueStatus, Outbox, OutboxConfig, default_consumer_name
-from .redis_client import OutageHook, RedisClient, RedisOutage, keep_running
+from .redis_client import (
+    OutageHook,
+    RedisClient,
+    RedisOutage,
+    claim_idle_entries,
+    keep_running,
+    read_group,
+)
+from .redis_client import text as _s
 from .rules import (
     Intent,
     RulesConfig,
@@ -89,10 +97,6 @@ class InboundResult:
     action: str  # "opt_out", "opt_in", "help", "message"
     reply: str
     delivery: str | None = None
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Notifier:
@@ -185,21 +189,21 @@ class Notifier:
     async def _read_events(self, cursor: str) -> str:
         """Handle events after ``cursor`` (">": new ones; otherwise this consumer's pending
         ones); returns the cursor to read after."""
-        pending = cursor != ">"
-        reply = await self.redis.xreadgroup(
+        entries = await read_group(
+            self.redis,
+            EVENTS_STREAM,
             keys.EVENTS_GROUP,
             self.consumer,
-            streams={EVENTS_STREAM: cursor},
-            count=self.config.events_batch,
-            block=None if pending else self.config.events_block_ms,
+            cursor,
+            self.config.events_batch,
+            self.config.events_block_ms,
         )
-        entries = next(iter(reply.values()), ()) if reply else ()
         if not entries:
             return ">"
         for entry in entries:
             await self._handle_entry(entry)
         newest = _s(entries[-1].identifier)
-        if pending:
+        if cursor != ">":
             return newest
         await self.redis.set(keys.EVENTS_POSITION, newest)
         return ">"
@@ -210,22 +214,19 @@ class Notifier:
 
     async def _claim_events(self, _: None) -> None:
         await trio.sleep(self.config.events_claim_interval_s)
-        start = "0-0"
-        while True:
-            reply = await self.redis.xautoclaim(
-                EVENTS_STREAM,
-                keys.EVENTS_GROUP,
-                self.consumer,
-                int(self.config.events_claim_idle_s * 1000),
-                start,
-                count=self.config.events_batch,
-            )
-            start = _s(reply[0])
-            for entry in reply[1]:
-                if not isinstance(entry, bytes | str):
-                    await self._handle_entry(entry)
-            if start == "0-0":
-                break
+
+        async def batch() -> int:
+            return self.config.events_batch
+
+        await claim_idle_entries(
+            self.redis,
+            EVENTS_STREAM,
+            keys.EVENTS_GROUP,
+            self.consumer,
+            int(self.config.events_claim_idle_s * 1000),
+            batch,
+            self._handle_entry,
+        )
 
     async def _handle_entry(self, entry: Any) -> None:
         entry_id = _s(entry.identifier)
