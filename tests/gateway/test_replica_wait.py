@@ -215,6 +215,60 @@ async def test_no_ack_while_the_replica_is_away(
     await stop(gw)
 
 
+async def test_a_failover_to_the_replica_loses_nothing_acknowledged(
+    replicated: Replicated,
+    primary_redis: coredis.Redis[bytes],
+    replica_redis: coredis.Redis[bytes],
+    data_dir: Path,
+    nursery: trio.Nursery,
+) -> None:
+    """The primary dies (SIGKILL) while a device streams and the replica lags; the replica
+    is promoted. Every position acknowledged before the crash is on it: the point of
+    REDIS_WAIT_REPLICAS (with it off, this test fails: the lagging replica misses positions
+    the primary had acknowledged)."""
+    gw, url = await device_on(
+        nursery, replicated, data_dir, "van-f", redis_wait_replicas=1, redis_wait_timeout_ms=1000
+    )
+    acked = 0
+    async with open_websocket_url(url) as ws:
+
+        async def stream_fixes() -> None:
+            for seq in range(1, 100_000):
+                await ws.send_message(fix(seq))
+                await trio.sleep(0.002)
+
+        async def read_acks() -> None:
+            nonlocal acked
+            while True:
+                with trio.move_on_after(2.0) as silent:
+                    acked = max(acked, await next_ack(ws))
+                if silent.cancelled_caught:
+                    return  # no ack for a while: the primary is gone
+
+        async with trio.open_nursery() as flows:
+            flows.start_soon(stream_fixes)
+            flows.start_soon(read_acks)
+            with trio.fail_after(10):
+                while acked < 300:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            # The replica falls behind: stopped, and its link cut, so what the primary
+            # takes from now on is not even in the replica's socket buffer. The device
+            # streams on for a second and the primary dies with what the replica never
+            # got: without the WAIT, those were acknowledged already, and are lost.
+            replicated.pause_replica()
+            await primary_redis.client_kill(type_=coredis.PureToken.REPLICA)
+            await trio.sleep(1.0)
+            replicated.primary.kill()
+            replicated.resume_replica()
+            await trio.sleep(2.5)  # any ack on its way arrives; then there are none
+            flows.cancel_scope.cancel()
+    await replica_redis.replicaof()  # REPLICAOF NO ONE: the replica takes over
+    stored = set(await stored_seqs(replica_redis, "van-f"))
+    assert acked >= 300
+    assert set(range(1, acked + 1)) <= stored, "an acknowledged position was lost"
+    await stop(gw)
+
+
 async def test_off_acks_without_the_replica(
     replicated: Replicated,
     primary_redis: coredis.Redis[bytes],
