@@ -27,7 +27,7 @@ from notify.redis_client import RedisClient, publish
 from .hub import Hub
 from .metrics import Metrics
 from .pubsub import follow_channel
-from .state import Fleet, VehicleState, decode_state
+from .state import Fleet, VehicleState, decode_state, later
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,6 @@ _enc: Final = msgspec.msgpack.Encoder()
 # The origin first, the states left unread: a process skips its own messages cheaply.
 _head: Final = msgspec.msgpack.Decoder(tuple[str, msgspec.Raw])
 _states: Final = msgspec.msgpack.Decoder(list[tuple[str, bytes]])
-
-
-def _newer(state: VehicleState, than: VehicleState | None) -> bool:
-    # Every change of a vehicle's state advances its fix time, or (the vehicle marked
-    # offline) the time its status began.
-    return than is None or (state.ts, state.since) > (than.ts, than.since)
 
 
 class Peers:
@@ -104,7 +98,7 @@ class Peers:
         taken = 0
         for blob in (await self.store.load_states()).values():
             state = decode_state(blob)
-            if _newer(state, self.fleet.vehicles.get(state.vehicle)):
+            if later(state, self.fleet.vehicles.get(state.vehicle)):
                 self._take(state)
                 taken += 1
         self.metrics.inc("gateway_peer_states_caught_up_total", taken)

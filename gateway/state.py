@@ -85,6 +85,13 @@ def vehicle_event(etype: str, s: VehicleState, ts: float, **data: Any) -> dict[s
     }
 
 
+def later(state: VehicleState, than: VehicleState | None) -> bool:
+    """Whether ``state`` is a later state of its vehicle than ``than``: every change of a
+    vehicle's state advances its fix time or, when it is marked offline without a new fix,
+    the time its status began."""
+    return than is None or (state.ts, state.since) > (than.ts, than.since)
+
+
 class Fleet:
     """Latest state of every vehicle this process knows."""
 
@@ -102,9 +109,9 @@ class Fleet:
 
     def take_remote(self, state: VehicleState) -> bool:
         """A state written by another process; taken (True) unless this process already
-        holds a newer fix of the vehicle (the other's news came late)."""
+        holds a later state of the vehicle (:func:`later`: the other's news came late)."""
         current = self.vehicles.get(state.vehicle)
-        if current is not None and current.ts > state.ts:
+        if current is not None and later(current, state):
             return False
         self.vehicles[state.vehicle] = state
         self.local.discard(state.vehicle)

@@ -45,6 +45,25 @@ def test_a_late_state_from_another_process_does_not_win() -> None:
     assert here.vehicles["v1"].ts == 120 and "v1" not in here.local
 
 
+def test_a_late_message_does_not_undo_an_offline_mark() -> None:
+    # This process marked the vehicle offline (same fix, later status time); the other's
+    # message about that same fix, from before the mark, arrives late: it is not taken.
+    here, there = Fleet(1.0, 60), Fleet(1.0, 60)
+    state, _ = there.apply("v1", "d1", [p(1, 100, 52.0, 3.0)], now=100)
+    before = encode_state(state)
+    assert here.take_remote(decode_state(before))
+    here.local.add("v1")
+    here.sweep(200)
+    assert here.vehicles["v1"].status == OFFLINE
+    assert not here.take_remote(decode_state(before))
+    assert here.vehicles["v1"].status == OFFLINE
+    # The same state again, or a new fix, is taken.
+    assert here.take_remote(decode_state(encode_state(here.vehicles["v1"])))
+    newer, _ = there.apply("v1", "d1", [p(2, 210, 52.001, 3.0)], now=210)
+    assert here.take_remote(decode_state(encode_state(newer)))
+    assert here.vehicles["v1"].ts == 210
+
+
 async def test_hub_keeps_only_the_newest_update_per_vehicle() -> None:
     m = Metrics()
     hub = Hub(m, max_pending=100)
