@@ -212,6 +212,8 @@ class LiveTracking:
             self.tracker_config.prior, max_routes=FLEET_ROUTES, refit_after=FLEET_REFIT_AFTER
         )
         self._observed: list[EtaObservation] = []
+        # Set once the ETA observations stream was read back at start.
+        self.observed_caught_up = trio.Event()
         self.routes: dict[str, TrackedRoute] = {}  # by vehicle
         self._dirty: set[str] = set()
         # Vehicles whose tracker here has seen their latest fixes (else: reload before use).
@@ -531,12 +533,14 @@ class LiveTracking:
     async def _follow_observed(self) -> None:
         """Learn the ETA model from what every process's routes showed: the stream from the
         oldest entry kept, then each new one (this process's own included: that is how
-        they are learnt here too)."""
+        they are learnt here too). Once the stream is read back, the routes installed
+        before get what was learnt (:meth:`_reprime_trackers`)."""
         last = "0-0"
+        caught_up = False
         while True:
             try:
                 last, observed = await self.store.read_eta_observations(
-                    last, ETA_OBSERVED_READ, ETA_OBSERVED_BLOCK_MS
+                    last, ETA_OBSERVED_READ, ETA_OBSERVED_BLOCK_MS if caught_up else None
                 )
             except Exception as exc:
                 log.warning("could not read ETA observations: %s", exc)
@@ -548,6 +552,26 @@ class LiveTracking:
                 else:
                     self.fleet.observe_leg(o.route, o.stop, o.planned_s, o.actual_s)
             self.metrics.inc("gateway_eta_observations_read_total", len(observed))
+            if not caught_up and len(observed) < ETA_OBSERVED_READ:
+                caught_up = True
+                await self._reprime_trackers()
+                self.observed_caught_up.set()
+
+    async def _reprime_trackers(self) -> None:
+        """Rebuild each route tracker from its own state with the prior and stop locations
+        learnt so far: the routes installed at start, before the ETA observations were read
+        back, had only the built-in prior."""
+        prior, sites = self.fleet.prior(), self.fleet.sites()
+        for n, tracked in enumerate(list(self.routes.values())):
+            cfg = msgspec.structs.replace(tracked.tracker.config, prior=prior)
+            try:
+                tracked.tracker = RouteTracker.from_state(
+                    tracked.route, tracked.tracker.export_state(), cfg, sites=sites
+                )
+            except ValueError:
+                continue
+            if n % 100 == 99:
+                await trio.lowlevel.checkpoint()  # many routes: let ingest run meanwhile
 
     async def _save_trackers(self) -> None:
         """Save at once the trackers that just emitted events, so a process taking over the

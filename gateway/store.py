@@ -484,11 +484,11 @@ class Store:
                 )
 
     async def read_eta_observations(
-        self, after_id: str, count: int, block_ms: int
+        self, after_id: str, count: int, block_ms: int | None
     ) -> tuple[str, list[EtaObservation]]:
         """Observations added after ``after_id`` (``"0-0"``: from the oldest kept), at most
-        ``count``, waiting up to ``block_ms`` for the first; with the id to read on from. An
-        entry that does not decode is skipped."""
+        ``count``, waiting up to ``block_ms`` for the first (None: not at all); with the id to
+        read on from. An entry that does not decode is skipped."""
         found = await self.redis.xread({keys.ETA_OBSERVED: after_id}, count=count, block=block_ms)
         out: list[EtaObservation] = []
         last = after_id
