@@ -54,10 +54,9 @@ the allowance a stop ahead (fitted here, on the outcome) that gives the lowest p
 an allowance in proportion to each stop's chance of a long dwell as the simulator draws it
 (the most a model could make of knowing each stop's chance, from its address and parcels).
 An ETA model cannot do better than these without knowing which stops will run long. 10
-minutes out they print 0 or
-close to it: a long dwell before the arrival has nearly always begun by then (it lasts 5-15
-minutes), so there is next to nothing unforeseen for them to leave out; the split by long
-dwells under way says more there.
+minutes out they print 0 or close to it: a long dwell before the arrival has nearly always
+begun by then (it lasts 5-15 minutes), so there is next to nothing unforeseen for them to
+leave out; the split by long dwells under way says more there.
 
 Run: ``.venv/bin/python bench/eta_accuracy.py [--vans N] [--seed N] [--interval S]
 [--history N] [--history-interval S] [--no-sites] [--breakdown]``.
