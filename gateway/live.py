@@ -75,8 +75,8 @@ SAVE_EVERY_S: Final = 5.0
 QUEUE_BATCHES: Final = 64
 ROUTE_CHANGES: Final = 10_000
 FLEET_ROUTES: Final = 500  # routes the ETA prior is learnt from (a refit takes about 50 ms)
-# Departures (here or, through the visits stream, anywhere) before the prior is fitted again:
-# a burst of routes starting does not refit it for each.
+# Dwells and legs learnt (from every process, through the ETA observations stream) before the
+# prior is fitted again: a burst of routes starting does not refit it for each.
 FLEET_REFIT_AFTER: Final = 50
 # Finished dwells and legs kept in the ETA observations stream (about 80 bytes each in
 # Redis): what routes showed, read back by every process and after a restart.
