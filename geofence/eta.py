@@ -998,7 +998,7 @@ def _fit_legs(routes: list[NDArray[np.float64]], prior: EtaPrior) -> EtaPrior:
 
 
 # Everything but long dwells still to begin (traffic, usual dwells) spreads an arrival by
-# about this share of the time still to go, for :func:`long_dwell_allowance`.
+# about this share of the time still to go, for :class:`AllowanceModel`.
 _ETA_SPREAD_SHARE: Final = 0.15
 _LEAD_STEP_S: Final = 60.0  # allowances are worked out for leads rounded to this
 

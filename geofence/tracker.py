@@ -24,20 +24,23 @@ emits (see :mod:`geofence.events`):
 
 ETAs are the time the vehicle is expected to enter each stop's arrival circle. Remaining
 distance is measured along the planned path when the route has one (from where the vehicle
-projects onto it, plus how far off it the vehicle is), otherwise as great-circle distance
-times ``detour_factor``. Each leg is driven at its planned pace (from the stops' planned
-arrivals and service times when the route has them, else ``typical_speed_mps``) times the pace
-ratio the vehicle has shown so far (:class:`~geofence.eta.SpeedModel`). Service times of
-earlier stops are added, scaled by what the route's stops took so far (both start from
-``prior``, a :class:`~geofence.eta.EtaPrior`: configured, or learnt from the fleet's earlier
-routes, whose :meth:`RouteTracker.observations` feed a
-:class:`~geofence.eta.FleetLearner`), and for the stop being
-served the median of what is left of it until the vehicle drives off (it is still inside the
-circle for a few seconds then) (:class:`~geofence.eta.ServiceModel`; see
-:func:`~geofence.eta.estimate_arrivals`). Further out, an ETA also allows for the long dwells
-that may come at the stops before it, as far as that makes the arrival likelier to fall within
-``eta_tolerance_share`` of the time still to go (:func:`~geofence.eta.long_dwell_allowance`).
-Distances to stops are great-circle (spherical, within 0.6 % of the ellipsoid).
+projects onto it, plus how far off it the vehicle is; but farther off it than
+``off_route_clear_distance_m``, on a detour, as for a route without one), otherwise as
+great-circle distance times ``detour_factor``. Each leg is driven at its planned pace (from
+the stops' planned arrivals and service times when the route has them, else
+``typical_speed_mps``) times the pace ratio the vehicle has shown so far
+(:class:`~geofence.eta.SpeedModel`). Service times of earlier stops are added, scaled by what
+the route's stops took so far (both start from ``prior``, a
+:class:`~geofence.eta.EtaPrior`: configured, or learnt from the fleet's earlier routes, whose
+:meth:`RouteTracker.observations` feed a :class:`~geofence.eta.FleetLearner`), and for the
+stop being served the median of what is left of it until the vehicle drives off (it is
+still inside the circle for a few seconds then) (:class:`~geofence.eta.ServiceModel`; see
+:func:`~geofence.eta.estimate_arrivals`). Each stop's dwell shape is the prior's, or, given
+``sites`` (a :class:`~geofence.eta.SiteModel`), what its location showed on earlier routes.
+Further out, an ETA also allows for the long dwells that may come at the stops before it, as
+far as that makes the arrival likelier to fall within ``eta_tolerance_share`` of the time
+still to go (:class:`~geofence.eta.AllowanceModel`). Distances to stops are great-circle
+(spherical, within 0.6 % of the ellipsoid).
 
 Per-stop state lives in numpy arrays so a fix costs a few dozen vectorised operations whatever
 the number of stops; Python work happens only for the stops that produce events.
