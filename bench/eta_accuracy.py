@@ -26,10 +26,11 @@ circle that contains the van's own visit: the moment the tracker's ETA is define
 ``arrival - horizon``, if that fix is no more than ``TOLERANCE_S`` older and the tracker still
 had the stop pending.
 
-Prints, per horizon: the number of stops measured, the median and p90 absolute error, the mean
-signed error (negative: the van came later than predicted), and the error split into its dwell
-part (planned service still to come vs the van's actual time at stops before the arrival) and
-its travel part (the rest), plus the p90 over predictions with no long dwell before the arrival.
+Prints how long the tracker took per fix, then, per horizon: the number of stops measured,
+the median and p90 absolute error, the mean signed error (negative: the van came later than
+predicted), and the error split into its dwell part (planned service still to come vs the
+van's actual time at stops before the arrival) and its travel part (the rest), plus the p90
+over predictions with no long dwell before the arrival.
 The dwell part is the service time the tracker counted in the ETA (what it expected to be
 left at the stop being served plus the stops before) against the van's actual time standing
 at stops; until this version it was computed from the planned service times whatever the
@@ -127,6 +128,7 @@ class VanRun:
     long_extra: Floats  # (stops,): what a long dwell added to the usual service; 0: none
     long_chance: Floats  # (stops,): the simulator's chance of a long dwell there
     observations: RouteObservations  # what the tracker saw of the route's dwells and legs
+    update_s: float = 0.0  # time the tracker took over all the fixes (``update`` calls)
 
 
 NO_LONG: Final = "none"
@@ -213,10 +215,13 @@ def run_van(
     tracker = RouteTracker(route, cfg, sites=sites)
     etas = np.full((len(fixes), n), np.nan)
     eta_dwell = np.full((len(fixes), n), np.nan)
+    update_s = 0.0
     for k, f in enumerate(fixes):
+        started = time.perf_counter()
         tracker.update(
             f.ts, f.lat, f.lon, speed_mps=f.speed, temp_c=f.temp_c, accuracy_m=f.accuracy
         )
+        update_s += time.perf_counter() - started
         for sid, eta in tracker.etas().items():
             etas[k, index_of[sid]] = eta
         for sid, dwell in tracker.eta_dwell_s().items():
@@ -247,6 +252,7 @@ def run_van(
         long_extra,
         np.array([van.long_dwell_chance(v.stop) for v in visits]),
         tracker.observations(),
+        update_s,
     )
 
 
@@ -463,9 +469,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     n_stops = sum(len(r.route.stops) for r in runs)
     n_fixes = sum(len(r.fix_ts) for r in runs)
+    per_fix_us = sum(r.update_s for r in runs) / max(n_fixes, 1) * 1e6
     print(
         f"{args.vans} vans, {n_stops} stops, {n_fixes:,} fixes every {args.interval:g} s,"
-        f" {sum(int((r.long_extra > 0).sum()) for r in runs)} long dwells; {elapsed:.1f} s"
+        f" {sum(int((r.long_extra > 0).sum()) for r in runs)} long dwells; {elapsed:.1f} s;"
+        f" the tracker took {per_fix_us:.0f} us a fix"
     )
     prior = tracker_cfg.prior
     fewest, most = van_cfg.parcels
@@ -529,6 +537,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             **{name: {"p90_s": s["p90_s"], "bias_s": s["bias_s"]} for name, s in parts.items()},
             "not_measured": missing[h],
         }
+    result["tracker_us_per_fix"] = round(per_fix_us, 1)
     result["elapsed_s"] = round(elapsed, 1)
     print(json.dumps(result))
     return result
