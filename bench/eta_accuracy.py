@@ -417,7 +417,7 @@ def breakdown(samples: list[Sample]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=DESCRIPTION)
-    parser.add_argument("--vans", type=int, default=40, help="vans, one route each (40)")
+    parser.add_argument("--vans", type=int, default=120, help="vans, one route each (120)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the city and the vans (1)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between fixes (1)")
     parser.add_argument(
