@@ -464,6 +464,10 @@ _SITE_FIT_SAMPLE: Final = 5_000
 _MAX_SITE_STRENGTH: Final = 1_000.0
 
 
+# A route's dwells and its legs, each by the index of its stop (of the stop the leg led to).
+_Shown = tuple[dict[int, tuple[float, float]], dict[int, tuple[float, float]]]
+
+
 class FleetLearner:
     """Learns an :class:`EtaPrior` from the fleet's routes (their :class:`RouteObservations`).
 
@@ -489,7 +493,6 @@ class FleetLearner:
 
     __slots__ = (
         "_changes",
-        "_parts",
         "_prior",
         "_routes",
         "_site_model",
@@ -516,12 +519,9 @@ class FleetLearner:
         self.max_routes = max_routes
         self.min_routes = min_routes
         self.max_sites = max_sites
-        self._routes: dict[str, RouteObservations] = {}
-        # Routes reported a dwell or leg at a time: each one's dwells and legs by stop index.
-        self._parts: dict[
-            str, tuple[dict[int, tuple[float, float]], dict[int, tuple[float, float]]]
-        ]
-        self._parts = {}
+        # Each route's dwells and legs, by the index of the stop (of the stop led to), in the
+        # order the routes were last observed.
+        self._routes: dict[str, _Shown] = {}
         # Each site's latest visits by route, the sites in the order they were last visited.
         self._sites: dict[str, dict[str, tuple[float, float]]] = {}
         self._prior: EtaPrior | None = None
@@ -537,13 +537,13 @@ class FleetLearner:
 
     def observe(self, route_id: str, observations: RouteObservations) -> None:
         """What route ``route_id`` has shown so far (replaces what it showed before)."""
-        self._parts.pop(route_id, None)
-        self._keep_route(route_id, observations)
+        self._keep(
+            route_id, (dict(enumerate(observations.dwells)), dict(enumerate(observations.legs)))
+        )
         sites, dwells = observations.sites, observations.dwells
         if sites and len(sites) == len(dwells):
             for key, (planned, dwell) in zip(sites, dwells, strict=True):
                 self._remember_visit(key, route_id, planned, dwell)
-        self._changes += 1
 
     def observe_dwell(
         self,
@@ -557,47 +557,26 @@ class FleetLearner:
         ``planned_s``, at location ``site`` when known: one dwell at a time, as the vehicle
         leaves each stop (the same stop again replaces it). Not to be mixed with
         :meth:`observe` for one route."""
-        dwells, legs = self._parts.get(route_id) or ({}, {})
+        dwells, legs = self._routes.get(route_id) or ({}, {})
         dwells[stop] = (planned_s, dwell_s)
         if site:
             self._remember_visit(site, route_id, planned_s, dwell_s)
-        self._keep_parts(route_id, dwells, legs)
+        self._keep(route_id, (dwells, legs))
 
     def observe_leg(self, route_id: str, stop: int, planned_s: float, actual_s: float) -> None:
         """Route ``route_id`` drove to its stop number ``stop`` straight from the stop before
         in ``actual_s``, planned at ``planned_s``: one leg at a time (see
         :meth:`observe_dwell`)."""
-        dwells, legs = self._parts.get(route_id) or ({}, {})
+        dwells, legs = self._routes.get(route_id) or ({}, {})
         legs[stop] = (planned_s, actual_s)
-        self._keep_parts(route_id, dwells, legs)
+        self._keep(route_id, (dwells, legs))
 
-    def _keep_parts(
-        self,
-        route_id: str,
-        dwells: dict[int, tuple[float, float]],
-        legs: dict[int, tuple[float, float]],
-    ) -> None:
-        self._parts[route_id] = (dwells, legs)
-        observations = RouteObservations(
-            dwells=tuple(dwells[k] for k in sorted(dwells)),
-            legs=tuple(legs[k] for k in sorted(legs)),
-        )
-        self._keep_route(route_id, observations)
-        self._changes += 1
-
-    def _keep_route(self, route_id: str, observations: RouteObservations) -> None:
+    def _keep(self, route_id: str, shown: _Shown) -> None:
+        """Keep what ``route_id`` showed as the latest route's, within ``max_routes``."""
         self._routes.pop(route_id, None)
-        self._routes[route_id] = observations
+        self._routes[route_id] = shown
         while len(self._routes) > self.max_routes:
-            oldest = next(iter(self._routes))
-            del self._routes[oldest]
-            self._parts.pop(oldest, None)
-
-    def observe_visit(self, site: str, route_id: str, planned_s: float, dwell_s: float) -> None:
-        """Route ``route_id`` stayed ``dwell_s`` at a stop planned at ``planned_s`` at location
-        ``site`` (:func:`site_key`), known only as a visit there; a later visit of the same
-        route there replaces it."""
-        self._remember_visit(site, route_id, planned_s, dwell_s)
+            del self._routes[next(iter(self._routes))]
         self._changes += 1
 
     def _remember_visit(self, site: str, route_id: str, planned_s: float, dwell_s: float) -> None:
@@ -633,15 +612,15 @@ class FleetLearner:
     def _fit(self) -> EtaPrior:
         prior = self.base
         dwells = [
-            np.array([d for d in obs.dwells if d[0] > 0 and d[1] > 0], dtype=np.float64)
-            for obs in self._routes.values()
+            np.array([d for d in shown.values() if d[0] > 0 and d[1] > 0], dtype=np.float64)
+            for shown, _ in self._routes.values()
         ]
         dwells = [d for d in dwells if d.size]
         if len(dwells) >= self.min_routes:
             prior = _fit_dwells(dwells, prior)
         legs = [
-            np.array([g for g in obs.legs if g[0] >= _MIN_LEG_S and g[1] > 0], dtype=np.float64)
-            for obs in self._routes.values()
+            np.array([g for g in shown.values() if g[0] >= _MIN_LEG_S and g[1] > 0], np.float64)
+            for _, shown in self._routes.values()
         ]
         legs = [g for g in legs if g.size]
         if len(legs) >= self.min_routes:

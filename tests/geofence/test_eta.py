@@ -336,8 +336,8 @@ def test_site_model_learns_which_locations_run_long_and_by_how_much() -> None:
     # A site never visited keeps the fleet's shape; so does every site if routes carry no sites.
     assert model.shape(site_key(10.0, 10.0), 150.0) == learner.prior().dwell.at(150.0)
     bare = FleetLearner()
-    for rid, obs in learner._routes.items():
-        bare.observe(rid, RouteObservations(dwells=obs.dwells))
+    for rid, (dwells, _) in learner._routes.items():
+        bare.observe(rid, RouteObservations(dwells=tuple(dwells.values())))
     assert bare.site_count == 0
     assert bare.sites().shape(sites[0], 150.0) == bare.prior().dwell.at(150.0)
 
@@ -445,13 +445,13 @@ def test_learner_refits_after_enough_new_observations_and_counts_site_visits_at_
     assert learner.prior() is first  # two new routes: not fitted again yet
     learner.observe("r3", slow)
     assert learner.prior().pace_ratio > 1.5  # the third: fitted again
-    # Visits reported one by one (from other processes) are remembered at once and count
-    # towards the next refit like routes.
+    # Dwells reported one by one (from the stream) have their sites remembered at once and
+    # count towards the next refit like routes.
     model = learner.sites()
-    learner.observe_visit(other, "v1", 100.0, 100.0)
-    learner.observe_visit(slow_key, "v2", 100.0, 700.0)
+    learner.observe_dwell("v1", 0, 100.0, 100.0, site=other)
+    learner.observe_dwell("v2", 0, 100.0, 700.0, site=slow_key)
     assert learner.site_count == 2 and learner.sites() is model
-    learner.observe_visit(slow_key, "v3", 100.0, 700.0)
+    learner.observe_dwell("v3", 0, 100.0, 700.0, site=slow_key)
     assert learner.sites() is not model
 
 
@@ -483,4 +483,4 @@ def test_learning_one_dwell_and_leg_at_a_time_equals_learning_whole_routes() -> 
     for r in range(3):
         few.observe_dwell(f"r{r}", 0, 100.0, 100.0)
         few.observe_leg(f"r{r}", 1, 100.0, 120.0)
-    assert len(few) == 2 and "r0" not in few._parts
+    assert len(few) == 2 and "r0" not in few._routes
