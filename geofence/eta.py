@@ -185,13 +185,19 @@ class DwellShape(msgspec.Struct, frozen=True, kw_only=True):
 
     def long_chance(self, planned_s: float) -> float:
         """The chance of a long dwell at a stop planned at ``planned_s``."""
+        return float(self.long_chances(np.array([planned_s]))[0])
+
+    def long_chances(self, planned_s: NDArray[np.float64]) -> NDArray[np.float64]:
+        """:meth:`long_chance` at each of ``planned_s`` (a stop planned at 0 s or less: the
+        chance at the reference)."""
         p = self.long_probability
-        if self.long_odds_power == 0 or self.long_reference_s <= 0 or planned_s <= 0:
-            return p
-        if p <= 0.0 or p >= 1.0:
-            return p
-        odds = p / (1.0 - p) * (planned_s / self.long_reference_s) ** self.long_odds_power
-        return odds / (1.0 + odds)
+        if self.long_odds_power == 0 or self.long_reference_s <= 0 or p <= 0.0 or p >= 1.0:
+            return np.full(planned_s.size, p)
+        planned = planned_s > 0
+        scale = np.where(planned, planned_s / self.long_reference_s, 1.0)
+        odds = p / (1.0 - p) * scale**self.long_odds_power
+        result: NDArray[np.float64] = np.where(planned, odds / (1.0 + odds), p)
+        return result
 
     def at(self, planned_s: float) -> DwellShape:
         """The shape at a stop planned at ``planned_s``: its own chance of a long dwell."""
@@ -687,8 +693,7 @@ class SiteModel:
         chance = (long + m * base.long_probability) / (planned.size + m)
         if long < 0.5 or not math.isfinite(self.extra_strength):
             return msgspec.structs.replace(base, long_probability=chance)
-        usual = planned * self.prior.service_ratio
-        logs = np.log(np.maximum(dwell - usual, 1.0))
+        logs = _log_extras(planned, dwell, self.prior)
         s = self.extra_strength
         mean = (float((weight * logs).sum()) + s * self.extra_center) / (long + s)
         # The spread of one visit's extra, and of what is not yet known of the site's mean.
@@ -705,26 +710,12 @@ class SiteModel:
         )
 
 
-def _long_chances(planned: NDArray[np.float64], shape: DwellShape) -> NDArray[np.float64]:
-    """:meth:`DwellShape.long_chance` at each planned service time."""
-    p = min(max(shape.long_probability, 0.0), 1.0)
-    if shape.long_odds_power == 0 or shape.long_reference_s <= 0 or p in (0.0, 1.0):
-        return np.full(planned.size, p)
-    odds = (
-        p
-        / (1.0 - p)
-        * (np.maximum(planned, 1e-9) / shape.long_reference_s) ** (shape.long_odds_power)
-    )
-    result: NDArray[np.float64] = odds / (1.0 + odds)
-    return result
-
-
 def _long_weights(
     planned: NDArray[np.float64], dwell: NDArray[np.float64], prior: EtaPrior
 ) -> NDArray[np.float64]:
     """How likely each dwell was a long one, under the prior's dwell shape."""
     shape = prior.dwell
-    p = _long_chances(planned, shape)
+    p = shape.long_chances(planned)
     usual = planned * prior.service_ratio
     sigma = max(shape.sigma, _SIGMA_RANGE[0])
     f_usual = (1.0 - p) * _lognormal_pdf_array(dwell, usual, sigma)
@@ -736,6 +727,14 @@ def _long_weights(
         )
     total = f_usual + f_long
     return np.divide(f_long, total, out=np.zeros_like(total), where=total > 0)
+
+
+def _log_extras(
+    planned: NDArray[np.float64], dwell: NDArray[np.float64], prior: EtaPrior
+) -> NDArray[np.float64]:
+    """The log of what each dwell took beyond the usual one (at least a second)."""
+    result: NDArray[np.float64] = np.log(np.maximum(dwell - planned * prior.service_ratio, 1.0))
+    return result
 
 
 def _fit_sites(visits: dict[str, dict[str, tuple[float, float]]], prior: EtaPrior) -> SiteModel:
@@ -753,7 +752,7 @@ def _fit_sites(visits: dict[str, dict[str, tuple[float, float]]], prior: EtaPrio
     site = np.repeat(np.arange(len(groups)), sizes)
     planned, dwell = rows[:, 0], rows[:, 1]
     weight = _long_weights(planned, dwell, prior)
-    chance = _long_chances(planned, prior.dwell)
+    chance = prior.dwell.long_chances(planned)
     # Over-dispersion of each site's count of long dwells (method of moments): with a beta
     # spread of chances, Var(count) = sum p(1-p) * (1 + (visits - 1) rho), rho = 1/(m + 1).
     count = np.bincount(site, weight)
@@ -770,8 +769,7 @@ def _fit_sites(visits: dict[str, dict[str, tuple[float, float]]], prior: EtaPrio
     long = weight > 0.5
     extra_strength, center, sigma = math.inf, 0.0, 0.0
     if long.sum() >= _MIN_LONG_DWELLS:
-        usual = planned * prior.service_ratio
-        logs = np.log(np.maximum(dwell - usual, 1.0))
+        logs = _log_extras(planned, dwell, prior)
         ids = site[long]
         order = np.argsort(ids, kind="stable")
         bounds = np.flatnonzero(np.diff(ids[order])) + 1
