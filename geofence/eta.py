@@ -1093,18 +1093,6 @@ def _best_allowance(dist: NDArray[np.float64], lead_s: float, tolerance_share: f
     return float(int(np.argmax(inside)) * _EXTRA_BIN_S)
 
 
-def long_dwell_allowance(
-    leads_s: ArrayLike,
-    shapes: Sequence[DwellShape],
-    usual_s: ArrayLike,
-    tolerance_share: float,
-) -> NDArray[np.float64]:
-    """:meth:`AllowanceModel.allowance` for remaining stops in order, ``leads_s`` ahead, with
-    dwell shapes ``shapes`` and usual dwells ``usual_s``, worked out afresh."""
-    model = AllowanceModel(shapes, usual_s, tolerance_share)
-    return model.allowance(np.arange(len(shapes), dtype=np.intp), leads_s)
-
-
 def _erf(x: NDArray[np.float64]) -> NDArray[np.float64]:
     """The error function, to 1.5e-7 (Abramowitz and Stegun 7.1.26)."""
     a = np.abs(x)

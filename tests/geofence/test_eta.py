@@ -20,10 +20,10 @@ from geofence import (
     remaining_dwell_s,
 )
 from geofence.eta import (
+    AllowanceModel,
     EtaPrior,
     FleetLearner,
     RouteObservations,
-    long_dwell_allowance,
     site_key,
 )
 
@@ -263,6 +263,14 @@ def test_fleet_learner_finds_the_shape_of_long_dwells_and_how_often_they_come() 
     assert extras[0] < 420.0 and extras[-1] > 780.0
     assert extras[4] == pytest.approx(600.0, abs=90.0)
     assert shape.long_chance(200.0) == pytest.approx(0.1, abs=0.03)
+
+
+def long_dwell_allowance(
+    leads_s: list[float], shapes: list[DwellShape], usual_s: list[float], tolerance: float
+) -> np.ndarray:
+    """The allowances for remaining stops ``shapes`` in order, ``leads_s`` ahead."""
+    model = AllowanceModel(shapes, usual_s, tolerance)
+    return model.allowance(np.arange(len(shapes), dtype=np.intp), leads_s)
 
 
 def test_far_out_etas_allow_for_long_dwells_at_the_stops_before_near_ones_do_not() -> None:
