@@ -257,23 +257,21 @@ class RouteTracker:
         """The dwell at ``stop_id`` once the vehicle left it, as (the stop's index; location
         key, see :func:`~geofence.eta.site_key`; planned service s; dwell s), else None."""
         i = self._ids.index(stop_id)
-        for j in range(len(self.dwell_stops) - 1, -1, -1):
-            if self.dwell_stops[j] == i:
-                stop = self.route.stops[i]
-                planned, dwell = self.dwells[j]
-                return i, site_key(stop.lat, stop.lon), planned, dwell
-        return None
+        if i not in self.dwell_stops:  # a stop is left once: one dwell at most
+            return None
+        stop = self.route.stops[i]
+        planned, dwell = self.dwells[self.dwell_stops.index(i)]
+        return i, site_key(stop.lat, stop.lon), planned, dwell
 
     def finished_leg(self, stop_id: str) -> tuple[int, float, float] | None:
         """The leg driven straight to ``stop_id`` from the stop before, once the vehicle got
         there, as (the stop's index, planned s, actual s), else None (also when it came
         from elsewhere)."""
         i = self._ids.index(stop_id)
-        for j in range(len(self.leg_stops) - 1, -1, -1):
-            if self.leg_stops[j] == i:
-                planned, actual = self.legs[j]
-                return i, planned, actual
-        return None
+        if i not in self.leg_stops:  # a stop is arrived at once: one leg at most
+            return None
+        planned, actual = self.legs[self.leg_stops.index(i)]
+        return i, planned, actual
 
     def stop_status(self, stop_id: str) -> str:
         """``"pending"``, ``"arrived"`` or ``"departed"``."""
