@@ -449,14 +449,19 @@ class Store:
     # ----- event log
 
     async def append_events(self, events: Iterable[dict[str, Any]], max_len: int) -> None:
-        events = list(events)
-        if not events:
+        await self._append(keys.EVENTS, [{"e": _json_enc.encode(ev)} for ev in events], max_len)
+
+    async def _append(
+        self, stream: str, entries: Sequence[dict[str, str | bytes]], max_len: int
+    ) -> None:
+        """Add ``entries`` to ``stream`` in one round trip, trimming it to about ``max_len``."""
+        if not entries:
             return
         async with self.redis.pipeline(transaction=False) as p:
-            for ev in events:
+            for fields in entries:
                 p.xadd(
-                    keys.EVENTS,
-                    {"e": _json_enc.encode(ev)},
+                    stream,
+                    fields,
                     trim_strategy=coredis.PureToken.MAXLEN,
                     threshold=max_len,
                     trim_operator=coredis.PureToken.APPROXIMATELY,
@@ -467,21 +472,14 @@ class Store:
     async def append_eta_observations(
         self, observed: Sequence[EtaObservation], max_len: int
     ) -> None:
-        if not observed:
-            return
-        async with self.redis.pipeline(transaction=False) as p:
-            for o in observed:
-                fields = {"k": o.kind, "r": o.route, "i": str(o.stop)}
-                fields |= {"p": f"{o.planned_s:.1f}", "a": f"{o.actual_s:.1f}"}
-                if o.site:
-                    fields["s"] = o.site
-                p.xadd(
-                    keys.ETA_OBSERVED,
-                    fields,
-                    trim_strategy=coredis.PureToken.MAXLEN,
-                    threshold=max_len,
-                    trim_operator=coredis.PureToken.APPROXIMATELY,
-                )
+        entries: list[dict[str, str | bytes]] = []
+        for o in observed:
+            fields: dict[str, str | bytes] = {"k": o.kind, "r": o.route, "i": str(o.stop)}
+            fields |= {"p": f"{o.planned_s:.1f}", "a": f"{o.actual_s:.1f}"}
+            if o.site:
+                fields["s"] = o.site
+            entries.append(fields)
+        await self._append(keys.ETA_OBSERVED, entries, max_len)
 
     async def read_eta_observations(
         self, after_id: str, count: int, block_ms: int | None

@@ -29,6 +29,7 @@ from coredis import PureToken
 from . import keys
 from .errors import NotifyError
 from .redis_client import REDIS_DOWN, RedisClient, publish
+from .redis_client import text as _s
 from .rules import AlertSpec
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,6 @@ AlertListener = Callable[[Alert], Awaitable[None]]
 
 _encoder: Final = msgspec.json.Encoder()
 _decoder: Final = msgspec.json.Decoder(Alert)
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class AlertStore:
