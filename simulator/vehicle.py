@@ -460,12 +460,12 @@ class Van:
         lo, hi = cfg.service_factor
         dwell = stop.service_s * min(max(rng.lognormvariate(0.0, cfg.service_sigma), lo), hi)
         extra = 0.0
-        site_extra = self.site_extra_s(stop.address)
-        if site_extra > 0 and rng.random() < cfg.slow_site_probability:
-            extra = site_extra * rng.lognormvariate(0.0, cfg.slow_site_spread)
-        elif site_extra == 0 and rng.random() < self._chance_long(stop.parcels):
-            extra = rng.uniform(*cfg.long_dwell_s)
-        if extra > 0:
+        if rng.random() < self.long_dwell_chance(stop):
+            site_extra = self.site_extra_s(stop.address)
+            if site_extra > 0:
+                extra = site_extra * rng.lognormvariate(0.0, cfg.slow_site_spread)
+            else:
+                extra = rng.uniform(*cfg.long_dwell_s)
             self.counters.long_dwells += 1
         self.visits.append(StopVisit(stop, self._t, long_extra_s=extra))
         dwell += extra
@@ -487,16 +487,13 @@ class Van:
         return extra
 
     def long_dwell_chance(self, stop: PlannedStop) -> float:
-        """The chance that a visit to ``stop`` takes a long dwell."""
-        if self.site_extra_s(stop.address) > 0:
-            return self.config.slow_site_probability
-        return self._chance_long(stop.parcels)
-
-    def _chance_long(self, parcels: int) -> float:
-        """The chance of a long dwell by chance at an ordinary address with ``parcels``."""
+        """The chance that a visit to ``stop`` takes a long dwell: the slow addresses' chance
+        there, else one by the parcel count."""
         cfg = self.config
+        if self.site_extra_s(stop.address) > 0:
+            return cfg.slow_site_probability
         (fewest, most), (low, high) = cfg.parcels, cfg.long_dwell_probability
-        share = (parcels - fewest) / (most - fewest) if most > fewest else 0.5
+        share = (stop.parcels - fewest) / (most - fewest) if most > fewest else 0.5
         return low + (high - low) * min(max(share, 0.0), 1.0)
 
     def _depart(self) -> None:
