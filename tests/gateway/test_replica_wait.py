@@ -28,7 +28,14 @@ from gateway.config import ConfigError, load_settings
 from gateway.redisproc import RedisProcess, start_redis
 
 from ..conftest import RedisClusterProcesses
-from .conftest import GatewayHandle, gateway_settings, metric, start_gateway, stored_seqs
+from .conftest import (
+    GatewayHandle,
+    gateway_settings,
+    metric,
+    start_gateway,
+    stored_seqs,
+    until,
+)
 from .test_cluster_failover import cluster as cluster  # a fixture
 from .test_cluster_failover import shard
 
@@ -248,9 +255,7 @@ async def test_a_failover_to_the_replica_loses_nothing_acknowledged(
         async with trio.open_nursery() as flows:
             flows.start_soon(stream_fixes)
             flows.start_soon(read_acks)
-            with trio.fail_after(10):
-                while acked < 300:  # noqa: ASYNC110
-                    await trio.sleep(0.01)
+            await until(lambda: acked >= 300, poll_s=0.01)
             # The replica falls behind: stopped, and its link cut, so what the primary
             # takes from now on is not even in the replica's socket buffer. The device
             # streams on for a second and the primary dies with what the replica never
