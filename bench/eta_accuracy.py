@@ -9,16 +9,26 @@ the gateway would accept goes to a ``RouteTracker`` in time order, with its repo
 accuracy (the simulator's deliberate outliers are dropped, as the gateway's implausible-jump
 check drops them), and the tracker's ETA for every pending stop is recorded after each fix.
 
+The simulator's traffic: congestion is a property of the district and the hour, the same for
+every van (``simulator.traffic``: 800 m cells whose level, free flow 65 %, busy 25 %, jammed
+10 % of the time, is drawn anew every 15 minutes and interpolated in between); each van on its
+own only meets traffic lights and stop-and-go. Until this version every van drew its own
+standstills, slowdowns and congestion episodes (30 s to 4 minutes each), as if no two vans
+ever shared a street. Each day of the history has its own traffic (its own epoch).
+
 The simulator's dwells: a stop's planned service time comes from its parcel count (60 s plus
-35 s a parcel, 95-270 s); the van stays that long times a random log-normal factor (spread
-0.3, within 0.5-2), and sometimes 5-15 minutes longer on top (a "long dwell"). Long dwells
-come mostly from the address: at 8 % of the city's addresses (the same for every van and day)
-85 % of visits run long, by that address's own extra (drawn once, 300-900 s) with a spread of
-0.2 a visit; elsewhere 0.5 % (one parcel) to 3 % (six) of visits run 300-900 s long by
-chance. About 8 % of stops run long, one in five of those by chance. Until this version every
-long dwell came by chance (2-18 % of stops by parcel count); before that every stop had the same
-10 % chance; before that every stop was planned at 180 s and took 60-300 s at random. Figures
-from different versions are not comparable.
+35 s a parcel, 95-270 s); the van stays that long times a log-normal factor (within 0.5-2)
+that is partly the address's own (spread 0.21, the same for every van and day: a walk from
+the only place to park, stairs) and partly the visit's (spread 0.21; together about 0.3, the
+spread every visit drew on its own until this version), and sometimes 5-15 minutes longer on
+top (a "long dwell"). Long dwells come mostly from the address: at 8 % of the city's
+addresses (the same for every van and day) 85 % of visits run long, by that address's own
+extra (drawn once, 300-900 s) with a spread of 0.2 a visit; elsewhere 0.5 % (one parcel) to
+3 % (six) of visits run 300-900 s long by chance. About 8 % of stops run long, one in five of
+those by chance. In the version before the last, every long dwell came by chance (2-18 % of
+stops by parcel count); before that every stop had the same 10 % chance; before that every
+stop was planned at 180 s and took 60-300 s at random. Figures from different versions are
+not comparable.
 
 The actual arrival at a stop is the first fix of the run of fixes inside the stop's arrival
 circle that contains the van's own visit: the moment the tracker's ETA is defined for. At 10 and
@@ -42,9 +52,9 @@ seeds, the same simulator settings, fixes every ``--history-interval`` seconds):
 followed by a tracker with the default prior, and what it saw of the route (dwells with their
 stop locations, legs) goes to a ``FleetLearner``, as a gateway learns from its earlier routes.
 From it come the fleet's prior (:class:`geofence.eta.EtaPrior`: pace, service times, the
-shape of long dwells) and what each stop location showed (:class:`geofence.eta.SiteModel`;
-``--no-sites`` leaves that out). ``--history 0`` keeps the default prior, as on a gateway's
-first day. Both are fixed for the day measured.
+shape of long dwells) and what each stop location showed (:class:`geofence.eta.SiteModel`: its
+usual dwell and its long ones; ``--no-sites`` leaves that out). ``--history 0`` keeps the
+default prior, as on a gateway's first day. Both are fixed for the day measured.
 
 ``--breakdown`` splits each horizon's error by the long dwells before the arrival (none; one
 under way when the prediction was made; one not yet begun then, which nothing the gateway sees
@@ -110,6 +120,7 @@ HISTORY_SEEDS: Final = 50_000  # earlier days' vans are seeded from here on, aft
 # which tells dwells and legs to a few seconds and takes a fifth of the time.
 HISTORY_ROUTES: Final = 1_000
 HISTORY_INTERVAL_S: Final = 5.0
+HISTORY_FLEET: Final = 40  # vans a day in the history
 
 Floats = NDArray[np.float64]
 
@@ -158,7 +169,7 @@ def build_route(van: Van, city: City, van_id: str, radius_m: float) -> Route:
         leg = city.shortest_path(node, p.address.node)
         path = leg if path is None else path.join(leg)
         node = p.address.node
-        planned = EPOCH + p.planned_arrival_s / van.config.time_scale
+        planned = van.epoch + p.planned_arrival_s / van.config.time_scale
         stops.append(
             Stop(
                 id=f"s{p.index}",
@@ -179,18 +190,18 @@ def build_route(van: Van, city: City, van_id: str, radius_m: float) -> Route:
 def drive(van: Van, van_id: str) -> list[Fix]:
     """Advance ``van`` until it starts a route, then return its fixes up to leaving the last
     stop. Fixes from before the route are not returned: the route is not known then."""
-    now = EPOCH
+    now = van.epoch
     while not van.plan:
         now += van.config.interval_s
         van.poll(now)
-        if now - EPOCH > ROUTE_START_LIMIT_S:
+        if now - van.epoch > ROUTE_START_LIMIT_S:
             raise RuntimeError(f"{van_id} never started a route")
     n = len(van.plan)
     fixes: list[Fix] = []
     while len(van.visits) < n or van.visits[n - 1].departed_s is None:
         now += POLL_S
         fixes.extend(f for f in van.poll(now) if not f.outlier)
-        if now - EPOCH > ROUTE_LIMIT_S:
+        if now - van.epoch > ROUTE_LIMIT_S:
             raise RuntimeError(f"{van_id} did not finish its route")
     return fixes
 
@@ -202,11 +213,12 @@ def run_van(
     index: int,
     cfg: TrackerConfig,
     sites: SiteModel | None = None,
+    epoch: float = EPOCH,
 ) -> VanRun:
-    """Drive one van through its first route and follow it with a tracker (knowing what
-    ``sites`` learnt of the stops' locations)."""
+    """Drive one van through its first route, starting its day at ``epoch``, and follow it
+    with a tracker (knowing what ``sites`` learnt of the stops' locations)."""
     van_id = f"van-{index}"
-    van = Van(city, config, seed=seed, epoch=EPOCH)
+    van = Van(city, config, seed=seed, epoch=epoch)
     fixes = drive(van, van_id)
     route = build_route(van, city, van_id, cfg.arrival_radius_m)
     n = len(route.stops)
@@ -228,7 +240,7 @@ def run_van(
             eta_dwell[k, index_of[sid]] = dwell
 
     def wall(sim_s: float) -> float:
-        return EPOCH + sim_s / config.time_scale
+        return epoch + sim_s / config.time_scale
 
     visits = van.visits[:n]
     visit_ts = np.array([wall(v.arrived_s) for v in visits])
@@ -260,7 +272,10 @@ def learn(city: City, config: VanConfig, seeds: list[int], cfg: TrackerConfig) -
     """The fleet learner that saw the routes of earlier days, followed with ``cfg``."""
     learner = FleetLearner(cfg.prior)
     for i, seed in enumerate(seeds):
-        run = run_van(city, config, seed, i, cfg)
+        # HISTORY_FLEET vans a day, on the days before the one measured: each day has its own
+        # traffic (the city's traffic field is a function of the time).
+        day = i // HISTORY_FLEET + 1
+        run = run_van(city, config, seed, i, cfg, epoch=EPOCH - day * 86_400.0)
         learner.observe(f"history-{i}", run.observations)
     return learner
 
@@ -494,7 +509,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"sites: visits remembered at {learner.site_count} stop locations; a site's own"
             f" visits weigh as much as the fleet's chance of a long dwell after"
             f" {sites.strength:.2f} visits, and its long dwells' extra after"
-            f" {sites.extra_strength:.2f} of them (spread {sites.extra_sigma:.2f} a visit)"
+            f" {sites.extra_strength:.2f} of them (spread {sites.extra_sigma:.2f} a visit);"
+            f" its usual dwell after {sites.usual_strength:.2f} usual visits (spread"
+            f" {sites.usual_sigma:.2f} a visit)"
         )
     print("error = predicted - actual arrival (negative: the van came later than predicted)")
     result: dict[str, Any] = {
@@ -510,6 +527,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "strength": sites.strength,
             "extra_strength": sites.extra_strength,
             "extra_sigma": sites.extra_sigma,
+            "usual_strength": sites.usual_strength,
+            "usual_sigma": sites.usual_sigma,
         },
     }
     for h in HORIZONS_MIN:

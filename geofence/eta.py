@@ -162,9 +162,13 @@ class DwellShape(msgspec.Struct, frozen=True, kw_only=True):
     increasing order) as the fleet showed it, and replace the log-normal extra where the
     remaining dwell is worked out: what is left of a long dwell depends on the shape of its
     extra, which a log-normal fitted to a few dozen long dwells gets wrong in the tails.
+
+    ``usual_factor`` scales the usual dwell of one stop: what its location's earlier visits
+    showed (see :class:`SiteModel`); 1 for the fleet.
     """
 
     sigma: float = 0.3
+    usual_factor: float = 1.0
     long_probability: float = 0.1
     long_extra_s: float = 600.0
     long_sigma: float = 0.4
@@ -182,6 +186,8 @@ class DwellShape(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("dwell long_odds_power must be finite")
         if self.long_probability > 1:
             raise ValueError("dwell long_probability must be at most 1")
+        if self.usual_factor <= 0:
+            raise ValueError("dwell usual_factor must be > 0")
 
     def long_chance(self, planned_s: float) -> float:
         """The chance of a long dwell at a stop planned at ``planned_s``."""
@@ -336,12 +342,21 @@ class ServiceModel:
 
     ``planned_s`` holds each stop's planned service time. :meth:`observe` records a finished
     dwell; :meth:`expected` gives each stop's usual dwell: its plan times the route's learnt
-    ratio, which starts at the prior's ``service_ratio`` (stops planned at 0 s get the learnt
-    typical dwell of the route's other such stops). Dwells that were most likely long ones
+    ratio, which starts at the prior's ``service_ratio``, times the stop's own
+    ``usual_factor`` (stops planned at 0 s get the learnt typical dwell of the route's other
+    such stops). Dwells that were most likely long ones
     (:func:`is_long_dwell`) say nothing about the usual dwell and are left out of the learning.
     """
 
-    __slots__ = ("_absolute", "_expected", "_log_ratios", "planned_s", "prior", "shapes")
+    __slots__ = (
+        "_absolute",
+        "_expected",
+        "_factors",
+        "_log_ratios",
+        "planned_s",
+        "prior",
+        "shapes",
+    )
 
     def __init__(
         self,
@@ -358,6 +373,7 @@ class ServiceModel:
         elif len(shapes) != self.planned_s.size:
             raise ValueError("one dwell shape per stop is needed")
         self.shapes = list(shapes)
+        self._factors = np.array([s.usual_factor for s in self.shapes], dtype=np.float64)
         self._log_ratios: list[float] = []
         self._absolute: list[float] = []
         self._expected: NDArray[np.float64] | None = None
@@ -367,8 +383,10 @@ class ServiceModel:
         there) took ``dwell_s``."""
         if not math.isfinite(dwell_s) or dwell_s < 0:
             return
+        shape = shape or self.prior.dwell.at(planned_s)
+        planned_s *= shape.usual_factor
         usual = planned_s * self.ratio() if planned_s > 0 else self._shrunk(self._absolute, 0.0)
-        if is_long_dwell(dwell_s, usual, shape or self.prior.dwell.at(planned_s)):
+        if is_long_dwell(dwell_s, usual, shape):
             return
         self._expected = None
         if planned_s > 0:
@@ -392,7 +410,8 @@ class ServiceModel:
         """Each stop's usual dwell, in seconds (do not modify the array)."""
         if self._expected is None:
             unplanned = self._shrunk(self._absolute, 0.0)
-            self._expected = np.where(self.planned_s > 0, self.planned_s * self.ratio(), unplanned)
+            planned = self.planned_s * self._factors
+            self._expected = np.where(planned > 0, planned * self.ratio(), unplanned)
         return self._expected
 
     def remaining(self, index: int, elapsed_s: float) -> float:
@@ -653,10 +672,27 @@ class SiteModel:
     extras vary; a one-way random-effects fit), spread by ``extra_sigma`` plus what is not yet
     known of the site's own mean. A site never seen keeps the fleet's shape.
 
+    Usual dwells differ by address too (a walk from the only place to park, stairs, a
+    concierge). A site's usual factor is the mean log ratio of its usual visits (weighed by how
+    likely each was not a long one) to the fleet's usual dwell, shrunk by ``usual_strength``
+    (how much sites differ, against how much one site's visits vary; one-way random effects),
+    and its usual dwells then spread by what is left: ``usual_sigma`` plus what is not yet
+    known of the site's own factor.
+
     Built by :meth:`FleetLearner.sites`; reads the learner's visits as they are when asked.
     """
 
-    __slots__ = ("_visits", "extra_center", "extra_sigma", "extra_strength", "prior", "strength")
+    __slots__ = (
+        "_visits",
+        "extra_center",
+        "extra_sigma",
+        "extra_strength",
+        "prior",
+        "strength",
+        "usual_center",
+        "usual_sigma",
+        "usual_strength",
+    )
 
     def __init__(
         self,
@@ -667,8 +703,14 @@ class SiteModel:
         extra_center: float = 0.0,
         extra_strength: float = math.inf,
         extra_sigma: float = 0.0,
+        usual_center: float = 0.0,
+        usual_strength: float = math.inf,
+        usual_sigma: float = 0.0,
     ) -> None:
         self._visits = visits
+        self.usual_center = usual_center  # the fleet's mean log ratio of usual dwells
+        self.usual_strength = usual_strength
+        self.usual_sigma = usual_sigma
         self.prior = prior
         self.strength = strength
         self.extra_center = extra_center  # the fleet's mean log extra of long dwells
@@ -683,11 +725,25 @@ class SiteModel:
         """The dwell shape of a stop at site ``key`` planned at ``planned_s``."""
         base = self.prior.dwell.at(planned_s)
         visits = self._visits.get(key)
-        if not visits or self.strength >= _MAX_SITE_STRENGTH or planned_s <= 0:
+        if not visits or planned_s <= 0:
             return base
         rows = np.array(list(visits.values()), dtype=np.float64)
         planned, dwell = rows[:, 0], rows[:, 1]
         weight = _long_weights(planned, dwell, self.prior)
+        if math.isfinite(self.usual_strength):
+            usual = 1.0 - weight
+            n, s = float(usual.sum()), self.usual_strength
+            logs = _log_usual(planned, dwell, self.prior)
+            mean = (float((usual * logs).sum()) + s * self.usual_center) / (n + s)
+            base = msgspec.structs.replace(
+                base,
+                usual_factor=math.exp(mean - self.usual_center),
+                sigma=float(
+                    np.clip(math.sqrt(self.usual_sigma**2 * (1.0 + 1.0 / (n + s))), *_SIGMA_RANGE)
+                ),
+            )
+        if self.strength >= _MAX_SITE_STRENGTH:
+            return base
         long = float(weight.sum())
         m = self.strength
         chance = (long + m * base.long_probability) / (planned.size + m)
@@ -700,10 +756,11 @@ class SiteModel:
         unknown = self.extra_sigma**2 * s / (long + s) if s > 0 else 0.0
         extra = math.exp(mean)
         extra_sd = extra * math.sqrt(self.extra_sigma**2 + unknown)
-        here = planned_s * self.prior.service_ratio
+        here = planned_s * self.prior.service_ratio * base.usual_factor
         spread = math.hypot(extra_sd, base.sigma * here) / (here + extra)
         return DwellShape(
             sigma=base.sigma,
+            usual_factor=base.usual_factor,
             long_probability=chance,
             long_extra_s=extra,
             long_sigma=float(np.clip(spread, *_SIGMA_RANGE)),
@@ -737,6 +794,24 @@ def _log_extras(
     return result
 
 
+def _log_usual(
+    planned: NDArray[np.float64], dwell: NDArray[np.float64], prior: EtaPrior
+) -> NDArray[np.float64]:
+    """The log of each dwell against the fleet's usual dwell at its planned service time."""
+    usual = np.maximum(planned * prior.service_ratio, 1.0)
+    result: NDArray[np.float64] = np.log(np.maximum(dwell, 1.0) / usual)
+    return result
+
+
+def _grouped(
+    site: NDArray[np.intp], values: NDArray[np.float64], weights: NDArray[np.float64]
+) -> tuple[list[NDArray[np.float64]], list[NDArray[np.float64]]]:
+    """``values`` and ``weights`` split by ``site`` (sites in increasing order)."""
+    order = np.argsort(site, kind="stable")
+    bounds = np.flatnonzero(np.diff(site[order])) + 1
+    return np.split(values[order], bounds), np.split(weights[order], bounds)
+
+
 def _fit_sites(visits: dict[str, dict[str, tuple[float, float]]], prior: EtaPrior) -> SiteModel:
     """How strongly a site's own visits count (see :class:`SiteModel`), from the most recently
     visited sites."""
@@ -745,13 +820,29 @@ def _fit_sites(visits: dict[str, dict[str, tuple[float, float]]], prior: EtaPrio
         if len(groups) >= _SITE_FIT_SAMPLE:
             break
         groups.append(np.array(list(record.values()), dtype=np.float64))
-    if not groups or prior.dwell.long_probability <= 0:
+    if not groups:
         return SiteModel(visits, prior)
     rows = np.concatenate(groups)
     sizes = np.array([g.shape[0] for g in groups])
     site = np.repeat(np.arange(len(groups)), sizes)
     planned, dwell = rows[:, 0], rows[:, 1]
     weight = _long_weights(planned, dwell, prior)
+    # Usual dwells by site: how much sites differ against how much one site's visits vary.
+    usual = dict[str, float]()
+    fair = planned > 0
+    if fair.sum() >= _MIN_LONG_DWELLS:
+        values, weights = _grouped(
+            site[fair], _log_usual(planned, dwell, prior)[fair], 1.0 - weight[fair]
+        )
+        center, within, between = _random_effects(values, weights)
+        if between > 0 and within > 0:
+            usual = {
+                "usual_center": center,
+                "usual_strength": within / between,
+                "usual_sigma": math.sqrt(within),
+            }
+    if prior.dwell.long_probability <= 0:
+        return SiteModel(visits, prior, **usual)
     chance = prior.dwell.long_chances(planned)
     # Over-dispersion of each site's count of long dwells (method of moments): with a beta
     # spread of chances, Var(count) = sum p(1-p) * (1 + (visits - 1) rho), rho = 1/(m + 1).
@@ -763,18 +854,14 @@ def _fit_sites(visits: dict[str, dict[str, tuple[float, float]]], prior: EtaPrio
     num = float(((count - expected) ** 2 - var)[several].sum())
     rho = num / den if den > 0 else 0.0
     if rho <= 1.0 / (_MAX_SITE_STRENGTH + 1.0):
-        return SiteModel(visits, prior)
+        return SiteModel(visits, prior, **usual)
     strength = 1.0 / min(rho, 0.999) - 1.0
     # Each site's long dwells' log extras: how much sites differ against one site's spread.
     long = weight > 0.5
     extra_strength, center, sigma = math.inf, 0.0, 0.0
     if long.sum() >= _MIN_LONG_DWELLS:
         logs = _log_extras(planned, dwell, prior)
-        ids = site[long]
-        order = np.argsort(ids, kind="stable")
-        bounds = np.flatnonzero(np.diff(ids[order])) + 1
-        values = np.split(logs[long][order], bounds)
-        weights = np.split(weight[long][order], bounds)
+        values, weights = _grouped(site[long], logs[long], weight[long])
         center, within, between = _random_effects(values, weights)
         if between > 0 and within > 0:
             extra_strength = within / between
@@ -786,6 +873,7 @@ def _fit_sites(visits: dict[str, dict[str, tuple[float, float]]], prior: EtaPrio
         extra_center=center,
         extra_strength=extra_strength,
         extra_sigma=sigma,
+        **usual,
     )
 
 

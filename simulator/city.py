@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from .geo import LocalProjection
+from .traffic import TrafficField
 
 ARTERIAL_SPEED_MPS: Final = 50 / 3.6
 LOCAL_SPEED_MPS: Final = 30 / 3.6
@@ -128,8 +129,11 @@ class City:
         nodes: Sequence[Node],
         streets: Iterable[Street],
         depot: int,
+        traffic: TrafficField | None = None,
     ) -> None:
         self.projection = projection
+        # Congestion by district and time, the same for every van (seed 0 unless given).
+        self.traffic = traffic if traffic is not None else TrafficField(0)
         self.nodes: tuple[Node, ...] = tuple(nodes)
         for i, node in enumerate(self.nodes):
             if node.id != i:
@@ -188,7 +192,7 @@ class City:
         depot_x, depot_y = -0.3 * size_m, -0.3 * size_m
         depot = min(nodes, key=lambda nd: math.hypot(nd.x - depot_x, nd.y - depot_y)).id
         streets = _remove_some_local(rng, len(nodes), streets)
-        return cls(projection, nodes, streets, depot)
+        return cls(projection, nodes, streets, depot, TrafficField(seed))
 
     def is_connected(self) -> bool:
         """Whether every node can be reached from the depot."""

@@ -29,6 +29,7 @@ from .city import Address, City, Path
 
 PHYSICS_STEP_S: Final = 0.5  # simulated seconds per integration step
 LOOKAHEAD_M: Final = 120.0  # enough to brake from 50 km/h at the configured deceleration
+AREA_STEP_S: Final = 10.0  # simulated seconds between looks at the city's traffic field
 CREEP_SPEED_MPS: Final = 0.5  # lowest speed while closing the last metres to a stop
 PLAN_SPEED_SHARE: Final = 0.7  # planned average speed as a share of the limits
 PLAN_SERVICE_BASE_S: Final = 60.0  # planned service time per stop: this much ...
@@ -59,7 +60,11 @@ class VanConfig:
     parcels: tuple[int, int] = (1, 6)  # per stop, both ends included
     # The time actually spent at a stop is the planned service time times a log-normal factor
     # (median 1) of this spread, kept within service_factor; then, by chance, a long dwell.
-    service_sigma: float = 0.3
+    # The factor is partly the address's own (a walk from the only place to park, stairs, a
+    # concierge: the same for every van and day) and partly the visit's, each of these spreads
+    # (together about 0.3).
+    site_service_sigma: float = 0.21
+    service_sigma: float = 0.21
     service_factor: tuple[float, float] = (0.5, 2.0)
     # Long dwells come mostly from the address: at a share of the city's addresses (a reception
     # desk, a goods-in queue, a tower block without a lift) nearly every visit runs long, by
@@ -74,6 +79,13 @@ class VanConfig:
     slow_site_spread: float = 0.2
     long_dwell_probability: tuple[float, float] = (0.005, 0.03)
     long_dwell_s: tuple[float, float] = (300.0, 900.0)
+    # Congestion comes from the city's traffic field (simulator.traffic), the same for every van
+    # in a district; each van on its own meets traffic lights (a standstill at the start of
+    # this share of its traffic episodes) and stop-and-go (a share of the speed it would drive).
+    light_probability: float = 0.15
+    light_s: tuple[float, float] = (10.0, 45.0)
+    stop_and_go: tuple[float, float] = (0.8, 1.0)
+    stop_and_go_s: tuple[float, float] = (20.0, 90.0)
     detour_probability: float = 0.1  # per leg
     detour_offset_m: tuple[float, float] = (300.0, 700.0)
     initial_wait_s: tuple[float, float] = (0.0, 120.0)
@@ -225,9 +237,13 @@ class Van:
         self._phase_until = rng.uniform(*config.initial_wait_s)
         self._traffic = 1.0
         self._traffic_until = 0.0
+        self._area = 1.0  # the city's traffic field where the van is, sampled every AREA_STEP_S
+        self._area_until = 0.0
+        self._clock0 = epoch * config.time_scale  # simulated time on the clock vans share
         self._route: _Route | None = None
         self._next: _Route | None = None
         self._sites: dict[tuple[float, float], float] = {}
+        self._site_factors: dict[tuple[float, float], float] = {}
         self._leg_index = 0
         self._d = 0.0  # distance along the current leg
         self._seg = 0
@@ -393,12 +409,15 @@ class Van:
         cum = leg.cum
         if self._t >= self._traffic_until:
             self._next_traffic_episode()
+        if self._t >= self._area_until:
+            self._area = self.city.traffic.factor(self.x, self.y, self._clock0 + self._t)
+            self._area_until = self._t + AREA_STEP_S
         if len(cum) < 2:
             self._arrive()
             return
         while self._seg < len(cum) - 2 and cum[self._seg + 1] <= self._d:
             self._seg += 1
-        target = leg.path.speed_limits[self._seg] * self._driver * self._traffic
+        target = leg.path.speed_limits[self._seg] * self._driver * self._traffic * self._area
         j = self._seg + 1
         while j < len(cum) and cum[j] - self._d <= LOOKAHEAD_M:
             vmax = leg.vertex_speed[j]
@@ -436,14 +455,13 @@ class Van:
             self.heading = math.degrees(math.atan2(bx - ax, by - ay)) % 360
 
     def _next_traffic_episode(self) -> None:
-        rng = self._rng
-        r = rng.random()
-        if r < 0.12:  # red light or jam: standstill
-            self._traffic, length = 0.0, rng.uniform(10, 60)
-        elif r < 0.40:  # congestion
-            self._traffic, length = rng.uniform(0.25, 0.6), rng.uniform(30, 180)
+        """The van's own traffic for a while: a red light, or stop-and-go. Congestion, which
+        every van in a district shares, is the city's traffic field."""
+        cfg, rng = self.config, self._rng
+        if rng.random() < cfg.light_probability:
+            self._traffic, length = 0.0, rng.uniform(*cfg.light_s)
         else:
-            self._traffic, length = rng.uniform(0.85, 1.0), rng.uniform(30, 240)
+            self._traffic, length = rng.uniform(*cfg.stop_and_go), rng.uniform(*cfg.stop_and_go_s)
         self._traffic_until = self._t + length
 
     def _arrive(self) -> None:
@@ -458,7 +476,8 @@ class Van:
             return
         stop = self._route.plan.stops[leg.to_stop]
         lo, hi = cfg.service_factor
-        dwell = stop.service_s * min(max(rng.lognormvariate(0.0, cfg.service_sigma), lo), hi)
+        factor = self.site_service_factor(stop.address) * rng.lognormvariate(0.0, cfg.service_sigma)
+        dwell = stop.service_s * min(max(factor, lo), hi)
         extra = 0.0
         if rng.random() < self.long_dwell_chance(stop):
             site_extra = self.site_extra_s(stop.address)
@@ -485,6 +504,17 @@ class Van:
             extra = site.uniform(*cfg.slow_site_extra_s) if slow else 0.0
             self._sites[key] = extra
         return extra
+
+    def site_service_factor(self, address: Address) -> float:
+        """How much longer (or shorter) than planned a usual visit to ``address`` takes, as a
+        median factor. Drawn from the address's location alone, like :meth:`site_extra_s`."""
+        key = (address.lat, address.lon)
+        factor = self._site_factors.get(key)
+        if factor is None:
+            site = random.Random(f"site service {address.lat:.6f} {address.lon:.6f}")
+            factor = site.lognormvariate(0.0, self.config.site_service_sigma)
+            self._site_factors[key] = factor
+        return factor
 
     def long_dwell_chance(self, stop: PlannedStop) -> float:
         """The chance that a visit to ``stop`` takes a long dwell: the slow addresses' chance

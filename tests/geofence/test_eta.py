@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import msgspec
 import numpy as np
@@ -350,18 +351,28 @@ def test_site_model_learns_which_locations_run_long_and_by_how_much() -> None:
     assert bare.sites().shape(sites[0], 150.0) == bare.prior().dwell.at(150.0)
 
 
+def _visits(
+    rng: np.random.Generator, routes: int, sites: list[str], dwell: Callable[[str], float]
+) -> FleetLearner:
+    """Routes of 8 stops at random ``sites``, each planned at 150 s and taking ``dwell(site)``."""
+    learner = FleetLearner()
+    for r in range(routes):
+        keys = rng.choice(sites, 8, replace=False).tolist()
+        dwells = tuple((150.0, dwell(key)) for key in keys)
+        learner.observe(f"r{r}", RouteObservations(dwells=dwells, sites=tuple(keys)))
+    return learner
+
+
 def test_site_model_gives_sites_no_say_where_long_dwells_come_by_chance() -> None:
     # Every site alike: 1 visit in 10 runs long, wherever.
     rng = np.random.default_rng(6)
     sites = [site_key(48.0 + i * 1e-3, 11.0) for i in range(100)]
-    learner = FleetLearner()
-    for r in range(200):
-        keys = rng.choice(sites, 8, replace=False).tolist()
-        dwells = tuple(
-            (150.0, 150.0 * math.exp(rng.normal(0.0, 0.25)) + (rng.random() < 0.1) * 600.0)
-            for _ in keys
-        )
-        learner.observe(f"r{r}", RouteObservations(dwells=dwells, sites=tuple(keys)))
+    learner = _visits(
+        rng,
+        200,
+        sites,
+        lambda _: 150.0 * math.exp(rng.normal(0.0, 0.25)) + (rng.random() < 0.1) * 600.0,
+    )
     model = learner.sites()
     fleet = learner.prior().dwell.at(150.0).long_probability
     chances = [model.shape(key, 150.0).long_probability for key in sites]
@@ -492,3 +503,37 @@ def test_learning_one_dwell_and_leg_at_a_time_equals_learning_whole_routes() -> 
         few.observe_dwell(f"r{r}", 0, 100.0, 100.0)
         few.observe_leg(f"r{r}", 1, 100.0, 120.0)
     assert len(few) == 2 and "r0" not in few._routes
+
+
+def test_site_model_learns_each_locations_usual_dwell() -> None:
+    # 100 sites, each with its own usual factor (spread 0.3); one visit's spread 0.15.
+    rng = np.random.default_rng(7)
+    sites = [site_key(48.0 + i * 1e-3, 11.0) for i in range(100)]
+    factor = {key: math.exp(rng.normal(0.0, 0.3)) for key in sites}
+    learner = _visits(rng, 150, sites, lambda k: 150.0 * factor[k] * math.exp(rng.normal(0, 0.15)))
+    model = learner.sites()
+    assert model.usual_sigma == pytest.approx(0.15, rel=0.2)
+    # About 12 visits a site, against a strength of 0.15^2 / 0.3^2 = 0.25: mostly their own.
+    assert 0.1 < model.usual_strength < 0.6
+    learnt = np.log([model.shape(key, 150.0).usual_factor for key in sites])
+    truth = np.log([factor[key] for key in sites])
+    fleet = math.log(learner.prior().service_ratio)
+    assert float(np.std(learnt + fleet - truth)) < 0.08
+    # A site's usual dwells spread by one visit's spread (and a little for what is unknown).
+    assert model.shape(sites[0], 150.0).sigma == pytest.approx(0.15, rel=0.25)
+    # The tracker counts the site's usual dwell.
+    stop = _stop(0, 1000.0, None, service_s=150.0)
+    at = Stop(**{**msgspec.structs.asdict(stop), "lat": 48.0, "lon": 11.0})
+    tracker = RouteTracker(Route(id="r", vehicle_id="v", stops=(at,)), sites=model)
+    assert tracker.service.expected()[0] == pytest.approx(
+        150.0 * tracker.service.ratio() * model.shape(sites[0], 150.0).usual_factor
+    )
+
+
+def test_site_model_gives_usual_dwells_no_say_where_sites_do_not_differ() -> None:
+    rng = np.random.default_rng(8)
+    sites = [site_key(48.0 + i * 1e-3, 11.0) for i in range(100)]
+    learner = _visits(rng, 150, sites, lambda _: 150.0 * math.exp(rng.normal(0.0, 0.3)))
+    model = learner.sites()
+    factors = [model.shape(key, 150.0).usual_factor for key in sites]
+    assert max(abs(math.log(f)) for f in factors) < 0.1
