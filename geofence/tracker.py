@@ -102,6 +102,10 @@ class TrackerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     arriving_distance_m: float = 1_000.0
     arriving_lead_s: float = 300.0
     eta_change_threshold_s: float = 120.0
+    # ETAs (and what follows from them: stop.arriving, eta_changed, late_risk) are worked out
+    # again at most this often (fix time) and at once when a stop is reached or left; 0: on
+    # every fix. A device reporting every second would otherwise pay for them every second.
+    eta_refresh_s: float = 5.0
     eta_min_interval_s: float = 60.0
     late_risk_margin_s: float = 60.0
     late_risk_clear_margin_s: float = 120.0
@@ -191,6 +195,10 @@ class RouteTracker:
         self.arriving_sent = np.zeros(n, bool)
         self.late = np.zeros(n, bool)
         self.eta_dwell = np.full(n, np.nan)
+        # When the ETAs were last worked out (a fix's time or a tick's), and the time of the fix
+        # whose position they used: ticks run on the gateway's clock, which devices lag.
+        self._eta_ts = -math.inf
+        self._eta_fix_ts = -math.inf
         prior = cfg.prior
         self.speed = SpeedModel(
             cfg.typical_speed_mps,
@@ -307,6 +315,10 @@ class RouteTracker:
         # slow metres into and out of a stop's circle included.
         serving = self.status == ARRIVED
         still = speed_mps < self.config.stopped_speed_mps
+        # Driving off from a stop ends its service (and stopping there begins it): ETAs change.
+        started = bool(serving.any()) and still != (
+            self.last_speed_mps < self.config.stopped_speed_mps
+        )
         if still and last is not None and serving.any():
             self.still_s[serving] += ts - last[0]
         pending = np.flatnonzero(self.status == PENDING)
@@ -321,9 +333,10 @@ class RouteTracker:
             self.along_m, self.offset_m = self._path.locate(lat, lon, after_m=after)
         events: list[RouteEvent] = []
         dist = haversine_m_array(lat, lon, self._slat, self._slon)
-        if not poor:
-            self._stops(ts, lat, lon, dist, events)
-        self._etas(ts, lat, lon, dist, events)
+        changed = False if poor else self._stops(ts, lat, lon, dist, events)
+        if changed or started or ts - self._eta_fix_ts >= self.config.eta_refresh_s:
+            self._eta_fix_ts = ts
+            self._etas(ts, lat, lon, dist, events)
         moving = speed_mps >= self.config.stopped_speed_mps
         self._stopped(ts, lat, lon, moving or resting or bool((dist <= self._radius).any()), events)
         self._off_route(ts, lat, lon, events)
@@ -337,8 +350,9 @@ class RouteTracker:
             return []
         _, lat, lon = self.last
         events: list[RouteEvent] = []
-        dist = haversine_m_array(lat, lon, self._slat, self._slon)
-        self._etas(now, lat, lon, dist, events)
+        if now - self._eta_ts >= self.config.eta_refresh_s:
+            dist = haversine_m_array(lat, lon, self._slat, self._slon)
+            self._etas(now, lat, lon, dist, events)
         a = self.alerts
         if a.stopped_since is not None:
             self._stopped(now, lat, lon, False, events)
@@ -355,7 +369,8 @@ class RouteTracker:
 
     def _stops(
         self, ts: float, lat: float, lon: float, dist: NDArray[np.float64], out: list[RouteEvent]
-    ) -> None:
+    ) -> bool:
+        """Stops reached and left at this fix; whether there were any."""
         base = self._base(ts, lat, lon)
         status = self.status
         gone = np.flatnonzero(
@@ -395,6 +410,7 @@ class RouteTracker:
             a, b = int(gone[0]), int(pending[0])
             planned = float(self._leg_lengths(np.array([a, b]))[0] * self._pace[b])
             self.leg_start = (float(self.arrived_ts[a] + self.still_s[a]), b, planned)
+        return bool(gone.size or came.size)
 
     def _travel(self, pending: NDArray[np.intp], dist: NDArray[np.float64]) -> NDArray[np.float64]:
         """Distances: vehicle to the first pending stop's circle, then stop to stop."""
@@ -464,6 +480,7 @@ class RouteTracker:
         self, now: float, lat: float, lon: float, dist: NDArray[np.float64], out: list[RouteEvent]
     ) -> None:
         cfg = self.config
+        self._eta_ts = now
         pending = np.flatnonzero(self.status == PENDING)
         if pending.size == 0:
             return
@@ -650,11 +667,15 @@ class RouteTracker:
                     "announced_at": num(self.announced_at[i]),
                     "arriving_sent": bool(self.arriving_sent[i]),
                     "late_risk": bool(self.late[i]),
+                    "eta": num(self.eta[i]),
+                    "eta_dwell": num(self.eta_dwell[i]),
                 }
                 for i, sid in enumerate(self._ids)
             },
             "last": list(self.last) if self.last is not None else None,
             "last_speed_mps": self.last_speed_mps,
+            "eta_ts": num(self._eta_ts),
+            "eta_fix_ts": num(self._eta_fix_ts),
             "along_m": self.along_m,
             "offset_m": self.offset_m,
             "speed": msgspec.to_builtins(self.speed.state),
@@ -695,9 +716,15 @@ class RouteTracker:
             t.arriving_sent[i] = bool(s["arriving_sent"])
             t.late[i] = bool(s["late_risk"])
             t.still_s[i] = float(s.get("still_s") or 0.0)
+            for name in ("eta", "eta_dwell"):
+                value = s.get(name)
+                getattr(t, name)[i] = np.nan if value is None else float(value)
         last = state.get("last")
         t.last = None if last is None else (float(last[0]), float(last[1]), float(last[2]))
         t.last_speed_mps = float(state.get("last_speed_mps") or 0.0)
+        for name in ("eta_ts", "eta_fix_ts"):
+            value = state.get(name)
+            setattr(t, f"_{name}", -math.inf if value is None else float(value))
         t.along_m = state.get("along_m")
         t.offset_m = float(state.get("offset_m") or 0.0)
         # States saved before the pace model hold other fields: start its learning afresh.

@@ -127,23 +127,34 @@ async def test_eta_changes_while_silent_are_rate_limited_to_the_second(
     nursery.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize(("refresh_s", "after_s"), [(0.0, 261.0), (5.0, 265.0)])
 async def test_late_risk_raises_at_the_second_the_eta_passes_the_margin(
-    autojump_clock: MockClock, redis: coredis.Redis[bytes], nursery: trio.Nursery
+    autojump_clock: MockClock,
+    redis: coredis.Redis[bytes],
+    nursery: trio.Nursery,
+    refresh_s: float,
+    after_s: float,
 ) -> None:
     # The route is replaced below, once the first ETA is known.
     live, t0 = await van_on_route(
-        redis, nursery, [], late_risk_margin_s=60.0, eta_change_threshold_s=1e6
+        redis,
+        nursery,
+        [],
+        late_risk_margin_s=60.0,
+        eta_change_threshold_s=1e6,
+        eta_refresh_s=refresh_s,
     )
     tracker = live.routes[VAN].tracker
     travel = tracker.etas()["s1"] - t0
     # The window ends 200.5 s after the ETA held at the fix: late risk once the ETA is past it
-    # by more than 60 s, i.e. 261 s later (the ETA slips one second per second).
+    # by more than 60 s, i.e. 261 s later (the ETA slips one second per second), at the first
+    # tick that works the ETAs out again from then on (every tick, or every 5 s).
     window_end = t0 + travel + 200.5
     live.set_route(route(window_end), {}, state=tracker.export_state())
     await wait_until(t0 + 400.0)
     [ev] = await events(live, "stop.late_risk")
-    assert ev["ts"] == t0 + 261.0
-    assert ev["data"]["late_by_s"] == pytest.approx(60.5)
+    assert ev["ts"] == t0 + after_s
+    assert ev["data"]["late_by_s"] == pytest.approx(after_s - 200.5)
     nursery.cancel_scope.cancel()
 
 

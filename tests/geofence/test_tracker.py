@@ -188,6 +188,44 @@ def test_eta_counts_service_time_of_earlier_stops() -> None:
     assert tracker.etas()["s1"] - T0 == pytest.approx(100 + 300 + 95.0, abs=0.5)
 
 
+def test_etas_are_worked_out_again_every_few_seconds_and_at_once_on_a_stop() -> None:
+    tracker = RouteTracker(make_route(service_s=300.0), EXACT)
+    assert EXACT.eta_refresh_s == 5.0
+    tracker.update(T0, *at(*along_xy(0.0)), speed_mps=10.0)
+    first = tracker.etas()
+    assert first["s0"] - T0 == pytest.approx(95.0, abs=0.5)
+    # Within 5 s of fix time the ETAs stand; ticks do not rework them either.
+    for k in range(1, 5):
+        assert tracker.update(T0 + k, *at(*along_xy(10.0 * k)), speed_mps=10.0) == []
+        assert tracker.etas() == first
+    assert tracker.tick(T0 + 4.5) == [] and tracker.etas() == first
+    tracker.update(T0 + 5, *at(*along_xy(50.0)), speed_mps=10.0)
+    assert tracker.etas()["s0"] - (T0 + 5) == pytest.approx(90.0, abs=0.5)
+    # Reaching a stop reworks them at once: s0 is no longer pending, s1 counts its service.
+    tracker.update(T0 + 6, *at(*along_xy(955.0)), speed_mps=0.0)
+    assert tracker.stop_status("s0") == "arrived"
+    assert set(tracker.etas()) == {"s1", "s2", "s3"}
+    # (all 300 s of its service to come, then 995 m from here to s1's circle)
+    assert tracker.etas()["s1"] - (T0 + 6) == pytest.approx(300.0 + 99.5, abs=1.0)
+    # A tick 5 s on reworks them too: the service goes on while the van stands.
+    tracker.tick(T0 + 11)
+    assert tracker.etas()["s1"] - (T0 + 11) == pytest.approx(295.0 + 99.5, abs=1.0)
+    # A tick on the gateway's clock does not hold back a fix stamped before it (devices lag
+    # the gateway's clock): the fix's position is newer than the one the tick used.
+    lagging = RouteTracker(make_route(service_s=300.0), EXACT)
+    lagging.update(T0, *at(*along_xy(0.0)), speed_mps=10.0)
+    lagging.tick(T0 + 60)
+    lagging.update(T0 + 30, *at(*along_xy(300.0)), speed_mps=10.0)
+    assert lagging.etas()["s0"] - (T0 + 30) == pytest.approx(65.0, abs=0.5)
+    # With no interval, every fix reworks them.
+    every = RouteTracker(
+        make_route(service_s=300.0), msgspec.structs.replace(EXACT, eta_refresh_s=0)
+    )
+    every.update(T0, *at(*along_xy(0.0)), speed_mps=10.0)
+    every.update(T0 + 1, *at(*along_xy(10.0)), speed_mps=10.0)
+    assert every.etas()["s0"] - (T0 + 1) == pytest.approx(94.0, abs=0.5)
+
+
 def test_moving_off_after_standing_at_a_stop_ends_its_service() -> None:
     tracker = RouteTracker(make_route(service_s=300.0), EXACT)
     # Rolling into s0's circle: all of its service is still to come.
