@@ -1,6 +1,7 @@
 """A fleet of virtual delivery vans that report to the gateway over the wire, like real devices.
 
 - :mod:`~simulator.city`: a synthetic street grid with a depot, addresses and routing.
+- :mod:`~simulator.traffic`: congestion by district and time, the same for every van.
 - :mod:`~simulator.vehicle`: a van driving its route, producing GPS fixes (pure logic).
 - :mod:`~simulator.device`: the WebSocket client of one device: acks, backlog, reconnects.
 - :mod:`~simulator.registry`: device registration through the REST API.
@@ -20,6 +21,7 @@ from .geo import LocalProjection, haversine_m
 from .manifest import RouteManifest, StopManifest, build_manifest
 from .registry import RegistrationError, Registry
 from .stats import DeviceStats, FleetReport
+from .traffic import TrafficConfig, TrafficField
 from .vehicle import Fix, Phase, PlannedStop, RoutePlan, StopVisit, Van, VanConfig
 from .wire import Ack, Encoding, ErrorReply, Position, Rejection, decode_reply, encode_frame
 
@@ -56,6 +58,8 @@ __all__ = [
     "StopManifest",
     "StopVisit",
     "Street",
+    "TrafficConfig",
+    "TrafficField",
     "Van",
     "VanConfig",
     "build_manifest",
