@@ -242,8 +242,7 @@ class Van:
         self._clock0 = epoch * config.time_scale  # simulated time on the clock vans share
         self._route: _Route | None = None
         self._next: _Route | None = None
-        self._sites: dict[tuple[float, float], float] = {}
-        self._site_factors: dict[tuple[float, float], float] = {}
+        self._sites: dict[tuple[float, float], tuple[float, float]] = {}
         self._leg_index = 0
         self._d = 0.0  # distance along the current leg
         self._seg = 0
@@ -491,30 +490,31 @@ class Van:
         self.phase = Phase.DWELLING
         self._phase_until = self._t + dwell
 
+    def _site(self, address: Address) -> tuple[float, float]:
+        """What ``address`` is like, drawn from its location alone, so every van (whatever its
+        seed) finds the same: its long dwells' usual extra (0 unless long dwells are the rule
+        there) and its usual visit's factor."""
+        key = (address.lat, address.lon)
+        site = self._sites.get(key)
+        if site is None:
+            cfg, where = self.config, f"{address.lat:.6f} {address.lon:.6f}"
+            slow = random.Random(f"site {where}")
+            extra = (
+                slow.uniform(*cfg.slow_site_extra_s) if slow.random() < cfg.slow_site_share else 0.0
+            )
+            usual = random.Random(f"site service {where}")
+            site = self._sites[key] = (extra, usual.lognormvariate(0.0, cfg.site_service_sigma))
+        return site
+
     def site_extra_s(self, address: Address) -> float:
         """What a visit to ``address`` usually adds when it runs long, if the address is one
-        where long dwells are the rule; 0 elsewhere. Drawn from the address's location alone, so
-        every van (whatever its seed) finds the same addresses slow, by the same amount."""
-        cfg = self.config
-        key = (address.lat, address.lon)
-        extra = self._sites.get(key)
-        if extra is None:
-            site = random.Random(f"site {address.lat:.6f} {address.lon:.6f}")
-            slow = site.random() < cfg.slow_site_share
-            extra = site.uniform(*cfg.slow_site_extra_s) if slow else 0.0
-            self._sites[key] = extra
-        return extra
+        where long dwells are the rule; 0 elsewhere (see :meth:`_site`)."""
+        return self._site(address)[0]
 
     def site_service_factor(self, address: Address) -> float:
         """How much longer (or shorter) than planned a usual visit to ``address`` takes, as a
-        median factor. Drawn from the address's location alone, like :meth:`site_extra_s`."""
-        key = (address.lat, address.lon)
-        factor = self._site_factors.get(key)
-        if factor is None:
-            site = random.Random(f"site service {address.lat:.6f} {address.lon:.6f}")
-            factor = site.lognormvariate(0.0, self.config.site_service_sigma)
-            self._site_factors[key] = factor
-        return factor
+        median factor (see :meth:`_site`)."""
+        return self._site(address)[1]
 
     def long_dwell_chance(self, stop: PlannedStop) -> float:
         """The chance that a visit to ``stop`` takes a long dwell: the slow addresses' chance
