@@ -314,16 +314,15 @@ class RouteTracker:
         # Standing still at a stop is service; everything else but resting is driving, the
         # slow metres into and out of a stop's circle included.
         serving = self.status == ARRIVED
+        at_stop = bool(serving.any())
         still = speed_mps < self.config.stopped_speed_mps
         # Driving off from a stop ends its service (and stopping there begins it): ETAs change.
-        started = bool(serving.any()) and still != (
-            self.last_speed_mps < self.config.stopped_speed_mps
-        )
-        if still and last is not None and serving.any():
+        stand_changed = at_stop and still != (self.last_speed_mps < self.config.stopped_speed_mps)
+        if still and last is not None and at_stop:
             self.still_s[serving] += ts - last[0]
         pending = np.flatnonzero(self.status == PENDING)
         pace = float(self._pace[pending[0]]) if pending.size else None
-        driving = not resting and not (still and serving.any())
+        driving = not resting and not (still and at_stop)
         self.speed.update(ts, speed_mps, driving=driving, pace_s_per_m=pace)
         self.last = (ts, lat, lon)
         self.last_speed_mps = speed_mps
@@ -334,7 +333,7 @@ class RouteTracker:
         events: list[RouteEvent] = []
         dist = haversine_m_array(lat, lon, self._slat, self._slon)
         changed = False if poor else self._stops(ts, lat, lon, dist, events)
-        if changed or started or ts - self._eta_fix_ts >= self.config.eta_refresh_s:
+        if changed or stand_changed or ts - self._eta_fix_ts >= self.config.eta_refresh_s:
             self._eta_fix_ts = ts
             self._etas(ts, lat, lon, dist, events)
         moving = speed_mps >= self.config.stopped_speed_mps
@@ -710,15 +709,14 @@ class RouteTracker:
             if s is None:
                 continue
             t.status[i] = _STATUS_NAMES.index(s["status"])
-            for name in ("arrived_ts", "announced_eta"):
-                getattr(t, name)[i] = np.nan if s[name] is None else s[name]
+            # ETAs are missing from states saved before they were kept: worked out at the next fix.
+            for name in ("arrived_ts", "announced_eta", "eta", "eta_dwell"):
+                value = s.get(name)
+                getattr(t, name)[i] = np.nan if value is None else float(value)
             t.announced_at[i] = -np.inf if s["announced_at"] is None else s["announced_at"]
             t.arriving_sent[i] = bool(s["arriving_sent"])
             t.late[i] = bool(s["late_risk"])
             t.still_s[i] = float(s.get("still_s") or 0.0)
-            for name in ("eta", "eta_dwell"):
-                value = s.get(name)
-                getattr(t, name)[i] = np.nan if value is None else float(value)
         last = state.get("last")
         t.last = None if last is None else (float(last[0]), float(last[1]), float(last[2]))
         t.last_speed_mps = float(state.get("last_speed_mps") or 0.0)
