@@ -487,6 +487,7 @@ _MIN_LEG_S: Final = 10.0  # shorter planned legs are mostly noise of where the c
 _SITE_VISITS: Final = 10
 _SITE_FIT_SAMPLE: Final = 5_000
 _MAX_SITE_STRENGTH: Final = 1_000.0
+_MIN_USUAL_VISITS: Final = 8  # usual visits (planned ones) before sites' usual dwells are fitted
 
 
 # A route's dwells and its legs, each by the index of its stop (of the stop the leg led to).
@@ -812,6 +813,32 @@ def _grouped(
     return np.split(values[order], bounds), np.split(weights[order], bounds)
 
 
+def _fit_usual(
+    site: NDArray[np.intp],
+    planned: NDArray[np.float64],
+    dwell: NDArray[np.float64],
+    long_weight: NDArray[np.float64],
+    prior: EtaPrior,
+) -> dict[str, float]:
+    """The :class:`SiteModel` arguments for usual dwells (none where sites cannot be told
+    apart): how much sites differ against how much one site's usual visits vary, each visit
+    weighed by how likely it was not a long one."""
+    fair = planned > 0
+    if fair.sum() < _MIN_USUAL_VISITS:
+        return {}
+    values, weights = _grouped(
+        site[fair], _log_usual(planned, dwell, prior)[fair], 1.0 - long_weight[fair]
+    )
+    center, within, between = _random_effects(values, weights)
+    if between <= 0 or within <= 0:
+        return {}
+    return {
+        "usual_center": center,
+        "usual_strength": within / between,
+        "usual_sigma": math.sqrt(within),
+    }
+
+
 def _fit_sites(visits: dict[str, dict[str, tuple[float, float]]], prior: EtaPrior) -> SiteModel:
     """How strongly a site's own visits count (see :class:`SiteModel`), from the most recently
     visited sites."""
@@ -827,20 +854,7 @@ def _fit_sites(visits: dict[str, dict[str, tuple[float, float]]], prior: EtaPrio
     site = np.repeat(np.arange(len(groups)), sizes)
     planned, dwell = rows[:, 0], rows[:, 1]
     weight = _long_weights(planned, dwell, prior)
-    # Usual dwells by site: how much sites differ against how much one site's visits vary.
-    usual = dict[str, float]()
-    fair = planned > 0
-    if fair.sum() >= _MIN_LONG_DWELLS:
-        values, weights = _grouped(
-            site[fair], _log_usual(planned, dwell, prior)[fair], 1.0 - weight[fair]
-        )
-        center, within, between = _random_effects(values, weights)
-        if between > 0 and within > 0:
-            usual = {
-                "usual_center": center,
-                "usual_strength": within / between,
-                "usual_sigma": math.sqrt(within),
-            }
+    usual = _fit_usual(site, planned, dwell, weight, prior)
     if prior.dwell.long_probability <= 0:
         return SiteModel(visits, prior, **usual)
     chance = prior.dwell.long_chances(planned)
