@@ -96,7 +96,7 @@ def test_vans_drive_slower_through_congestion() -> None:
         assert 1.6 < slow / free < 2.5
 
 
-def test_vans_in_the_same_district_meet_the_same_congestion() -> None:
+def test_vans_read_the_field_on_one_shared_clock_whatever_their_time_scale() -> None:
     city = City.generate(CENTER, seed=5, size_m=3000)
     a = Van(city, QUIET, seed=1, epoch=1_700_000_000.0)
     b = Van(city, dataclasses.replace(QUIET, time_scale=2.0), seed=2, epoch=850_000_000.0)
