@@ -56,6 +56,14 @@ shape of long dwells) and what each stop location showed (:class:`geofence.eta.S
 usual dwell and its long ones; ``--no-sites`` leaves that out). ``--history 0`` keeps the
 default prior, as on a gateway's first day. Both are fixed for the day measured.
 
+``--oracle-sites`` gives the tracker every stop's true dwell shape, read off the simulator,
+instead of what the history showed of its location: the address's usual factor, the visit's
+own spread, its chance of a long dwell and what one adds (the address's own extra and its
+spread at a slow address, the chance ones' 300-900 s elsewhere). It is the most that learning
+stop locations could give; what it leaves is the randomness of each visit (a usual dwell's
+own spread, long dwells by chance, the slow addresses' visits that do not run long), of the
+traffic and of the detours, which no model of the addresses can foresee.
+
 ``--breakdown`` splits each horizon's error by the long dwells before the arrival (none; one
 under way when the prediction was made; one not yet begun then, which nothing the gateway sees
 can foresee) and by the number of stops the van reached between prediction and arrival, each
@@ -70,7 +78,7 @@ begun by then (it lasts 5-15 minutes), so there is next to nothing unforeseen fo
 leave out; the split by long dwells under way says more there.
 
 Run: ``.venv/bin/python bench/eta_accuracy.py [--vans N] [--seed N] [--interval S]
-[--history N] [--history-interval S] [--no-sites] [--breakdown]``.
+[--history N] [--history-interval S] [--no-sites] [--oracle-sites] [--breakdown]``.
 """
 
 from __future__ import annotations
@@ -101,7 +109,14 @@ from geofence import (  # noqa: E402
     TrackerConfig,
     haversine_m,
 )
-from geofence.eta import FleetLearner, RouteObservations, SiteModel  # noqa: E402
+from geofence.eta import (  # noqa: E402
+    DwellShape,
+    EtaPrior,
+    FleetLearner,
+    RouteObservations,
+    SiteModel,
+    site_key,
+)
 from simulator import DEFAULT_CENTER, City, Fix, Van, VanConfig  # noqa: E402
 from simulator.vehicle import PLAN_SERVICE_BASE_S, PLAN_SERVICE_PER_PARCEL_S  # noqa: E402
 
@@ -160,6 +175,39 @@ class Sample:
     chance_before: float  # the simulator's chances of a long dwell at those stops, summed
 
 
+class TrueSites(SiteModel):
+    """Every stop's true dwell shape, read off the simulator (``--oracle-sites``), for the
+    stops of ``van``'s plan."""
+
+    def __init__(self, van: Van, prior: EtaPrior) -> None:
+        super().__init__({}, prior)
+        self.van = van
+        self.planned = {site_key(p.address.lat, p.address.lon): p for p in van.plan}
+
+    def shape(self, key: str, planned_s: float) -> DwellShape:
+        cfg = self.van.config
+        stop = self.planned[key]
+        factor = self.van.site_service_factor(stop.address)
+        usual = planned_s * self.prior.service_ratio * factor
+        extra = self.van.site_extra_s(stop.address) / cfg.time_scale
+        if extra > 0:
+            # A slow address: its own extra, spread a visit as the simulator spreads it (on
+            # the whole dwell, with the usual part's own spread).
+            spread = math.hypot(cfg.slow_site_spread * extra, cfg.service_sigma * usual)
+            shape = DwellShape(long_extra_s=extra, long_sigma=spread / (usual + extra))
+        else:
+            lo, hi = (x / cfg.time_scale for x in cfg.long_dwell_s)
+            n = 10  # the chance ones' uniform extra, as evenly spaced quantiles
+            extras = tuple(lo + (hi - lo) * (i + 0.5) / n for i in range(n))
+            shape = DwellShape(long_extra_s=(lo + hi) / 2, long_extras_s=extras)
+        return msgspec.structs.replace(
+            shape,
+            sigma=cfg.service_sigma,
+            usual_factor=factor,
+            long_probability=self.van.long_dwell_chance(stop),
+        )
+
+
 def build_route(van: Van, city: City, van_id: str, radius_m: float) -> Route:
     """The tracker's view of the van's plan: stops, windows, service times, planned path."""
     node = city.depot
@@ -214,12 +262,16 @@ def run_van(
     cfg: TrackerConfig,
     sites: SiteModel | None = None,
     epoch: float = EPOCH,
+    oracle_sites: bool = False,
 ) -> VanRun:
     """Drive one van through its first route, starting its day at ``epoch``, and follow it
-    with a tracker (knowing what ``sites`` learnt of the stops' locations)."""
+    with a tracker (knowing what ``sites`` learnt of the stops' locations, or with
+    ``oracle_sites`` their true dwell shapes)."""
     van_id = f"van-{index}"
     van = Van(city, config, seed=seed, epoch=epoch)
     fixes = drive(van, van_id)
+    if oracle_sites:
+        sites = TrueSites(van, cfg.prior)
     route = build_route(van, city, van_id, cfg.arrival_radius_m)
     n = len(route.stops)
     index_of = {s.id: i for i, s in enumerate(route.stops)}
@@ -453,6 +505,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="do not use what the history showed of each stop location (only the fleet's prior)",
     )
     parser.add_argument(
+        "--oracle-sites",
+        action="store_true",
+        help="give the tracker every stop's true dwell shape from the simulator (a bound)",
+    )
+    parser.add_argument(
         "--breakdown",
         action="store_true",
         help="also split the error by long dwells and stops before the arrival, with oracle bounds",
@@ -476,7 +533,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if not args.no_sites:
             sites = learner.sites()
     runs = [
-        run_van(city, van_cfg, args.seed * 100_003 + i, i, tracker_cfg, sites)
+        run_van(
+            city,
+            van_cfg,
+            args.seed * 100_003 + i,
+            i,
+            tracker_cfg,
+            sites,
+            oracle_sites=args.oracle_sites,
+        )
         for i in range(args.vans)
     ]
     found, missing = predictions(runs)
@@ -504,7 +569,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{prior.dwell.long_chance(s):.1%} of stops planned at {s:.0f} s" for s in planned
         ),
     )
-    if sites is not None:
+    if args.oracle_sites:
+        print("sites: every stop's true dwell shape, from the simulator (--oracle-sites)")
+    elif sites is not None:
         print(
             f"sites: visits remembered at {learner.site_count} stop locations; a site's own"
             f" visits weigh as much as the fleet's chance of a long dwell after"
@@ -519,6 +586,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seed": args.seed,
         "stops": n_stops,
         "history": args.history,
+        "oracle_sites": args.oracle_sites,
         "prior": msgspec.to_builtins(prior),
         "sites": None
         if sites is None

@@ -321,9 +321,9 @@ class GeofenceEngine:
         vid = int(self._vehicle_indices((vehicle_id,))[0])
         self.stats.fixes += fixes
         last = self._last_ts[vid]
-        if ts < last:
+        if ts < last:  # never while last is NaN, before a first fix
             self.stats.out_of_order += 1
-        elif ts >= last or last != last:  # last is NaN before a first fix
+        else:
             self._last_ts[vid] = ts
             self._last_lat[vid] = lat
             self._last_lon[vid] = normalize_lon(lon)

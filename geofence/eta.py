@@ -732,15 +732,17 @@ class SiteModel:
         planned, dwell = rows[:, 0], rows[:, 1]
         weight = _long_weights(planned, dwell, self.prior)
         if math.isfinite(self.usual_strength):
-            usual = 1.0 - weight
-            n, s = float(usual.sum()), self.usual_strength
-            logs = _log_usual(planned, dwell, self.prior)
-            mean = (float((usual * logs).sum()) + s * self.usual_center) / (n + s)
+            mean, seen = _shrunk_mean(
+                _log_usual(planned, dwell, self.prior),
+                1.0 - weight,
+                self.usual_center,
+                self.usual_strength,
+            )
             base = msgspec.structs.replace(
                 base,
                 usual_factor=math.exp(mean - self.usual_center),
                 sigma=float(
-                    np.clip(math.sqrt(self.usual_sigma**2 * (1.0 + 1.0 / (n + s))), *_SIGMA_RANGE)
+                    np.clip(math.sqrt(self.usual_sigma**2 * (1.0 + 1.0 / seen)), *_SIGMA_RANGE)
                 ),
             )
         if self.strength >= _MAX_SITE_STRENGTH:
@@ -750,11 +752,11 @@ class SiteModel:
         chance = (long + m * base.long_probability) / (planned.size + m)
         if long < 0.5 or not math.isfinite(self.extra_strength):
             return msgspec.structs.replace(base, long_probability=chance)
-        logs = _log_extras(planned, dwell, self.prior)
-        s = self.extra_strength
-        mean = (float((weight * logs).sum()) + s * self.extra_center) / (long + s)
+        mean, seen = _shrunk_mean(
+            _log_extras(planned, dwell, self.prior), weight, self.extra_center, self.extra_strength
+        )
         # The spread of one visit's extra, and of what is not yet known of the site's mean.
-        unknown = self.extra_sigma**2 * s / (long + s) if s > 0 else 0.0
+        unknown = self.extra_sigma**2 / seen
         extra = math.exp(mean)
         extra_sd = extra * math.sqrt(self.extra_sigma**2 + unknown)
         here = planned_s * self.prior.service_ratio * base.usual_factor
@@ -766,6 +768,17 @@ class SiteModel:
             long_extra_s=extra,
             long_sigma=float(np.clip(spread, *_SIGMA_RANGE)),
         )
+
+
+def _shrunk_mean(
+    logs: NDArray[np.float64], weights: NDArray[np.float64], center: float, strength: float
+) -> tuple[float, float]:
+    """A site's mean of ``logs`` (its visits, weighed by ``weights``) shrunk towards the fleet's
+    ``center`` as a one-way random-effects posterior, and the visits that posterior is worth
+    (weights summed, plus ``strength``): what is not yet known of the site's mean is one
+    visit's variance over that."""
+    seen = float(weights.sum()) + strength
+    return (float((weights * logs).sum()) + strength * center) / seen, seen
 
 
 def _long_weights(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+from hypothesis import settings
 
 from gateway.redisproc import RedisProcess, RedisServerError, free_port, start_redis
 
@@ -24,6 +25,11 @@ CLUSTER_ATTEMPTS: Final = 3
 CLUSTER_NODE_TIMEOUT_MS: Final = 5000
 # A master unreachable this long is failed over to its replica: within a few seconds.
 FAILOVER_NODE_TIMEOUT_MS: Final = 1000
+
+# Property tests check behaviour, not speed: hypothesis's per-example deadline (200 ms) fails
+# them on a loaded 2-core machine. Speed is measured in bench/.
+settings.register_profile("project", deadline=None)
+settings.load_profile("project")
 
 
 @pytest.fixture(scope="session")

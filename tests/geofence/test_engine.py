@@ -393,7 +393,7 @@ configs = st.builds(
     exit_margin_m=st.sampled_from([0.0, 10.0, 30.0]),
     max_cross_gap_s=st.sampled_from([60.0, 300.0]),
 )
-settings_ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings_ = settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 
 
 def run_batches(e: GeofenceEngine, fixes: Sequence[Fix], cuts: Sequence[int]) -> list:

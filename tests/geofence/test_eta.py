@@ -25,6 +25,7 @@ from geofence.eta import (
     EtaPrior,
     FleetLearner,
     RouteObservations,
+    SiteModel,
     site_key,
 )
 
@@ -349,6 +350,33 @@ def test_site_model_learns_which_locations_run_long_and_by_how_much() -> None:
         bare.observe(rid, RouteObservations(dwells=tuple(dwells.values())))
     assert bare.site_count == 0
     assert bare.sites().shape(sites[0], 150.0) == bare.prior().dwell.at(150.0)
+
+
+@pytest.mark.parametrize("strength", [1e-6, 0.5, 4.0])
+def test_a_slow_sites_extra_is_as_uncertain_as_its_few_visits_leave_it(strength: float) -> None:
+    # A site seen once, 600 s long. Its next long visit's extra spreads by one visit's spread
+    # (0.2) and by what one visit leaves unknown of the site's own mean: a random-effects
+    # posterior, 0.2 / sqrt(1 + strength). Where sites differ wildly (strength near 0), the one
+    # visit is all there is to go on, so the spread is 0.2 * sqrt(2), not 0.2.
+    key = site_key(48.0, 11.0)
+    prior = EtaPrior(dwell=DwellShape(sigma=0.02, long_probability=0.1))
+    model = SiteModel(
+        {key: {"r1": (150.0, 750.0)}},
+        prior,
+        strength=1.0,
+        extra_center=math.log(600.0),
+        extra_strength=strength,
+        extra_sigma=0.2,
+    )
+    shape = model.shape(key, 150.0)
+    assert shape.long_extra_s == pytest.approx(600.0, rel=1e-6)
+    usual = 150.0 * prior.service_ratio
+    extra_sd = math.sqrt(
+        (shape.long_sigma * (usual + shape.long_extra_s)) ** 2 - (0.02 * usual) ** 2
+    )
+    assert extra_sd / shape.long_extra_s == pytest.approx(
+        0.2 * math.sqrt(1.0 + 1.0 / (1.0 + strength)), rel=1e-3
+    )
 
 
 def _visits(
