@@ -14,18 +14,25 @@ moat-lib-mqtt (pinned exactly in ``pyproject.toml``) has no public way to do thi
   connection's subscriptions, which is what the broker's first redeliveries to a resumed
   session are (they come before SUBSCRIBE);
 - the client's documented ``receive_maximum`` is never sent, so nothing bounds how many
-  unacknowledged messages the broker sends.
+  unacknowledged messages the broker sends;
+- leaving the client sends DISCONNECT and closes the socket at once. The broker goes on
+  sending while the gateway stops, so the socket closes with data unread and the kernel
+  resets the connection; Mosquitto then drops the connection ("Broken pipe") without reading
+  what was still in its buffer, the last PUBACKs among it, and redelivers those messages.
 
 ``AckingClient`` changes exactly these things: a state machine subclass that does not
 acknowledge by itself and writes its own CONNECT (the library's ``connect`` plus the
 session flag and properties), and a client subclass that installs it, delivers every
-message to one stream and acknowledges on request. A test against a real broker
+message to one stream, acknowledges on request and, before it leaves, waits until the
+broker has taken every acknowledgement (``settle``: a PINGREQ, answered only once the
+broker has read all that came before it). A test against a real broker
 (``tests/gateway/test_mqtt_ingest.py``) shows the result: what the gateway has not written
 is redelivered, what it has is not.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -35,6 +42,8 @@ import trio
 from moat.lib.mqtt import (
     MQTTClientState,
     MQTTConnectPacket,
+    MQTTPacket,
+    MQTTPingResponsePacket,
     MQTTPublishPacket,
     Pattern,
     PropertyType,
@@ -50,13 +59,22 @@ if TYPE_CHECKING:
 
     from .ingest import Session
 
+log = logging.getLogger(__name__)
+
 MQTT_RECEIVE_MAXIMUM: Final = 65_535  # the protocol's, when a client names none
+# How long a stop waits for the broker to answer the PINGREQ after the last PUBACKs.
+SETTLE_TIMEOUT_S: Final = 5.0
 
 # The library internals used below. Fail at import, not silently, if a release renames
 # one: an override of a method that no longer exists is never called.
 _INTERNALS: Final = {
     MQTTClientStateMachine: ("_auto_ack_publishes", "_out_buffer", "_out_require_state", "_state"),
-    AsyncMQTTClient: ("_state_machine", "_deliver_publish", "_flush_outbound_data"),
+    AsyncMQTTClient: (
+        "_state_machine",
+        "_deliver_publish",
+        "_handle_packet",
+        "_flush_outbound_data",
+    ),
 }
 if not all(hasattr(cls, name) for cls, names in _INTERNALS.items() for name in names):
     raise ImportError("moat-lib-mqtt changed its internals: see gateway/mqtt_ack.py")
@@ -72,6 +90,11 @@ class _StateMachine(MQTTClientStateMachine):
         self._auto_ack_publishes = False
         self.expiry_s = expiry_s
         self.receive_maximum = receive_maximum
+        self.pings = 0  # PINGREQs sent on this connection, keep-alives included
+
+    def ping(self) -> None:
+        super().ping()
+        self.pings += 1
 
     def connect(
         self,
@@ -132,6 +155,8 @@ class AckingClient(AsyncMQTTClient):
         self._state_machine = _StateMachine(self.client_id, session_expiry_s, self.receive_maximum)
         self.deliveries = deliveries
         self.taking = True
+        self._pongs = 0  # PINGRESPs received; the broker answers PINGREQs in order
+        self._pong = trio.Event()
 
     def stop_taking(self) -> None:
         """Hand over no more messages. Those the broker sends from now on are neither
@@ -146,6 +171,26 @@ class AckingClient(AsyncMQTTClient):
             self.deliveries.send_nowait(packet)  # no scheduling round per message
         except anyio.WouldBlock:
             await self.deliveries.send(packet)
+
+    async def _handle_packet(self, packet: MQTTPacket) -> None:
+        if isinstance(packet, MQTTPingResponsePacket):
+            self._pongs += 1
+            self._pong.set()
+            self._pong = trio.Event()
+        await super()._handle_packet(packet)
+
+    async def settle(self) -> None:
+        """Return once the broker has read and handled everything sent before this call
+        (the PUBACKs above all): a PINGREQ, and its PINGRESP, which the broker sends only
+        after handling the packets before it. Leaving the client right after sending them
+        could reset the connection before the broker had read them."""
+        state = self._state_machine
+        assert isinstance(state, _StateMachine)
+        state.ping()
+        await self._flush_outbound_data()
+        answered = state.pings
+        while self._pongs < answered:
+            await self._pong.wait()
 
     async def ack(self, packet_ids: Iterable[int]) -> None:
         """Send the PUBACK of each of ``packet_ids`` (QoS 1 deliveries of this connection,
@@ -182,13 +227,15 @@ class DurableAcks:
         self._progress.set()
 
     def close(self) -> None:
-        """Nothing more will be added: ``run`` returns once all that was is acknowledged."""
+        """Nothing more will be added: ``run`` returns once all that was is acknowledged
+        and the broker has taken the acknowledgements."""
         self._closed = True
         self._progress.set()
 
     async def run(self) -> None:
         """Send acknowledgements as they become due, until cancelled or, once closed, until
-        none is left to send."""
+        none is left to send and the broker has taken them (within ``SETTLE_TIMEOUT_S``:
+        one it has not is redelivered, a duplicate the gateway drops)."""
         pending = self._pending
         while True:
             # A new event before looking: progress made while we look sets it.
@@ -199,6 +246,14 @@ class DurableAcks:
             if due:
                 await self._client.ack(due)
             elif self._closed and not pending:
+                with trio.move_on_after(SETTLE_TIMEOUT_S) as settling:
+                    await self._client.settle()
+                if settling.cancelled_caught:
+                    log.warning(
+                        "MQTT broker did not confirm the last acknowledgements within %.0fs: "
+                        "it may deliver those messages again",
+                        SETTLE_TIMEOUT_S,
+                    )
                 return
             else:
                 await self._progress.wait()

@@ -25,6 +25,8 @@ CLUSTER_ATTEMPTS: Final = 3
 CLUSTER_NODE_TIMEOUT_MS: Final = 5000
 # A master unreachable this long is failed over to its replica: within a few seconds.
 FAILOVER_NODE_TIMEOUT_MS: Final = 1000
+# Messages the test broker queues for an absent client with a kept session.
+MOSQUITTO_QUEUE: Final = 100_000
 
 # Property tests check behaviour, not speed: hypothesis's per-example deadline (200 ms) fails
 # them on a loaded 2-core machine. Speed is measured in bench/.
@@ -276,7 +278,9 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for _ in range(5):
         port = free_port()
         conf = folder / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        # Room for what a stopped gateway's kept session collects (1000 by default).
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                        f"max_queued_messages {MOSQUITTO_QUEUE}\n")  # fmt: skip
         proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)  # fmt: skip
         deadline = time.monotonic() + 5

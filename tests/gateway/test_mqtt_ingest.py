@@ -23,6 +23,7 @@ from gateway.mqtt_ack import AckingClient
 from gateway.mqtt_ingest import Inbox, MqttUrl, parse_mqtt_url, topic_device
 from gateway.redisproc import free_port, start_redis
 
+from ..conftest import MOSQUITTO_QUEUE
 from .conftest import API_KEY, gateway_settings, metric, start_gateway, stored_seqs, wait_metric
 from .test_crash import start_process, stop_process
 
@@ -350,7 +351,10 @@ async def test_a_message_is_acknowledged_once_its_positions_are_in_redis(
         redis.stop()
 
 
-STREAMED = 800  # below Mosquitto's queue limit for an absent client (1000)
+# The stream goes on until the stopped gateway has exited, then this many more messages: some
+# are always left for the restarted one, however late the stop takes effect.
+AFTER_EXIT = 50
+STREAMED_MAX = MOSQUITTO_QUEUE // 2
 
 
 async def stream_interrupt_restart(
@@ -359,16 +363,16 @@ async def stream_interrupt_restart(
     mosquitto: str,
     interrupt: Callable[[trio.Process], Awaitable[None]],
     **settings: str,
-) -> tuple[list[int], str]:
+) -> tuple[list[int], int, str]:
     """A gateway process with a fixed client id takes a stream of QoS 1 messages from one
-    device; once a quarter of them are written, ``interrupt`` stops it. Started again, it
-    must store every message, each position once and in order. Returns the ``seq`` stored
-    before the restart and the restarted gateway's metrics."""
+    device; once 100 are written, ``interrupt`` stops it while the stream goes on. Started
+    again, it must store every message, each position once and in order. Returns the ``seq``
+    stored before the restart, how many messages were sent and the restarted gateway's
+    metrics."""
     client_id = f"test-gw-{time.monotonic_ns()}"
     env = {"MQTT_URL": mosquitto, "MQTT_CLIENT_ID": client_id} | settings
     u = parse_mqtt_url(mosquitto)
-    t0 = time.time() - 3600
-    count = STREAMED
+    t0 = time.time() - STREAMED_MAX - 3600  # a position a second, none in the future
     proc, http, _ = await start_process(redis_url, data_dir, **env)
     async with (
         httpx.AsyncClient(base_url=http, headers={"X-API-Key": API_KEY}) as api,
@@ -382,25 +386,29 @@ async def stream_interrupt_restart(
         ):
 
             async def interrupt_mid_ingest() -> None:
-                await wait_metric(api, "gateway_writer_positions_total", count // 4)
+                await wait_metric(api, "gateway_writer_positions_total", 100)
                 await interrupt(proc)
 
             nursery.start_soon(interrupt_mid_ingest)
-            for seq in range(1, count + 1):
-                await pub.publish("fleet/van-k/pos", pos(seq, t0), qos=QoS.AT_LEAST_ONCE)
+            count = after_exit = 0
+            while after_exit < AFTER_EXIT:
+                assert count < STREAMED_MAX, "the gateway did not stop while the stream ran"
+                count += 1
+                await pub.publish("fleet/van-k/pos", pos(count, t0), qos=QoS.AT_LEAST_ONCE)
+                after_exit += proc.returncode is not None
         await proc.wait()
         before = await stored_seqs(redis, "van-k")
         assert before == list(range(1, len(before) + 1))
-        assert len(before) < count
+        assert len(before) <= count - AFTER_EXIT
 
         proc, http, _ = await start_process(redis_url, data_dir, **env)
         try:
-            with trio.fail_after(20):
+            with trio.fail_after(60):  # a hang, not a timing: up to STREAMED_MAX to catch up
                 while len(await stored_seqs(redis, "van-k")) < count:  # noqa: ASYNC110
                     await trio.sleep(0.05)
             assert await stored_seqs(redis, "van-k") == list(range(1, count + 1))
             async with httpx.AsyncClient(base_url=http, headers={"X-API-Key": API_KEY}) as api:
-                return before, (await api.get("/metrics")).text
+                return before, count, (await api.get("/metrics")).text
         finally:
             await stop_process(proc)
 
@@ -425,10 +433,10 @@ async def test_sigterm_mid_ingest_acknowledges_what_it_wrote(
     back, every message is stored once and none it had taken is delivered again."""
     # A writer that lingers: at any moment some messages are taken and not yet written.
     slow_writer = {"WRITER_LINGER_S": "0.05"}
-    before, m = await stream_interrupt_restart(
+    before, count, m = await stream_interrupt_restart(
         redis_url, data_dir, mosquitto, stop_process, **slow_writer
     )
     # Nothing the stopped gateway had written came back from the broker.
     assert metric(m, 'gateway_positions_rejected_total{reason="duplicate"}') == 0
     assert metric(m, "gateway_writer_already_stored_total") == 0
-    assert metric(m, "gateway_positions_accepted_total") == STREAMED - len(before)
+    assert metric(m, "gateway_positions_accepted_total") == count - len(before)
