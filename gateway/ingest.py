@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final, TypeVar
 
-import msgspec
 import trio
 
 from .hub import Hub
@@ -37,7 +36,6 @@ log = logging.getLogger(__name__)
 RETRY_MIN_S: Final = 0.1
 RETRY_MAX_S: Final = 5.0
 
-_mp_enc: Final = msgspec.msgpack.Encoder()
 T = TypeVar("T")
 
 
@@ -283,17 +281,7 @@ class Ingest:
             events.extend(evs)
             written.append((vehicle, positions))
             count += len(positions)
-            last = positions[-1]
-            writes.append(
-                VehicleWrite(
-                    vehicle=vehicle,
-                    device=device_id,
-                    state=encode_state(state),
-                    cursor=_mp_enc.encode((last.seq, last.ts, last.lat, last.lon)),
-                    positions=_mp_enc.encode(positions),
-                    first_seq=positions[0].seq,
-                )
-            )
+            writes.append(VehicleWrite.of(vehicle, device_id, encode_state(state), positions))
             states.append(state)
         dropped, replicated = await self._until_done(self.store.write_and_wait, writes, now)
         if not replicated:

@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 import coredis
 import msgspec
@@ -30,41 +30,42 @@ from .wire import Position
 _WRITE_LUA: Final = """
 -- KEYS: per write, its vehicle's hash and track stream.
 -- ARGV[1]: MINID for track trimming; then per write (one vehicle, one device): state,
--- device, cursor, positions (MessagePack), the first position's seq.
--- The device's stored cursor is the last word on what is already stored: positions at or
--- below it are dropped (another process, or a retried batch, wrote them already).
--- Returns how many positions were dropped.
+-- device, cursor, positions (MessagePack), the first and the last position's seq (each
+-- as 20 decimal digits).
+-- The device's stored seq (field seq:<device>, 20 digits) is the last word on what is
+-- already stored. Sequence numbers are unsigned 64-bit: they are compared as equal-length
+-- digit strings, never as Lua numbers (doubles, exact only below 2^53).
+-- A write whose first seq is not above the stored one (another process, or a retried
+-- batch, wrote some of it already) is not made; its index and the stored seq are returned
+-- for the caller to drop what is stored and write the rest.
 local minid = ARGV[1]
-local dropped = 0
+local skipped = {}
 for i = 1, #KEYS / 2 do
-  local a = 2 + (i - 1) * 5
-  local field = 'cur:' .. ARGV[a+1]
-  local positions = ARGV[a+3]
-  local write = true
-  local stored = redis.call('HGET', KEYS[2*i-1], field)
-  if stored then
-    local last = cmsgpack.unpack(stored)[1]
-    if last >= tonumber(ARGV[a+4]) then
-      local keep = {}
-      local all = cmsgpack.unpack(positions)
-      for _, p in ipairs(all) do
-        if p['seq'] > last then keep[#keep + 1] = p end
-      end
-      dropped = dropped + #all - #keep
-      if #keep == 0 then
-        write = false
-      else
-        positions = cmsgpack.pack(keep)
-      end
-    end
+  local a = 2 + (i - 1) * 6
+  local device = ARGV[a+1]
+  local stored = redis.call('HGET', KEYS[2*i-1], 'seq:' .. device)
+  if not stored then
+    -- Stored before the seq field existed: its cursor (MessagePack) holds the seq.
+    local cursor = redis.call('HGET', KEYS[2*i-1], 'cur:' .. device)
+    if cursor then stored = string.format('%020.0f', cmsgpack.unpack(cursor)[1]) end
   end
-  if write then
-    redis.call('HSET', KEYS[2*i-1], 'state', ARGV[a], field, ARGV[a+2])
-    redis.call('XADD', KEYS[2*i], 'MINID', '~', minid, '*', 'd', ARGV[a+1], 'p', positions)
+  if stored and stored >= ARGV[a+4] then
+    skipped[#skipped + 1] = i
+    skipped[#skipped + 1] = stored
+  else
+    redis.call('HSET', KEYS[2*i-1], 'state', ARGV[a], 'cur:' .. device, ARGV[a+2],
+               'seq:' .. device, ARGV[a+5])
+    redis.call('XADD', KEYS[2*i], 'MINID', '~', minid, '*', 'd', device, 'p', ARGV[a+3])
   end
 end
-return dropped
+return skipped
 """
+
+
+def seq_digits(seq: int) -> str:
+    """A sequence number as the write script compares it: 20 decimal digits."""
+    return f"{seq:020d}"
+
 
 TOKEN_BYTES: Final = 24
 
@@ -152,11 +153,50 @@ class VehicleWrite:  # dataclass's __init__ costs about three times as much
     state: bytes
     cursor: bytes
     positions: bytes
-    first_seq: int
+    first_seq: str  # seq_digits of the first position's seq
+    last_seq: str  # and of the last one's
+    source: list[Position]  # what ``positions`` encodes
 
-    def script_args(self) -> tuple[bytes, str, bytes, bytes, str]:
+    @classmethod
+    def of(cls, vehicle: str, device: str, state: bytes, positions: list[Position]) -> VehicleWrite:
+        """The write of ``positions`` (in seq order, at least one) and the vehicle's state."""
+        last = positions[-1]
+        return cls(
+            vehicle,
+            device,
+            state,
+            _mp_enc.encode((last.seq, last.ts, last.lat, last.lon)),
+            _mp_enc.encode(positions),
+            seq_digits(positions[0].seq),
+            seq_digits(last.seq),
+            positions,
+        )
+
+    def script_args(self) -> tuple[bytes, str, bytes, bytes, str, str]:
         """This write's arguments to the write script, in its order."""
-        return (self.state, self.device, self.cursor, self.positions, str(self.first_seq))
+        return (self.state, self.device, self.cursor, self.positions, self.first_seq,
+                self.last_seq)  # fmt: skip
+
+    def after(self, stored: int) -> VehicleWrite | None:
+        """This write without the positions at or below ``stored`` (None: nothing left)."""
+        kept = [p for p in self.source if p.seq > stored]
+        return VehicleWrite.of(self.vehicle, self.device, self.state, kept) if kept else None
+
+
+def _redo(
+    writes: Sequence[VehicleWrite], skipped: Sequence[Any], offset: int = 0
+) -> tuple[int, list[VehicleWrite]]:
+    """From the script's answer (1-based write index, stored seq, ...): how many positions
+    Redis already had, and the writes of the rest."""
+    dropped = 0
+    again: list[VehicleWrite] = []
+    for j in range(0, len(skipped), 2):
+        w = writes[int(skipped[j]) - 1 + offset]
+        rest = w.after(int(skipped[j + 1]))
+        dropped += len(w.source) - (len(rest.source) if rest else 0)
+        if rest is not None:
+            again.append(rest)
+    return dropped, again
 
 
 class Store:
@@ -278,16 +318,28 @@ class Store:
         """``write_batch``, and whether ``wait_replicas`` replicas have the batch (always
         True when ``wait_replicas`` is 0). False: the data is written on the primary but
         WAIT timed out short; ``wait_for_replicas`` asks again."""
-        if not writes:
-            return 0, True
         minid = str(int((now - self.track_retention_s) * 1000))
-        if self.cluster:
-            try:
-                return await self._write_per_vehicle(writes, minid)
-            except (coredis.exceptions.ConnectionError, coredis.exceptions.ClusterDownError):
-                # A master died: let the caller's retry find the replica promoted for it.
-                await refresh_cluster_map(self.redis)
-                raise
+        dropped = 0
+        replicated = True
+        # A write some of whose positions Redis already has comes back without them, to be
+        # written again (rare: a retried batch, a device moving between processes).
+        while writes:
+            if self.cluster:
+                try:
+                    d, writes, rep = await self._write_per_vehicle(writes, minid)
+                except (coredis.exceptions.ConnectionError, coredis.exceptions.ClusterDownError):
+                    # A master died: let the caller's retry find the replica promoted for it.
+                    await refresh_cluster_map(self.redis)
+                    raise
+            else:
+                d, writes, rep = await self._write_once(writes, minid)
+            dropped += d
+            replicated = replicated and rep
+        return dropped, replicated
+
+    async def _write_once(
+        self, writes: Sequence[VehicleWrite], minid: str
+    ) -> tuple[int, list[VehicleWrite], bool]:
         ks: list[str] = []
         args: list[str | bytes] = [minid]
         for w in writes:
@@ -295,14 +347,15 @@ class Store:
             ks.append(keys.track(w.vehicle))
             args.extend(w.script_args())
         if self.wait_replicas:
-            return await self._write_and_wait(ks, args)
+            skipped, replicated = await self._write_and_wait(ks, args)
+            return (*_redo(writes, skipped), replicated)
         try:
-            dropped = await self.redis.evalsha(await self._sha(), ks, args)
+            reply = await self.redis.evalsha(await self._sha(), ks, args)
         except coredis.exceptions.NoScriptError:
             # Redis restarted and lost its script cache.
             self._write_sha = None
-            dropped = await self.redis.evalsha(await self._sha(), ks, args)
-        return int(dropped), True  # type: ignore[arg-type]
+            reply = await self.redis.evalsha(await self._sha(), ks, args)
+        return (*_redo(writes, cast("list[Any]", reply)), True)
 
     async def _sha(self) -> str:
         """The write script's SHA, loading the script once (again after ``_write_sha`` was
@@ -311,7 +364,9 @@ class Store:
             self._write_sha = (await self.redis.script_load(_WRITE_LUA)).decode()
         return self._write_sha
 
-    async def _write_and_wait(self, ks: list[str], args: list[str | bytes]) -> tuple[int, bool]:
+    async def _write_and_wait(
+        self, ks: list[str], args: list[str | bytes]
+    ) -> tuple[list[Any], bool]:
         """The script call and WAIT in one non-transactional pipeline: one round trip, and
         WAIT runs on the connection that made the writes, as it must (it only counts the
         writes of its own connection)."""
@@ -321,11 +376,11 @@ class Store:
                 call = p.evalsha(sha, ks, args)
                 waits = self._queue_waits(p)
             try:
-                dropped = int(await call)  # type: ignore[arg-type]
+                skipped = await call
             except coredis.exceptions.NoScriptError:
                 self._write_sha = None  # Redis restarted and lost its script cache
                 continue
-            return dropped, await self._replicated(waits)
+            return list(skipped), await self._replicated(waits)  # type: ignore[arg-type]
         raise coredis.exceptions.NoScriptError("the write script could not be loaded")
 
     def _queue_waits(
@@ -379,7 +434,7 @@ class Store:
 
     async def _write_per_vehicle(
         self, writes: Sequence[VehicleWrite], minid: str
-    ) -> tuple[int, bool]:
+    ) -> tuple[int, list[VehicleWrite], bool]:
         """The cluster form of ``write_and_wait``: a script call may only touch one slot, so
         one call per vehicle (its keys share the ``{vehicle}`` tag), pipelined: one round trip
         per cluster node, ended by the WAITs when ``wait_replicas`` is set. A call that fails
@@ -387,6 +442,7 @@ class Store:
         loaded; the others are not repeated."""
         pending = list(writes)
         dropped = 0
+        again: list[VehicleWrite] = []
         replicated = True
         self._unconfirmed = [w.vehicle for w in writes]
         for _ in range(2):
@@ -406,12 +462,15 @@ class Store:
             missing = []
             for w, call in zip(pending, calls, strict=True):
                 try:
-                    dropped += int(await call)  # type: ignore[arg-type]
+                    d, rest = _redo([w], await call)  # type: ignore[arg-type]
                 except coredis.exceptions.NoScriptError:
                     missing.append(w)
+                else:
+                    dropped += d
+                    again += rest
             replicated = replicated and await self._replicated(waits)
             if not missing:
-                return dropped, replicated
+                return dropped, again, replicated
             pending, self._write_sha = missing, None
         raise coredis.exceptions.NoScriptError("the write script could not be loaded")
 

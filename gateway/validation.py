@@ -2,9 +2,10 @@
 
 Ranges (lat/lon/speed/heading in range, no NaN) are enforced while decoding (see
 ``wire``). Each position is then checked in this order and the first failing check names
-the reason: fix in the future, fix too old, accuracy too poor, duplicate (``seq`` not
-above the highest accepted), out of order (fix time before the last accepted fix),
-implausible jump (speed needed to get from the last accepted fix exceeds the limit).
+the reason: ``seq`` of 2^64 or more (``out_of_range``: a sequence number is unsigned
+64-bit), fix in the future, fix too old, accuracy too poor, duplicate (``seq`` not above the
+highest accepted), out of order (fix time before the last accepted fix), implausible jump
+(speed needed to get from the last accepted fix exceeds the limit).
 
 A jump is not held against a device for ever: if the same far-away place is confirmed by
 ``JUMP_CONFIRMATIONS`` consecutive fixes that agree with each other, the earlier fix was the
@@ -19,7 +20,7 @@ from typing import Final
 
 from geofence.geo import EARTH_RADIUS_M, haversine_m
 
-from .wire import Position, Reason, Rejection
+from .wire import SEQ_LIMIT, Position, Reason, Rejection
 
 JUMP_CONFIRMATIONS: Final = 3
 # Two fixes within this distance never count as a jump whatever the time between them
@@ -84,7 +85,7 @@ def validate(
         # One test for the common case; the reason is worked out only for a rejection.
         if (
             oldest <= ts <= newest
-            and seq > seq0
+            and seq0 < seq < SEQ_LIMIT
             and ts >= ts0
             and (acc is None or acc <= max_accuracy)
         ):
@@ -118,6 +119,11 @@ def validate(
                 jumps = False
             if accepted is not None:
                 accepted.append(p)
+            continue
+        if seq >= SEQ_LIMIT:
+            if accepted is None:
+                accepted = positions[:i]
+            rejected.append(Rejection(None, Reason.OUT_OF_RANGE, "seq"))
             continue
         if ts > newest:
             reason = Reason.FUTURE

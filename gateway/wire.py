@@ -8,6 +8,7 @@ so that every good position is kept and the bad one is named.
 from __future__ import annotations
 
 import enum
+import functools
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -21,6 +22,9 @@ Speed = Annotated[float, msgspec.Meta(ge=0.0, lt=1000.0)]
 Heading = Annotated[float, msgspec.Meta(ge=0.0, le=360.0)]
 Metres = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
 Finite = Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)]
+# msgspec cannot bound an int above int64's range: the upper bound (``SEQ_LIMIT``, exclusive)
+# is checked by ``validation.validate``, the one place every position passes. MessagePack
+# cannot carry a larger one; JSON can.
 Seq = Annotated[int, msgspec.Meta(ge=0)]
 
 
@@ -84,77 +88,145 @@ class ErrorReply(msgspec.Struct, frozen=True, tag_field="type", tag="error", omi
     detail: str | None = None
 
 
-_Frame = Position | list[Position]
-_json_frame: Final = msgspec.json.Decoder(_Frame)
-_mp_frame: Final = msgspec.msgpack.Decoder(_Frame)
-_json_raw_list: Final = msgspec.json.Decoder(list[msgspec.Raw])
-_mp_raw_list: Final = msgspec.msgpack.Decoder(list[msgspec.Raw])
-_json_pos: Final = msgspec.json.Decoder(Position)
-_mp_pos: Final = msgspec.msgpack.Decoder(Position)
-_json_loose: Final = msgspec.json.Decoder(_LoosePosition)
-_mp_loose: Final = msgspec.msgpack.Decoder(_LoosePosition)
-_json_any: Final = msgspec.json.Decoder(Any)
-_mp_any: Final = msgspec.msgpack.Decoder(Any)
+SEQ_LIMIT: Final = 2**64  # seq is an unsigned 64-bit integer
+# The most positions a frame may hold unless a caller says otherwise (MAX_BATCH_POSITIONS).
+MAX_POSITIONS: Final = 10_000
+
 json_encoder: Final = msgspec.json.Encoder()
 msgpack_encoder: Final = msgspec.msgpack.Encoder()
 
 
 class MalformedFrame(ValueError):
-    """The frame as a whole could not be read (not JSON/MessagePack, wrong shape)."""
+    """The frame as a whole could not be read (not JSON/MessagePack, wrong shape, nested too
+    deeply, too many positions). ``reason`` is what the device is told and what is counted."""
+
+    def __init__(self, detail: str, reason: str = "malformed") -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
-def _seq_of(raw: bytes | msgspec.Raw, binary: bool) -> int | None:
-    try:
-        obj = (_mp_any if binary else _json_any).decode(raw)
-    except msgspec.DecodeError:
-        return None
-    if isinstance(obj, dict):
-        seq = obj.get("seq")
-        if isinstance(seq, int) and not isinstance(seq, bool):
-            return seq
+class _SeqOnly(msgspec.Struct):
+    """Just enough of a badly typed position to name it in its rejection."""
+
+    seq: object = None
+
+
+class _Decoders:
+    """The decoders of one frame encoding for one batch limit."""
+
+    __slots__ = ("frame", "loose", "one", "raw_list", "seq_only")
+
+    def __init__(self, binary: bool, max_positions: int) -> None:
+        mod: Any = msgspec.msgpack if binary else msgspec.json
+        bounded = Annotated[list[Position], msgspec.Meta(max_length=max_positions)]
+        self.frame = mod.Decoder(Position | bounded)
+        raw = Annotated[list[msgspec.Raw], msgspec.Meta(max_length=max_positions)]
+        self.raw_list = mod.Decoder(raw)
+        self.one = mod.Decoder(Position)
+        self.loose = mod.Decoder(_LoosePosition)
+        self.seq_only = mod.Decoder(_SeqOnly)
+
+
+@functools.lru_cache(maxsize=8)
+def _decoders(binary: bool, max_positions: int) -> _Decoders:
+    return _Decoders(binary, max_positions)
+
+
+# A JSON item that is not an object, or a MessagePack one that is not a map, is malformed
+# without decoding it (a frame of a million nils costs one rejection each, not three decodes).
+_MP_MAP_FIRST: Final = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])
+
+
+def _is_object(raw: msgspec.Raw, binary: bool) -> bool:
+    view = memoryview(raw)
+    if not view:
+        return False
+    if binary:
+        return view[0] in _MP_MAP_FIRST
+    return view[0] == 0x7B or bytes(view).lstrip()[:1] == b"{"  # 0x7B: "{"
+
+
+def _in_seq_range(seq: object) -> int | None:
+    if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < SEQ_LIMIT:
+        return seq
     return None
 
 
-def decode_frame(data: bytes | str) -> tuple[list[Position], list[Rejection]]:
+def decode_frame(
+    data: bytes | str, max_positions: int = MAX_POSITIONS
+) -> tuple[list[Position], list[Rejection]]:
     """Decode one frame: ``str`` is JSON text, ``bytes`` is MessagePack.
 
     Returns the valid positions and a rejection for each one that is not: ``out_of_range``
-    (well-typed but a value outside its range, NaN included) or ``malformed``. Raises
-    MalformedFrame if the frame is neither a position nor an array.
+    (well-typed but a value outside its range, NaN included, or a ``seq`` outside 0 to
+    2^64 - 1) or ``malformed``. Raises MalformedFrame if the frame is neither a position nor
+    an array of at most ``max_positions``, or is nested deeper than the decoder's recursion
+    guard (about a thousand levels). The work is linear in the frame's size: every item of
+    a frame is decoded at most three times, and only once when it is not an object.
     """
     binary = isinstance(data, bytes)
+    dec = _decoders(binary, max_positions)
     try:
-        frame = _mp_frame.decode(data) if isinstance(data, bytes) else _json_frame.decode(data)
+        frame = dec.frame.decode(data)
     except msgspec.DecodeError as exc:
         first_error = str(exc)
+    except RecursionError:
+        raise MalformedFrame("nested too deeply") from None
     else:
         return ([frame] if isinstance(frame, Position) else frame), []
     # Slow path, only for bad frames: look at each position on its own.
     if not isinstance(data, bytes):
         data = data.encode()
     try:
-        items = (_mp_raw_list if binary else _json_raw_list).decode(data)
-    except msgspec.ValidationError:
+        items = dec.raw_list.decode(data)
+    except msgspec.ValidationError as exc:
+        if "length" in str(exc):
+            raise MalformedFrame(
+                f"more than {max_positions} positions", "batch_too_large"
+            ) from None
         items = [msgspec.Raw(data)]  # a single object
     except msgspec.DecodeError:
         raise MalformedFrame(first_error) from None
-    dec = _mp_pos if binary else _json_pos
-    loose = _mp_loose if binary else _json_loose
+    except RecursionError:
+        raise MalformedFrame("nested too deeply") from None
     good: list[Position] = []
     bad: list[Rejection] = []
+    single = len(items) == 1 and bytes(items[0]) == data
     for raw in items:
+        if not _is_object(raw, binary):
+            if single:
+                raise MalformedFrame(first_error)
+            bad.append(Rejection(None, Reason.MALFORMED, "a position is an object"))
+            continue
         try:
-            good.append(dec.decode(raw))
+            good.append(dec.one.decode(raw))
         except msgspec.DecodeError as exc:
             try:
-                lp = loose.decode(raw)
+                lp = dec.loose.decode(raw)
             except msgspec.DecodeError:
-                if len(items) == 1 and bytes(raw) == data:
+                if single:
                     raise MalformedFrame(str(exc)) from None
-                bad.append(Rejection(_seq_of(raw, binary), Reason.MALFORMED, str(exc)))
+                bad.append(Rejection(_seq_of(dec, raw), Reason.MALFORMED, str(exc)))
+            except RecursionError:
+                if single:
+                    raise MalformedFrame("nested too deeply") from None
+                bad.append(Rejection(None, Reason.MALFORMED, "nested too deeply"))
             else:
-                bad.append(Rejection(lp.seq, Reason.OUT_OF_RANGE, _field_of(str(exc))))
+                bad.append(
+                    Rejection(_in_seq_range(lp.seq), Reason.OUT_OF_RANGE, _field_of(str(exc)))
+                )
+        except RecursionError:
+            if single:
+                raise MalformedFrame("nested too deeply") from None
+            bad.append(Rejection(None, Reason.MALFORMED, "nested too deeply"))
     return good, bad
+
+
+def _seq_of(dec: _Decoders, raw: msgspec.Raw) -> int | None:
+    try:
+        return _in_seq_range(dec.seq_only.decode(raw).seq)
+    except (msgspec.DecodeError, RecursionError):
+        return None
 
 
 def _field_of(error: str) -> str:

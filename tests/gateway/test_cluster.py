@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import trio
 from trio_websocket import open_websocket_url
@@ -132,15 +131,11 @@ async def test_batch_written_again_after_the_script_cache_is_lost(
     store = Store(cluster, track_retention_s=3600)
     now = time.time()
     writes = [
-        VehicleWrite(
-            vehicle=f"van-{i:02d}",
-            device=f"dev-{i:02d}",
-            state=b"state",
-            cursor=msgspec.msgpack.encode((2, now, 48.85, 2.35)),
-            positions=msgspec.msgpack.encode(
-                [Position(seq=s, ts=now - 10 + s, lat=48.85, lon=2.35) for s in (1, 2)]
-            ),
-            first_seq=1,
+        VehicleWrite.of(
+            f"van-{i:02d}",
+            f"dev-{i:02d}",
+            b"state",
+            [Position(seq=s, ts=now - 10 + s, lat=48.85, lon=2.35) for s in (1, 2)],
         )
         for i in range(VEHICLES)
     ]
