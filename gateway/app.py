@@ -122,6 +122,8 @@ class Gateway:
             events_max_len=settings.events_max_len,
             after_write=self.live_offer,
             after_states=self.peers_announce,
+            rate_per_s=settings.device_rate_per_s,
+            burst=settings.device_burst,
         )
         self.peers = Peers(self.store, self.fleet, self.hub, self.metrics)
         self.zone_store = ZoneStore(redis)
@@ -141,8 +143,6 @@ class Gateway:
             self.metrics,
             max_frame_bytes=settings.max_frame_bytes,
             max_batch_positions=settings.max_batch_positions,
-            rate_per_s=settings.device_rate_per_s,
-            burst=settings.device_burst,
             flood_close_after_s=settings.flood_close_after_s,
             max_connections_per_device=settings.max_connections_per_device,
             ack_interval_s=settings.ack_interval_s,

@@ -15,6 +15,7 @@ fleet and publishes to browsers. Nothing here waits for a browser.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -70,6 +71,13 @@ class TokenBucket:
         self.updated = now
         return self.tokens
 
+    def wait_for(self, n: float, now: float) -> float:
+        """Seconds until ``n`` tokens are there, taking none (infinite past ``burst``)."""
+        if n > self.burst:
+            return math.inf
+        short = n - self.available(now)
+        return 0.0 if short <= 0 else short / self.rate
+
     def take(self, n: float, now: float) -> float:
         tokens = self.tokens + (now - self.updated) * self.rate
         if tokens > self.burst:
@@ -77,6 +85,51 @@ class TokenBucket:
         self.updated = now
         self.tokens = tokens = tokens - n
         return 0.0 if tokens >= 0 else -tokens / self.rate
+
+
+# A frame is charged before it is decoded: one token, and one more per this many bytes, so
+# a device sending garbage runs out of budget like one sending positions; once decoded,
+# whatever the positions cost beyond that (one token each).
+FRAME_BYTES_PER_TOKEN: Final = 1024
+MAX_BUDGETS: Final = 1_000_000  # devices whose budget is kept in memory (oldest forgotten)
+
+
+def frame_cost(size: int) -> int:
+    """What a frame of ``size`` bytes is charged before it is decoded."""
+    return 1 + size // FRAME_BYTES_PER_TOKEN
+
+
+class Budgets:
+    """Each device's rate budget: one token bucket per device, shared by all its
+    connections, requests and MQTT messages in this process, so reconnecting does not refill
+    it. A device's remaining budget is saved in Redis when its WebSocket closes and taken
+    into account when one opens (in this process or another): the smaller of the two wins.
+    A device connected to N processes at once can get N times its rate."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def bucket(self, device_id: str, saved: tuple[float, float] | None = None) -> TokenBucket:
+        """The device's bucket; ``saved``: (tokens, wall-clock time) as ``saved`` gave it."""
+        now = time.monotonic()
+        bucket = self._buckets.get(device_id)
+        if bucket is None:
+            if len(self._buckets) >= MAX_BUDGETS:
+                del self._buckets[next(iter(self._buckets))]
+            bucket = self._buckets[device_id] = TokenBucket(self.rate, self.burst, now)
+        if saved is not None:
+            tokens, at = saved
+            refilled = min(self.burst, tokens + max(0.0, time.time() - at) * self.rate)
+            if refilled < bucket.available(now):
+                bucket.tokens = refilled
+        return bucket
+
+    def saved(self, device_id: str) -> tuple[float, float] | None:
+        """(tokens, wall-clock time) of the device's bucket, for another process."""
+        bucket = self._buckets.get(device_id)
+        return None if bucket is None else (bucket.available(time.monotonic()), time.time())
 
 
 @dataclass(eq=False)
@@ -159,8 +212,11 @@ class Ingest:
         events_max_len: int,
         after_write: Callable[[list[tuple[str, list[Position]]]], Awaitable[None]] | None = None,
         after_states: Callable[[list[tuple[str, bytes]]], Awaitable[None]] | None = None,
+        rate_per_s: float = math.inf,
+        burst: float = math.inf,
     ) -> None:
         self.store = store
+        self.budgets = Budgets(rate_per_s, burst)
         self.fleet = fleet
         self.hub = hub
         self.metrics = metrics
@@ -180,9 +236,25 @@ class Ingest:
         metrics.gauge_fn("gateway_writer_queue_depth", lambda: float(self._queued))
 
     async def open_session(self, device: DeviceRecord) -> Session:
-        raw = await self.store.load_cursor(device.vehicle, device.id)
+        """A session for ``device``, with its cursor and its rate budget (what another
+        process saved of it counted in)."""
+        raw, saved = await self.store.load_session(device.vehicle, device.id)
         cursor = DeviceCursor.from_tuple(raw) if raw else DeviceCursor()
-        return Session(self, device, cursor, durable_seq=cursor.seq)
+        session = Session(self, device, cursor, durable_seq=cursor.seq)
+        session.bucket = self.budgets.bucket(device.id, saved)
+        return session
+
+    async def save_budget(self, device: DeviceRecord) -> None:
+        """Leave the device's remaining budget in Redis for the process it reconnects to
+        (best effort: an outage costs only that process's view of it)."""
+        saved = self.budgets.saved(device.id)
+        if saved is None:
+            return
+        try:
+            await self.store.save_budget(device.vehicle, device.id, saved)
+        except Exception as exc:  # an outage: the budget is advisory across processes
+            self.metrics.inc("gateway_budget_save_errors_total")
+            log.debug("could not save the rate budget of %s: %r", device.id, exc)
 
     async def enqueue(self, session: Session, positions: list[Position]) -> None:
         """Queue validated positions for the writer; waits only while the queue is full.

@@ -30,7 +30,9 @@ def device_token(token_hash: str) -> str:
 
 
 def vehicle(vehicle_id: str) -> str:
-    return f"veh:{{{vehicle_id}}}"  # hash: state (msgpack), cur:<device> (msgpack cursor)
+    # hash: state (msgpack); per device: cur:<device> (msgpack cursor), seq:<device> (its
+    # seq, 20 digits), rl:<device> (its rate budget: "tokens time")
+    return f"veh:{{{vehicle_id}}}"
 
 
 def track(vehicle_id: str) -> str:

@@ -292,6 +292,22 @@ class Store:
         raw = await self.redis.hget(keys.vehicle(vehicle), f"cur:{device}")
         return None if raw is None else list(_mp_dec.decode(raw))
 
+    async def load_session(
+        self, vehicle: str, device: str
+    ) -> tuple[list[Any] | None, tuple[float, float] | None]:
+        """The device's cursor and its saved rate budget (tokens, wall-clock time)."""
+        raw, budget = await self.redis.hmget(
+            keys.vehicle(vehicle), [f"cur:{device}", f"rl:{device}"]
+        )
+        saved = None
+        if budget is not None:
+            tokens, _, at = budget.partition(b" ")
+            saved = (float(tokens), float(at))
+        return (None if raw is None else list(_mp_dec.decode(raw))), saved
+
+    async def save_budget(self, vehicle: str, device: str, saved: tuple[float, float]) -> None:
+        await self.redis.hset(keys.vehicle(vehicle), {f"rl:{device}": f"{saved[0]!r} {saved[1]!r}"})
+
     async def load_states(self) -> dict[str, bytes]:
         """Every vehicle's latest state blob, keyed by vehicle id."""
         ids = [m.decode() for m in await self.redis.smembers(keys.VEHICLES)]

@@ -2,13 +2,19 @@
 
 trio-websocket's reader task puts every message into a memory channel and the handler task
 takes it out: two task switches per frame, about a sixth of the CPU a small frame costs.
-Here the reader awaits ``on_message(message)`` itself. Nothing else changes: the same
+Here the reader awaits ``on_message(message)`` itself. Otherwise it is the library: the same
 wsproto parsing, the same size limit and 1009 close, pings, the closing handshake; and as
 before, a callback that waits (a full writer queue, a rate limit) stops this connection's
 reader and so back-pressures its socket and no other.
 
-The library has no public hook for this, so ``DirectConnection`` overrides two of its
-internals (``WebSocketConnection._handle_message_event`` and
+Two more things differ. A callback that raises closes its connection alone with 1011
+(``DirectConnection``), where the library would let the exception end the server. And a frame
+wsproto cannot parse (a text frame that is not UTF-8) is answered with the close frame
+naming why (1007), where the library drops the TCP connection without one.
+
+The library has no public hook for any of this, so ``DirectConnection`` overrides three of
+its internals (``WebSocketConnection._handle_message_event``,
+``WebSocketConnection._handle_close_connection_event`` and
 ``WebSocketServer._handle_connection``) and trio-websocket is pinned to the version they
 were written against; ``_check_internals`` fails at import if that version's internals are
 not there.
@@ -16,6 +22,7 @@ not there.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, cast
 
@@ -23,8 +30,10 @@ import trio
 import trio_websocket
 from trio_websocket import WebSocketConnection, WebSocketRequest, WebSocketServer
 from trio_websocket._impl import CloseReason
-from wsproto import ConnectionType, WSConnection
+from wsproto import ConnectionState, ConnectionType, WSConnection
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
+
+log = logging.getLogger(__name__)
 
 MessageCallback = Callable[[str | bytes], Awaitable[None]]
 DirectHandler = Callable[[WebSocketRequest, "DirectConnection"], Awaitable[None]]
@@ -32,6 +41,7 @@ DirectHandler = Callable[[WebSocketRequest, "DirectConnection"], Awaitable[None]
 _INTERNALS: Final = {
     WebSocketConnection: (
         "_handle_message_event",
+        "_handle_close_connection_event",
         "_reader_task",
         "_get_request",
         "_send",
@@ -74,9 +84,16 @@ _check_internals()
 
 class DirectConnection(WebSocketConnection):
     """A server connection whose messages go to ``on_message`` once it is set (before
-    the handshake is accepted, so no message can take the channel's way instead)."""
+    the handshake is accepted, so no message can take the channel's way instead).
+
+    ``on_message`` runs in the connection's reader task, so an exception it raises would
+    end the reader and, through the server's nursery, the server. It is caught here
+    instead: the connection alone is closed with 1011, ``on_error`` is told, and the
+    traceback is logged (once per place it was raised, so a device repeating a frame that
+    trips a bug cannot flood the log)."""
 
     on_message: MessageCallback | None = None
+    on_error: Callable[[Exception], None] | None = None
 
     async def _handle_message_event(self, event: BytesMessage | TextMessage) -> None:
         on_message = self.on_message
@@ -106,7 +123,49 @@ class DirectConnection(WebSocketConnection):
                 message = "".join(cast("list[str]", parts))
             self._message_size = 0
             self._message_parts = []
-            await on_message(message)
+            try:
+                await on_message(message)
+            except Exception as exc:
+                await self._internal_error(exc)
+
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        # wsproto reports a frame it cannot parse (a text frame that is not UTF-8: 1007, a
+        # protocol error: 1002) as a close event while the connection is still open; the
+        # library then drops TCP without telling the peer why. Send the close frame first.
+        if self._wsproto.state == ConnectionState.OPEN:
+            self._close_reason = CloseReason(event.code, event.reason or None)
+            await self._send(CloseConnection(code=event.code, reason=event.reason))
+        await super()._handle_close_connection_event(event)
+
+    async def _internal_error(self, exc: Exception) -> None:
+        where = _raised_at(exc)
+        if where not in _logged:
+            if len(_logged) < MAX_LOGGED_PLACES:
+                _logged.add(where)
+            log.error("a frame handler failed; its connection is closed (1011)", exc_info=exc)
+        else:
+            log.debug("a frame handler failed again at %s: %r", where, exc)
+        if self.on_error is not None:
+            self.on_error(exc)
+        self._close_reason = CloseReason(CLOSE_INTERNAL_ERROR, "internal error")
+        await self._send(CloseConnection(code=CLOSE_INTERNAL_ERROR, reason="internal error"))
+        await self._recv_channel.aclose()
+        self._reader_running = False
+
+
+CLOSE_INTERNAL_ERROR: Final = 1011
+MAX_LOGGED_PLACES: Final = 1000
+_logged: set[tuple[str, str, int]] = set()
+
+
+def _raised_at(exc: BaseException) -> tuple[str, str, int]:
+    """The exception's type and the file and line it was raised at."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return (type(exc).__name__, "", 0)
+    return (type(exc).__name__, tb.tb_frame.f_code.co_filename, tb.tb_lineno)
 
 
 class DirectServer(WebSocketServer):

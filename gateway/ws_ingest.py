@@ -21,7 +21,7 @@ import trio
 from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebSocketRequest
 
 from .auth import DeviceAuth, bearer
-from .ingest import Ingest, Session, TokenBucket
+from .ingest import Ingest, Session, TokenBucket, frame_cost
 from .metrics import Metrics
 from .store import DeviceRecord
 from .wire import Ack, ErrorReply, MalformedFrame, decode_frame, encode_reply
@@ -31,11 +31,13 @@ log = logging.getLogger(__name__)
 
 CLOSE_RATE_LIMIT: Final = 1008
 CLOSE_TOO_BIG: Final = 1009
+CLOSE_INTERNAL_ERROR: Final = 1011
 CLOSE_REPLACED: Final = 4001
 CLOSE_REVOKED: Final = 4003
 CLOSE_TIMEOUT_S: Final = 2.0
 BAD_AUTH_PER_S: Final = 1 / 6  # failed handshakes an address earns back: 10 a minute
 MAX_TRACKED_IPS: Final = 100_000
+MAX_PENDING_ERRORS: Final = 16  # error replies a connection holds while the device reads none
 
 
 class _Conn:
@@ -47,6 +49,7 @@ class _Conn:
         self.session = session
         self.binary = False
         self.errors: list[tuple[ErrorReply, bool]] = []  # with the encoding of their frame
+        self.errors_dropped = 0
         self.wake = trio.Event()
         self.kick_code: int | None = None
         self.kick_reason = ""
@@ -55,6 +58,15 @@ class _Conn:
         # cancels it, so the reader goes on to read the close handshake at once.
         self.reader_wait = trio.CancelScope()
         session.on_progress = self.wake.set
+
+    def error(self, reply: ErrorReply, binary: bool) -> None:
+        """Queue an error reply; past ``MAX_PENDING_ERRORS`` unsent (a device that does not
+        read its replies) they are dropped and counted."""
+        if len(self.errors) < MAX_PENDING_ERRORS:
+            self.errors.append((reply, binary))
+        else:
+            self.errors_dropped += 1
+        self.wake.set()
 
     def reader_waits(self) -> trio.CancelScope:
         """A new scope for the reader to wait in (a scope serves one ``with`` only)."""
@@ -101,8 +113,6 @@ class WebSocketIngest:
         *,
         max_frame_bytes: int,
         max_batch_positions: int,
-        rate_per_s: float,
-        burst: int,
         flood_close_after_s: float,
         max_connections_per_device: int,
         ack_interval_s: float,
@@ -114,8 +124,6 @@ class WebSocketIngest:
         self.metrics = metrics
         self.max_frame_bytes = max_frame_bytes
         self.max_batch_positions = max_batch_positions
-        self.rate_per_s = rate_per_s
-        self.burst = burst
         self.flood_close_after_s = flood_close_after_s
         self.max_connections_per_device = max_connections_per_device
         self.ack_interval_s = ack_interval_s
@@ -128,7 +136,6 @@ class WebSocketIngest:
             True: metrics.key("gateway_frames_total", proto="ws", enc="msgpack"),
         }
         self.connections: dict[str, list[_Conn]] = {}
-        self.buckets: dict[str, TokenBucket] = {}
         metrics.gauge_fn(
             "gateway_device_connections",
             lambda: float(sum(len(c) for c in self.connections.values())),
@@ -205,14 +212,11 @@ class WebSocketIngest:
         self, request: WebSocketRequest, connection: DirectConnection, device: DeviceRecord
     ) -> None:
         session = await self.ingest.open_session(device)
-        bucket = self.buckets.get(device.id)
-        if bucket is None:
-            bucket = self.buckets[device.id] = TokenBucket(
-                self.rate_per_s, self.burst, time.monotonic()
-            )
+        assert session.bucket is not None
         conn = _Conn(connection, session, self.ack_interval_s)
         # Frames are handled in the connection's reader task, set up before accepting.
-        connection.on_message = _Receiver(self, conn, bucket).on_message
+        connection.on_message = _Receiver(self, conn, session.bucket).on_message
+        connection.on_error = self._frame_failed
         ws = await request.accept()
         conns = self.connections.setdefault(device.id, [])
         conns.append(conn)
@@ -235,11 +239,18 @@ class WebSocketIngest:
             closed = ws.closed
             if closed is not None and closed.code == CLOSE_TOO_BIG:
                 self.metrics.inc("gateway_frames_rejected_total", reason="too_big")
+            elif closed is not None and closed.code == CLOSE_INTERNAL_ERROR:
+                self.metrics.inc("gateway_connections_closed_total", code=str(closed.code))
             if conn.kick_code is not None:
                 self.metrics.inc("gateway_connections_closed_total", code=str(conn.kick_code))
             with trio.move_on_after(CLOSE_TIMEOUT_S) as cs:
                 cs.shield = True
                 await ws.aclose(conn.kick_code or 1000, conn.kick_reason or None)
+                await self.ingest.save_budget(device)
+
+    def _frame_failed(self, exc: Exception) -> None:
+        """A device's frame raised: its connection is closed with 1011 (``ws_direct``)."""
+        self.metrics.inc("gateway_handler_errors_total", proto="ws", error=type(exc).__name__)
 
 
 class _Receiver:
@@ -266,38 +277,48 @@ class _Receiver:
         binary = isinstance(message, bytes)
         conn.binary = binary
         metrics.add(self.frames_key[binary])
-        try:
-            positions, bad = decode_frame(message)
-        except MalformedFrame as exc:
-            metrics.inc("gateway_frames_rejected_total", reason="malformed")
-            conn.errors.append((ErrorReply("malformed", str(exc)), binary))
-            conn.wake.set()
+        # Charged before decoding, valid or not: garbage costs budget like positions do.
+        cost = frame_cost(len(message))
+        if not await self._charge(cost):
             return
-        n = len(positions) + len(bad)
         server = self.server
-        if n > server.max_batch_positions:
-            metrics.inc("gateway_frames_rejected_total", reason="batch_too_large")
-            detail = f"{n} positions, limit {server.max_batch_positions}"
-            conn.errors.append((ErrorReply("batch_too_large", detail), binary))
-            conn.wake.set()
+        try:
+            positions, bad = decode_frame(message, server.max_batch_positions)
+        except MalformedFrame as exc:
+            metrics.inc("gateway_frames_rejected_total", reason=exc.reason)
+            conn.error(ErrorReply(exc.reason, str(exc)), binary)
             return
-        now = time.monotonic()
-        wait = self.bucket.take(n, now)
-        if wait > 0:
-            metrics.inc("gateway_device_throttled_total")
-            if self.throttled_since is None:
-                self.throttled_since = now
-            elif now - self.throttled_since > server.flood_close_after_s:
-                conn.kick(CLOSE_RATE_LIMIT, "rate limit exceeded")
-                return
-            # Slowing the reader back-pressures this device's socket and nobody else's.
-            with conn.reader_waits():
-                await trio.sleep(min(wait, server.flood_close_after_s))
-            if conn.kick_code is not None:
-                return
-        else:
-            self.throttled_since = None
+        more = len(positions) + len(bad) - cost  # each position costs one
+        if more > 0 and not await self._charge(more):
+            return
         left = self.session.offer(positions, bad)
         if left is not None:  # the writer's queue is full: wait for room (unless kicked;
             with conn.reader_waits():  # then these were never acked and the device resends)
                 await self.ingest.enqueue(self.session, left)
+
+    async def _charge(self, n: int) -> bool:
+        """Take ``n`` tokens from the device's budget, waiting for them if need be (which
+        back-pressures this device's socket and nobody else's). False: the connection is
+        being closed (1008: the wait would be longer than ``FLOOD_CLOSE_AFTER_S``, or the
+        device has been throttled that long without a pause) and the frame is dropped
+        unacknowledged, so the device resends it later."""
+        conn = self.conn
+        now = time.monotonic()
+        wait = self.bucket.wait_for(n, now)
+        if wait > 0:
+            self.metrics.inc("gateway_device_throttled_total")
+            flood_s = self.server.flood_close_after_s
+            if self.throttled_since is None:
+                self.throttled_since = now
+            if wait > flood_s or now + wait - self.throttled_since > flood_s:
+                conn.kick(CLOSE_RATE_LIMIT, "rate limit exceeded")
+                return False
+            with conn.reader_waits():
+                await trio.sleep(wait)
+            if conn.kick_code is not None:
+                return False
+            now = time.monotonic()
+        else:
+            self.throttled_since = None
+        self.bucket.take(n, now)
+        return True

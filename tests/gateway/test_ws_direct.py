@@ -16,8 +16,10 @@ from .test_ingest_ws import closed_by_gateway
 class Recorder:
     """A direct handler that records what each connection's callback received."""
 
-    def __init__(self, *, slow: str | None = None) -> None:
+    def __init__(self, *, slow: str | None = None, raises: str | None = None) -> None:
         self.got: dict[str, list[str | bytes]] = {}
+        self.raises = raises  # this path's callback raises on the message "boom"
+        self.errors: list[Exception] = []
         self.closed: dict[str, int | None] = {}
         self.slow = slow  # this path's callback waits until ``release`` is set
         self.release = trio.Event()
@@ -41,8 +43,11 @@ class Recorder:
             self._changed()
             if path == self.slow:
                 await self.release.wait()
+            if path == self.raises and message == "boom":
+                raise ValueError("a bug in the frame handler")
 
         connection.on_message = on_message
+        connection.on_error = self.errors.append
         ws = await request.accept()
         with pytest.raises(ConnectionClosed):
             await ws.get_message()  # nothing comes this way; raises once the client is gone
@@ -112,3 +117,26 @@ async def test_a_waiting_callback_holds_back_only_its_own_connection(
         await rec.wait_for(lambda: len(rec.got["/slow"]) == 3)
     assert rec.got["/slow"] == ["s0", "s1", "s2"]
     assert rec.got["/fast"] == [f"f{i}" for i in range(50)]
+
+
+async def test_a_raising_callback_closes_only_its_connection_with_1011(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The callback runs in the reader task: what it raises must end that connection with
+    1011 and be reported, not end the server; the traceback is logged once per place."""
+    rec = Recorder(raises="/bug")
+    port = await serve(nursery, rec)
+    async with open_websocket_url(f"ws://127.0.0.1:{port}/ok") as ok:
+        for attempt in range(2):
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/bug") as bug:
+                await bug.send_message("fine")
+                await bug.send_message("boom")
+                await bug.send_message("never read")
+                assert await closed_by_gateway(bug) == 1011
+            await rec.wait_for(lambda n=attempt: len(rec.errors) == n + 1)
+            await ok.send_message(f"still served {attempt}")
+        await rec.wait_for(lambda: len(rec.got.get("/ok", [])) == 2)
+    assert rec.got["/bug"] == ["fine", "boom", "fine", "boom"]
+    assert [str(e) for e in rec.errors] == ["a bug in the frame handler"] * 2
+    tracebacks = [r for r in caplog.records if r.exc_info and r.name == "gateway.ws_direct"]
+    assert len(tracebacks) == 1
