@@ -21,6 +21,7 @@ from quart import Response, jsonify, request, send_from_directory, websocket
 from quart_trio import QuartTrio
 
 from .dispatch_api import dispatch_blueprint
+from .http_errors import ApiError, install_error_handlers, json_object
 from .openapi import openapi_spec
 from .state import public
 from .store import DeviceExists, UnknownDevice
@@ -34,14 +35,6 @@ ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MAX_TRACK_ROWS: Final = 50_000
 
 _json: Final = msgspec.json.Encoder()
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
 
 
 def finite_field(fields: Mapping[str, Any], name: str) -> float | None:
@@ -84,13 +77,6 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
-async def _json_body() -> dict[str, Any]:
-    body = await request.get_json(force=True, silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return body
-
-
 def _valid_id(value: Any, field: str) -> str:
     if not isinstance(value, str) or not ID_RE.match(value):
         raise ApiError(
@@ -131,12 +117,7 @@ def create_app(gw: Gateway) -> QuartTrio:
         gw.redis, gw.metrics, gw.settings.api_redis_retry_s, app.add_background_task
     )
 
-    @app.errorhandler(ApiError)
-    async def _api_error(exc: ApiError) -> tuple[Response, int]:
-        body: dict[str, Any] = {"error": exc.message}
-        if exc.field:
-            body["field"] = exc.field
-        return jsonify(body), exc.status
+    install_error_handlers(app, gw.metrics)
 
     agent = agent_required(gw)
     gw.agent_auth = agent
@@ -168,7 +149,7 @@ def create_app(gw: Gateway) -> QuartTrio:
     @app.post("/v1/devices")
     @agent
     async def create_device() -> Any:
-        body = await _json_body()
+        body = await json_object()
         dev_id = _valid_id(body.get("id"), "id")
         vehicle = _valid_id(body.get("vehicle", dev_id), "vehicle")
         name = body.get("name", dev_id)

@@ -18,6 +18,7 @@ import msgspec
 from quart import Blueprint, jsonify, request
 
 from .api import ApiError, agent_required
+from .http_errors import json_object
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -58,10 +59,7 @@ def claims_blueprint(gw: Gateway) -> Blueprint:
     agent = agent_required(gw)
 
     async def body() -> dict[str, Any]:
-        b = await request.get_json(force=True, silent=True)
-        if not isinstance(b, dict):
-            raise ApiError(400, "the body must be a JSON object")
-        return b
+        return await json_object()
 
     async def load(claim_id: str) -> Claim:
         raw = await gw.redis.get(claim_key(claim_id))

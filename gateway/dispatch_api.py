@@ -28,6 +28,7 @@ from .dispatch_plan import Changes, Conflict
 from .dispatch_service import Dispatch, UnknownVehicle
 from .dispatch_store import Busy, DispatchStore, NotFound
 from .dispatch_validate import MAX_NOTES_CHARS, InvalidImport, driver, obj, text, vehicle, window
+from .http_errors import decode_json
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -68,7 +69,7 @@ def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
 
 
 async def _body() -> Any:
-    body = await request.get_json(force=True, silent=True)
+    body = decode_json(await request.get_data(as_text=False))
     if not isinstance(body, dict):
         raise InvalidImport("", "the body must be a JSON object")
     return body

@@ -14,6 +14,7 @@ milliseconds, so a resent fix is a duplicate and an older one is not stored twic
 from __future__ import annotations
 
 import base64
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 from quart import Blueprint, Response, jsonify, request
 
-from .api import ApiError
-from .ingest import Session
+from .http_errors import ApiError, decode_json
+from .ingest import Session, frame_cost
 from .wire import Ack, MalformedFrame, Position, Reason, Rejection, decode_frame
 
 if TYPE_CHECKING:
@@ -151,6 +152,19 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
             session.on_progress = session.pulse
         return session
 
+    def charge(session: Session, n: int) -> None:
+        """Take ``n`` from the device's budget (shared with its other requests and
+        connections), or answer 429 with ``Retry-After``: nothing of the request is stored,
+        and the device sends it again later."""
+        assert session.bucket is not None
+        now = time.monotonic()
+        wait = session.bucket.wait_for(n, now)
+        if wait > 0:
+            metrics.inc("gateway_device_throttled_total")
+            retry = "60" if math.isinf(wait) else str(max(1, math.ceil(wait)))
+            raise ApiError(429, "rate limit exceeded", headers={"Retry-After": retry})
+        session.bucket.take(n, now)
+
     async def ingest(session: Session, positions: list[Position], bad: list[Rejection]) -> Ack:
         await session.submit(positions, bad)
         await session.wait_durable(session.cursor.seq)
@@ -174,6 +188,19 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
         metrics.inc("gateway_frames_rejected_total", reason=reason)
         return ApiError(400, f"{reason}: {detail}")
 
+    async def device_json() -> dict[str, Any]:
+        """A device's JSON body as an object; anything else is a malformed frame."""
+        data = await request.get_data(as_text=False)
+        if len(data) > gw.settings.max_frame_bytes:
+            raise bad_frame("too_big", f"{len(data)} bytes, limit {gw.settings.max_frame_bytes}")
+        try:
+            body = decode_json(data)
+        except ApiError as exc:
+            raise bad_frame("malformed", exc.message) from None
+        if not isinstance(body, dict):
+            raise bad_frame("malformed", "body is not a JSON object")
+        return body
+
     def read_one(
         parse: Callable[[dict[str, Any]], Position | None], fields: dict[str, Any]
     ) -> Position | None:
@@ -183,23 +210,23 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
         except msgspec.ValidationError as exc:
             metrics.inc("gateway_positions_rejected_total", reason=Reason.OUT_OF_RANGE)
             raise ApiError(400, f"out_of_range: {exc}") from None
-        except (KeyError, ValueError, TypeError) as exc:
-            raise bad_frame("malformed", f"cannot read the position: {exc}") from None
+        except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+            # A field missing, of the wrong type or shape (``battery`` not an object), a
+            # number that is no float (infinite: OverflowError making its seq).
+            raise bad_frame("malformed", f"cannot read the position: {exc!r}") from None
 
     @bp.route("/v1/osmand", methods=["GET", "POST"])
     async def osmand() -> Any:
         params: dict[str, Any] = dict(request.args)
         if request.method == "POST":
             if request.mimetype == "application/json":
-                body = await request.get_json(force=True, silent=True)
-                if not isinstance(body, dict):
-                    raise bad_frame("malformed", "body is not a JSON object")
-                params.update(body)
+                params.update(await device_json())
             else:
                 params.update(dict(await request.form))
         token = params.get("id") or params.get("deviceid") or params.get("device_id") or bearer()
         session = await session_for(str(token) if token else None)
         metrics.inc("gateway_frames_total", proto="osmand", enc="http")
+        charge(session, frame_cost(len(request.query_string) + len(await request.get_data())))
         pos = read_one(osmand_position, params)
         assert pos is not None  # every OsmAnd request is a location
         ack = await ingest(session, [pos], [])
@@ -211,10 +238,8 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
     async def owntracks() -> Any:
         session = await session_for(bearer())
         metrics.inc("gateway_frames_total", proto="owntracks", enc="http")
-        body = await request.get_json(force=True, silent=True)
-        if not isinstance(body, dict):
-            raise bad_frame("malformed", "body is not a JSON object")
-        pos = read_one(owntracks_position, body)
+        charge(session, frame_cost(len(await request.get_data())))
+        pos = read_one(owntracks_position, await device_json())
         if pos is not None:
             ack = await ingest(session, [pos], [])
             if ack.rejected:
@@ -232,12 +257,18 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
         binary = request.mimetype in ("application/msgpack", "application/x-msgpack")
         enc = "msgpack" if binary else "json"
         metrics.inc("gateway_frames_total", proto="http", enc=enc)
+        cost = frame_cost(len(data))
+        charge(session, cost)
         try:
-            positions, bad = decode_frame(data if binary else data.decode("utf-8", "replace"))
+            positions, bad = decode_frame(
+                data if binary else data.decode("utf-8", "replace"),
+                gw.settings.max_batch_positions,
+            )
         except MalformedFrame as exc:
-            raise bad_frame("malformed", str(exc)) from None
-        if len(positions) + len(bad) > gw.settings.max_batch_positions:
-            raise bad_frame("batch_too_large", f"limit {gw.settings.max_batch_positions}")
+            raise bad_frame(exc.reason, str(exc)) from None
+        more = len(positions) + len(bad) - cost
+        if more > 0:
+            charge(session, more)
         ack = await ingest(session, positions, bad)
         body = msgspec.to_builtins(ack) | {"type": "ack"}
         if binary:

@@ -33,10 +33,14 @@ from trio_websocket._impl import CloseReason
 from wsproto import ConnectionState, ConnectionType, WSConnection
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 
+from .failures import log_once
+
 log = logging.getLogger(__name__)
 
 MessageCallback = Callable[[str | bytes], Awaitable[None]]
 DirectHandler = Callable[[WebSocketRequest, "DirectConnection"], Awaitable[None]]
+
+CLOSE_INTERNAL_ERROR: Final = 1011  # a frame handler raised
 
 _INTERNALS: Final = {
     WebSocketConnection: (
@@ -138,34 +142,13 @@ class DirectConnection(WebSocketConnection):
         await super()._handle_close_connection_event(event)
 
     async def _internal_error(self, exc: Exception) -> None:
-        where = _raised_at(exc)
-        if where not in _logged:
-            if len(_logged) < MAX_LOGGED_PLACES:
-                _logged.add(where)
-            log.error("a frame handler failed; its connection is closed (1011)", exc_info=exc)
-        else:
-            log.debug("a frame handler failed again at %s: %r", where, exc)
+        log_once(log, "a frame handler failed; its connection is closed (1011)", exc)
         if self.on_error is not None:
             self.on_error(exc)
         self._close_reason = CloseReason(CLOSE_INTERNAL_ERROR, "internal error")
         await self._send(CloseConnection(code=CLOSE_INTERNAL_ERROR, reason="internal error"))
         await self._recv_channel.aclose()
         self._reader_running = False
-
-
-CLOSE_INTERNAL_ERROR: Final = 1011
-MAX_LOGGED_PLACES: Final = 1000
-_logged: set[tuple[str, str, int]] = set()
-
-
-def _raised_at(exc: BaseException) -> tuple[str, str, int]:
-    """The exception's type and the file and line it was raised at."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None:
-        return (type(exc).__name__, "", 0)
-    return (type(exc).__name__, tb.tb_frame.f_code.co_filename, tb.tb_lineno)
 
 
 class DirectServer(WebSocketServer):

@@ -10,6 +10,7 @@ from quart import Blueprint, jsonify, request
 from geofence import Zone, ZoneError
 
 from .api import ApiError, agent_required
+from .http_errors import json_object
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -20,9 +21,7 @@ def zones_blueprint(gw: Gateway) -> Blueprint:
     agent = agent_required(gw)
 
     async def feature_body(zone_id: str | None) -> Zone:
-        body = await request.get_json(force=True, silent=True)
-        if not isinstance(body, dict):
-            raise ApiError(400, "the body must be a GeoJSON Feature object")
+        body = await json_object("the body must be a GeoJSON Feature object")
         if zone_id is not None:
             given = body.get("id")
             if given is not None and str(given) != zone_id:
