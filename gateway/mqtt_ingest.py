@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote, urlsplit
 
@@ -43,10 +44,11 @@ import trio
 from moat.lib.mqtt import MQTTPublishPacket, QoS
 
 from .auth import TOKEN_CACHE_S
+from .failures import log_once
 from .http_ingest import owntracks_position
-from .ingest import Session
+from .ingest import Session, frame_cost
 from .mqtt_ack import AckingClient, DurableAcks
-from .wire import MalformedFrame, Position, Reason, Rejection, decode_frame
+from .wire import MAX_POSITIONS, MalformedFrame, Position, Reason, Rejection, decode_frame
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -102,7 +104,9 @@ def topic_device(topic: str) -> tuple[str, str] | None:
     return None
 
 
-def decode_payload(protocol: str, payload: bytes | str) -> tuple[list[Position], list[Rejection]]:
+def decode_payload(
+    protocol: str, payload: bytes | str, max_positions: int = MAX_POSITIONS
+) -> tuple[list[Position], list[Rejection]]:
     """Positions from a message; raises MalformedFrame when nothing can be read.
 
     ``str`` is a payload the publisher marked as UTF-8 text."""
@@ -111,20 +115,22 @@ def decode_payload(protocol: str, payload: bytes | str) -> tuple[list[Position],
             msg = _any_json.decode(payload)
         except msgspec.DecodeError as exc:
             raise MalformedFrame(str(exc)) from None
+        except RecursionError:
+            raise MalformedFrame("nested too deeply") from None
         if not isinstance(msg, dict):
             raise MalformedFrame("an OwnTracks message is a JSON object")
         try:
             pos = owntracks_position(msg)
         except msgspec.ValidationError as exc:
             return [], [Rejection(None, Reason.OUT_OF_RANGE, str(exc))]
-        except (KeyError, ValueError, TypeError) as exc:
-            raise MalformedFrame(f"cannot read the location: {exc}") from None
+        except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+            raise MalformedFrame(f"cannot read the location: {exc!r}") from None
         return ([pos] if pos is not None else []), []
     if isinstance(payload, str):
-        return decode_frame(payload)
+        return decode_frame(payload, max_positions)
     if payload.lstrip()[:1] in (b"{", b"["):  # JSON text
-        return decode_frame(payload.decode("utf-8", "replace"))
-    return decode_frame(payload)  # MessagePack
+        return decode_frame(payload.decode("utf-8", "replace"), max_positions)
+    return decode_frame(payload, max_positions)  # MessagePack
 
 
 def payload_bytes(payload: bytes | str) -> int:
@@ -348,7 +354,7 @@ class MqttIngest:
                     metrics.inc("gateway_handshakes_refused_total", len(messages),
                                 reason="unknown_device")  # fmt: skip
                     continue
-            positions, bad = self._decode(device_id, messages)
+            positions, bad = self._decode(session, messages)
             if positions or bad:
                 await session.submit(positions, bad)
                 session.take_rejected()  # counted in metrics; MQTT has no reply channel
@@ -359,24 +365,46 @@ class MqttIngest:
         return waits
 
     def _decode(
-        self, device_id: str, messages: list[tuple[str, bytes | str]]
+        self, session: Session, messages: list[tuple[str, bytes | str]]
     ) -> tuple[list[Position], list[Rejection]]:
-        """A device's positions and rejections, in message order; a payload too big or
-        unreadable is counted and skipped."""
+        """A device's positions and rejections, in message order. A payload too big or
+        unreadable, or past the device's rate budget, is counted and skipped (and, like
+        every message, acknowledged: one connection carries every device, so one device's
+        messages cannot be slowed alone). A payload whose handling raises is a bug: counted,
+        logged once, skipped, and no other message is affected."""
         metrics = self.gw.metrics
-        max_bytes = self.gw.settings.max_frame_bytes
+        settings = self.gw.settings
+        bucket = session.bucket
+        assert bucket is not None
         positions: list[Position] = []
         bad: list[Rejection] = []
         for protocol, payload in messages:
-            if payload_bytes(payload) > max_bytes:
+            size = payload_bytes(payload)
+            if size > settings.max_frame_bytes:
                 metrics.inc("gateway_frames_rejected_total", reason="too_big")
                 continue
-            try:
-                good, rejected = decode_payload(protocol, payload)
-            except MalformedFrame as exc:
-                metrics.inc("gateway_frames_rejected_total", reason="malformed")
-                log.debug("malformed MQTT payload from %s: %s", device_id, exc)
+            now = time.monotonic()
+            cost = frame_cost(size)
+            if bucket.wait_for(cost, now) > 0:
+                metrics.inc("gateway_frames_rejected_total", reason="rate_limited")
                 continue
+            bucket.take(cost, now)
+            try:
+                good, rejected = decode_payload(protocol, payload, settings.max_batch_positions)
+            except MalformedFrame as exc:
+                metrics.inc("gateway_frames_rejected_total", reason=exc.reason)
+                log.debug("malformed MQTT payload from %s: %s", session.device.id, exc)
+                continue
+            except Exception as exc:
+                metrics.inc("gateway_handler_errors_total", proto="mqtt", error=type(exc).__name__)
+                log_once(log, f"an MQTT payload of {session.device.id} failed", exc)
+                continue
+            more = len(good) + len(rejected) - cost
+            if more > 0:
+                if bucket.wait_for(more, now) > 0:
+                    metrics.inc("gateway_frames_rejected_total", reason="rate_limited")
+                    continue
+                bucket.take(more, now)
             positions += good
             bad += rejected
         return positions, bad

@@ -440,3 +440,48 @@ async def test_sigterm_mid_ingest_acknowledges_what_it_wrote(
     assert metric(m, 'gateway_positions_rejected_total{reason="duplicate"}') == 0
     assert metric(m, "gateway_writer_already_stored_total") == 0
     assert metric(m, "gateway_positions_accepted_total") == count - len(before)
+
+
+async def test_hostile_payloads_are_refused_and_other_devices_served(
+    redis_url: str, data_dir: Path, nursery: trio.Nursery, mosquitto: str
+) -> None:
+    """Deep nesting, a seq of 2^64, oversized batches, OwnTracks fields of the wrong shape:
+    each is refused and counted, the MQTT connection stays up, and another device's
+    positions are stored; a device past its budget has its messages refused (counted)."""
+    gw = await start_gateway(
+        nursery,
+        gateway_settings(
+            redis_url, data_dir, mqtt_url=mosquitto, device_rate_per_s=0.01, device_burst=200
+        ),
+    )
+    for d in ("van-x", "van-y", "eve.phone"):
+        await gw.register(d)
+    await wait_for(gw.http, "/healthz", lambda h: h.get("mqtt") == "connected")
+    u = parse_mqtt_url(mosquitto)
+    now = time.time()
+    loc = {"_type": "location", "lat": 48.1, "lon": 11.5, "tst": int(now)}
+    async with AsyncMQTTClient(u.host, u.port, client_id="test-hostile") as pub:
+        for payload in (
+            "[" * 5000 + "]" * 5000,
+            b"\x91" * 5000 + b"\xc0",
+            json.dumps({"seq": 2**64, "ts": now - 5, "lat": 52.0, "lon": 4.0}),
+            b"\xdd" + (100_000).to_bytes(4, "big") + b"\xc0" * 100_000,
+        ):
+            await pub.publish("fleet/van-x/pos", payload, qos=QoS.AT_LEAST_ONCE)
+        for bad in ({"batt": {"x": 1}}, {"tst": "1" + "0" * 400}, {"lat": [1]}):
+            await pub.publish("owntracks/eve/phone", json.dumps(loc | bad), qos=QoS.AT_LEAST_ONCE)
+        await pub.publish("owntracks/eve/phone", "{" * 5000, qos=QoS.AT_LEAST_ONCE)
+        for s in range(1, 211):  # a budget of 200: the last ten are refused
+            await pub.publish("fleet/van-y/pos", pos(s, now - 500), qos=QoS.AT_LEAST_ONCE)
+        await pub.publish("fleet/van-x/pos", pos(1, now - 5), qos=QoS.AT_LEAST_ONCE)
+    await wait_for(gw.http, "/v1/vehicles/van-x", lambda v: v["seq"] == 1)
+    await wait_for(gw.http, "/v1/vehicles/van-y", lambda v: v["seq"] == 200)
+    assert (await gw.http.get("/healthz")).json()["mqtt"] == "connected"
+    m = await gw.metrics()
+    assert metric(m, 'gateway_frames_rejected_total{reason="malformed"}') == 6
+    assert metric(m, 'gateway_frames_rejected_total{reason="batch_too_large"}') == 1
+    assert metric(m, 'gateway_frames_rejected_total{reason="rate_limited"}') == 10
+    assert metric(m, 'gateway_positions_rejected_total{reason="out_of_range"}') == 1
+    assert "gateway_handler_errors_total" not in m
+    await gw.http.aclose()
+    gw.scope.cancel()
