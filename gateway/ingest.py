@@ -89,8 +89,10 @@ class TokenBucket:
 
 # A frame is charged before it is decoded: one token, and one more per this many bytes, so
 # a device sending garbage runs out of budget like one sending positions; once decoded,
-# whatever the positions cost beyond that (one token each).
-FRAME_BYTES_PER_TOKEN: Final = 1024
+# whatever the positions cost beyond that (one token each). A position takes 40-120 bytes
+# (JSON), so a valid frame costs its positions; the costliest garbage to decode (bench/
+# decode.py) then costs about as much CPU per token as a valid position.
+FRAME_BYTES_PER_TOKEN: Final = 128
 MAX_BUDGETS: Final = 1_000_000  # devices whose budget is kept in memory (oldest forgotten)
 
 

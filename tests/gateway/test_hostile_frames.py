@@ -49,8 +49,12 @@ def deep_msgpack(depth: int) -> bytes:
 
 
 async def test_hostile_frames_are_refused_and_the_bystander_is_served(
-    gateway: GatewayHandle,
+    redis_url: str, data_dir: Path, nursery: trio.Nursery
 ) -> None:
+    # A budget large enough for all of them (a megabyte costs 8,192 positions' worth).
+    gateway = await start_gateway(
+        nursery, gateway_settings(redis_url, data_dir, device_burst=200_000)
+    )
     attacker = await gateway.register("attacker")
     steady_token = await gateway.register("steady")
     async with (
@@ -97,6 +101,8 @@ async def test_hostile_frames_are_refused_and_the_bystander_is_served(
     metrics = await gateway.metrics()
     assert metric(metrics, 'gateway_frames_rejected_total{reason="batch_too_large"}') == 4
     assert metric(metrics, 'gateway_frames_rejected_total{reason="malformed"}') == 4
+    await gateway.http.aclose()
+    gateway.scope.cancel()
 
 
 async def raw_connect(url: str, token: str) -> tuple[trio.SocketStream, WSConnection]:
