@@ -72,7 +72,8 @@ case "$cmd" in
         for b in bench/*.py; do "$VENV/bin/python" "$b"; done
         ;;
     *)
-        echo "usage: ./dev.sh run [--vehicles N] | test [pytest args] | bench | setup" >&2
+        echo "usage: ./dev.sh run [--vehicles N] [--http-port P] [--ingest-port P] [-- simulator options]" >&2
+        echo "       ./dev.sh test [pytest args] | bench | setup" >&2
         exit 2
         ;;
 esac

@@ -227,12 +227,22 @@ def create_app(gw: Gateway) -> QuartTrio:
     @app.get("/v1/events")
     @agent
     async def list_events() -> Any:
+        """The oldest ``limit`` events after ``after``, oldest first; with ``order=desc`` the
+        newest ``limit`` (after ``after``), newest first."""
         after = request.args.get("after", "")
         if after and not re.match(r"^\d+-\d+$", after):
             raise ApiError(400, "after must be an event id such as 1700000000000-0", "after")
         limit = _int_arg("limit", 100, 1, 1000)
-        start = "-" if not after else "(" + after
-        events = await gw.store.read_events(start, limit)
+        order = request.args.get("order") or "asc"
+        if order == "asc":
+            events = await gw.store.read_events("(" + after if after else "-", limit)
+        elif order == "desc":
+            events = await gw.store.read_events_reverse(limit)
+            if after:  # ids increase: those of the newest after it are the newest after it
+                bound = tuple(map(int, after.split("-")))
+                events = [e for e in events if tuple(map(int, e["id"].split("-"))) > bound]
+        else:
+            raise ApiError(400, "order must be asc (oldest first) or desc (newest first)", "order")
         etype = request.args.get("type")
         if etype:
             events = [e for e in events if e.get("type") == etype]

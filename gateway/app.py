@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import collections
+import errno
 import logging
+import os
+import socket
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import coredis
 import msgspec
@@ -27,6 +30,7 @@ from notify.redis_client import RedisClient
 
 from .auth import ApiKeys, DeviceAuth, persistent_secret
 from .config import Settings, split_redis_url
+from .demo import DemoFleet
 from .dispatch_service import Dispatch
 from .hub import Hub
 from .ingest import Ingest
@@ -37,6 +41,7 @@ from .mqtt_ingest import MqttIngest
 from .notifications import Notifications
 from .peers import Peers
 from .redisproc import RedisProcess, free_port, start_redis
+from .runfile import RunInfo, remove_run_file, write_run_file
 from .state import Fleet, encode_state, live_json
 from .store import Store
 from .validation import Limits
@@ -58,6 +63,7 @@ CLUSTER_RETRY_S: Final = 30.0
 CLUSTER_RETRY_MAX_DELAY_S: Final = 1.0
 
 _json: Final = msgspec.json.Encoder()
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -72,16 +78,61 @@ class Endpoints:
         return f"{self.http_url}/ops#key={self.api_key}"
 
 
+class ListenError(Exception):
+    """A server could not listen on its address; the message names the address, the setting
+    that chose it and the reason (``cannot listen on 127.0.0.1:8080 (HTTP_PORT): address
+    already in use``)."""
+
+    def __init__(self, host: str, port: int, setting: str, reason: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port} ({setting}): {reason}")
+        self.host = host
+        self.port = port
+        self.setting = setting
+
+
+def _only_os_error(exc: BaseException) -> OSError | None:
+    """``exc`` if it is an OSError, or the first of a group holding nothing else."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        found, rest = exc.split(OSError)
+        if found is not None and rest is None:
+            return _only_os_error(found.exceptions[0])
+    return None
+
+
+async def _listening(start: Awaitable[T], host: str, port: int, setting: str) -> T:
+    """``await start``, a server's start; a failure to bind becomes a ListenError."""
+    try:
+        return await start
+    except (OSError, BaseExceptionGroup) as exc:
+        err = _only_os_error(exc)
+        if err is None:
+            raise
+        unknown_host = isinstance(err, socket.gaierror) or err.errno == errno.EADDRNOTAVAIL
+        reason = (err.strerror or str(err)).rstrip(".")
+        reason = reason[:1].lower() + reason[1:]
+        raise ListenError(host, port, "HOST" if unknown_host else setting, reason) from None
+
+
 class Gateway:
     """Holds the shared parts; ``run`` serves until cancelled."""
 
     dispatch: Dispatch  # routes and deliveries, set when the API is created
     notifier: Notifier | None = None
 
-    def __init__(self, settings: Settings, redis: RedisClient[bytes], data_dir: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: RedisClient[bytes],
+        data_dir: Path,
+        fleet: DemoFleet | None = None,
+    ) -> None:
+        """``fleet``: the demo's simulated fleet, whose status the ops page shows."""
         self.settings = settings
         self.redis = redis
         self.data_dir = data_dir
+        self.demo_fleet = fleet
         self.metrics = Metrics()
         self.store = Store(
             redis,
@@ -200,11 +251,21 @@ class Gateway:
     def ops_snapshot(self) -> str:
         vehicles = b",".join(live_json(s) for s in self.fleet.vehicles.values())
         extra = _json.encode(
-            {"tile_url": self.settings.tile_url, "events": list(self.recent_events)}
+            {
+                "tile_url": self.settings.tile_url,
+                "events": list(self.recent_events),
+                "fleet": self.demo_fleet.status if self.demo_fleet is not None else None,
+            }
         )
         return (b'{"type":"snapshot","config":%s,"vehicles":[%s]}' % (extra, vehicles)).decode()
 
     # ----- services
+
+    async def _announce_fleet(self, fleet: DemoFleet) -> None:
+        """Each change of the simulated fleet's status to the ops browsers."""
+        while True:
+            status = await fleet.wait_changed()
+            self.hub.broadcast(_json.encode({"type": "fleet", "fleet": status}))
 
     async def _sweep_offline(self) -> None:
         while True:
@@ -270,24 +331,39 @@ class Gateway:
                 # In core, not front: on a stop it acknowledges what the writer drains.
                 await core.start(self.mqtt.run)
             async with trio.open_nursery() as front:
-                ingest_port = await front.start(self.ws_ingest.serve, s.host, s.ingest_port)
-                binds = await front.start(
-                    lambda task_status: hypercorn_serve(app, hc, task_status=task_status)
-                )
+                ingest_port = await _listening(
+                    front.start(self.ws_ingest.serve, s.host, s.ingest_port),
+                    s.host, s.ingest_port, "INGEST_PORT",
+                )  # fmt: skip
+                binds = await _listening(
+                    front.start(
+                        lambda task_status: hypercorn_serve(app, hc, task_status=task_status)
+                    ),
+                    s.host, self.http_port, "HTTP_PORT",
+                )  # fmt: skip
                 http_url = binds[0]
                 self.http_port = int(http_url.rsplit(":", 1)[1])
                 front.start_soon(self._sweep_offline)
                 await front.start(self.peers.follow)
                 await front.start(self._tail_events)
-                task_status.started(
-                    Endpoints(
-                        http_url=http_url,
-                        ingest_url=f"ws://{s.host}:{ingest_port}/v1/ingest",
-                        api_key=self.api_key,
-                        redis_url=s.redis_url,
-                    )
+                if self.demo_fleet is not None:
+                    front.start_soon(self._announce_fleet, self.demo_fleet)
+                ep = Endpoints(
+                    http_url=http_url,
+                    ingest_url=f"ws://{s.host}:{ingest_port}/v1/ingest",
+                    api_key=self.api_key,
+                    redis_url=s.redis_url,
                 )
-                await (stop if stop is not None else trio.Event()).wait()
+                # Where the command line finds this gateway, while it serves.
+                pid = os.getpid()
+                write_run_file(
+                    self.data_dir, RunInfo(pid=pid, http_url=http_url, ingest_url=ep.ingest_url)
+                )
+                try:
+                    task_status.started(ep)
+                    await (stop if stop is not None else trio.Event()).wait()
+                finally:
+                    remove_run_file(self.data_dir, pid)
                 if self.mqtt is not None:
                     self.mqtt.stop_taking()
                 front.cancel_scope.cancel()
@@ -306,12 +382,15 @@ async def run_gateway(
     settings: Settings,
     stop: trio.Event | None = None,
     *,
+    fleet: DemoFleet | None = None,
     task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a gateway; with no ``redis_url``, also a private redis-server in the data folder.
 
     Setting ``stop`` stops it gracefully: ingest closes, queued positions are written
     (within ``DRAIN_GRACE_S``) and MQTT messages acknowledged as they are, then it returns.
+    ``fleet``: the demo's simulated fleet, shown on the ops page. A server that cannot
+    listen on its address raises ListenError.
     """
     data_dir = _data_dir(settings.data_dir)
     proc: RedisProcess | None = None
@@ -322,7 +401,7 @@ async def run_gateway(
         settings = msgspec.structs.replace(settings, redis_url=url)
     try:
         async with connect_redis(url) as redis:
-            gw = Gateway(settings, redis, data_dir)
+            gw = Gateway(settings, redis, data_dir, fleet)
             await gw.run(stop, task_status=task_status)
     finally:
         if proc is not None:

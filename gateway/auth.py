@@ -13,6 +13,7 @@ import trio
 from .store import DeviceRecord, Store
 
 TOKEN_CACHE_S: Final = 10.0
+SECRET_BYTES: Final = 24  # generated API keys and link secrets
 
 
 def bearer(headers: list[tuple[bytes, bytes]] | None, target: str) -> str | None:
@@ -68,8 +69,20 @@ class ApiKeys:
         return ok
 
 
+def new_secret() -> str:
+    """A random URL-safe secret of ``SECRET_BYTES`` bytes that does not start with ``-``.
+
+    One in 64 of ``token_urlsafe``'s would: handed on a command line (``--api-key KEY``),
+    such a key is read as an option."""
+    while True:
+        value = secrets.token_urlsafe(SECRET_BYTES)
+        if not value.startswith("-"):
+            return value
+
+
 def persistent_secret(data_dir: Path, name: str) -> str:
-    """A random secret kept in ``data_dir/name`` so it survives restarts."""
+    """A random secret kept in ``data_dir/name`` so it survives restarts; a kept one is
+    returned as it is, whatever it starts with."""
     path = data_dir / name
     try:
         value = path.read_text().strip()
@@ -78,7 +91,7 @@ def persistent_secret(data_dir: Path, name: str) -> str:
     except FileNotFoundError:
         pass
     data_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(24)
+    value = new_secret()
     path.write_text(value + "\n")
     path.chmod(0o600)
     return value

@@ -16,9 +16,11 @@ import httpx
 import msgspec
 import trio
 
-from .app import Endpoints, run_gateway
+from .app import Endpoints, ListenError, run_gateway
 from .auth import persistent_secret
 from .config import ConfigError, Settings, load_settings
+from .demo import DemoFleet, run_simulator, simulator_command
+from .runfile import RUN_FILE, read_run_file
 
 log = logging.getLogger("gateway")
 
@@ -87,11 +89,12 @@ async def _serve(
     settings: Settings, vehicles: int | None, sim_args: list[str], processes: int = 1
 ) -> None:
     stop = trio.Event()
+    fleet = DemoFleet(vehicles) if vehicles is not None else None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_until_signal, stop)
 
         async def gateway(task_status: trio.TaskStatus[Endpoints]) -> None:
-            await run_gateway(settings, stop, task_status=task_status)
+            await run_gateway(settings, stop, fleet=fleet, task_status=task_status)
             nursery.cancel_scope.cancel()  # the simulator and other processes too
 
         ep: Endpoints = await nursery.start(gateway)
@@ -101,52 +104,71 @@ async def _serve(
             env = os.environ | process_env(settings, ep, i)
             cmd = [sys.executable, "-m", "gateway", "serve"]
             nursery.start_soon(partial(trio.run_process, cmd, env=env, check=False))
-        if vehicles is None:
+        if fleet is None:
             _banner(ep)
             return
-        _banner(ep, f"  Simulated fleet: {vehicles} vehicles (python -m simulator)\n")
-        cmd = [
-            sys.executable, "-m", "simulator",
-            "--api", ep.http_url,
-            "--ingest", ep.ingest_url,
-            "--api-key", ep.api_key,
-            "--vehicles", str(vehicles),
-            *sim_args,
-        ]  # fmt: skip
-
-        async def simulator() -> None:
-            result = await trio.run_process(cmd, check=False)
-            log.info(
-                "simulator exited with status %s; the gateway keeps running", result.returncode
-            )
-
-        nursery.start_soon(simulator)
+        n = fleet.status.vehicles
+        _banner(ep, f"  Simulated fleet: {n} vehicles (python -m simulator)\n")
+        cmd, sim_env = simulator_command(ep.http_url, ep.ingest_url, ep.api_key, n, sim_args)
+        nursery.start_soon(run_simulator, cmd, os.environ | sim_env, fleet)
 
 
-def _api(args: argparse.Namespace) -> tuple[str, str]:
-    settings = load_settings(args.config)
-    base = args.api or settings.resolved_public_url()
+def gateway_address(api: str | None, settings: Settings) -> tuple[str, str]:
+    """The base URL of the gateway to talk to, and where it came from: ``api`` (``--api``),
+    else what the gateway running on the data folder recorded, else the settings."""
+    if api:
+        return api.rstrip("/"), "--api"
+    data_dir = Path(settings.data_dir).resolve()
+    running = read_run_file(data_dir)
+    if running is not None:
+        return running.http_url, f"{data_dir / RUN_FILE}, written by gateway process {running.pid}"
+    source = "PUBLIC_URL" if settings.public_url else "HOST and HTTP_PORT"
+    no_file = f"no running gateway recorded in {data_dir / RUN_FILE}"
+    return settings.resolved_public_url(), f"{source}; {no_file}"
+
+
+def _api_key(args: argparse.Namespace, settings: Settings) -> str:
     keys = settings.api_key_list()
     key: str = args.api_key or (
         keys[0] if keys else persistent_secret(Path(settings.data_dir).resolve(), "api_key")
     )
-    return base.rstrip("/"), key
+    return key
 
 
 def _device(args: argparse.Namespace) -> int:
-    base, key = _api(args)
-    headers = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
-        if args.action == "add":
-            body = {"id": args.id, "vehicle": args.vehicle or args.id, "name": args.name or args.id}
-            r = client.post("/v1/devices", json=body)
-        elif args.action == "list":
-            r = client.get("/v1/devices")
-        elif args.action == "revoke":
-            r = client.post(f"/v1/devices/{args.id}/revoke")
-        else:
-            r = client.post(f"/v1/devices/{args.id}/token")
-    print(json.dumps(r.json(), indent=2))
+    settings = load_settings(args.config)
+    base, source = gateway_address(args.api, settings)
+    headers = {"Authorization": f"Bearer {_api_key(args, settings)}"}
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
+            if args.action == "add":
+                body = {
+                    "id": args.id, "vehicle": args.vehicle or args.id, "name": args.name or args.id
+                }  # fmt: skip
+                r = client.post("/v1/devices", json=body)
+            elif args.action == "list":
+                r = client.get("/v1/devices")
+            elif args.action == "revoke":
+                r = client.post(f"/v1/devices/{args.id}/revoke")
+            else:
+                r = client.post(f"/v1/devices/{args.id}/token")
+    except httpx.HTTPError as exc:
+        print(
+            f"cannot reach the gateway at {base} (from {source}): {exc}. Is it running "
+            "(./dev.sh run, python -m gateway serve)? Else give its address with --api URL",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        answer = r.json()
+    except ValueError:
+        print(
+            f"{base} (from {source}) answered HTTP {r.status_code} without JSON: is it the "
+            "gateway? Give the gateway's address with --api URL",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(answer, indent=2))
     return 0 if r.is_success else 1
 
 
@@ -159,11 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("demo", "run the gateway and a simulated fleet"),
     ):
         sp = sub.add_parser(name, help=help_text)
-        sp.add_argument("--host")
-        sp.add_argument("--http-port", type=int)
-        sp.add_argument("--ingest-port", type=int)
-        sp.add_argument("--data-dir")
-        sp.add_argument("--redis-url")
+        sp.add_argument("--host", help="address to listen on (HOST, default 127.0.0.1)")
+        sp.add_argument(
+            "--http-port", type=int, help="API and pages (HTTP_PORT, default 8080; 0: any free)"
+        )
+        sp.add_argument(
+            "--ingest-port", type=int, help="devices (INGEST_PORT, default 8081; 0: any free)"
+        )
+        sp.add_argument("--data-dir", help="API key, private Redis (DATA_DIR, default data)")
+        sp.add_argument("--redis-url", help="Redis to use (REDIS_URL; default: a private one)")
         sp.add_argument(
             "--processes", type=int, default=1, help="gateway processes sharing one Redis"
         )
@@ -177,7 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("id", nargs="?")
     dp.add_argument("--vehicle")
     dp.add_argument("--name")
-    dp.add_argument("--api", help="gateway base URL (default from the settings)")
+    dp.add_argument(
+        "--api",
+        help="gateway base URL (default: the gateway running on the data folder, else from "
+        "the settings: PUBLIC_URL, or HOST and HTTP_PORT)",
+    )
     dp.add_argument("--api-key", help="agent API key (default from the settings or data folder)")
     return p
 
@@ -201,20 +231,32 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    except httpx.HTTPError as exc:
-        print(f"cannot reach the gateway: {exc}", file=sys.stderr)
-        return 1
     vehicles = args.vehicles if args.command == "demo" else None
     sim_args = [a for a in getattr(args, "sim_args", []) if a != "--"]
     if args.processes < 1:
         print("--processes must be at least 1", file=sys.stderr)
         return 2
-    trio.run(
-        _serve,
-        settings,
-        vehicles,
-        sim_args,
-        args.processes,
-        restrict_keyboard_interrupt_to_checkpoints=True,
-    )
+    try:
+        trio.run(
+            _serve,
+            settings,
+            vehicles,
+            sim_args,
+            args.processes,
+            restrict_keyboard_interrupt_to_checkpoints=True,
+        )
+    except BaseExceptionGroup as group:
+        # A busy port: one line that names it, not the nurseries' traceback.
+        unbound = group.subgroup(ListenError)
+        if unbound is None:
+            raise
+        err = _leaf(unbound)
+        option = "--" + err.setting.lower().replace("_", "-")  # HTTP_PORT: --http-port
+        print(f"{err}; choose another with {option} or {err.setting}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _leaf(group: BaseExceptionGroup[ListenError]) -> ListenError:
+    first = group.exceptions[0]
+    return _leaf(first) if isinstance(first, BaseExceptionGroup) else first

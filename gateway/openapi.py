@@ -166,12 +166,17 @@ def openapi_spec(server_url: str) -> dict[str, Any]:
             "responses": {"200": _ok({"type": "object", "properties": {
                 "positions": {"type": "array", "items": _ref("Position")}}}), "400": _err()}}},
         "/v1/events": {"get": {
-            "summary": "The event log, oldest first",
+            "summary": "The event log, oldest first (order=desc: newest first)",
             "parameters": [_query("after", "string", "return events after this id"),
                            _query("limit", "integer", "at most 1000, default 100"),
-                           _query("type", "string", "only events of this type")],
+                           {**_query("order", "string", "asc: the oldest events (after "
+                                     "`after`), oldest first; desc: the newest, newest first"),
+                            "schema": {"type": "string", "enum": ["asc", "desc"],
+                                       "default": "asc"}},
+                           _query("type", "string", "only events of this type (applied to "
+                                  "the page of `limit` events)")],
             "responses": {"200": _ok({"type": "object", "properties": {
-                "events": {"type": "array", "items": _ref("Event")}}})}}},
+                "events": {"type": "array", "items": _ref("Event")}}}), "400": _err()}}},
     }  # fmt: skip
     _add_dispatch(schemas, paths)
     _add_more(paths)
@@ -505,8 +510,11 @@ def _add_more(paths: dict[str, Any]) -> None:
         "/v1/deliveries/{id}/pod": {
             "post": _op("Complete with proof of delivery (multipart: photo, signature, "
                         "recipient_name, notes, lat, lon, ts); agent key or the vehicle's "
-                        "device token", "201", "401", "403", "409", "413", "415", params=[did]),
-            "get": _op("The proof of delivery", "200", "404", params=[did]),
+                        "device token. Images must decode as JPEG or PNG (415), of at most "
+                        "5 MiB and 25 megapixels each (413); ts is epoch seconds from "
+                        "2000-01-01 to FUTURE_TOLERANCE_S ahead (400)", "201", "400", "401",
+                        "403", "404", "409", "413", "415", params=[did]),
+            "get": _op("The proof of delivery", "200", "401", "404", params=[did]),
         },
         "/v1/deliveries/{id}/claims": {"post": _op("Open a claim", "201", "400", "404",
                                                    params=[did], body=True)},

@@ -98,6 +98,17 @@ function addEvent(ev) {
 
 function update(v) { vehicles.set(v.id, v); listDirty = true; map.dirty = true; }
 
+// The demo's simulated fleet (null outside the demo): a banner once it has stopped.
+function showFleet(f) {
+  const banner = document.getElementById("fleetbanner");
+  banner.hidden = !(f && f.state === "stopped");
+  if (banner.hidden) return;
+  const code = f.exit_code == null ? "" : ` (exit code ${f.exit_code})`;
+  const detail = f.detail ? `: ${f.detail.replace(/\.$/, "")}` : "";
+  banner.textContent = `Simulated fleet stopped${code}${detail}. ` +
+    "The gateway keeps running; run the demo again to bring the vans back.";
+}
+
 function connect() {
   const key = apiKey();
   if (!key) { document.getElementById("login").hidden = false; return; }
@@ -113,6 +124,7 @@ function connect() {
       m.vehicles.forEach(update);
       document.getElementById("events").innerHTML = "";
       (m.config.events || []).forEach(addEvent);
+      showFleet(m.config.fleet);
       if (m.config && m.config.tile_url && !map.tileUrl) {
         map.tileUrl = m.config.tile_url;
         document.getElementById("attribution").textContent = "Map data \u00a9 OpenStreetMap contributors";
@@ -124,6 +136,8 @@ function connect() {
     } else if (m.type === "event") {
       addEvent(m.event);
       if (m.event.type.startsWith("delivery.") || m.event.type.startsWith("route.")) listDirty = true;
+    } else if (m.type === "fleet") {
+      showFleet(m.fleet);
     } else if (m.type === "alert") {
       alerts.set(m.alert.id, m.alert);
       renderAlerts();

@@ -15,6 +15,7 @@ import trio
 from gateway import keys
 from gateway.app import Endpoints, run_gateway
 from gateway.config import Settings, load_settings
+from gateway.demo import DemoFleet
 from gateway.wire import Position
 
 API_KEY = "test-agent-key"
@@ -61,12 +62,14 @@ def metric(text: str, series: str) -> float:
     return 0.0
 
 
-async def start_gateway(nursery: trio.Nursery, settings: Settings) -> GatewayHandle:
+async def start_gateway(
+    nursery: trio.Nursery, settings: Settings, fleet: DemoFleet | None = None
+) -> GatewayHandle:
     scope = trio.CancelScope()
 
     async def runner(task_status: trio.TaskStatus[Endpoints]) -> None:
         with scope:
-            await run_gateway(settings, task_status=task_status)
+            await run_gateway(settings, fleet=fleet, task_status=task_status)
 
     ep = await nursery.start(runner)
     return GatewayHandle(ep, scope)

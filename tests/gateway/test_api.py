@@ -7,9 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+import coredis
 import httpx
 import trio
 from trio_websocket import open_websocket_url
+
+from gateway import keys
 
 from .conftest import API_KEY, GatewayHandle, gateway_settings, start_gateway
 
@@ -96,3 +99,27 @@ async def test_openapi_and_metrics(gateway: GatewayHandle) -> None:
     metrics = await gateway.metrics()
     assert "# TYPE gateway_positions_accepted_total counter" in metrics
     assert (await gateway.http.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_events_oldest_first_or_newest_first(gateway: GatewayHandle, redis_url: str) -> None:
+    async with coredis.Redis.from_url(redis_url) as redis:
+        for n in range(5):
+            await redis.xadd(keys.EVENTS, {"e": json.dumps({"type": "test.event", "n": n})})
+
+    async def ns(**params: str | int) -> list[int]:
+        r = await gateway.http.get("/v1/events", params=params)
+        assert r.status_code == 200, r.text
+        return [e["n"] for e in r.json()["events"]]
+
+    assert await ns() == [0, 1, 2, 3, 4]
+    assert await ns(limit=2) == [0, 1]
+    assert await ns(order="asc", limit=2) == [0, 1]
+    assert await ns(order="desc", limit=2) == [4, 3]
+    assert await ns(order="desc") == [4, 3, 2, 1, 0]
+    ids = [e["id"] for e in (await gateway.http.get("/v1/events")).json()["events"]]
+    assert await ns(after=ids[1], limit=2) == [2, 3]
+    assert await ns(order="desc", after=ids[1]) == [4, 3, 2]  # what came since ids[1]
+    assert await ns(order="desc", after=ids[1], limit=2) == [4, 3]
+    assert await ns(order="desc", after=ids[4]) == []
+    r = await gateway.http.get("/v1/events", params={"order": "newest"})
+    assert r.status_code == 400 and r.json()["field"] == "order"

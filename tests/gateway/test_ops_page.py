@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import trio
 from trio_websocket import open_websocket_url
 
+from gateway.demo import DemoFleet, run_simulator
+
 from ..browser import in_browser
-from .conftest import API_KEY, GatewayHandle, handshake
+from .conftest import API_KEY, GatewayHandle, gateway_settings, handshake, start_gateway
 
 
 async def send(gateway: GatewayHandle, token: str, positions: list[dict[str, Any]]) -> None:
@@ -95,3 +100,29 @@ async def test_ops_page_shows_an_alert_arriving_and_resolves_it(gateway: Gateway
     resolved = (await gateway.http.get("/v1/alerts", params={"status": "resolved"})).json()
     [alert] = resolved["alerts"]
     assert alert["resolved_by"] == "ops page" and alert["time_to_resolve_s"] >= 0
+
+
+async def test_ops_page_shows_that_the_simulated_fleet_stopped(
+    redis_url: str, data_dir: Path, nursery: trio.Nursery
+) -> None:
+    fleet = DemoFleet(3)
+    gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir), fleet)
+    url = f"{gw.ep.http_url}/ops#key={API_KEY}"
+    bad_key = "error: cannot register devices: 401 missing or invalid API key"
+    exits = [sys.executable, "-c", f"import sys; sys.exit({bad_key!r})"]  # stderr, exit 1
+
+    def check(page: Any) -> None:
+        page.goto(url)
+        page.wait_for_selector("#conn.on", timeout=10_000)
+        assert not page.is_visible("#fleetbanner")  # running
+        trio.from_thread.run(run_simulator, exits, os.environ, fleet)
+        page.wait_for_selector("#fleetbanner", state="visible", timeout=10_000)
+        assert page.inner_text("#fleetbanner").startswith(
+            f"Simulated fleet stopped (exit code 1): {bad_key}."
+        )
+        page.reload()  # a page opened after it stopped says so too
+        page.wait_for_selector("#fleetbanner", state="visible", timeout=10_000)
+
+    await trio.to_thread.run_sync(in_browser("ops_fleet_stopped", check))
+    await gw.http.aclose()
+    gw.scope.cancel()
