@@ -1,48 +1,113 @@
 """Proof of delivery: photos, a signature, who received it, where and when.
 
 The driver app (its device token, for deliveries on its vehicle's started route) or an agent
-completes a delivery with a multipart upload. Image types are sniffed from the bytes (JPEG
-and PNG only), sizes are bounded, files are stored under ``DATA_DIR/pod/<delivery>/`` named
-by their SHA-256, and the record goes to Redis at ``pod:{delivery}``. A geo-stamp farther
-than ``POD_MAX_DISTANCE_M`` from the stop is accepted but flagged for agents
-(``delivery.pod_flagged``).
+completes a delivery with a multipart upload. Every image is decoded before it is kept
+(``check_image``): JPEG or PNG, at most ``MAX_IMAGE_PIXELS`` pixels, its type the decoded one
+whatever its name or claimed type say. A proof's ``ts`` lies between ``EARLIEST_TS`` and
+``FUTURE_TOLERANCE_S`` (the setting) from now. Files end up under
+``DATA_DIR/pod/<delivery>/`` named by their SHA-256, and the record goes to Redis at
+``pod:{delivery}``. A geo-stamp farther than ``POD_MAX_DISTANCE_M`` from the stop is accepted
+but flagged for agents (``delivery.pod_flagged``).
+
+A refused upload leaves nothing on disk: the images are written to temporary files in
+``DATA_DIR/pod/`` and moved into the delivery's folder only once the delivery has been
+completed; whatever is still temporary when the request ends is deleted.
+
+Files are served as ``image/<type>`` with ``X-Content-Type-Options: nosniff``,
+``Content-Disposition: inline`` and a ``Content-Security-Policy`` that lets nothing in them
+load or run, so bytes that a browser might take for a page stay an image.
+
+A refusal is answered only once the whole request body has arrived (``_finish_body``), so
+the client reads its answer and sends its next request on the same connection.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import os
+import struct
+import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import trio
-from quart import Blueprint, jsonify, request, send_file
+from PIL import Image
+from quart import Blueprint, after_this_request, jsonify, request, send_file
+from quart.typing import ResponseTypes
+from quart_trio.wrappers.request import TrioBody
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from geofence import haversine_m
 
-from .api import ApiError, agent_key, finite_field
+from .api import agent_key, finite_field
 from .dispatch import STARTED
 from .dispatch_lifecycle import DELIVERED, IllegalTransition
+from .http_errors import ApiError
 
 if TYPE_CHECKING:
+    from werkzeug.datastructures import MultiDict
+
     from .app import Gateway
 
 MAX_FILE_BYTES: Final = 5 * 2**20  # 5 MiB per image
+# A phone photo is 12 megapixels; decoding 25 takes up to 100 MB (4 bytes a pixel).
+MAX_IMAGE_PIXELS: Final = 25_000_000
+IMAGE_DECODERS: Final = 2  # images decoded at once, each in a worker thread
 MAX_PHOTOS: Final = 5
 POD_MAX_DISTANCE_M: Final = 150.0
 MAX_TEXT: Final = 500
+EARLIEST_TS: Final = 946_684_800.0  # 2000-01-01T00:00:00Z
+# A refused body up to this size is read to its end (and dropped) before the answer, so the
+# connection can be used again; a larger one, or one of unknown length, closes it.
+DRAIN_MAX_BYTES: Final = 64 * 2**20  # 64 MiB
+DRAIN_TIMEOUT_S: Final = 30.0
+STAGING_PREFIX: Final = ".upload-"
+
+# Pillow's format name -> the type stored and served. A JPEG with several pictures in it
+# (phones' MPO) is a JPEG to any viewer.
+IMAGE_TYPES: Final = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png"}
+SERVED_HEADERS: Final = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "private, max-age=86400",
+}
+# What Pillow's decoders raise for bytes that are not a well-formed image of their format.
+_DECODE_ERRORS: Final = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
 _json: Final = msgspec.json.Encoder()
 
 
-def sniff_image(data: bytes) -> str | None:
-    """``"jpeg"``, ``"png"`` or None, from the leading bytes (never from the file name)."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    return None
+class BadImage(Exception):
+    """Bytes that are not an image the gateway keeps; the message says why."""
+
+
+class TooManyPixels(BadImage):
+    """An image larger than the gateway decodes."""
+
+
+def check_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
+    """``"jpeg"`` or ``"png"``: the type of ``data`` once all its pixels have decoded.
+
+    BadImage if it is another format, is not an image at all, or does not decode to its end;
+    TooManyPixels if it has more than ``max_pixels`` (known from its header, before any pixel
+    is decoded)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG", "PNG"]) as im:
+            width, height = im.size
+            if width * height > max_pixels:
+                raise TooManyPixels(f"has {width} x {height} pixels, more than {max_pixels}")
+            im.load()
+            return IMAGE_TYPES[im.format or ""]
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's own bound (above ours), met while it reads the header; the warning is
+        # raised only where warnings are errors.
+        raise TooManyPixels(f"has more than {max_pixels} pixels") from None
+    except _DECODE_ERRORS:
+        raise BadImage("is not a complete JPEG or PNG image") from None
 
 
 class PodFile(msgspec.Struct, frozen=True):
@@ -74,12 +139,86 @@ async def load_pod(gw: Gateway, delivery_id: str) -> Pod | None:
     return None if raw is None else msgspec.json.decode(raw, type=Pod)
 
 
+def pod_root(gw: Gateway) -> Path:
+    return gw.data_dir / "pod"
+
+
 def pod_folder(gw: Gateway, delivery_id: str) -> Path:
-    return gw.data_dir / "pod" / delivery_id
+    return pod_root(gw) / delivery_id
+
+
+# ----- files on disk (blocking; run in worker threads)
+
+
+def _stage(root: Path, contents: list[bytes], staged: list[Path]) -> None:
+    """Write each of ``contents`` to a new temporary file in ``root``, appending its path to
+    ``staged`` as soon as it exists (so a failure part-way leaves nothing unaccounted)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for data in contents:
+        fd, name = tempfile.mkstemp(dir=root, prefix=STAGING_PREFIX, suffix=".part")
+        staged.append(Path(name))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+
+
+def _commit(moves: list[tuple[Path, Path]]) -> None:
+    for staged, final in moves:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staged.replace(final)  # the same content when it exists: it is named by its hash
+
+
+def _discard(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+# ----- the request body
+
+
+def _check_body_internals() -> None:
+    body = TrioBody(None, None)
+    complete = getattr(body, "_complete", None)
+    if not hasattr(body, "_must_raise") or not callable(getattr(complete, "wait", None)):
+        raise ImportError(
+            "quart's request Body has no _complete event or no _must_raise, which gateway.pod "
+            "reads to know when a refused body has arrived"
+        )
+
+
+async def _finish_body() -> None:
+    """Wait until the rest of the request body has arrived (it is dropped as it comes), or
+    have the answer close the connection when that cannot be known or takes too long.
+
+    Quart stops reading a body it refuses (over ``MAX_CONTENT_LENGTH``, a text field over
+    ``MAX_FORM_MEMORY_SIZE``, a malformed multipart). Hypercorn then answers the request but
+    neither reuses the connection (the request is not over) nor closes it (quart-trio cancels
+    the close when it hears the request is done), and the client's next request on it waits
+    for ever. Quart's ASGI task does go on receiving the body, and marks it complete
+    (``_complete``) when its last part has come; except that a body over the limit with no
+    declared length is marked complete on the spot (``_must_raise`` set, and nothing says
+    where it ends). Quart has no public way to wait for the end of a body it refused, hence
+    the two internals, checked at import."""
+    body = request.body
+    declared = request.content_length
+    if declared is None or declared <= DRAIN_MAX_BYTES:
+        with trio.move_on_after(DRAIN_TIMEOUT_S):
+            await body._complete.wait()
+    ended = body._complete.is_set() and (declared is not None or body._must_raise is None)
+    if not ended:
+        after_this_request(_close_connection)
+
+
+async def _close_connection(response: ResponseTypes) -> ResponseTypes:
+    response.headers["Connection"] = "close"
+    return response
+
+
+_check_body_internals()
 
 
 def pod_blueprint(gw: Gateway) -> Blueprint:
     bp = Blueprint("pod", __name__)
+    decoders = trio.CapacityLimiter(IMAGE_DECODERS)
 
     async def caller_for(delivery_id: str) -> str:
         """``"agent"`` or the device id of the driver app allowed to complete this delivery."""
@@ -95,11 +234,50 @@ def pod_blueprint(gw: Gateway) -> Blueprint:
             raise ApiError(403, "this delivery is not on this vehicle's started route")
         return device.id
 
-    @bp.post("/v1/deliveries/<ident>/pod")
+    async def read_form() -> tuple[MultiDict[str, Any], MultiDict[str, Any]]:
+        try:
+            return await request.form, await request.files
+        except RequestEntityTooLarge:
+            whole, field = request.max_content_length, request.max_form_memory_size
+            raise ApiError(
+                413, f"an upload is at most {whole} bytes in all, a text field {field} bytes"
+            ) from None
+
+    def proof_ts(form: MultiDict[str, Any], now: float) -> float:
+        ts = finite_field(form, "ts")
+        if ts is None:
+            return now
+        tolerance = gw.settings.future_tolerance_s
+        if not EARLIEST_TS <= ts <= now + tolerance:
+            raise ApiError(
+                400, f"ts must be epoch seconds from 2000-01-01 to {tolerance:g} s from now", "ts"
+            )
+        return ts
+
+    async def images(files: MultiDict[str, Any]) -> list[tuple[str, str, bytes]]:
+        """``(kind, type, bytes)`` of every image uploaded, each decoded."""
+        photos = files.getlist("photo")
+        if len(photos) > MAX_PHOTOS:
+            raise ApiError(400, f"at most {MAX_PHOTOS} photos", "photo")
+        uploads: list[tuple[str, bytes]] = []
+        for kind, items in (("photo", photos), ("signature", files.getlist("signature")[:1])):
+            for f in items:
+                data = f.read(MAX_FILE_BYTES + 1)
+                if len(data) > MAX_FILE_BYTES:
+                    raise ApiError(413, f"{kind} larger than {MAX_FILE_BYTES} bytes", kind)
+                uploads.append((kind, data))
+        checked = []
+        for kind, data in uploads:
+            try:
+                itype = await trio.to_thread.run_sync(check_image, data, limiter=decoders)
+            except BadImage as exc:
+                status = 413 if isinstance(exc, TooManyPixels) else 415
+                raise ApiError(status, f"{kind} {exc}", kind) from None
+            checked.append((kind, itype, data))
+        return checked
+
     async def complete(ident: str) -> Any:
-        # The body is read first: answering before it is consumed stalls the connection.
-        form = await request.form
-        files = await request.files
+        form, files = await read_form()
         delivery_id = await gw.dispatch.store.resolve_delivery(ident)
         if delivery_id is None:
             raise ApiError(404, "no such delivery")
@@ -113,29 +291,14 @@ def pod_blueprint(gw: Gateway) -> Blueprint:
             lat is not None and lon is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180)
         ):
             raise ApiError(400, "lat and lon go together and must be valid degrees", "lat")
-        ts = finite_field(form, "ts") or time.time()
-        uploads: list[tuple[str, bytes]] = []
-        photos = files.getlist("photo")
-        if len(photos) > MAX_PHOTOS:
-            raise ApiError(400, f"at most {MAX_PHOTOS} photos", "photo")
-        for kind, items in (("photo", photos), ("signature", files.getlist("signature")[:1])):
-            for f in items:
-                data = f.read(MAX_FILE_BYTES + 1)
-                if len(data) > MAX_FILE_BYTES:
-                    raise ApiError(413, f"{kind} larger than {MAX_FILE_BYTES} bytes", kind)
-                uploads.append((kind, data))
+        ts = proof_ts(form, time.time())
+        uploads = await images(files)
         if not uploads and not name:
             raise ApiError(400, "a proof needs a photo, a signature or the recipient's name")
-        stored: list[PodFile] = []
-        folder = pod_folder(gw, delivery_id)
-        for kind, data in uploads:
-            itype = sniff_image(data)
-            if itype is None:
-                raise ApiError(415, f"{kind} must be a JPEG or PNG image", kind)
-            digest = hashlib.sha256(data).hexdigest()
-            await trio.Path(folder).mkdir(parents=True, exist_ok=True)
-            await trio.Path(folder / f"{digest}.{itype}").write_bytes(data)
-            stored.append(PodFile(digest, kind, itype, len(data)))
+        stored = [
+            PodFile(hashlib.sha256(data).hexdigest(), kind, itype, len(data))
+            for kind, itype, data in uploads
+        ]
         d = await gw.dispatch.store.get_delivery(delivery_id)
         assert d is not None
         distance = None
@@ -143,20 +306,37 @@ def pod_blueprint(gw: Gateway) -> Blueprint:
             distance = haversine_m(lat, lon, d.location.lat, d.location.lon)
         flagged = distance is not None and distance > POD_MAX_DISTANCE_M
         pod = Pod(delivery_id, stored, name, notes, lat, lon, ts, distance, flagged, by)
+        staged: list[Path] = []
         try:
-            await gw.dispatch.set_status(delivery_id, DELIVERED, note=notes or None)
-        except IllegalTransition as exc:
-            raise ApiError(409, f"cannot complete a delivery that is {exc.current}") from None
+            # Written before the delivery changes (a full disk refuses the proof), moved in
+            # place only once it has.
+            await trio.to_thread.run_sync(_stage, pod_root(gw), [u[2] for u in uploads], staged)
+            try:
+                await gw.dispatch.set_status(delivery_id, DELIVERED, note=notes or None)
+            except IllegalTransition as exc:
+                raise ApiError(409, f"cannot complete a delivery that is {exc.current}") from None
+            folder = pod_folder(gw, delivery_id)
+            finals = [folder / f"{f.sha256}.{f.type}" for f in stored]
+            await trio.to_thread.run_sync(_commit, list(zip(staged, finals, strict=True)))
+            staged.clear()
+        finally:
+            if staged:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(_discard, staged)
         await gw.redis.set(pod_key(delivery_id), _json.encode(pod))
         base = {"ts": ts, "vehicle": None, "route": d.route, "stop": d.stop,
                 "delivery": delivery_id}  # fmt: skip
         data = {"files": len(stored), "distance_m": distance, "recipient_name": name, "by": by}
-        events = [{"type": "delivery.pod", **base, "data": data}]
+        events: list[dict[str, Any]] = [{"type": "delivery.pod", **base, "data": data}]
         if flagged:
             limits = {"distance_m": distance, "limit_m": POD_MAX_DISTANCE_M}
             events.append({"type": "delivery.pod_flagged", **base, "data": limits})
         await gw.store.append_events(events, gw.settings.events_max_len)
         return jsonify(msgspec.to_builtins(pod)), 201
+
+    @bp.post("/v1/deliveries/<ident>/pod")
+    async def complete_with_proof(ident: str) -> Any:
+        return await answered_after_body(lambda: complete(ident))
 
     @bp.get("/v1/deliveries/<ident>/pod")
     async def show(ident: str) -> Any:
@@ -178,12 +358,23 @@ def pod_blueprint(gw: Gateway) -> Blueprint:
     return bp
 
 
+async def answered_after_body(handler: Callable[[], Awaitable[Any]]) -> Any:
+    """``await handler()``; when it fails, the failure's answer waits for the rest of the
+    request body first (``_finish_body``). A handler that succeeds has read all of it."""
+    try:
+        return await handler()
+    except Exception:
+        await _finish_body()
+        raise
+
+
 async def send_pod_file(gw: Gateway, delivery_id: str | None, sha: str) -> Any:
     pod = None if delivery_id is None else await load_pod(gw, delivery_id)
     match = None if pod is None else next((f for f in pod.files if f.sha256 == sha), None)
     if match is None or delivery_id is None:
         raise ApiError(404, "no such file")
-    path = pod_folder(gw, delivery_id) / f"{match.sha256}.{match.type}"
-    response = await send_file(path, mimetype=f"image/{match.type}")
-    response.headers["Cache-Control"] = "private, max-age=86400"
+    name = f"{match.sha256}.{match.type}"
+    response = await send_file(pod_folder(gw, delivery_id) / name, mimetype=f"image/{match.type}")
+    response.headers.update(SERVED_HEADERS)
+    response.headers["Content-Disposition"] = f'inline; filename="{name}"'
     return response

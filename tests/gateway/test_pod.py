@@ -2,37 +2,110 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import struct
 import time
 import zlib
+from pathlib import Path
+from typing import Any
 
 import httpx
+import msgspec
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
 
-from gateway.pod import MAX_FILE_BYTES, sniff_image
+from gateway.pod import MAX_FILE_BYTES, MAX_IMAGE_PIXELS, BadImage, TooManyPixels, check_image
 
 from .conftest import GatewayHandle
 from .test_links import issue, two_stop_route
 from .test_live_routes import M_PER_DEG_LAT, STOP
 
 
-def png(width: int = 4, height: int = 3, seed: int = 0) -> bytes:
-    """A real (tiny, grey) PNG image."""
+def png(width: int = 4, height: int = 3, seed: int = 0, pixels: bytes | None = None) -> bytes:
+    """A real (grey) PNG image; with ``pixels``, those as its compressed rows."""
 
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
-    raw = b"".join(b"\x00" + bytes([(seed + x) % 256 for x in range(width)]) for _ in range(height))
+    if pixels is None:
+        row = b"\x00" + bytes([(seed + x) % 256 for x in range(width)])
+        pixels = zlib.compress(row * height)
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
             + chunk(b"IEND", b""))  # fmt: skip
 
 
-def test_sniffing_ignores_names_and_claims() -> None:
-    assert sniff_image(png()) == "png"
-    assert sniff_image(b"\xff\xd8\xff\xe0" + b"\x00" * 10) == "jpeg"
-    assert sniff_image(b"GIF89a...") is None
-    assert sniff_image(b"<svg>") is None
+def jpeg(seed: int = 0) -> bytes:
+    """A real (tiny) JPEG image."""
+    out = io.BytesIO()
+    Image.new("RGB", (8, 6), (seed % 256, 80, 160)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def pillow_image(fmt: str, image: Image.Image | None = None, **options: object) -> bytes:
+    out = io.BytesIO()
+    (image or Image.new("RGB", (8, 6), "red")).save(out, fmt, **options)
+    return out.getvalue()
+
+
+def html_behind_png_header() -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + b"<html><script>alert(document.cookie)</script></html>"
+
+
+def test_images_are_told_by_decoding_them() -> None:
+    assert check_image(png()) == "png"
+    assert check_image(jpeg()) == "jpeg"
+    # A phone's JPEG with a second picture in it (MPO) is a JPEG.
+    mpo = pillow_image("MPO", save_all=True, append_images=[Image.new("RGB", (8, 6))])
+    assert check_image(mpo) == "jpeg"
+    noisy_png = pillow_image("PNG", Image.effect_noise((64, 64), 64))
+    refused = {
+        "html behind a PNG signature": html_behind_png_header(),
+        "JPEG markers and nothing": b"\xff\xd8\xff\xe0" + b"\x00" * 10,
+        "truncated PNG": noisy_png[: len(noisy_png) // 2],
+        "truncated JPEG": jpeg()[: len(jpeg()) // 2],
+        "GIF": pillow_image("GIF"),
+        "WebP": pillow_image("WEBP"),
+        "SVG": b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+        "nothing": b"",
+    }
+    for what, data in refused.items():
+        with pytest.raises(BadImage):
+            check_image(data)
+            pytest.fail(f"{what} was taken for an image")
+
+
+def test_images_with_too_many_pixels_are_refused() -> None:
+    wide = png(width=5001, height=MAX_IMAGE_PIXELS // 5000)  # 1 row of 5000 pixels more
+    with pytest.raises(TooManyPixels, match=f"5001 x 5000 pixels, more than {MAX_IMAGE_PIXELS}"):
+        check_image(wide)
+    assert check_image(wide, max_pixels=5001 * 5000) == "png"
+    # Far over Pillow's own bound: refused from the header, the pixels are never decoded.
+    bomb = png(width=40_000, height=40_000, pixels=zlib.compress(b"\x00" * 40_001))
+    with pytest.raises(TooManyPixels, match=f"more than {MAX_IMAGE_PIXELS} pixels"):
+        check_image(bomb)
+
+
+@given(
+    st.sampled_from([png(seed=3), jpeg(seed=3)]),
+    st.lists(st.tuples(st.integers(0, 2**16), st.integers(0, 255)), max_size=6),
+    st.integers(0, 2**16),
+)
+def test_damaged_images_are_refused_or_kept_never_an_error(
+    image: bytes, changes: list[tuple[int, int]], keep: int
+) -> None:
+    data = bytearray(image[: max(1, keep % (len(image) + 1))])
+    for at, value in changes:
+        data[at % len(data)] = value
+    try:
+        assert check_image(bytes(data)) in {"jpeg", "png"}
+    except BadImage:
+        pass
 
 
 async def setup_route(gateway: GatewayHandle) -> tuple[str, str]:
@@ -114,3 +187,192 @@ async def test_bad_uploads_are_refused_and_far_proofs_flagged(gateway: GatewayHa
         assert r.status_code == 409
     flagged = (await gateway.http.get("/v1/events", params={"type": "delivery.pod_flagged"})).json()
     assert len(flagged["events"]) == 1
+
+
+def files_on_disk(data_dir: Path) -> list[str]:
+    """Every file under ``DATA_DIR/pod``, temporary ones included, by its name."""
+    root = data_dir / "pod"
+    return sorted(p.name for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def test_refused_uploads_leave_nothing_on_disk(
+    gateway: GatewayHandle, data_dir: Path
+) -> None:
+    driver, _ = await setup_route(gateway)
+    auth = {"Authorization": f"Bearer {driver}"}
+    kept = png(seed=10)
+    async with httpx.AsyncClient(base_url=gateway.ep.http_url, headers=auth, timeout=10) as app:
+
+        async def post(ident: str, photos: list[bytes], **form: str) -> httpx.Response:
+            files = [("photo", (f"p{i}.png", p, "image/png")) for i, p in enumerate(photos)]
+            return await app.post(f"/v1/deliveries/{ident}/pod", data=form, files=files)
+
+        r = await post("D-S1", [kept])
+        assert r.status_code == 201, r.text
+        assert files_on_disk(data_dir) == [f"{sha(kept)}.png"]
+        # Each refusal below comes after at least one good image was read.
+        r = await post("D-S1", [png(seed=11)])  # completed already
+        assert r.status_code == 409, r.text
+        assert files_on_disk(data_dir) == [f"{sha(kept)}.png"], "409"
+        r = await post("D-S2", [png(seed=12), html_behind_png_header()])
+        assert (r.status_code, r.json()["field"]) == (415, "photo"), r.text
+        assert files_on_disk(data_dir) == [f"{sha(kept)}.png"], "415"
+        r = await post("D-S2", [png(seed=13), b"\xff\xd8\xff" + b"\x00" * MAX_FILE_BYTES])
+        assert (r.status_code, r.json()["field"]) == (413, "photo"), r.text
+        assert files_on_disk(data_dir) == [f"{sha(kept)}.png"], "413"
+        r = await post("D-S2", [png(seed=13), png(width=5001, height=5000)])
+        assert (r.status_code, r.json()["field"]) == (413, "photo"), r.text
+        assert "pixels" in r.json()["error"]
+        assert files_on_disk(data_dir) == [f"{sha(kept)}.png"], "pixels"
+        for ts in ("-1e300", "1e300", "0", str(time.time() + 3600)):
+            r = await post("D-S2", [png(seed=14)], ts=ts)
+            assert (r.status_code, r.json()["field"]) == (400, "ts"), (ts, r.text)
+            assert files_on_disk(data_dir) == [f"{sha(kept)}.png"], ts
+    assert (await gateway.http.get("/v1/deliveries/D-S2")).json()["status"] != "delivered"
+
+
+async def test_images_are_decoded_and_served_inert(gateway: GatewayHandle) -> None:
+    driver, _ = await setup_route(gateway)
+    auth = {"Authorization": f"Bearer {driver}"}
+    photo, signature = jpeg(seed=1), png(seed=2)
+    async with httpx.AsyncClient(base_url=gateway.ep.http_url, headers=auth, timeout=10) as app:
+        fake = ("door.png", html_behind_png_header(), "image/png")
+        r = await app.post("/v1/deliveries/D-S1/pod", files=[("photo", fake)])
+        assert (r.status_code, r.json()["field"]) == (415, "photo"), r.text
+        # The type is the decoded one, whatever the name and the claimed type say.
+        files = [("photo", ("door.png", photo, "image/png")),
+                 ("signature", ("sig.jpg", signature, "image/jpeg"))]  # fmt: skip
+        r = await app.post("/v1/deliveries/D-S1/pod", files=files)
+        assert r.status_code == 201, r.text
+    assert [(f["kind"], f["type"]) for f in r.json()["files"]] == [
+        ("photo", "jpeg"),
+        ("signature", "png"),
+    ]
+    link = await issue(gateway, "D-S1")
+    async with httpx.AsyncClient(base_url=gateway.ep.http_url) as anonymous:
+        for data, itype in ((photo, "jpeg"), (signature, "png")):
+            for r in (
+                await gateway.http.get(f"/v1/deliveries/D-S1/pod/{sha(data)}"),
+                await anonymous.get(f"/v1/track/{link}/pod/{sha(data)}"),
+            ):
+                assert r.status_code == 200 and r.content == data
+                assert r.headers["content-type"] == f"image/{itype}"
+                assert r.headers["x-content-type-options"] == "nosniff"
+                assert r.headers["content-disposition"] == (
+                    f'inline; filename="{sha(data)}.{itype}"'
+                )
+                csp = [d.strip() for d in r.headers["content-security-policy"].split(";")]
+                assert "default-src 'none'" in csp and "sandbox" in csp
+
+
+def connection(r: httpx.Response) -> object:
+    """The client's end of the connection ``r`` came on."""
+    return r.extensions["network_stream"].get_extra_info("client_addr")
+
+
+def multipart_parts(field: str, size: int, filename: str | None = None) -> list[bytes]:
+    """A multipart body (boundary ``b``) of one ``field`` of ``size`` bytes, in pieces."""
+    name = f'name="{field}"' + (f'; filename="{filename}"' if filename else "")
+    head = f"--b\r\nContent-Disposition: form-data; {name}\r\n\r\n".encode()
+    piece = b"x" * 2**16
+    return [head, *[piece] * (size // len(piece)), b"\r\n--b--\r\n"]
+
+
+async def post_on_own_connection(
+    gateway: GatewayHandle, path: str, headers: dict[str, str], parts: list[bytes], chunked: bool
+) -> tuple[int, dict[str, str], bytes]:
+    """POST ``parts`` on a connection of its own, as they are or with chunked framing;
+    the answer's status, headers (lower-cased names) and body, read while the body is still
+    being sent (httpx would leave its request stream's generator unfinished)."""
+    host, port = gateway.ep.http_url.removeprefix("http://").split(":")
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in headers.items()
+    )
+    if chunked:
+        head += "Transfer-Encoding: chunked\r\n"
+        parts = [b"%x\r\n%s\r\n" % (len(p), p) for p in parts] + [b"0\r\n\r\n"]
+    else:
+        head += f"Content-Length: {sum(map(len, parts))}\r\n"
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream, trio.open_nursery() as nursery:
+
+        async def send() -> None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(head.encode() + b"\r\n")
+                for part in parts:
+                    await stream.send_all(part)
+
+        nursery.start_soon(send)
+        data = b""
+        with trio.fail_after(10):
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive_some()
+            top, _, body = data.partition(b"\r\n\r\n")
+            status_line, *lines = top.decode("latin-1").split("\r\n")
+            answer = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines)}
+            while len(body) < int(answer["content-length"]):
+                body += await stream.receive_some()
+        nursery.cancel_scope.cancel()
+    return int(status_line.split()[1]), answer, body
+
+
+async def test_a_refused_upload_leaves_the_connection_usable(gateway: GatewayHandle) -> None:
+    """Every refusal is answered once the whole body has arrived, and the same keep-alive
+    connection takes the next request."""
+    driver, _ = await setup_route(gateway)
+    auth = {"Authorization": f"Bearer {driver}"}
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    big = ("photo", ("b.jpg", b"\xff\xd8\xff" + b"\x00" * MAX_FILE_BYTES, "image/jpeg"))
+    async with httpx.AsyncClient(
+        base_url=gateway.ep.http_url, headers=auth, limits=one, timeout=5
+    ) as app:
+
+        async def same_connection(status: int, **kw: Any) -> httpx.Response:
+            before = connection(await app.get("/healthz"))
+            r = await app.post("/v1/deliveries/D-S1/pod", **kw)
+            assert r.status_code == status, r.text
+            assert isinstance(r.json()["error"], str)
+            assert "close" not in r.headers.get("connection", "")
+            assert connection(r) == before
+            after = await app.get("/healthz")
+            assert after.status_code == 200 and connection(after) == before
+            return r
+
+        # Over the 16 MiB of a body: refused from its declared length, before it is read.
+        await same_connection(413, files=[big] * 4)
+        r = await same_connection(413, files=[big])
+        assert r.json()["field"] == "photo"
+        # A text field over Quart's limit: the form is left part-read.
+        await same_connection(413, data={"notes": "x" * 10 * 2**20}, files=[big])
+        fake = ("photo", ("h.png", html_behind_png_header(), "image/png"))
+        await same_connection(415, files=[fake])
+        r = await same_connection(400, data={"recipient_name": "Ada", "ts": "-1e300"})
+        assert r.json()["field"] == "ts"
+
+
+async def test_a_refused_body_that_is_not_waited_for_closes_the_connection(
+    gateway: GatewayHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused body whose end the gateway cannot know (no declared length, over the limit)
+    or would wait too long for is answered at once with ``Connection: close``."""
+    driver, _ = await setup_route(gateway)
+    headers = {"Authorization": f"Bearer {driver}",
+               "Content-Type": "multipart/form-data; boundary=b"}  # fmt: skip
+    path = "/v1/deliveries/D-S1/pod"
+    # No declared length, and over the limit after the form parser stopped reading it.
+    notes = multipart_parts("notes", 40 * 2**20)
+    status, answer, body = await post_on_own_connection(gateway, path, headers, notes, True)
+    assert (status, answer["connection"]) == (413, "close")
+    assert isinstance(msgspec.json.decode(body)["error"], str)
+    # Declared longer than the gateway reads to the end.
+    monkeypatch.setattr("gateway.pod.DRAIN_MAX_BYTES", 2**20)
+    photo = multipart_parts("photo", 20 * 2**20, "p.jpg")
+    status, answer, body = await post_on_own_connection(gateway, path, headers, photo, False)
+    assert (status, answer["connection"]) == (413, "close")
+    assert isinstance(msgspec.json.decode(body)["error"], str)
+    assert (await gateway.http.get("/healthz")).status_code == 200
+    assert (await gateway.http.get("/v1/deliveries/D-S1")).json()["status"] != "delivered"
