@@ -52,9 +52,17 @@ def finite_field(fields: Mapping[str, Any], name: str) -> float | None:
     return value
 
 
-def _float_arg(name: str, default: float) -> float:
+MAX_EPOCH_S: Final = 1e11  # about the year 5138: a later time is a mistake
+
+
+def time_arg(name: str, default: float) -> float:
+    """Query argument ``name`` as epoch seconds from 0 to ``MAX_EPOCH_S``; else a 400."""
     value = finite_field(request.args, name)
-    return default if value is None else value
+    if value is None:
+        return default
+    if not 0 <= value <= MAX_EPOCH_S:
+        raise ApiError(400, f"{name} must be epoch seconds from 0 to {MAX_EPOCH_S:.0f}", name)
+    return value
 
 
 async def drain_browser() -> None:
@@ -213,8 +221,8 @@ def create_app(gw: Gateway) -> QuartTrio:
     @agent
     async def vehicle_track(vid: str) -> Any:
         now = time.time()
-        since = _float_arg("since", now - 3600)
-        until = _float_arg("until", now + gw.settings.future_tolerance_s)
+        since = time_arg("since", now - 3600)
+        until = time_arg("until", now + gw.settings.future_tolerance_s)
         if until < since:
             raise ApiError(400, "until must not be before since", "until")
         limit = _int_arg("limit", 10_000, 1, MAX_TRACK_ROWS)

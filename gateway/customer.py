@@ -1,9 +1,25 @@
 """What a customer's tracking link shows: this delivery only.
 
-The vehicle's position is included only while the vehicle is on its way to this
-delivery's stop (the route is started, the delivery is out for delivery or arriving, and
-this stop is the next one the vehicle has not reached). Nothing about other stops, other
-deliveries or other customers is ever included.
+The vehicle's position is included only while the vehicle drives to this delivery's stop,
+and only where it is clear of every stop of the route. All of these must hold:
+
+* the route is started and tracked, and the delivery is out for delivery or arriving (so
+  never once it is delivered, failed or cancelled);
+* this stop is the one the vehicle drives to, as the route's :class:`~geofence.Approach`
+  judges from its fixes: the nearest stop not yet reached, once the vehicle has closed in
+  on it, and none while it stands at any stop. Not the first pending stop in planned order:
+  drivers serve stops out of order, and the planned next stop's customer would see the van
+  standing at the previous customer's door, or driving to another customer. Nothing
+  declares the driver's next stop, so it is judged from movement, and when in doubt (just
+  after a stop, driving away from every pending stop) nobody sees the vehicle;
+* the position shown is clear of every stop of the route (outside each one's arrival circle
+  widened by the departure margin), checked on the very position shown. The judgement is
+  made by the live stage after the position is published (so it may be a batch behind the
+  newest position) and, on a process that does not track the vehicle, read from Redis: a
+  vehicle that has just reached another customer's stop, or stands again at one already
+  served, is hidden by this check, not by the judgement.
+
+Nothing about other stops, other deliveries or other customers is ever included.
 """
 
 from __future__ import annotations
@@ -99,14 +115,10 @@ async def customer_view(gw: Gateway, delivery_id: str) -> tuple[dict[str, Any] |
     if eta is not None:
         view["eta"] = eta
         view["eta_window"] = eta_window(eta)
-    next_stop = next(
-        (s.id for s in tracked.route.stops if tracked.tracker.stop_status(s.id) == "pending"),
-        None,
-    )
-    if next_stop != stop.id:
+    if await gw.live.heading_to(route.vehicle, route.id) != stop.id:
         return view, None
     state = gw.fleet.vehicles.get(route.vehicle)
-    if state is None or math.isnan(state.lat):
+    if state is None or math.isnan(state.lat) or not tracked.approach.clear(state.lat, state.lon):
         return view, None
     view["vehicle"] = {
         "lat": state.lat,

@@ -1,8 +1,11 @@
 """Customer tracking pages and their data, opened by signed links; agents issue and revoke.
 
 ``GET /t/<token>``: the page. ``GET /v1/track/<token>``: the view as JSON.
-``WS /v1/track/<token>/live``: the view again whenever it changes. A bad, expired or revoked
-token gets 403 with the same body whether or not the delivery exists.
+``WS /v1/track/<token>/live``: the view again whenever it changes, until the link expires or
+is revoked (closed then with ``CLOSE_LINK_INVALID``, within ``REVOCATION_POLL_S`` of a
+revocation). A bad, expired or revoked token gets 403 with the same body whether or not the
+delivery exists. No answer of these routes may be cached (``Cache-Control: no-store``): a
+link that stops working must not keep showing what it showed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from .api import STATIC_DIR, ApiError, agent_required, drain_browser
 from .customer import customer_view, reschedule_options
 from .dispatch import Window
 from .dispatch_lifecycle import RESCHEDULED
+from .http_errors import decode_json
+from .links import LinkClaims
 from .pod import send_pod_file
 
 if TYPE_CHECKING:
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
 REFRESH_S: Final = 5.0  # the view is re-sent at least this often (ETA moves with time)
 MIN_INTERVAL_S: Final = 1.0  # ... and at most once per this, however fast the van reports
 DENIED: Final = "this tracking link is invalid or has expired"
+CLOSE_LINK_INVALID: Final = 4403  # the link expired or was revoked while its stream was open
 
 _json: Final = msgspec.json.Encoder()
 
@@ -33,6 +39,11 @@ _json: Final = msgspec.json.Encoder()
 def customer_blueprint(gw: Gateway) -> Blueprint:
     bp = Blueprint("customer", __name__)
     agent = agent_required(gw)
+
+    @bp.after_request
+    async def no_store(response: Response) -> Response:
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     async def delivery_for(token: str) -> str:
         delivery = await gw.links.check(token)
@@ -46,7 +57,6 @@ def customer_blueprint(gw: Gateway) -> Blueprint:
             return Response(f"<!doctype html><title>Tracking</title><p>{DENIED}.</p>", 403)
         response = await send_from_directory(STATIC_DIR, "track.html")
         response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cache-Control"] = "no-store"
         return response
 
     @bp.get("/v1/track/<token>")
@@ -58,34 +68,26 @@ def customer_blueprint(gw: Gateway) -> Blueprint:
 
     @bp.websocket("/v1/track/<token>/live")
     async def live(token: str) -> Any:
-        delivery = await gw.links.check(token)
-        if delivery is None:
+        claims = await gw.links.claims(token)
+        body = None
+        if claims is not None:
+            body, _ = await customer_view(gw, claims.delivery)
+        if claims is None or body is None:
             return Response(DENIED, status=403)
         await websocket.accept()
-        body, _ = await customer_view(gw, delivery)
-        if body is None:
-            return Response(DENIED, status=403)
-        await websocket.send(_json.encode({"type": "view", "view": body}).decode())
-        last = body
-        # Watching the route's vehicle wakes the sender on its positions; what the customer
-        # sees of them is decided by customer_view each time.
-        route_vehicle = await _route_vehicle(gw, delivery)
-        sub = gw.hub.subscribe([route_vehicle] if route_vehicle else [])
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(drain_browser)
-                while True:
-                    with trio.move_on_after(REFRESH_S):
-                        await sub.next_batch()
-                    body, _ = await customer_view(gw, delivery)
-                    if body is None:
-                        return None
-                    if body != last:
-                        await websocket.send(_json.encode({"type": "view", "view": body}).decode())
-                        last = body
-                    await trio.sleep(MIN_INTERVAL_S)
-        finally:
-            sub.close()
+        async with trio.open_nursery() as nursery:
+
+            async def until_invalid(link: LinkClaims) -> None:
+                await gw.links.wait_invalid(link)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(drain_browser)
+            nursery.start_soon(until_invalid, claims)
+            await _stream_views(gw, claims.delivery, body)
+            nursery.cancel_scope.cancel()
+        # The link stopped working, or the delivery is gone: either way it opens nothing.
+        await websocket.close(CLOSE_LINK_INVALID, DENIED)
+        return None
 
     @bp.get("/v1/track/<token>/pod/<sha>")
     async def pod_file(token: str, sha: str) -> Any:
@@ -94,7 +96,7 @@ def customer_blueprint(gw: Gateway) -> Blueprint:
     @bp.post("/v1/track/<token>/reschedule")
     async def reschedule(token: str) -> Any:
         """After a failed attempt the customer picks a new window among those offered."""
-        body = await request.get_json(force=True, silent=True)
+        body = decode_json(await request.get_data(as_text=False))
         delivery = await delivery_for(token)
         options = await reschedule_options(gw, delivery)
         choice = body.get("window") if isinstance(body, dict) else None
@@ -119,10 +121,9 @@ def customer_blueprint(gw: Gateway) -> Blueprint:
         delivery = await gw.dispatch.store.resolve_delivery(ident)
         if delivery is None:
             raise ApiError(404, "no such delivery")
-        now = time.time()
-        token = gw.links.issue(delivery, now)
+        token = gw.links.issue(delivery, time.time())
         return jsonify({"delivery": delivery, "token": token, "url": gw.link_url(token),
-                        "expires": now + gw.links.ttl_s})  # fmt: skip
+                        "expires": gw.links.expiry(token)})  # fmt: skip
 
     @bp.post("/v1/deliveries/<ident>/link/revoke")
     @agent
@@ -136,6 +137,33 @@ def customer_blueprint(gw: Gateway) -> Blueprint:
         return jsonify({"delivery": delivery, "revoked": True})
 
     return bp
+
+
+async def _stream_views(gw: Gateway, delivery: str, first: dict[str, Any]) -> None:
+    """Send the view, then again whenever it changes; return if the delivery is gone."""
+    await _send_view(first)
+    last = first
+    # Watching the route's vehicle wakes the sender on its positions; what the customer
+    # sees of them is decided by customer_view each time.
+    route_vehicle = await _route_vehicle(gw, delivery)
+    sub = gw.hub.subscribe([route_vehicle] if route_vehicle else [])
+    try:
+        while True:
+            with trio.move_on_after(REFRESH_S):
+                await sub.next_batch()
+            body, _ = await customer_view(gw, delivery)
+            if body is None:
+                return
+            if body != last:
+                await _send_view(body)
+                last = body
+            await trio.sleep(MIN_INTERVAL_S)
+    finally:
+        sub.close()
+
+
+async def _send_view(body: dict[str, Any]) -> None:
+    await websocket.send(_json.encode({"type": "view", "view": body}).decode())
 
 
 async def _route_vehicle(gw: Gateway, delivery_id: str) -> str | None:

@@ -6,6 +6,8 @@
 - Anything else a handler raises is a bug: answered 500 ``{"error": "internal error"}``,
   counted in ``gateway_http_errors_total{error=...}``, and its traceback logged once per
   place it was raised (a client repeating the request that trips it cannot flood the log).
+- Every answer, an error above all, waits for the rest of the request's body first
+  (``quart_body``), so the keep-alive connection takes the next request.
 - ``json_object`` reads a request body as a JSON object: not JSON, not UTF-8, nested too
   deeply, a number too large to be one, or not an object is a 400 saying which.
 """
@@ -21,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 
 from .failures import log_once
 from .metrics import Metrics
+from .quart_body import body_finished
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,14 @@ def _check_ints(value: Any) -> None:
 
 
 def install_error_handlers(app: Quart, metrics: Metrics) -> None:
+    @app.after_request
+    async def _body_read(response: Response) -> Response:
+        # Every answer (an error above all, which may come before the body was read) waits
+        # for the rest of the request's body, or closes the connection.
+        if not await body_finished():
+            response.headers["Connection"] = "close"
+        return response
+
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:
         return error_response(exc.status, exc.message, exc.field, exc.headers)

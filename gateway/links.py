@@ -6,6 +6,10 @@ gateway's link secret. Issuing needs no storage. Revoking a delivery's links rec
 revocation time in Redis (``trk:{delivery}``): every token issued before it stops working.
 Verification answers only "valid" or "not": a tampered, expired or revoked token is
 indistinguishable from a token of a delivery that does not exist.
+
+A link stops working while a page streams from it too: :meth:`Links.wait_invalid` returns
+at the token's expiry, or within ``REVOCATION_POLL_S`` of its revocation (it reads the
+revocation time that often: one small GET per open stream and poll).
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from dataclasses import dataclass
 from typing import Final
 
 import msgspec
+import trio
 
 from notify.redis_client import RedisClient
 
 DEFAULT_TTL_S: Final = 7 * 86_400.0
 MAX_TOKEN_CHARS: Final = 512
+REVOCATION_POLL_S: Final = 0.5  # an open stream learns of its link's revocation within this
 
 
 class _Claims(msgspec.Struct, array_like=True, frozen=True):
@@ -65,7 +71,8 @@ class LinkSigner:
 
     def verify(self, token: str, now: float | None = None) -> LinkClaims | None:
         """The claims of a well-signed, unexpired token, else None (revocation unchecked)."""
-        if len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+        # Tokens are ASCII (base64url); anything else cannot be compared as one.
+        if len(token) > MAX_TOKEN_CHARS or not token.isascii() or token.count(".") != 1:
             return None
         payload, sig = token.split(".")
         if not hmac.compare_digest(sig, self._sign(payload)):
@@ -91,14 +98,40 @@ class Links:
         now = time.time() if now is None else now
         return self.signer.issue(delivery_id, int(now * 1000), now + self.ttl_s)
 
+    def expiry(self, token: str) -> float:
+        """When a token this gateway issued stops working (epoch seconds)."""
+        claims = self.signer.verify(token, now=0.0)
+        if claims is None:
+            raise ValueError("not a token of this gateway")
+        return claims.expires
+
+    async def claims(self, token: str) -> LinkClaims | None:
+        """The claims of a token that works now (well signed, unexpired, not revoked)."""
+        claims = self.signer.verify(token)
+        if claims is None or await self.revoked(claims):
+            return None
+        return claims
+
     async def check(self, token: str) -> str | None:
         """The delivery id the token opens, or None."""
-        claims = self.signer.verify(token)
-        if claims is None:
-            return None
+        claims = await self.claims(token)
+        return None if claims is None else claims.delivery
+
+    async def revoked(self, claims: LinkClaims) -> bool:
+        """Whether the delivery's links were revoked since this one was issued."""
         raw = await self.redis.get(revoked_key(claims.delivery))
-        revoked_ms = int(raw) if raw is not None else -1
-        return claims.delivery if claims.issued_ms > revoked_ms else None
+        return raw is not None and claims.issued_ms <= int(raw)
+
+    async def wait_invalid(self, claims: LinkClaims, poll_s: float = REVOCATION_POLL_S) -> None:
+        """Return once the link stops working: at its expiry, or within ``poll_s`` of its
+        revocation."""
+        # Polled: a revocation may come through any process, and one GET a poll is less
+        # than a subscription per stream.
+        with trio.move_on_after(max(0.0, claims.expires - time.time())):
+            while True:
+                await trio.sleep(poll_s)
+                if await self.revoked(claims):
+                    return
 
     async def revoke(self, delivery_id: str, now: float | None = None) -> None:
         """Every link issued until now stops working; later ones work."""

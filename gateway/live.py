@@ -9,6 +9,12 @@ tracker state are saved per vehicle (``veh:{id}`` fields ``geo`` and ``trk``) ev
 seconds, so a restart does not forget who is inside which zone; a route tracker's state is
 also saved at once whenever it emits an event.
 
+Beside each route's tracker, an :class:`~geofence.Approach` judges after every fix which stop
+the vehicle drives to (whatever the planned order; none while it stands at a stop), for the
+customer pages (:meth:`LiveTracking.heading_to`). Its state is saved with the tracker's (field
+``next``), and at once whenever the stop it names changes, so the other processes' customer
+pages read it there.
+
 Several processes: a route change made through one process's API is announced on
 ``routes:changed`` (the route id), so every process holds every started route; but a route
 is tracked by the
@@ -35,6 +41,7 @@ import msgspec
 import trio
 
 from geofence import (
+    Approach,
     EngineConfig,
     EtaChanged,
     FixBatch,
@@ -85,6 +92,7 @@ ETA_OBSERVED_READ: Final = 10_000  # entries per read
 ETA_OBSERVED_BLOCK_MS: Final = 5_000
 
 ROUTES_CHANNEL: Final = "routes:changed"  # (origin, route id) as MessagePack
+APPROACH_FIELD: Final = "next"  # in a vehicle's hash: its route's Approach state, JSON
 
 _json: Final = msgspec.json.Encoder()
 _enc: Final = msgspec.msgpack.Encoder()
@@ -99,6 +107,7 @@ class TrackedRoute:
 
     route: Route
     tracker: RouteTracker
+    approach: Approach
     deliveries: dict[str, list[str]] = field(default_factory=dict)
     record: RouteRecord | None = None  # as installed from dispatch
 
@@ -106,6 +115,14 @@ class TrackedRoute:
 def _tracker_blob(tracked: TrackedRoute) -> bytes:
     """A tracker's state as saved in its vehicle's hash (field ``trk``)."""
     return _json.encode(tracked.tracker.export_state())
+
+
+def _saved_fields(tracked: TrackedRoute) -> dict[str, bytes]:
+    """A tracked route's state as saved in its vehicle's hash."""
+    return {
+        "trk": _tracker_blob(tracked),
+        APPROACH_FIELD: _json.encode(tracked.approach.export_state()),
+    }
 
 
 def _base(etype: str, vehicle: str, ts: float, **top: Any) -> dict[str, Any]:
@@ -268,8 +285,10 @@ class LiveTracking:
         deliveries: dict[str, list[str]],
         temp_range: tuple[float | None, float | None] = (None, None),
         state: dict[str, Any] | None = None,
+        approach: dict[str, Any] | None = None,
     ) -> None:
-        """Track ``route`` for its vehicle from now on (replacing its previous route)."""
+        """Track ``route`` for its vehicle from now on (replacing its previous route), from
+        the saved tracker and approach states if given."""
         cfg = msgspec.structs.replace(self.tracker_config, prior=self.fleet.prior())
         if temp_range != (None, None):
             cfg = msgspec.structs.replace(cfg, temp_min_c=temp_range[0], temp_max_c=temp_range[1])
@@ -280,8 +299,11 @@ class LiveTracking:
                 tracker = RouteTracker.from_state(route, state, cfg, sites=sites)
             except ValueError:
                 tracker = None
+        judged = Approach(route, cfg)
+        if tracker is not None:
+            judged.restore(approach)
         self.routes[route.vehicle_id] = TrackedRoute(
-            route, tracker or RouteTracker(route, cfg, sites=sites), deliveries
+            route, tracker or RouteTracker(route, cfg, sites=sites), judged, deliveries
         )
         self._current.add(route.vehicle_id)
 
@@ -320,6 +342,11 @@ class LiveTracking:
                 )
             except ValueError:
                 continue  # saved for another route: keep the tracker as it is
+            try:
+                tracked.approach.restore(await self.saved_approach_state(vehicle))
+            except Exception as exc:
+                # It judges afresh: the customer waits for the vehicle to close in again.
+                log.warning("approach state of %s not loaded: %s", vehicle, exc)
             self.metrics.inc("gateway_route_takeovers_total")
 
     # ----- routes from dispatch
@@ -379,19 +406,23 @@ class LiveTracking:
         highs = [d.temp_max_c for d in deliveries.values() if d.temp_max_c is not None]
         current = self.routes.get(record.vehicle)
         state: dict[str, Any] | None
+        approach: dict[str, Any] | None
         if (
             current is not None
             and current.route.id == record.id
             and record.vehicle in self._current
         ):
             state = current.tracker.export_state()
+            approach = current.approach.export_state()
         else:  # new here, or tracked by another process lately: its newest saved state
             state = await self.saved_tracker_state(record.vehicle)
+            approach = await self.saved_approach_state(record.vehicle)
         self.set_route(
             to_geofence_route(record),
             {s.id: list(s.deliveries) for s in record.stops},
             (max(lows) if lows else None, min(highs) if highs else None),
             state=state,
+            approach=approach,
         )
         self.routes[record.vehicle].record = record
 
@@ -463,6 +494,7 @@ class LiveTracking:
                 (z := self.engine.zone(zid)) is not None and z.kind == "depot"
                 for zid in self.engine.memberships(vehicle)
             )
+            target = tracked.approach.target
             # Every fix, not only the newest: a resent backlog may hold a whole approach,
             # and its arriving and arrived must not be skipped.
             for p in positions:
@@ -478,6 +510,9 @@ class LiveTracking:
                     events.extend(route_events(ev, tracked))
                     self._save_now.add(vehicle)
                     self._note_observed(ev, tracked)
+                tracked.approach.update(tracked.tracker, p.accuracy)
+            if tracked.approach.target != target:
+                self._save_now.add(vehicle)  # other processes' customer pages read it
         return events
 
     def tick(self, now: float) -> list[dict[str, Any]]:
@@ -584,7 +619,7 @@ class LiveTracking:
                 for v in vehicles:
                     tracked = self.routes.get(v)
                     if tracked is not None:
-                        p.hset(keys.vehicle(v), {"trk": _tracker_blob(tracked)})
+                        p.hset(keys.vehicle(v), _saved_fields(tracked))
         except Exception as exc:
             log.warning("could not save %d route trackers: %s", len(vehicles), exc)
 
@@ -625,7 +660,7 @@ class LiveTracking:
                     fields["geo"] = _json.encode(geo[v])
                 tracked = self.routes.get(v)
                 if tracked is not None:
-                    fields["trk"] = _tracker_blob(tracked)
+                    fields.update(_saved_fields(tracked))
                 if fields:
                     p.hset(keys.vehicle(v), fields)
 
@@ -643,6 +678,21 @@ class LiveTracking:
     async def saved_tracker_state(self, vehicle: str) -> dict[str, Any] | None:
         raw = await self.store.redis.hget(keys.vehicle(vehicle), "trk")
         return None if raw is None else msgspec.json.decode(raw)
+
+    async def saved_approach_state(self, vehicle: str) -> dict[str, Any] | None:
+        raw = await self.store.redis.hget(keys.vehicle(vehicle), APPROACH_FIELD)
+        return None if raw is None else msgspec.json.decode(raw)
+
+    async def heading_to(self, vehicle: str, route_id: str) -> str | None:
+        """The stop of route ``route_id`` that ``vehicle`` drives to (see
+        :class:`~geofence.Approach`), or None: judged here if this process tracks the
+        vehicle's latest fixes, else as the process that does saved it."""
+        tracked = self.routes.get(vehicle)
+        if tracked is None or tracked.route.id != route_id:
+            return None
+        if vehicle in self._current:
+            return tracked.approach.target
+        return Approach.target_in(await self.saved_approach_state(vehicle), route_id)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:

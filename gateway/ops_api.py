@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from quart import Blueprint, Response, jsonify, request
 
-from .api import ApiError, agent_required
+from .api import ApiError, agent_required, time_arg
 from .dispatch_lifecycle import STATUSES
 from .kpis import compute_kpis
 
@@ -32,10 +32,7 @@ def ops_blueprint(gw: Gateway) -> Blueprint:
     @bp.get("/v1/kpis")
     @agent
     async def kpis() -> Any:
-        try:
-            since = float(request.args.get("since") or time.time() - 86_400)
-        except ValueError:
-            raise ApiError(400, "since must be epoch seconds", "since") from None
+        since = time_arg("since", time.time() - 86_400)
         events: list[dict[str, Any]] = []
         cursor = f"{int(since * 1000)}-0"
         while len(events) < MAX_KPI_EVENTS:

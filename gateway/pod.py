@@ -17,8 +17,9 @@ Files are served as ``image/<type>`` with ``X-Content-Type-Options: nosniff``,
 ``Content-Disposition: inline`` and a ``Content-Security-Policy`` that lets nothing in them
 load or run, so bytes that a browser might take for a page stay an image.
 
-A refusal is answered only once the whole request body has arrived (``_finish_body``), so
-the client reads its answer and sends its next request on the same connection.
+A refusal is answered only once the whole request body has arrived (``quart_body``, from
+the app's error handlers), so the client reads its answer and sends its next request on the
+same connection.
 """
 
 from __future__ import annotations
@@ -29,16 +30,13 @@ import os
 import struct
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import trio
 from PIL import Image
-from quart import Blueprint, after_this_request, jsonify, request, send_file
-from quart.typing import ResponseTypes
-from quart_trio.wrappers.request import TrioBody
+from quart import Blueprint, jsonify, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from geofence import haversine_m
@@ -63,8 +61,6 @@ MAX_TEXT: Final = 500
 EARLIEST_TS: Final = 946_684_800.0  # 2000-01-01T00:00:00Z
 # A refused body up to this size is read to its end (and dropped) before the answer, so the
 # connection can be used again; a larger one, or one of unknown length, closes it.
-DRAIN_MAX_BYTES: Final = 64 * 2**20  # 64 MiB
-DRAIN_TIMEOUT_S: Final = 30.0
 STAGING_PREFIX: Final = ".upload-"
 
 # Pillow's format name -> the type stored and served. A JPEG with several pictures in it
@@ -170,50 +166,6 @@ def _commit(moves: list[tuple[Path, Path]]) -> None:
 def _discard(paths: list[Path]) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
-
-
-# ----- the request body
-
-
-def _check_body_internals() -> None:
-    body = TrioBody(None, None)
-    complete = getattr(body, "_complete", None)
-    if not hasattr(body, "_must_raise") or not callable(getattr(complete, "wait", None)):
-        raise ImportError(
-            "quart's request Body has no _complete event or no _must_raise, which gateway.pod "
-            "reads to know when a refused body has arrived"
-        )
-
-
-async def _finish_body() -> None:
-    """Wait until the rest of the request body has arrived (it is dropped as it comes), or
-    have the answer close the connection when that cannot be known or takes too long.
-
-    Quart stops reading a body it refuses (over ``MAX_CONTENT_LENGTH``, a text field over
-    ``MAX_FORM_MEMORY_SIZE``, a malformed multipart). Hypercorn then answers the request but
-    neither reuses the connection (the request is not over) nor closes it (quart-trio cancels
-    the close when it hears the request is done), and the client's next request on it waits
-    for ever. Quart's ASGI task does go on receiving the body, and marks it complete
-    (``_complete``) when its last part has come; except that a body over the limit with no
-    declared length is marked complete on the spot (``_must_raise`` set, and nothing says
-    where it ends). Quart has no public way to wait for the end of a body it refused, hence
-    the two internals, checked at import."""
-    body = request.body
-    declared = request.content_length
-    if declared is None or declared <= DRAIN_MAX_BYTES:
-        with trio.move_on_after(DRAIN_TIMEOUT_S):
-            await body._complete.wait()
-    ended = body._complete.is_set() and (declared is not None or body._must_raise is None)
-    if not ended:
-        after_this_request(_close_connection)
-
-
-async def _close_connection(response: ResponseTypes) -> ResponseTypes:
-    response.headers["Connection"] = "close"
-    return response
-
-
-_check_body_internals()
 
 
 def pod_blueprint(gw: Gateway) -> Blueprint:
@@ -336,7 +288,7 @@ def pod_blueprint(gw: Gateway) -> Blueprint:
 
     @bp.post("/v1/deliveries/<ident>/pod")
     async def complete_with_proof(ident: str) -> Any:
-        return await answered_after_body(lambda: complete(ident))
+        return await complete(ident)
 
     @bp.get("/v1/deliveries/<ident>/pod")
     async def show(ident: str) -> Any:
@@ -356,16 +308,6 @@ def pod_blueprint(gw: Gateway) -> Blueprint:
         return await send_pod_file(gw, delivery_id, sha)
 
     return bp
-
-
-async def answered_after_body(handler: Callable[[], Awaitable[Any]]) -> Any:
-    """``await handler()``; when it fails, the failure's answer waits for the rest of the
-    request body first (``_finish_body``). A handler that succeeds has read all of it."""
-    try:
-        return await handler()
-    except Exception:
-        await _finish_body()
-        raise
 
 
 async def send_pod_file(gw: Gateway, delivery_id: str | None, sha: str) -> Any:

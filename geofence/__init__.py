@@ -21,12 +21,15 @@ Routes and ETAs
     :class:`SpeedModel` (pace against the plan), a :class:`ServiceModel` (service times learnt
     from the route's dwells, shaped by :class:`DwellShape`) and :func:`estimate_arrivals`;
     a :class:`FleetLearner` learns the prior from the fleet's routes and, per stop location
-    (:func:`site_key`), a :class:`SiteModel`.
+    (:func:`site_key`), a :class:`SiteModel`. An :class:`Approach` judges which stop the
+    vehicle drives to, whatever the planned order, and whether a position is clear of every
+    stop.
 
 All events are frozen msgspec Structs tagged by ``type``; decode any of them with
 ``msgspec.json.decode(data, type=geofence.Event)``.
 """
 
+from .approach import Approach
 from .engine import EngineConfig, EngineStats, FixBatch, GeofenceEngine
 from .errors import GeofenceError, RouteError, ZoneError
 from .eta import (
@@ -86,6 +89,7 @@ __all__ = [
     "OUTER",
     "AnyGeofenceEvent",
     "AnyRouteEvent",
+    "Approach",
     "Area",
     "Circle",
     "Corridor",

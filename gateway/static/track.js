@@ -82,9 +82,27 @@ function connect() {
   const conn = document.getElementById("conn");
   ws.onopen = () => { conn.textContent = ""; };
   ws.onmessage = m => { const msg = JSON.parse(m.data); if (msg.type === "view") render(msg.view); };
-  ws.onclose = () => { conn.textContent = "Reconnecting..."; setTimeout(connect, 3000); };
+  ws.onclose = e => {
+    if (e.code === LINK_INVALID || linkInvalid) { invalid(); return; }
+    conn.textContent = "Reconnecting...";
+    setTimeout(connect, 3000);
+  };
+}
+// The link expired or was revoked: nothing of the delivery stays on the page.
+const LINK_INVALID = 4403;
+let linkInvalid = false;
+function invalid() {
+  linkInvalid = true;
+  if (view) { view = { destination: view.destination, vehicle: null }; map.dirty = true; }
+  document.getElementById("conn").textContent = "";
+  for (const id of ["eta", "driver", "window", "address"]) document.getElementById(id).textContent = "";
+  document.getElementById("proof").hidden = true;
+  document.getElementById("resched").hidden = true;
+  document.getElementById("status").textContent = "This tracking link is invalid or has expired.";
+  document.body.dataset.vehicle = "hidden";
+  window.trackState = { status: "invalid", eta: null, vehicle: null, updates: (window.trackState?.updates || 0) + 1 };
 }
 fetch(`/v1/track/${token}`).then(r => r.ok ? r.json() : null).then(v => {
-  if (v) { render(v); } else { document.getElementById("status").textContent = "This tracking link is invalid or has expired."; }
+  if (v) { render(v); } else { invalid(); }
 });
 connect();

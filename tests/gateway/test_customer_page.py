@@ -51,7 +51,7 @@ async def test_customer_page_shows_the_van_coming_and_the_eta(gateway: GatewayHa
         assert eta_text.startswith("Expected between")
         first = page.evaluate("window.trackState")
         # The van comes much closer: the page follows without a reload.
-        trio.from_thread.run(drive, gateway, device, 4, [1500, 1400, 1300], now - 30, 10.0)
+        trio.from_thread.run(drive, gateway, device, 4, [1500.0, 1400.0, 1300.0], now - 30, 10.0)
         page.wait_for_function(
             f"window.trackState.vehicle.lat > {first['vehicle']['lat'] + 0.005}", timeout=15_000
         )
@@ -62,6 +62,35 @@ async def test_customer_page_shows_the_van_coming_and_the_eta(gateway: GatewayHa
         assert "bob" not in page.content().lower()
 
     await trio.to_thread.run_sync(in_browser("customer_page", check))
+
+
+async def test_an_open_page_empties_when_its_link_is_revoked(gateway: GatewayHandle) -> None:
+    device = await gateway.register("van-link")
+    now = time.time()
+    assert (await gateway.http.put("/v1/routes", json=two_stop_route(now - 600))).is_success
+    link = await issue(gateway, "D-S1")
+    assert (await gateway.http.post("/v1/routes/LINK-R/start")).is_success
+    await wait_tracked(gateway, "van-link")
+    await drive(gateway, device, 1, [3000, 2900, 2800], now - 200, 10.0)
+
+    async def revoke() -> None:
+        r = await gateway.http.post("/v1/deliveries/D-S1/link/revoke")
+        assert r.status_code == 200, r.text
+
+    def check(page: Any) -> None:
+        page.goto(f"{gateway.ep.http_url}/t/{link}")
+        page.wait_for_function("window.trackState && window.trackState.vehicle", timeout=10_000)
+        assert page.inner_text("#address") == "S1 avenue"
+        trio.from_thread.run(revoke)
+        page.wait_for_function("window.trackState.status === 'invalid'", timeout=5_000)
+        assert "invalid or has expired" in page.inner_text("#status")
+        assert page.evaluate("document.body.dataset.vehicle") == "hidden"
+        assert page.inner_text("#address") == "" and page.inner_text("#eta") == ""
+        # It does not keep knocking on a link that no longer opens.
+        page.wait_for_timeout(3_500)
+        assert page.inner_text("#conn") == ""
+
+    await trio.to_thread.run_sync(in_browser("customer_revoked", check))
 
 
 async def test_a_bad_link_shows_a_plain_refusal(gateway: GatewayHandle) -> None:
@@ -83,7 +112,7 @@ async def test_customer_page_follows_a_simulated_van(
             sys.executable, "-m", "simulator",
             "--api", gw.ep.http_url, "--ingest", gw.ep.ingest_url, "--api-key", API_KEY,
             "--vehicles", "1", "--duration", "60", "--time-scale", "10", "--interval", "0.5",
-            "--seed", "1", "--city-km", "1.2", "--stops-per-route", "4",
+            "--seed", "9", "--city-km", "2", "--stops-per-route", "4",
             "--id-prefix", "page-", "--status-interval", "0", "--fail-rate", "0",
         ],
         stdout=subprocess.DEVNULL,
@@ -99,7 +128,9 @@ async def test_customer_page_follows_a_simulated_van(
                 chunk = await proc.stderr.receive_some(4096)
                 assert chunk, err.decode()
                 err += chunk
-        # The first link is the van's first stop: the one it drives to now.
+        # The first link is the van's first stop: the one it drives to first. A customer sees
+        # the van only on its way to them, so this city and seed give that way 1.3 km (about
+        # 15 s at 10x), not a few hundred metres.
         link = err.split(b"tracking links:")[1].split()[0].decode()
 
         def check(page: Any) -> None:

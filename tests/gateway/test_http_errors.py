@@ -70,6 +70,26 @@ async def test_every_error_is_json_and_the_connection_stays_usable(
     assert metric(await gateway.metrics(), "gateway_http_errors_total") == 0
 
 
+async def test_refusals_before_the_body_is_read_keep_the_connection(
+    gateway: GatewayHandle,
+) -> None:
+    """A body quart refuses as too large (413), and bodies no handler reads (404, 401), are
+    waited for before the answer, so the same keep-alive connection takes the next request."""
+    token = await gateway.register("big-sender")
+    limits = httpx.Limits(max_connections=1)
+    async with httpx.AsyncClient(base_url=gateway.ep.http_url, limits=limits, timeout=10) as c:
+        big = b"[" + b" " * (17 * 2**20) + b"]"
+        for path, headers, status in (
+            ("/v1/positions", {"Authorization": f"Bearer {token}"}, 413),
+            ("/v1/no/such/thing", {}, 404),
+            ("/v1/devices", {}, 401),
+        ):
+            r = await c.post(path, content=big, headers=headers)
+            assert r.status_code == status, (path, r.text[:200])
+            assert isinstance(r.json()["error"], str)
+            assert (await c.get("/healthz")).status_code == 200, path
+
+
 async def raw_request(gateway: GatewayHandle, request: bytes) -> bytes:
     """Send ``request`` as it is; return the response's head, lower-cased."""
     host, port = gateway.ep.http_url.removeprefix("http://").split(":")

@@ -32,7 +32,8 @@ def test_tampered_or_foreign_tokens_are_refused() -> None:
     assert SIGNER.verify(f"{other}.{sig}", now=0) is None
     assert SIGNER.verify(f"{payload}.{sig[:-2]}xx", now=0) is None
     assert LinkSigner("another-secret-of-16+").verify(tok, now=0) is None
-    for junk in ("", "a.b.c", "x" * 600, "....", "not-base64!.sig"):
+    for junk in ("", "a.b.c", "x" * 600, "....", "not-base64!.sig", f"{payload}.é{sig[1:]}",
+                 f"{payload}\udc80.{sig}", "é.é"):  # fmt: skip
         assert SIGNER.verify(junk, now=0) is None
 
 

@@ -369,7 +369,7 @@ async def test_a_refused_body_that_is_not_waited_for_closes_the_connection(
     assert (status, answer["connection"]) == (413, "close")
     assert isinstance(msgspec.json.decode(body)["error"], str)
     # Declared longer than the gateway reads to the end.
-    monkeypatch.setattr("gateway.pod.DRAIN_MAX_BYTES", 2**20)
+    monkeypatch.setattr("gateway.quart_body.DRAIN_MAX_BYTES", 2**20)
     photo = multipart_parts("photo", 20 * 2**20, "p.jpg")
     status, answer, body = await post_on_own_connection(gateway, path, headers, photo, False)
     assert (status, answer["connection"]) == (413, "close")
