@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -20,10 +19,26 @@ import trio
 from quart import Response, jsonify, request, send_from_directory, websocket
 from quart_trio import QuartTrio
 
+from .api_models import (
+    MAX_EPOCH_S,
+    DeviceCreate,
+    DeviceList,
+    Events,
+    EventsQuery,
+    Health,
+    NewDevice,
+    NewToken,
+    Revoked,
+    Track,
+    TrackQuery,
+    VehicleList,
+)
+from .api_models import Device as DeviceOut
+from .api_spec import Content, Op, read_body, read_query
 from .dispatch_api import dispatch_blueprint
-from .http_errors import ApiError, install_error_handlers, json_object
+from .http_errors import ApiError, install_error_handlers
 from .openapi import openapi_spec
-from .state import public
+from .state import VehicleState, public
 from .store import DeviceExists, UnknownDevice
 from .unavailable import GuardedQuartTrio, RedisGuard
 
@@ -31,10 +46,38 @@ if TYPE_CHECKING:
     from .app import Gateway
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
-ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-MAX_TRACK_ROWS: Final = 50_000
 
 _json: Final = msgspec.json.Encoder()
+
+
+_ID = {"id": "the device id"}
+_VID = {"id": "the vehicle id"}
+
+# The operations of this module, for /openapi.json.
+OPS: Final = [
+    Op("GET", "/healthz", "Liveness and Redis reachability",
+       {200: Health, 503: Health}, public=True),
+    Op("GET", "/metrics", "Prometheus metrics",
+       {200: Content("text/plain", {"type": "string"}, "text exposition format")}, public=True),
+    Op("GET", "/openapi.json", "This description",
+       {200: Content("application/json", {"type": "object"}, "OpenAPI 3.1")}, public=True),
+    Op("POST", "/v1/devices", "Register a device; returns its secret token once",
+       {201: NewDevice, 409: None}, body=DeviceCreate),
+    Op("GET", "/v1/devices", "List devices", {200: DeviceList}),
+    Op("GET", "/v1/devices/{id}", "One device", {200: DeviceOut, 404: None}, params=_ID),
+    Op("POST", "/v1/devices/{id}/token",
+       "Issue a new token (the old one stops working; also un-revokes)",
+       {200: NewToken, 404: None}, params=_ID),
+    Op("POST", "/v1/devices/{id}/revoke", "Revoke the device's token and close its connections",
+       {200: Revoked, 404: None}, params=_ID),
+    Op("GET", "/v1/vehicles", "Latest state of every vehicle", {200: VehicleList}),
+    Op("GET", "/v1/vehicles/{id}", "Latest state of one vehicle",
+       {200: VehicleState, 404: None}, params=_VID),
+    Op("GET", "/v1/vehicles/{id}/track", "Position history, oldest first",
+       {200: Track}, params=_VID, query=TrackQuery),
+    Op("GET", "/v1/events", "The event log, oldest first (order=desc: newest first)",
+       {200: Events}, query=EventsQuery),
+]  # fmt: skip
 
 
 def finite_field(fields: Mapping[str, Any], name: str) -> float | None:
@@ -52,9 +95,6 @@ def finite_field(fields: Mapping[str, Any], name: str) -> float | None:
     return value
 
 
-MAX_EPOCH_S: Final = 1e11  # about the year 5138: a later time is a mistake
-
-
 def time_arg(name: str, default: float) -> float:
     """Query argument ``name`` as epoch seconds from 0 to ``MAX_EPOCH_S``; else a 400."""
     value = finite_field(request.args, name)
@@ -70,27 +110,6 @@ async def drain_browser() -> None:
     noticed; nothing it says is needed."""
     while True:
         await websocket.receive()
-
-
-def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an integer", name) from None
-    if not lo <= value <= hi:
-        raise ApiError(400, f"{name} must be between {lo} and {hi}", name)
-    return value
-
-
-def _valid_id(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not ID_RE.match(value):
-        raise ApiError(
-            400, f"{field} must be 1-64 characters of letters, digits, '_', '.', ':' or '-'", field
-        )
-    return value
 
 
 def agent_key() -> str | None:
@@ -150,19 +169,17 @@ def create_app(gw: Gateway) -> QuartTrio:
 
     @app.get("/openapi.json")
     async def openapi() -> Any:
-        return jsonify(openapi_spec(gw.settings.resolved_public_url(gw.http_port)))
+        return jsonify(openapi_spec(gw.settings.resolved_public_url(gw.http_port), OPS))
 
     # ----- devices
 
     @app.post("/v1/devices")
     @agent
     async def create_device() -> Any:
-        body = await json_object()
-        dev_id = _valid_id(body.get("id"), "id")
-        vehicle = _valid_id(body.get("vehicle", dev_id), "vehicle")
-        name = body.get("name", dev_id)
-        if not isinstance(name, str) or len(name) > 200:
-            raise ApiError(400, "name must be a string of at most 200 characters", "name")
+        body = await read_body(DeviceCreate)
+        dev_id = body.id
+        vehicle = body.vehicle or dev_id
+        name = body.name if isinstance(body.name, str) else dev_id
         try:
             token = await gw.store.create_device(dev_id, vehicle, name)
         except DeviceExists:
@@ -221,11 +238,14 @@ def create_app(gw: Gateway) -> QuartTrio:
     @agent
     async def vehicle_track(vid: str) -> Any:
         now = time.time()
-        since = time_arg("since", now - 3600)
-        until = time_arg("until", now + gw.settings.future_tolerance_s)
-        if until < since:
-            raise ApiError(400, "until must not be before since", "until")
-        limit = _int_arg("limit", 10_000, 1, MAX_TRACK_ROWS)
+        q = read_query(TrackQuery)
+        since = now - 3600 if isinstance(q.since, msgspec.UnsetType) else q.since
+        until = (
+            now + gw.settings.future_tolerance_s
+            if isinstance(q.until, msgspec.UnsetType)
+            else q.until
+        )
+        limit = q.limit
         rows = await gw.store.read_track(vid, since, until, limit, gw.settings.future_tolerance_s)
         positions = [{"device": device, **msgspec.to_builtins(p)} for device, p in rows]
         return jsonify({"vehicle": vid, "since": since, "until": until, "positions": positions})
@@ -237,11 +257,10 @@ def create_app(gw: Gateway) -> QuartTrio:
     async def list_events() -> Any:
         """The oldest ``limit`` events after ``after``, oldest first; with ``order=desc`` the
         newest ``limit`` (after ``after``), newest first."""
-        after = request.args.get("after", "")
-        if after and not re.match(r"^\d+-\d+$", after):
-            raise ApiError(400, "after must be an event id such as 1700000000000-0", "after")
-        limit = _int_arg("limit", 100, 1, 1000)
-        order = request.args.get("order") or "asc"
+        q = read_query(EventsQuery)
+        after = q.after or ""
+        limit = q.limit
+        order = q.order
         if order == "asc":
             events = await gw.store.read_events("(" + after if after else "-", limit)
         elif order == "desc":
@@ -249,9 +268,7 @@ def create_app(gw: Gateway) -> QuartTrio:
             if after:  # ids increase: those of the newest after it are the newest after it
                 bound = tuple(map(int, after.split("-")))
                 events = [e for e in events if tuple(map(int, e["id"].split("-"))) > bound]
-        else:
-            raise ApiError(400, "order must be asc (oldest first) or desc (newest first)", "order")
-        etype = request.args.get("type")
+        etype = q.type
         if etype:
             events = [e for e in events if e.get("type") == etype]
         return jsonify({"events": events})

@@ -54,6 +54,10 @@ _RECEIPT_STATUS: Final = {
 _ALERT_STATUSES: Final = {"unresolved", "open", "acknowledged", "resolved", "all"}
 
 
+class _BadBody(Exception):
+    """A request body that is not a JSON object."""
+
+
 def _json(body: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(body), status=status, content_type="application/json")
 
@@ -156,8 +160,21 @@ def create_blueprint(
         return _json({"alerts": found})
 
     async def _body() -> dict[str, Any]:
-        body = await request.get_json(silent=True)
-        return body if isinstance(body, dict) else {}
+        """The JSON object sent, or {} for no body; anything else is a 400."""
+        data = await request.get_data(as_text=False)
+        if not data.strip():
+            return {}
+        try:
+            body = msgspec.json.decode(data)
+        except (msgspec.DecodeError, RecursionError):
+            raise _BadBody("the body is not valid JSON (UTF-8)") from None
+        if not isinstance(body, dict):
+            raise _BadBody("the body must be a JSON object")
+        return body
+
+    @bp.errorhandler(_BadBody)
+    async def _bad_body(exc: _BadBody) -> Response:
+        return _problem(400, str(exc))
 
     @bp.post("/v1/alerts/<alert_id>/ack")
     @agent
