@@ -34,7 +34,7 @@ async def schemathesis(base_url: str, workdir: Path, *args: str) -> tuple[int, s
             "1",
             "--no-color",
             *args,
-        ],  # fmt: skip
+        ],
         capture_stdout=True,
         capture_stderr=True,
         check=False,
