@@ -34,7 +34,7 @@ from .api_models import (
     VehicleList,
 )
 from .api_models import Device as DeviceOut
-from .api_spec import Content, Op, read_body, read_query
+from .api_spec import Content, Op, merged, read_body, read_query
 from .dispatch_api import dispatch_blueprint
 from .http_errors import ApiError, install_error_handlers
 from .openapi import openapi_spec
@@ -167,9 +167,11 @@ def create_app(gw: Gateway) -> QuartTrio:
     async def metrics() -> Any:
         return Response(gw.metrics.render(), content_type="text/plain; version=0.0.4")
 
+    all_ops: list[Op] = []  # every module's, once they are imported below
+
     @app.get("/openapi.json")
     async def openapi() -> Any:
-        return jsonify(openapi_spec(gw.settings.resolved_public_url(gw.http_port), OPS))
+        return jsonify(openapi_spec(gw.settings.resolved_public_url(gw.http_port), all_ops))
 
     # ----- devices
 
@@ -313,12 +315,27 @@ def create_app(gw: Gateway) -> QuartTrio:
         finally:
             sub.close()
 
+    from . import (
+        claims,
+        customer_api,
+        dispatch_api,
+        http_ingest,
+        notify_ops,
+        ops_api,
+        pod,
+        zones_api,
+    )
     from .claims import claims_blueprint
     from .customer_api import customer_blueprint
     from .http_ingest import http_ingest_blueprint
     from .ops_api import ops_blueprint
     from .pod import pod_blueprint
     from .zones_api import zones_blueprint
+
+    all_ops += merged(
+        OPS, dispatch_api.OPS, zones_api.OPS, claims.OPS, customer_api.OPS, pod.OPS,
+        http_ingest.OPS, ops_api.OPS, notify_ops.OPS,
+    )  # fmt: skip
 
     app.register_blueprint(zones_blueprint(gw))
     app.register_blueprint(http_ingest_blueprint(gw))

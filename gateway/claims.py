@@ -18,6 +18,7 @@ import msgspec
 from quart import Blueprint, jsonify, request
 
 from .api import ApiError, agent_required
+from .api_spec import Op
 from .http_errors import json_object
 
 if TYPE_CHECKING:
@@ -27,6 +28,10 @@ CLAIM_TYPES: Final = ("damaged", "missing", "wrong_item", "late", "other")
 RESOLUTIONS: Final = ("refund", "redelivery", "rejected", "other")
 MAX_TEXT: Final = 2000
 INDEX: Final = "claims"
+
+# The operations of this module, for /openapi.json (still described by hand in
+# openapi.py while this list is empty).
+OPS: Final[list[Op]] = []
 
 
 class Claim(msgspec.Struct, kw_only=True):

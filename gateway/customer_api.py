@@ -18,6 +18,7 @@ import trio
 from quart import Blueprint, Response, jsonify, request, send_from_directory, websocket
 
 from .api import STATIC_DIR, ApiError, agent_required, drain_browser
+from .api_spec import Op
 from .customer import customer_view, reschedule_options
 from .dispatch import Window
 from .dispatch_lifecycle import RESCHEDULED
@@ -34,6 +35,10 @@ DENIED: Final = "this tracking link is invalid or has expired"
 CLOSE_LINK_INVALID: Final = 4403  # the link expired or was revoked while its stream was open
 
 _json: Final = msgspec.json.Encoder()
+
+# The operations of this module, for /openapi.json (still described by hand in
+# openapi.py while this list is empty).
+OPS: Final[list[Op]] = []
 
 
 def customer_blueprint(gw: Gateway) -> Blueprint:

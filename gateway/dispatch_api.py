@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 from quart import Blueprint, jsonify, request
 
+from .api_spec import Op
 from .dispatch import (
     ROUTE_STATUSES,
     DeliveryRecord,
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
 
 MAX_LIST: Final = 1_000
 DEFAULT_LIST: Final = 100
+
+# The operations of this module, for /openapi.json (still described by hand in
+# openapi.py while this list is empty).
+OPS: Final[list[Op]] = []
 
 
 class _NotFound(Exception):

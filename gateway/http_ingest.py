@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 from quart import Blueprint, Response, jsonify, request
 
+from .api_spec import Op
 from .http_errors import ApiError, decode_json
 from .ingest import Session, frame_cost
 from .wire import Ack, MalformedFrame, Position, Reason, Rejection, decode_frame
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 KNOT_MPS: Final = 0.514444
 KMH_MPS: Final = 1 / 3.6
 SESSION_CACHE: Final = 100_000
+
+# The operations of this module, for /openapi.json (still described by hand in
+# openapi.py while this list is empty).
+OPS: Final[list[Op]] = []
 
 
 def _epoch(value: Any) -> float:

@@ -5,7 +5,7 @@ part below (``_legacy``), being replaced by listed operations module by module."
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from .api_spec import Op
 from .api_spec import openapi_spec as generated_spec
@@ -40,6 +40,10 @@ def _query(name: str, typ: str, desc: str) -> dict[str, Any]:
             "description": desc}  # fmt: skip
 
 
+# Marks an operation described by hand below, not from its handler's types.
+HAND_WRITTEN: Final = "x-hand-written"
+
+
 def openapi_spec(server_url: str, ops: Iterable[Op]) -> dict[str, Any]:
     spec = generated_spec(
         server_url,
@@ -57,7 +61,8 @@ def openapi_spec(server_url: str, ops: Iterable[Op]) -> dict[str, Any]:
     spec["components"]["responses"] = legacy["components"]["responses"]
     for path, item in legacy["paths"].items():
         for method, op in item.items():
-            spec["paths"].setdefault(path, {}).setdefault(method, op)
+            if method not in spec["paths"].get(path, {}):
+                spec["paths"].setdefault(path, {})[method] = op | {HAND_WRITTEN: True}
     return spec
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 from quart import Blueprint, Response, jsonify, request
 
 from .api import ApiError, agent_required, time_arg
+from .api_spec import Op
 from .dispatch_lifecycle import STATUSES
 from .kpis import compute_kpis
 
@@ -23,6 +24,10 @@ CSV_COLUMNS: Final = (
     "id", "external_id", "status", "route", "stop", "kind", "address", "window_start",
     "window_end", "recipient_name", "reason", "note", "updated",
 )  # fmt: skip
+
+# The operations of this module, for /openapi.json (still described by hand in
+# openapi.py while this list is empty).
+OPS: Final[list[Op]] = []
 
 
 def ops_blueprint(gw: Gateway) -> Blueprint:

@@ -42,6 +42,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from geofence import haversine_m
 
 from .api import agent_key, finite_field
+from .api_spec import Op
 from .dispatch import STARTED
 from .dispatch_lifecycle import DELIVERED, IllegalTransition
 from .http_errors import ApiError
@@ -75,6 +76,10 @@ SERVED_HEADERS: Final = {
 _DECODE_ERRORS: Final = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
 _json: Final = msgspec.json.Encoder()
+
+# The operations of this module, for /openapi.json (still described by hand in
+# openapi.py while this list is empty).
+OPS: Final[list[Op]] = []
 
 
 class BadImage(Exception):

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from quart import Blueprint, jsonify, request
 
 from geofence import Zone, ZoneError
 
 from .api import ApiError, agent_required
+from .api_spec import Op
 from .http_errors import json_object
 
 if TYPE_CHECKING:
     from .app import Gateway
+
+# The operations of this module, for /openapi.json (still described by hand in
+# openapi.py while this list is empty).
+OPS: Final[list[Op]] = []
 
 
 def zones_blueprint(gw: Gateway) -> Blueprint:
