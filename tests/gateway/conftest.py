@@ -137,4 +137,8 @@ async def stored_seqs(redis: coredis.Redis[bytes], vehicle: str) -> list[int]:
     """Every position's ``seq`` in ``vehicle``'s history stream as stored, repeats included
     (the REST history read drops repeats, so it cannot show them)."""
     entries = await redis.xrange(keys.track(vehicle))
-    return [p.seq for e in entries for p in _positions.decode(e.field_values[b"p"])]
+    return [p.seq for e in entries for p in _positions.decode(_raw(e.field_values[b"p"]))]
+
+
+def _raw(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value

@@ -29,8 +29,14 @@ def fix(
     }
 
 
-def headers(token: str) -> list[tuple[str, str]]:
-    return [("Authorization", f"Bearer {token}")]
+def headers(token: str) -> list[tuple[bytes, bytes]]:
+    return [(b"Authorization", f"Bearer {token}".encode())]
+
+
+def bytes_of(message: str | bytes) -> bytes:
+    """A binary reply (a text one fails the test)."""
+    assert isinstance(message, bytes), message
+    return message
 
 
 async def closed_by_gateway(ws: Any) -> int:
@@ -43,6 +49,7 @@ async def closed_by_gateway(ws: Any) -> int:
             while True:
                 await ws.get_message()
         except ConnectionClosed as exc:
+            assert exc.reason is not None
             code = int(exc.reason.code)
     await ws._stream.aclose()
     return code
@@ -116,12 +123,12 @@ async def test_bad_input_keeps_the_connection_and_other_devices(gateway: Gateway
         err = json.loads(await bad.get_message())
         assert err["type"] == "error" and err["reason"] == "malformed"
         await bad.send_message(b"\xc1\x00garbage")
-        err = msgspec.msgpack.decode(await bad.get_message())
+        err = msgspec.msgpack.decode(bytes_of(await bad.get_message()))
         assert err["reason"] == "malformed"
         await bad.send_message(json.dumps({"seq": "one", "ts": 1, "lat": 1, "lon": 1}))
         assert json.loads(await bad.get_message())["reason"] == "malformed"
         await bad.send_message(msgspec.msgpack.encode(fix(1, lat=math.nan)))
-        nan_reply = msgspec.msgpack.decode(await bad.get_message())
+        nan_reply = msgspec.msgpack.decode(bytes_of(await bad.get_message()))
         assert nan_reply["rejected"] == [{"seq": 1, "reason": "out_of_range", "detail": "lat"}]
         batch = [
             fix(2),

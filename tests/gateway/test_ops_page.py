@@ -19,7 +19,7 @@ from .conftest import API_KEY, GatewayHandle, gateway_settings, handshake, start
 
 
 async def send(gateway: GatewayHandle, token: str, positions: list[dict[str, Any]]) -> None:
-    hdrs = [("Authorization", f"Bearer {token}")]
+    hdrs = [(b"Authorization", f"Bearer {token}".encode())]
     async with open_websocket_url(gateway.ep.ingest_url, extra_headers=hdrs) as ws:
         await ws.send_message(json.dumps(positions))
         with trio.fail_after(5):

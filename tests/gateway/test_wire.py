@@ -45,7 +45,9 @@ def test_reply_encodings() -> None:
         encode_reply(ack, False)
         == '{"type":"ack","seq":7,"rejected":[{"seq":3,"reason":"duplicate"}]}'
     )
-    assert msgspec.msgpack.decode(encode_reply(ack, True)) == {
+    binary = encode_reply(ack, True)
+    assert isinstance(binary, bytes)
+    assert msgspec.msgpack.decode(binary) == {
         "type": "ack",
         "seq": 7,
         "rejected": [{"seq": 3, "reason": "duplicate"}],

@@ -278,8 +278,11 @@ def test_index_contains_matches_brute_force() -> None:
     # Circles are exact, their polygons are within 0.5 m: allow disagreement only there.
     diff = got ^ want
     for i, zid in diff:
-        z = index.get(zid)
-        assert z is not None and z.geometry.exterior.distance(shapely.Point(lon[i], lat[i])) < 1e-5
+        found = index.get(zid)
+        assert (
+            found is not None
+            and found.geometry.exterior.distance(shapely.Point(lon[i], lat[i])) < 1e-5
+        )
     assert len(got) > 20
 
 
@@ -328,9 +331,9 @@ def reference(zones: Sequence[Zone], fixes: Sequence[Fix], cfg: EngineConfig) ->
         if prev is not None and ts < prev.ts:
             continue
         joined = prev is not None and ts - prev.ts <= cfg.max_cross_gap_s
-        hits = index.query(
-            [lat], [lon], [prev.lat if joined else math.nan], [prev.lon if joined else math.nan]
-        )
+        plat = prev.lat if prev is not None and joined else math.nan
+        plon = prev.lon if prev is not None and joined else math.nan
+        hits = index.query([lat], [lon], [plat], [plon])
         obs = {index.zone_at(int(s)).id: int(f) for s, f in zip(hits.slot, hits.flags, strict=True)}
         cur = FixPoint(ts, lat, lon)
         here = []

@@ -3,6 +3,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -460,9 +461,9 @@ def test_route_decodes_from_json_and_validates() -> None:
         ({"arrival_radius_m": 0}, "metres"),
     ]
     for change, words in bad_stops:
-        stop = {**body["stops"][0], **change}  # type: ignore[dict-item]
+        bad_stop: dict[str, Any] = {**body["stops"][0], **change}  # type: ignore[dict-item]
         with pytest.raises(msgspec.ValidationError, match=re.escape(words)):
-            msgspec.json.decode(json.dumps({**body, "stops": [stop]}), type=Route)
+            msgspec.json.decode(json.dumps({**body, "stops": [bad_stop]}), type=Route)
 
     stop = Stop(id="a", lat=52.0, lon=13.0, window_start=0, window_end=60)
     with pytest.raises(RouteError, match="unique"):

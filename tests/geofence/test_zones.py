@@ -254,11 +254,11 @@ def test_shapely_polygon_validation_without_geojson() -> None:
     with pytest.raises(ZoneError, match="Self-intersection"):
         Zone("b", Area(bowtie))
     with pytest.raises(ZoneError, match="expected Polygon"):
-        Zone("b", Area(shapely.Point(0, 0)))  # type: ignore[arg-type]
+        Zone("b", Area(shapely.Point(0, 0)))
 
 
-def ts_at(tz: str, *args: int) -> float:
-    return datetime(*args, tzinfo=ZoneInfo(tz)).timestamp()
+def ts_at(tz: str, year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(tz)).timestamp()
 
 
 def test_schedule_days_hours_and_time_zone() -> None:

@@ -42,7 +42,8 @@ class WebhookReceiver:
         return self.received
 
     async def _hook(self) -> Response:
-        body = await request.get_data()
+        body = await request.get_data(as_text=False)
+        assert isinstance(body, bytes)
         headers = {k.lower(): v for k, v in request.headers.items()}
         ok = self.secret is not None and verify_signature(
             self.secret,

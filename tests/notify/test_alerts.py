@@ -76,7 +76,9 @@ async def test_changes_are_published_for_other_processes(redis: coredis.Redis[by
         with trio.fail_after(5):
             async for message in sub:
                 if message["type"] == "message":
-                    assert decode_alert(message["data"]).id == alert.id
+                    data = message["data"]
+                    assert isinstance(data, bytes | str)
+                    assert decode_alert(data).id == alert.id
                     break
 
 

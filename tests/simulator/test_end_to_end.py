@@ -41,7 +41,7 @@ async def _events(gateway: GatewayHandle) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     after = ""
     while True:
-        params = {"limit": 1000, **({"after": after} if after else {})}
+        params: dict[str, str | int] = {"limit": 1000, **({"after": after} if after else {})}
         page = (await gateway.http.get("/v1/events", params=params)).json()["events"]
         out.extend(page)
         if len(page) < 1000:
