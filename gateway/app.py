@@ -344,6 +344,7 @@ class Gateway:
                 http_url = binds[0]
                 self.http_port = int(http_url.rsplit(":", 1)[1])
                 front.start_soon(self._sweep_offline)
+                front.start_soon(self.links.follow_revocations)
                 await front.start(self.peers.follow)
                 await front.start(self._tail_events)
                 if self.demo_fleet is not None:

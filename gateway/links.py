@@ -8,8 +8,11 @@ Verification answers only "valid" or "not": a tampered, expired or revoked token
 indistinguishable from a token of a delivery that does not exist.
 
 A link stops working while a page streams from it too: :meth:`Links.wait_invalid` returns
-at the token's expiry, or within ``REVOCATION_POLL_S`` of its revocation (it reads the
-revocation time that often: one small GET per open stream and poll).
+at the token's expiry, or as soon as its revocation is known. A revocation is also appended
+to one stream (``trk:revocations``) that each process follows with one blocking read
+(:meth:`Links.follow_revocations`), which wakes only the streams of that delivery; each of
+them then reads the revocation time once. Every ``REVOCATION_POLL_S`` a stream reads it
+anyway, for what the follower missed (Redis away, a process not following).
 """
 
 from __future__ import annotations
@@ -17,18 +20,26 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import time
 from dataclasses import dataclass
 from typing import Final
 
+import coredis
 import msgspec
 import trio
 
 from notify.redis_client import RedisClient
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TTL_S: Final = 7 * 86_400.0
 MAX_TOKEN_CHARS: Final = 512
-REVOCATION_POLL_S: Final = 0.5  # an open stream learns of its link's revocation within this
+REVOCATION_POLL_S: Final = 10.0  # an open stream reads its revocation time at least this often
+REVOCATIONS: Final = "trk:revocations"  # stream: one entry per revocation, field d the delivery
+REVOCATIONS_MAX_LEN: Final = 10_000
+FOLLOW_BLOCK_MS: Final = 5_000
+FOLLOW_RETRY_MAX_S: Final = 5.0
 
 
 class _Claims(msgspec.Struct, array_like=True, frozen=True):
@@ -91,6 +102,8 @@ class Links:
 
     def __init__(self, redis: RedisClient[bytes], signer: LinkSigner, ttl_s: float) -> None:
         self.redis = redis
+        # Per delivery with an open stream: set (and dropped) when its links are revoked.
+        self._revoked_events: dict[str, trio.Event] = {}
         self.signer = signer
         self.ttl_s = ttl_s
 
@@ -123,17 +136,57 @@ class Links:
         return raw is not None and claims.issued_ms <= int(raw)
 
     async def wait_invalid(self, claims: LinkClaims, poll_s: float = REVOCATION_POLL_S) -> None:
-        """Return once the link stops working: at its expiry, or within ``poll_s`` of its
-        revocation."""
-        # Polled: a revocation may come through any process, and one GET a poll is less
-        # than a subscription per stream.
-        with trio.move_on_after(max(0.0, claims.expires - time.time())):
-            while True:
-                await trio.sleep(poll_s)
-                if await self.revoked(claims):
-                    return
+        """Return once the link stops working: at its expiry, or once its revocation is
+        known (told by ``follow_revocations``, or read every ``poll_s``)."""
+        events = self._revoked_events
+        try:
+            with trio.move_on_after(max(0.0, claims.expires - time.time())):
+                while True:
+                    event = events.setdefault(claims.delivery, trio.Event())
+                    with trio.move_on_after(poll_s):
+                        await event.wait()
+                    if await self.revoked(claims):
+                        return
+        finally:
+            left = events.get(claims.delivery)
+            if left is not None and left.statistics().tasks_waiting == 0:
+                del events[claims.delivery]  # no stream of it is open any more
+
+    async def follow_revocations(self) -> None:
+        """Wake the streams of every delivery whose links are revoked, through any process,
+        until cancelled; waits out a Redis outage (retried with backoff, warned once)."""
+        last = "$"
+        delay = 0.1
+        while True:
+            try:
+                reply = await self.redis.xread(
+                    {REVOCATIONS: last}, count=1000, block=FOLLOW_BLOCK_MS
+                )
+            except Exception as exc:  # an outage: the streams' own reads cover it meanwhile
+                if delay == 0.1:
+                    log.warning("cannot follow link revocations (%r); retrying", exc)
+                await trio.sleep(delay)
+                delay = min(FOLLOW_RETRY_MAX_S, delay * 2)
+                continue
+            delay = 0.1
+            for _, entries in (reply or {}).items():
+                for entry in entries:
+                    last = _text(entry.identifier)
+                    delivery = _text(entry.field_values.get(b"d", b""))
+                    event = self._revoked_events.pop(delivery, None)
+                    if event is not None:
+                        event.set()
 
     async def revoke(self, delivery_id: str, now: float | None = None) -> None:
         """Every link issued until now stops working; later ones work."""
         now_ms = int((time.time() if now is None else now) * 1000)
         await self.redis.set(revoked_key(delivery_id), str(now_ms))
+        # Then told, so a stream woken by it reads the new revocation time.
+        await self.redis.xadd(
+            REVOCATIONS, {"d": delivery_id}, trim_strategy=coredis.PureToken.MAXLEN,
+            threshold=REVOCATIONS_MAX_LEN, trim_operator=coredis.PureToken.APPROXIMATELY,
+        )  # fmt: skip
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
