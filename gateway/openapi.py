@@ -511,17 +511,6 @@ def _add_more(paths: dict[str, Any]) -> None:
     """Zones, HTTP ingest, tracking links, proof of delivery, claims, notifications, ops."""
     zid, did, tok = _path_param("id"), _path_param("id"), _path_param("token")
     paths.update({
-        "/v1/zones": {
-            "get": _op("Zones as a GeoJSON FeatureCollection", "200",
-                       params=[_query("kind", "string", "only zones of this kind")]),
-            "post": _op("Create a zone from a GeoJSON Feature (Polygon, MultiPolygon, Point with "
-                        "radius_m, LineString with width_m)", "201", "409", "422", body=True),
-        },
-        "/v1/zones/{id}": {
-            "get": _op("One zone", "200", "404", params=[zid]),
-            "put": _op("Create or replace a zone", "200", "422", params=[zid], body=True),
-            "delete": _op("Delete a zone", "204", "404", params=[zid]),
-        },
         "/v1/positions": {"post": _op(
             "Device batch POST (Bearer device token; JSON or application/msgpack); "
             "answers the ack once stored", "200", "400", "401", body=True, public=True)},

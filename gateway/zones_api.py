@@ -5,20 +5,37 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
 from quart import Blueprint, jsonify, request
 
 from geofence import Zone, ZoneError
 
 from .api import ApiError, agent_required
-from .api_spec import Op
-from .http_errors import json_object
+from .api_spec import Op, read_body, read_query
+from .zones_models import ZoneCollection, ZoneFeature, ZoneFeatureInput, ZonesQuery
 
 if TYPE_CHECKING:
     from .app import Gateway
 
-# The operations of this module, for /openapi.json (still described by hand in
-# openapi.py while this list is empty).
-OPS: Final[list[Op]] = []
+_ID: Final = {"id": "the zone id"}
+_SHAPES: Final = (
+    "A GeoJSON Feature: Polygon, MultiPolygon, Point with properties.radius_m (a circle) or "
+    "LineString with properties.width_m (a corridor). A Feature of the right shape that is "
+    "no valid zone (a ring not closed or self-intersecting, no area, no radius_m for a "
+    "Point, an unknown time zone...) is a 422 naming the field."
+)
+
+# The operations of this module, for /openapi.json.
+OPS: Final = [
+    Op("POST", "/v1/zones", "Create a zone (its id made up if the Feature has none)",
+       {201: ZoneFeature, 409: None, 422: None}, body=ZoneFeatureInput, description=_SHAPES),
+    Op("GET", "/v1/zones", "Zones as a GeoJSON FeatureCollection", {200: ZoneCollection},
+       query=ZonesQuery),
+    Op("GET", "/v1/zones/{id}", "One zone", {200: ZoneFeature, 404: None}, params=_ID),
+    Op("PUT", "/v1/zones/{id}", "Create or replace a zone (a Feature id must be the path's)",
+       {200: ZoneFeature, 422: None}, body=ZoneFeatureInput, params=_ID, description=_SHAPES),
+    Op("DELETE", "/v1/zones/{id}", "Delete a zone", {204: None, 404: None}, params=_ID),
+]  # fmt: skip
 
 
 def zones_blueprint(gw: Gateway) -> Blueprint:
@@ -26,14 +43,19 @@ def zones_blueprint(gw: Gateway) -> Blueprint:
     agent = agent_required(gw)
 
     async def feature_body(zone_id: str | None) -> Zone:
-        body = await json_object("the body must be a GeoJSON Feature object")
+        """The request's Feature as a Zone: its shape checked by ``ZoneFeatureInput`` (400),
+        its geometry by ``Zone`` (422). ``zone_id``: the path's (PUT)."""
+        feature = await read_body(ZoneFeatureInput)
+        # Decoded again as it came: the properties the Struct does not name are the zone's
+        # own, kept and given back.
+        body = msgspec.json.decode(await request.get_data(as_text=False))
+        given = None if isinstance(feature.id, msgspec.UnsetType) else feature.id
         if zone_id is not None:
-            given = body.get("id")
             if given is not None and str(given) != zone_id:
-                raise ApiError(400, "the feature id differs from the id in the path", "id")
-            body = {**body, "id": zone_id}
-        elif body.get("id") is None:
-            body = {**body, "id": "z_" + secrets.token_hex(6)}
+                raise ApiError(422, "the feature id differs from the id in the path", "id")
+            body["id"] = zone_id
+        elif given is None:
+            body["id"] = "z_" + secrets.token_hex(6)
         try:
             return Zone.from_geojson(body)
         except ZoneError as exc:
@@ -61,8 +83,12 @@ def zones_blueprint(gw: Gateway) -> Blueprint:
     @bp.get("/v1/zones")
     @agent
     async def list_zones() -> Any:
-        kind = request.args.get("kind")
-        zones = [z for z in gw.live.engine.zones() if kind is None or z.kind == kind]
+        kind = read_query(ZonesQuery).kind
+        zones = [
+            z
+            for z in gw.live.engine.zones()
+            if isinstance(kind, msgspec.UnsetType) or z.kind == kind
+        ]
         return jsonify({"type": "FeatureCollection", "features": [z.to_geojson() for z in zones]})
 
     @bp.get("/v1/zones/<zone_id>")

@@ -61,7 +61,11 @@ async def test_zone_crud_and_validation(gateway: GatewayHandle) -> None:
     }
     r = await gateway.http.post("/v1/zones", json=bowtie)
     assert r.status_code == 422 and r.json()["field"].startswith("geometry")
-    r = await gateway.http.post("/v1/zones", json=circle("c", radius_m=-5))
+    r = await gateway.http.post("/v1/zones", json=circle("c", radius_m=-5))  # not the schema's
+    assert r.status_code == 400 and r.json()["field"] == "properties.radius_m"
+    no_radius = circle("c")
+    del no_radius["properties"]["radius_m"]
+    r = await gateway.http.post("/v1/zones", json=no_radius)  # the schema's, but no circle
     assert r.status_code == 422 and r.json()["field"] == "properties.radius_m"
     r = await gateway.http.put("/v1/zones/depot-1", json=circle("depot-1", radius_m=300.0))
     assert r.status_code == 200
