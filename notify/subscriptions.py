@@ -68,7 +68,11 @@ def validate_url(url: str) -> str:
     """``url`` if it is an absolute http(s) URL with a host, else ``InvalidSubscription``."""
     if not isinstance(url, str) or len(url) > MAX_URL_LEN:
         raise InvalidSubscription(f"url must be a string of at most {MAX_URL_LEN} characters")
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # raises for a port that is not a number or out of range
+    except ValueError as exc:  # a malformed bracketed host, a bad port
+        raise InvalidSubscription(f"url is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidSubscription("url must be an absolute http:// or https:// URL")
     if parts.username or parts.password:

@@ -144,7 +144,8 @@ async def test_subscription_crud(redis: coredis.Redis[bytes]) -> None:
 @pytest.mark.parametrize(
     ("url", "events"),
     [("ftp://a.example/", ["*"]), ("https:///nohost", ["*"]), ("https://u:p@a.example/", ["*"]),
-     ("https://a.example/", []), ("https://a.example/", ["deli*ery"])],
+     ("https://a.example/", []), ("https://a.example/", ["deli*ery"]), ("http://[1:2]/", ["*"]),
+     ("http://[::1/", ["*"]), ("https://a.example:99999/", ["*"]), ("https://a.example:x/", ["*"])],
 )  # fmt: skip
 async def test_invalid_subscriptions_are_refused(
     redis: coredis.Redis[bytes], url: str, events: list[str]
