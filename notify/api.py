@@ -11,27 +11,49 @@ Agent endpoints (wrapped with the ``auth`` decorator the gateway passes):
 
 * ``GET /v1/notifications?delivery=<id>``: every message for a delivery with its attempts.
 * ``GET /v1/alerts?status=unresolved|open|acknowledged|resolved|all&limit=``;
-  ``POST /v1/alerts/<id>/ack`` and ``POST /v1/alerts/<id>/resolve`` (JSON body: optional
-  ``by`` and ``resolution``; ``identity()`` wins over ``by`` when given).
+  ``POST /v1/alerts/<id>/ack`` and ``POST /v1/alerts/<id>/resolve`` (a JSON object, ``{}``
+  at least, with optional ``by`` and ``resolution``; ``identity()`` wins over ``by``).
 * ``/v1/webhooks``: ``GET`` list, ``POST`` create (``url``, ``events``, ``description``;
   the answer holds the secret, shown this once), ``GET/PATCH/DELETE /v1/webhooks/<id>``
   (``PATCH`` may set ``rotate_secret: true``).
+
+The handlers read their input with the Structs of ``notify.api_models`` (a 400 naming the
+field otherwise) and answer with them; the gateway describes the endpoints from the same
+Structs (``gateway.notify_ops``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeVar
 from xml.sax.saxutils import escape
 
 import msgspec
 from quart import Blueprint, Response, request
 from twilio.request_validator import RequestValidator
 
-from .alerts import AlertStateError
+from .alerts import AlertStateError, AlertStatus, UnknownAlert
+from .api_models import (
+    AlertAck,
+    AlertList,
+    AlertResolve,
+    AlertsQuery,
+    ChangedWebhook,
+    NewWebhook,
+    NotificationList,
+    NotificationsQuery,
+    TwilioInbound,
+    TwilioStatus,
+    Webhook,
+    WebhookCreate,
+    WebhookList,
+    WebhookPatch,
+)
 from .service import Notifier
 from .subscriptions import (
     InvalidSubscription,
+    Subscription,
+    UnknownSubscription,
     create_subscription,
     delete_subscription,
     get_subscription,
@@ -41,8 +63,8 @@ from .subscriptions import (
 
 Handler = Callable[..., Awaitable[Any]]
 AgentAuth = Callable[[Handler], Handler]  # a decorator that refuses unauthenticated calls
+T = TypeVar("T")
 
-MAX_ALERTS: Final = 1000
 # Twilio's MessageStatus values that change what we store; the rest are steps on the way.
 _RECEIPT_STATUS: Final = {
     "sent": "sent",
@@ -51,19 +73,77 @@ _RECEIPT_STATUS: Final = {
     "undelivered": "undelivered",
     "failed": "undelivered",
 }
-_ALERT_STATUSES: Final = {"unresolved", "open", "acknowledged", "resolved", "all"}
 
 
-class _BadBody(Exception):
-    """A request body that is not a JSON object."""
+# msgspec errors about a whole object that name the field in backquotes.
+_NAMES_A_FIELD: Final = ("Object missing required field `", "Object contains unknown field `")
+
+
+class _BadInput(Exception):
+    """Input that does not have the type its endpoint reads (a 400); ``field`` names the
+    field or argument to blame when there is one."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _refused(exc: msgspec.ValidationError) -> _BadInput:
+    """``"Expected ... - at `$.events[0]`"`` -> a _BadInput blaming ``events[0]``."""
+    text = str(exc)
+    _, sep, where = text.rpartition(" - at `$")
+    field = where.rstrip("`").lstrip(".") if sep else ""
+    if not field and text.startswith(_NAMES_A_FIELD):
+        field = text.split("`")[1]
+    return _BadInput(text, field or None)
+
+
+def _read_query(kind: type[T]) -> T:
+    """The query arguments as ``kind`` (strings converted; unknown arguments ignored)."""
+    try:
+        return msgspec.convert(request.args.to_dict(), kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _refused(exc) from None
+
+
+async def _read_body(kind: type[T]) -> T:
+    """The JSON body decoded as ``kind``."""
+    data = await request.get_data(as_text=False)
+    try:
+        return msgspec.json.decode(data, type=kind)
+    except msgspec.ValidationError as exc:
+        raise _refused(exc) from None
+    except msgspec.DecodeError as exc:
+        raise _BadInput(f"the body is not valid JSON (UTF-8): {exc}") from None
+    except RecursionError:
+        raise _BadInput("the body is nested too deeply") from None
+
+
+def _read_form(form: dict[str, str], kind: type[T]) -> T:
+    """A provider's form as ``kind`` (strings converted; unknown fields ignored)."""
+    try:
+        return msgspec.convert(form, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _refused(exc) from None
+
+
+def _given(value: T | msgspec.UnsetType) -> T | None:
+    """A field of a partial update: None when it was not sent."""
+    return None if isinstance(value, msgspec.UnsetType) else value
+
+
+def _view(sub: Subscription, kind: type[T], *, with_secret: bool = False) -> T:
+    """``sub`` as the API shows it, typed as ``kind``."""
+    return msgspec.convert(sub.public(with_secret=with_secret), kind)
 
 
 def _json(body: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(body), status=status, content_type="application/json")
 
 
-def _problem(status: int, detail: str) -> Response:
-    return _json({"error": detail}, status)
+def _problem(status: int, detail: str, field: str | None = None) -> Response:
+    body = {"error": detail} if field is None else {"error": detail, "field": field}
+    return _json(body, status)
 
 
 def _twiml(reply: str) -> Response:
@@ -96,9 +176,13 @@ def create_blueprint(
     def agent(handler: Handler) -> Handler:
         return auth(handler) if auth is not None else handler
 
-    def who(body: dict[str, Any]) -> str:
+    def who(by: str | msgspec.UnsetType) -> str:
         named = identity() if identity is not None else None
-        return named or str(body.get("by") or "agent")
+        return named or (by if isinstance(by, str) and by else "agent")
+
+    @bp.errorhandler(_BadInput)
+    async def _bad_input(exc: _BadInput) -> Response:
+        return _problem(400, str(exc), exc.field)
 
     async def signed_form() -> dict[str, str] | Response:
         if validator is None:
@@ -116,11 +200,12 @@ def create_blueprint(
         form = await signed_form()
         if isinstance(form, Response):
             return form
-        sid = form.get("MessageSid") or form.get("SmsSid")
-        status = _RECEIPT_STATUS.get(form.get("MessageStatus") or form.get("SmsStatus") or "")
+        receipt = _read_form(form, TwilioStatus)
+        sid = receipt.MessageSid or receipt.SmsSid
+        status = _RECEIPT_STATUS.get(receipt.MessageStatus or receipt.SmsStatus)
         if sid and status:
-            code = form.get("ErrorCode")
-            await notifier.provider_status(sid, status, int(code) if code else None)
+            code = None if isinstance(receipt.ErrorCode, msgspec.UnsetType) else receipt.ErrorCode
+            await notifier.provider_status(sid, status, code)
         return Response("", status=204)
 
     @bp.post("/twilio/inbound")
@@ -128,61 +213,33 @@ def create_blueprint(
         form = await signed_form()
         if isinstance(form, Response):
             return form
-        sender = form.get("From", "")
-        if not sender:
-            return _problem(400, "From is missing")
-        result = await notifier.inbound_sms(sender, form.get("Body", ""))
+        text = _read_form(form, TwilioInbound)
+        result = await notifier.inbound_sms(text.From, text.Body)
         return _twiml(result.reply)
 
     @bp.get("/v1/notifications")
     @agent
     async def notifications() -> Response:
-        delivery = request.args.get("delivery")
-        if not delivery:
-            return _problem(400, "query parameter 'delivery' is required")
-        records = await notifier.outbox.list_notifications(delivery)
-        return _json({"delivery": delivery, "notifications": records})
+        q = _read_query(NotificationsQuery)
+        records = await notifier.outbox.list_notifications(q.delivery)
+        return _json(NotificationList(delivery=q.delivery, notifications=records))
 
     @bp.get("/v1/alerts")
     @agent
     async def alerts() -> Response:
-        status = request.args.get("status", "unresolved")
-        if status not in _ALERT_STATUSES:
-            return _problem(400, f"status must be one of {sorted(_ALERT_STATUSES)}")
-        try:
-            limit = min(MAX_ALERTS, max(1, int(request.args.get("limit", "200"))))
-        except ValueError:
-            return _problem(400, "limit must be an integer")
-        found = await notifier.alerts.list_alerts(
-            None if status == "all" else status,  # type: ignore[arg-type]
-            limit=limit,
-        )
-        return _json({"alerts": found})
-
-    async def _body() -> dict[str, Any]:
-        """The JSON object sent, or {} for no body; anything else is a 400."""
-        data = await request.get_data(as_text=False)
-        if not data.strip():
-            return {}
-        try:
-            body = msgspec.json.decode(data)
-        except (msgspec.DecodeError, RecursionError):
-            raise _BadBody("the body is not valid JSON (UTF-8)") from None
-        if not isinstance(body, dict):
-            raise _BadBody("the body must be a JSON object")
-        return body
-
-    @bp.errorhandler(_BadBody)
-    async def _bad_body(exc: _BadBody) -> Response:
-        return _problem(400, str(exc))
+        q = _read_query(AlertsQuery)
+        status: AlertStatus | Literal["unresolved"] | None = None if q.status == "all" else q.status
+        found = await notifier.alerts.list_alerts(status, limit=q.limit)
+        return _json(AlertList(alerts=found))
 
     @bp.post("/v1/alerts/<alert_id>/ack")
     @agent
     async def ack(alert_id: str) -> Response:
-        if await notifier.alerts.get(alert_id) is None:
-            return _problem(404, f"no alert {alert_id}")
+        body = await _read_body(AlertAck)
         try:
-            alert = await notifier.alerts.acknowledge(alert_id, who(await _body()))
+            alert = await notifier.alerts.acknowledge(alert_id, who(body.by))
+        except UnknownAlert:
+            return _problem(404, f"no alert {alert_id}")
         except AlertStateError as exc:
             return _problem(409, str(exc))
         return _json(alert)
@@ -190,61 +247,56 @@ def create_blueprint(
     @bp.post("/v1/alerts/<alert_id>/resolve")
     @agent
     async def resolve(alert_id: str) -> Response:
-        if await notifier.alerts.get(alert_id) is None:
+        body = await _read_body(AlertResolve)
+        try:
+            alert = await notifier.alerts.resolve(alert_id, who(body.by), body.resolution)
+        except UnknownAlert:
             return _problem(404, f"no alert {alert_id}")
-        body = await _body()
-        alert = await notifier.alerts.resolve(
-            alert_id, who(body), str(body.get("resolution") or "")
-        )
         return _json(alert)
 
     @bp.get("/v1/webhooks")
     @agent
     async def webhooks() -> Response:
         subs = await list_subscriptions(notifier.redis)
-        return _json({"webhooks": [s.public() for s in subs]})
+        return _json(WebhookList(webhooks=[_view(s, Webhook) for s in subs]))
 
     @bp.post("/v1/webhooks")
     @agent
     async def create_webhook() -> Response:
-        body = await _body()
+        body = await _read_body(WebhookCreate)
         try:
             sub = await create_subscription(
-                notifier.redis,
-                body.get("url", ""),
-                body.get("events", ["*"]),
-                description=str(body.get("description", "")),
+                notifier.redis, body.url, body.events, description=body.description
             )
         except InvalidSubscription as exc:
             return _problem(400, str(exc))
-        return _json(sub.public(with_secret=True), 201)
+        return _json(_view(sub, NewWebhook, with_secret=True), 201)
 
     @bp.get("/v1/webhooks/<sub_id>")
     @agent
     async def get_webhook(sub_id: str) -> Response:
         sub = await get_subscription(notifier.redis, sub_id)
-        return _json(sub.public()) if sub else _problem(404, f"no webhook {sub_id}")
+        return _json(_view(sub, Webhook)) if sub else _problem(404, f"no webhook {sub_id}")
 
     @bp.patch("/v1/webhooks/<sub_id>")
     @agent
     async def patch_webhook(sub_id: str) -> Response:
-        body = await _body()
-        if await get_subscription(notifier.redis, sub_id) is None:
-            return _problem(404, f"no webhook {sub_id}")
-        rotate = bool(body.get("rotate_secret"))
+        body = await _read_body(WebhookPatch)
         try:
             sub = await update_subscription(
                 notifier.redis,
                 sub_id,
-                url=body.get("url"),
-                events=body.get("events"),
-                active=body.get("active"),
-                description=body.get("description"),
-                rotate_secret=rotate,
+                url=_given(body.url),
+                events=_given(body.events),
+                active=_given(body.active),
+                description=_given(body.description),
+                rotate_secret=body.rotate_secret,
             )
+        except UnknownSubscription:
+            return _problem(404, f"no webhook {sub_id}")
         except InvalidSubscription as exc:
             return _problem(400, str(exc))
-        return _json(sub.public(with_secret=rotate))
+        return _json(_view(sub, ChangedWebhook, with_secret=body.rotate_secret))
 
     @bp.delete("/v1/webhooks/<sub_id>")
     @agent

@@ -141,6 +141,14 @@ async def test_forged_provider_requests_are_refused(gateway: Gateway) -> None:
     assert not await is_opted_out(gateway.notifier.redis, PHONE)
 
 
+async def test_signed_provider_forms_of_the_wrong_shape_are_refused(gateway: Gateway) -> None:
+    status = gateway.url + "/twilio/status"
+    form = {"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "not-a-code"}
+    assert await gateway.twilio.post_signed(status, form) == 400
+    assert await gateway.twilio.post_signed(status, {"MessageStatus": "queued"}) == 204
+    assert await gateway.twilio.post_signed(gateway.url + "/twilio/inbound", {"Body": "hi"}) == 400
+
+
 async def test_inbound_keywords_and_customer_messages(gateway: Gateway) -> None:
     await send_out_for_delivery(gateway)
     inbound = gateway.url + "/twilio/inbound"
@@ -173,7 +181,12 @@ async def test_agent_endpoints_require_auth_and_validate(gateway: Gateway) -> No
         assert (await gateway.http.get(gateway.url + path)).status_code == 401
     assert (await gateway.get("/v1/notifications")).status_code == 400
     assert (await gateway.get("/v1/alerts", params={"status": "bogus"})).status_code == 400
-    assert (await gateway.post("/v1/alerts/al_nope/ack")).status_code == 404
+    assert (await gateway.post("/v1/alerts/al_nope/ack", json={})).status_code == 404
+    assert (await gateway.get("/v1/alerts", params={"limit": 0})).json()["field"] == "limit"
+    no_body = await gateway.post("/v1/alerts/al_nope/ack")
+    assert no_body.status_code == 400 and "not valid JSON" in no_body.json()["error"]
+    unknown = await gateway.post("/v1/alerts/al_nope/ack", json={"who": "maria"})
+    assert unknown.status_code == 400 and unknown.json()["field"] == "who"
 
 
 async def test_alert_ack_and_resolve(gateway: Gateway) -> None:
@@ -190,7 +203,7 @@ async def test_alert_ack_and_resolve(gateway: Gateway) -> None:
     body = resolved.json()
     assert body["status"] == "resolved" and body["resolution"] == "phone rebooted"
     assert body["time_to_resolve_s"] >= 0
-    assert (await gateway.post(f"/v1/alerts/{alert.id}/ack")).status_code == 409
+    assert (await gateway.post(f"/v1/alerts/{alert.id}/ack", json={})).status_code == 409
     listed = await gateway.get("/v1/alerts", params={"status": "resolved"})
     assert [a["id"] for a in listed.json()["alerts"]] == [alert.id]
     assert (await gateway.get("/v1/alerts")).json()["alerts"] == []
@@ -212,8 +225,11 @@ async def test_webhook_crud(gateway: Gateway) -> None:
     )
     assert patched.json()["active"] is False and patched.json()["secret"] != sub["secret"]
     assert len((await gateway.get("/v1/webhooks")).json()["webhooks"]) == 1
-    bad = await gateway.post("/v1/webhooks", json={"url": "ftp://x.example"})
-    assert bad.status_code == 400
+    for body in ({"url": "ftp://x.example"}, {"url": "https://u:p@x.example"}, {}):
+        bad = await gateway.post("/v1/webhooks", json=body)
+        assert bad.status_code == 400 and bad.json()["field"] == "url", body
+    bad = await gateway.post("/v1/webhooks", json={"url": "https://x.example", "events": ["a*"]})
+    assert bad.status_code == 400 and bad.json()["field"] == "events[0]"
     deleted = await gateway.http.delete(f"{gateway.url}/v1/webhooks/{sub['id']}", headers=_auth())
     assert deleted.status_code == 204
     assert (await gateway.get(f"/v1/webhooks/{sub['id']}")).status_code == 404
