@@ -12,65 +12,94 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 import msgspec
-from quart import Blueprint, jsonify, request
+from quart import Blueprint, jsonify
 
 from .api import ApiError, agent_required
-from .api_spec import Op
-from .http_errors import json_object
+from .api_spec import Op, read_body, read_query
 
 if TYPE_CHECKING:
     from .app import Gateway
 
-CLAIM_TYPES: Final = ("damaged", "missing", "wrong_item", "late", "other")
-RESOLUTIONS: Final = ("refund", "redelivery", "rejected", "other")
+ClaimType = Literal["damaged", "missing", "wrong_item", "late", "other"]
+Resolution = Literal["refund", "redelivery", "rejected", "other"]
 MAX_TEXT: Final = 2000
 INDEX: Final = "claims"
 
-# The operations of this module, for /openapi.json (still described by hand in
-# openapi.py while this list is empty).
-OPS: Final[list[Op]] = []
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+
+
+class ClaimOpen(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A claim to open."""
+
+    type: ClaimType
+    description: Annotated[
+        str,
+        msgspec.Meta(max_length=MAX_TEXT, pattern=r"\S", description="what happened; not blank"),
+    ]
+    by: Annotated[str, msgspec.Meta(max_length=MAX_TEXT, description="default: agent")] = ""
+
+
+class ClaimResolve(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How a claim is resolved."""
+
+    resolution: Resolution
+    note: Text = ""
 
 
 class Claim(msgspec.Struct, kw_only=True):
+    """A claim, open or resolved."""
+
     id: str
     delivery: str
-    type: str
+    type: ClaimType
     description: str
-    status: str  # open | resolved
+    status: Literal["open", "resolved"]
     opened: float
     opened_by: str
     resolved: float | None = None
-    resolution: str | None = None
+    resolution: Resolution | None = None
     note: str | None = None
     time_to_resolve_s: float | None = None
+
+
+class Claims(msgspec.Struct):
+    """Claims, newest first."""
+
+    claims: list[Claim]
+
+
+class ClaimsQuery(msgspec.Struct):
+    status: Literal["open", "resolved"] | msgspec.UnsetType = msgspec.UNSET
+    delivery: (
+        Annotated[str, msgspec.Meta(description="one delivery's (its internal id)")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+
+
+# The operations of this module, for /openapi.json.
+OPS: Final = [
+    Op("POST", "/v1/deliveries/{id}/claims", "Open a claim", {201: Claim, 404: None},
+       body=ClaimOpen, params={"id": "internal id, or the shipper's external id"}),
+    Op("GET", "/v1/claims", "Claims, newest first", {200: Claims}, query=ClaimsQuery),
+    Op("POST", "/v1/claims/{id}/resolve", "Resolve a claim", {200: Claim, 404: None, 409: None},
+       body=ClaimResolve, params={"id": "the claim id"}),
+]  # fmt: skip
 
 
 def claim_key(claim_id: str) -> str:
     return f"claim:{{{claim_id}}}"
 
 
-def _text(body: dict[str, Any], name: str, required: bool) -> str:
-    value = body.get(name, "")
-    if not isinstance(value, str) or len(value) > MAX_TEXT or (required and not value.strip()):
-        raise ApiError(400, f"{name} must be text of at most {MAX_TEXT} characters", name)
-    return value.strip()
-
-
 def claims_blueprint(gw: Gateway) -> Blueprint:
     bp = Blueprint("claims", __name__)
     agent = agent_required(gw)
 
-    async def body() -> dict[str, Any]:
-        return await json_object()
-
-    async def load(claim_id: str) -> Claim:
+    async def load(claim_id: str) -> Claim | None:
         raw = await gw.redis.get(claim_key(claim_id))
-        if raw is None:
-            raise ApiError(404, "no such claim")
-        return msgspec.json.decode(raw, type=Claim)
+        return None if raw is None else msgspec.json.decode(raw, type=Claim)
 
     async def save(claim: Claim, etype: str) -> None:
         await gw.redis.set(claim_key(claim.id), msgspec.json.encode(claim))
@@ -84,21 +113,18 @@ def claims_blueprint(gw: Gateway) -> Blueprint:
     @bp.post("/v1/deliveries/<ident>/claims")
     @agent
     async def open_claim(ident: str) -> Any:
-        b = await body()
+        b = await read_body(ClaimOpen)
         delivery = await gw.dispatch.store.resolve_delivery(ident)
         if delivery is None:
             raise ApiError(404, "no such delivery")
-        ctype = b.get("type")
-        if ctype not in CLAIM_TYPES:
-            raise ApiError(400, f"type must be one of {', '.join(CLAIM_TYPES)}", "type")
         claim = Claim(
             id="c_" + secrets.token_hex(6),
             delivery=delivery,
-            type=ctype,
-            description=_text(b, "description", required=True),
+            type=b.type,
+            description=b.description.strip(),
             status="open",
             opened=time.time(),
-            opened_by=_text(b, "by", required=False) or "agent",
+            opened_by=b.by.strip() or "agent",
         )
         await save(claim, "claim.opened")
         return jsonify(msgspec.to_builtins(claim)), 201
@@ -106,33 +132,35 @@ def claims_blueprint(gw: Gateway) -> Blueprint:
     @bp.get("/v1/claims")
     @agent
     async def list_claims() -> Any:
-        status = request.args.get("status")
-        delivery = request.args.get("delivery")
+        q = read_query(ClaimsQuery)
         ids = await gw.redis.zrange(INDEX, 0, -1, rev=True)
         out = []
         for cid in ids:
             claim = await load(cid.decode() if isinstance(cid, bytes) else str(cid))
-            if (status is None or claim.status == status) and (
-                delivery is None or claim.delivery == delivery
-            ):
+            if claim is None:  # indexed, then deleted: nothing to list
+                continue
+            wanted_status = isinstance(q.status, msgspec.UnsetType) or claim.status == q.status
+            wanted_delivery = (
+                isinstance(q.delivery, msgspec.UnsetType) or claim.delivery == q.delivery
+            )
+            if wanted_status and wanted_delivery:
                 out.append(msgspec.to_builtins(claim))
         return jsonify({"claims": out})
 
     @bp.post("/v1/claims/<claim_id>/resolve")
     @agent
     async def resolve(claim_id: str) -> Any:
-        b = await body()
+        b = await read_body(ClaimResolve)
         claim = await load(claim_id)
+        if claim is None:
+            raise ApiError(404, "no such claim")
         if claim.status == "resolved":
             raise ApiError(409, "the claim is resolved already")
-        resolution = b.get("resolution")
-        if resolution not in RESOLUTIONS:
-            raise ApiError(400, f"resolution must be one of {', '.join(RESOLUTIONS)}", "resolution")
         now = time.time()
         claim.status = "resolved"
         claim.resolved = now
-        claim.resolution = resolution
-        claim.note = _text(b, "note", required=False) or None
+        claim.resolution = b.resolution
+        claim.note = b.note.strip() or None
         claim.time_to_resolve_s = now - claim.opened
         await save(claim, "claim.resolved")
         return jsonify(msgspec.to_builtins(claim))

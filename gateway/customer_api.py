@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import trio
-from quart import Blueprint, Response, jsonify, request, send_from_directory, websocket
+from quart import Blueprint, Response, jsonify, send_from_directory, websocket
 
 from .api import STATIC_DIR, ApiError, agent_required, drain_browser
-from .api_spec import Op
+from .api_spec import Content, Op, read_body
 from .customer import customer_view, reschedule_options
+from .customer_models import CustomerView, LinkIssued, LinksRevoked, RescheduleChoice
 from .dispatch import Window
 from .dispatch_lifecycle import RESCHEDULED
-from .http_errors import decode_json
 from .links import LinkClaims
 from .pod import send_pod_file
 
@@ -36,9 +36,28 @@ CLOSE_LINK_INVALID: Final = 4403  # the link expired or was revoked while its st
 
 _json: Final = msgspec.json.Encoder()
 
-# The operations of this module, for /openapi.json (still described by hand in
-# openapi.py while this list is empty).
-OPS: Final[list[Op]] = []
+_TOKEN: Final = {"token": "the tracking link's token"}
+_DID: Final = {"id": "internal id, or the shipper's external id"}
+_IMAGE: Final = Content("image/*", {"type": "string", "format": "binary"}, "a JPEG or PNG image")
+
+# The operations of this module, for /openapi.json. The page ``/t/{token}`` is for browsers
+# and the ``live`` stream a WebSocket: neither is described.
+OPS: Final = [
+    Op("GET", "/v1/track/{token}", "The customer's view of one delivery",
+       {200: CustomerView, 403: None}, params=_TOKEN, public=True),
+    Op("POST", "/v1/track/{token}/reschedule",
+       "After a failed attempt, choose one of the windows offered",
+       {200: CustomerView, 403: None, 409: None, 422: None}, body=RescheduleChoice,
+       params=_TOKEN, public=True,
+       description="409: the delivery cannot be rescheduled now; 422: not a window offered."),
+    Op("GET", "/v1/track/{token}/pod/{sha}", "A file of the proof of delivery",
+       {200: _IMAGE, 403: None, 404: None},
+       params={**_TOKEN, "sha": "the file's SHA-256, as in the view"}, public=True),
+    Op("POST", "/v1/deliveries/{id}/link", "Issue a customer tracking link",
+       {200: LinkIssued, 404: None}, params=_DID),
+    Op("POST", "/v1/deliveries/{id}/link/revoke", "Revoke every tracking link issued so far",
+       {200: LinksRevoked, 404: None}, params=_DID),
+]  # fmt: skip
 
 
 def customer_blueprint(gw: Gateway) -> Blueprint:
@@ -101,21 +120,18 @@ def customer_blueprint(gw: Gateway) -> Blueprint:
     @bp.post("/v1/track/<token>/reschedule")
     async def reschedule(token: str) -> Any:
         """After a failed attempt the customer picks a new window among those offered."""
-        body = decode_json(await request.get_data(as_text=False))
+        choice = (await read_body(RescheduleChoice)).window
         delivery = await delivery_for(token)
         options = await reschedule_options(gw, delivery)
-        choice = body.get("window") if isinstance(body, dict) else None
         if not options:
             raise ApiError(409, "this delivery cannot be rescheduled now")
-        if not isinstance(choice, dict) or {k: choice.get(k) for k in ("start", "end")} not in [
-            {"start": o.start, "end": o.end} for o in options
-        ]:
-            raise ApiError(400, "window must be one of the windows offered", "window")
+        if (choice.start, choice.end) not in [(o.start, o.end) for o in options]:
+            raise ApiError(422, "window must be one of the windows offered", "window")
         await gw.dispatch.set_status(
             delivery,
             RESCHEDULED,
             note="rescheduled by the customer",
-            window=Window(start=float(choice["start"]), end=float(choice["end"])),
+            window=Window(start=choice.start, end=choice.end),
         )
         body, _ = await customer_view(gw, delivery)
         return jsonify(body)

@@ -2,9 +2,11 @@
 
 ``dispatch_blueprint(gw)`` builds the blueprint and the gateway's :class:`Dispatch` (kept as
 ``gw.dispatch``). Every endpoint needs the agent API key. Errors are JSON
-``{"error", "field"}``: 400 bad input, 404 unknown id, 409 a change the current state does
-not allow (illegal transitions also carry ``from`` and ``to``), 422 an unknown vehicle.
-Routes and deliveries can be addressed by internal or external id.
+``{"error", "field"}``: 400 input not of the described type, 404 unknown id, 409 a change the
+current state does not allow (illegal transitions also carry ``from`` and ``to``), 422 input
+of the described type that breaks a rule the description cannot state (a window ending
+before it starts, an unknown vehicle...). Routes and deliveries can be addressed by internal
+or external id. The input and output types are in ``dispatch_models``.
 """
 
 from __future__ import annotations
@@ -16,30 +18,57 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 from quart import Blueprint, jsonify, request
 
-from .api_spec import Op
-from .dispatch import (
-    ROUTE_STATUSES,
-    DeliveryRecord,
-    RouteRecord,
-    matches_query,
-)
+from .api_spec import Op, read_query
+from .dispatch import DeliveryRecord, RouteRecord, matches_query
 from .dispatch import route_id as internal_route_id
-from .dispatch_lifecycle import FAILURE_REASONS, STATUSES, IllegalTransition, MissingReason
-from .dispatch_plan import Changes, Conflict
+from .dispatch_lifecycle import IllegalTransition, MissingReason
+from .dispatch_models import (
+    ASSIGN_BODY,
+    Assign,
+    DeliveriesQuery,
+    DeliveryChange,
+    DeliveryList,
+    ImportedId,
+    ImportResult,
+    RouteChange,
+    RouteImport,
+    RouteList,
+    RoutesQuery,
+    RouteSummary,
+    StatusChange,
+    TransitionError,
+)
+from .dispatch_plan import Conflict
 from .dispatch_service import Dispatch, UnknownVehicle
 from .dispatch_store import Busy, DispatchStore, NotFound
-from .dispatch_validate import MAX_NOTES_CHARS, InvalidImport, driver, obj, text, vehicle, window
+from .dispatch_validate import InvalidImport, driver, typed, window
 from .http_errors import decode_json
+from .unavailable import RETRY_AFTER_S
 
 if TYPE_CHECKING:
     from .app import Gateway
 
-MAX_LIST: Final = 1_000
-DEFAULT_LIST: Final = 100
+_ID: Final = {"id": "internal id, or the shipper's external id"}
 
-# The operations of this module, for /openapi.json (still described by hand in
-# openapi.py while this list is empty).
-OPS: Final[list[Op]] = []
+# The operations of this module, for /openapi.json.
+OPS: Final = [
+    Op("PUT", "/v1/routes", "Bulk import routes (upsert by external id; all or nothing)",
+       {200: ImportResult, 409: None, 422: None}, body=RouteImport),
+    Op("GET", "/v1/routes", "List routes", {200: RouteList}, query=RoutesQuery),
+    Op("GET", "/v1/routes/{id}", "One route with its stops",
+       {200: RouteRecord, 404: None}, params=_ID),
+    Op("POST", "/v1/routes/{id}/assign", "Change the vehicle and/or driver",
+       {200: RouteChange, 404: None, 409: None, 422: None}, body=ASSIGN_BODY, params=_ID),
+    Op("POST", "/v1/routes/{id}/start", "Start the route: its deliveries go out for delivery",
+       {200: RouteChange, 404: None, 409: None}, params=_ID),
+    Op("GET", "/v1/deliveries", "Search deliveries",
+       {200: DeliveryList, 404: None}, query=DeliveriesQuery),
+    Op("GET", "/v1/deliveries/{id}", "One delivery", {200: DeliveryRecord, 404: None},
+       params=_ID),
+    Op("POST", "/v1/deliveries/{id}/status", "Move a delivery along its lifecycle",
+       {200: DeliveryChange, 404: None, 409: TransitionError, 422: None},
+       body=StatusChange, params=_ID),
+]  # fmt: skip
 
 
 class _NotFound(Exception):
@@ -53,39 +82,12 @@ def _error(status: int, message: str, field: str | None = None, **extra: Any) ->
     return jsonify(body), status
 
 
-def _limit() -> int:
-    raw = request.args.get("limit", "")
-    if not raw:
-        return DEFAULT_LIST
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidImport("limit", "must be an integer") from None
-    if not 1 <= value <= MAX_LIST:
-        raise InvalidImport("limit", f"must be between 1 and {MAX_LIST}")
-    return value
+async def _body(kind: type[Any]) -> Any:
+    return typed(kind, decode_json(await request.get_data(as_text=False)))
 
 
-def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
-    value = request.args.get(name) or None
-    if value is not None and value not in allowed:
-        raise InvalidImport(name, f"must be one of {', '.join(allowed)}")
-    return value
-
-
-async def _body() -> Any:
-    body = decode_json(await request.get_data(as_text=False))
-    if not isinstance(body, dict):
-        raise InvalidImport("", "the body must be a JSON object")
-    return body
-
-
-def _route_json(r: RouteRecord) -> dict[str, Any]:
-    return msgspec.to_builtins(r)
-
-
-def _delivery_json(d: DeliveryRecord) -> dict[str, Any]:
-    return msgspec.to_builtins(d)
+def _json(value: msgspec.Struct) -> Any:
+    return jsonify(msgspec.to_builtins(value))
 
 
 def dispatch_blueprint(gw: Gateway) -> Blueprint:
@@ -106,11 +108,12 @@ def dispatch_blueprint(gw: Gateway) -> Blueprint:
 
     @bp.errorhandler(InvalidImport)
     async def _invalid(exc: InvalidImport) -> Any:
-        return _error(422 if isinstance(exc, UnknownVehicle) else 400, exc.message, exc.field)
+        status = 422 if isinstance(exc, UnknownVehicle) else exc.status
+        return _error(status, exc.message, exc.field)
 
     @bp.errorhandler(MissingReason)
     async def _missing_reason(exc: MissingReason) -> Any:
-        return _error(400, str(exc), "reason")
+        return _error(422, str(exc), "reason")
 
     @bp.errorhandler(IllegalTransition)
     async def _illegal(exc: IllegalTransition) -> Any:
@@ -131,7 +134,9 @@ def dispatch_blueprint(gw: Gateway) -> Blueprint:
 
     @bp.errorhandler(Busy)
     async def _busy(exc: Busy) -> Any:
-        return _error(503, str(exc))
+        # The shape and header of every 503 (api_spec.Unavailable).
+        body = {"error": "busy", "message": str(exc), "retry_after_s": RETRY_AFTER_S}
+        return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_S)}
 
     async def route_id(ident: str) -> str:
         rid = await store.resolve_route(ident)
@@ -145,9 +150,6 @@ def dispatch_blueprint(gw: Gateway) -> Blueprint:
             raise _NotFound(f"no such delivery {ident}")
         return did
 
-    def summary(ch: Changes) -> dict[str, Any]:
-        return {"events": len(ch.events)}
-
     def route(path: str, method: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
         def deco(fn: Callable[..., Awaitable[Any]]) -> Any:
             return bp.route(path, methods=[method])(agent(fn))
@@ -158,103 +160,97 @@ def dispatch_blueprint(gw: Gateway) -> Blueprint:
 
     @route("/v1/routes", "PUT")
     async def import_routes() -> Any:
-        body = await _body()
+        body: RouteImport = await _body(RouteImport)
         ch = await dispatch.import_routes(body)
         count = collections.Counter(e["type"] for e in ch.events)
-        ids = [r["external_id"].strip() for r in body["routes"]]
-        return jsonify(
-            {
-                "routes": [{"external_id": e, "id": internal_route_id(e)} for e in ids],
-                "imported": count["route.imported"],
-                "updated": count["route.updated"],
-                "deliveries_created": count["delivery.created"],
-                "deliveries_updated": count["delivery.updated"],
-                **summary(ch),
-            }
+        ids = [r.external_id.strip() for r in body.routes]
+        return _json(
+            ImportResult(
+                routes=[ImportedId(external_id=e, id=internal_route_id(e)) for e in ids],
+                imported=count["route.imported"],
+                updated=count["route.updated"],
+                deliveries_created=count["delivery.created"],
+                deliveries_updated=count["delivery.updated"],
+                events=len(ch.events),
+            )
         )
 
     @route("/v1/routes", "GET")
     async def list_routes() -> Any:
-        day = request.args.get("date") or None
-        veh = request.args.get("vehicle") or None
-        status = _choice("status", ROUTE_STATUSES)
+        q = read_query(RoutesQuery)
+        day = None if isinstance(q.date, msgspec.UnsetType) else q.date.isoformat()
         routes = [
             r
             for r in await store.list_routes()
             if (day is None or r.date == day)
-            and (veh is None or r.vehicle == veh)
-            and (status is None or r.status == status)
+            and (isinstance(q.vehicle, msgspec.UnsetType) or r.vehicle == q.vehicle)
+            and (isinstance(q.status, msgspec.UnsetType) or r.status == q.status)
         ]
         routes.sort(key=lambda r: (r.date, r.external_id))
-        return jsonify({"routes": [r.summary() for r in routes[: _limit()]]})
+        return _json(RouteList([RouteSummary.of(r) for r in routes[: q.limit]]))
 
     @route("/v1/routes/<ident>", "GET")
     async def get_route(ident: str) -> Any:
         rec = await store.get_route(await route_id(ident))
         if rec is None:
             raise _NotFound(f"no such route {ident}")
-        return jsonify(_route_json(rec))
+        return _json(rec)
 
     @route("/v1/routes/<ident>/assign", "POST")
     async def assign_route(ident: str) -> Any:
         rid = await route_id(ident)
-        b = obj(await _body(), "", (), ("vehicle", "driver"))
-        veh = None if b.get("vehicle") is None else vehicle(b["vehicle"], "vehicle")
-        drv = None if b.get("driver") is None else driver(b["driver"], "driver")
-        if veh is None and drv is None:
+        b: Assign = await _body(Assign)
+        if isinstance(b.vehicle, msgspec.UnsetType) and isinstance(b.driver, msgspec.UnsetType):
+            # The description's minProperties, which a Struct cannot enforce.
             raise InvalidImport("vehicle", "give a vehicle, a driver or both")
+        veh = None if isinstance(b.vehicle, msgspec.UnsetType) else b.vehicle
+        drv = None if isinstance(b.driver, msgspec.UnsetType) else driver(b.driver)
         ch = await dispatch.assign(rid, veh, drv)
         rec = ch.routes.get(rid) or await store.get_route(rid)
-        return jsonify({"route": None if rec is None else _route_json(rec), **summary(ch)})
+        if rec is None:
+            raise _NotFound(f"no such route {ident}")
+        return _json(RouteChange(rec, len(ch.events)))
 
     @route("/v1/routes/<ident>/start", "POST")
     async def start_route(ident: str) -> Any:
         rid = await route_id(ident)
         ch = await dispatch.start(rid)
-        return jsonify({"route": _route_json(ch.routes[rid]), **summary(ch)})
+        return _json(RouteChange(ch.routes[rid], len(ch.events)))
 
     # ----- deliveries
 
     @route("/v1/deliveries", "GET")
     async def list_deliveries() -> Any:
-        rid = None
-        if ident := request.args.get("route"):
-            rid = await route_id(ident)
-        status = _choice("status", STATUSES)
-        q = request.args.get("q", "")
+        q = read_query(DeliveriesQuery)
+        rid = None if isinstance(q.route, msgspec.UnsetType) else await route_id(q.route)
+        text = "" if isinstance(q.q, msgspec.UnsetType) else q.q
         found = [
             d
             for d in await store.list_deliveries(rid)
-            if (status is None or d.status == status) and matches_query(d, q)
+            if (isinstance(q.status, msgspec.UnsetType) or d.status == q.status)
+            and matches_query(d, text)
         ]
         found.sort(key=lambda d: (d.window.start, d.external_id))
-        limit = _limit()
-        return jsonify(
-            {"deliveries": [_delivery_json(d) for d in found[:limit]], "total": len(found)}
-        )
+        return _json(DeliveryList(found[: q.limit], len(found)))
 
     @route("/v1/deliveries/<ident>", "GET")
     async def get_delivery(ident: str) -> Any:
         rec = await store.get_delivery(await delivery_id(ident))
         if rec is None:
             raise _NotFound(f"no such delivery {ident}")
-        return jsonify(_delivery_json(rec))
+        return _json(rec)
 
     @route("/v1/deliveries/<ident>/status", "POST")
     async def delivery_status(ident: str) -> Any:
         did = await delivery_id(ident)
-        b = obj(await _body(), "", ("status",), ("reason", "note", "window"))
-        status = b["status"]
-        if status not in STATUSES:
-            raise InvalidImport("status", f"must be one of {', '.join(STATUSES)}")
-        reason = b.get("reason")
-        if reason is not None and reason not in FAILURE_REASONS:
-            raise InvalidImport("reason", f"must be one of {', '.join(FAILURE_REASONS)}")
-        note = b.get("note")
-        if note is not None:
-            note = text(note, "note", MAX_NOTES_CHARS, empty_ok=True)
-        win = None if b.get("window") is None else window(b["window"], "window")
-        ch = await dispatch.set_status(did, status, reason=reason, note=note, window=win)
-        return jsonify({"delivery": _delivery_json(ch.deliveries[did]), **summary(ch)})
+        b: StatusChange = await _body(StatusChange)
+        ch = await dispatch.set_status(
+            did,
+            b.status,
+            reason=None if isinstance(b.reason, msgspec.UnsetType) else b.reason,
+            note=None if isinstance(b.note, msgspec.UnsetType) else b.note.strip(),
+            window=None if isinstance(b.window, msgspec.UnsetType) else window(b.window, "window"),
+        )
+        return _json(DeliveryChange(ch.deliveries[did], len(ch.events)))
 
     return bp

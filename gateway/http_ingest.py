@@ -35,9 +35,18 @@ KNOT_MPS: Final = 0.514444
 KMH_MPS: Final = 1 / 3.6
 SESSION_CACHE: Final = 100_000
 
-# The operations of this module, for /openapi.json (still described by hand in
-# openapi.py while this list is empty).
-OPS: Final[list[Op]] = []
+# The operations of this module, for /openapi.json; OsmAnd and OwnTracks are still described
+# by hand in openapi.py. The batch body is read by ``wire.decode_frame``, with ``Position``.
+OPS: Final = [
+    Op("POST", "/v1/positions",
+       "Device batch POST: one position or an array; answers the ack once stored",
+       {200: Ack, 401: None, 429: None}, body=Position | list[Position], public=True,
+       description="Authorization: Bearer <device token>. The body may also be MessagePack "
+       "(Content-Type: application/msgpack, the same shape), answered in MessagePack. A "
+       "position refused on its own (out of range, a duplicate...) is named in the ack's "
+       "`rejected`; a frame that cannot be read at all, or too large, is a 400. 429: the "
+       "device's rate limit, with Retry-After."),
+]  # fmt: skip
 
 
 def _epoch(value: Any) -> float:

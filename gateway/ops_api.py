@@ -7,12 +7,13 @@ import io
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from quart import Blueprint, Response, jsonify, request
+import msgspec
+from quart import Blueprint, Response, jsonify
 
-from .api import ApiError, agent_required, time_arg
-from .api_spec import Op
-from .dispatch_lifecycle import STATUSES
+from .api import ApiError, agent_required
+from .api_spec import Content, Op, read_query
 from .kpis import compute_kpis
+from .ops_models import Captured, DeliveriesCsvQuery, Kpis, KpisQuery, Live
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -25,9 +26,17 @@ CSV_COLUMNS: Final = (
     "window_end", "recipient_name", "reason", "note", "updated",
 )  # fmt: skip
 
-# The operations of this module, for /openapi.json (still described by hand in
-# openapi.py while this list is empty).
-OPS: Final[list[Op]] = []
+_CSV: Final = Content("text/csv", {"type": "string"}, "one row per delivery, with a header")
+
+# The operations of this module, for /openapi.json.
+OPS: Final = [
+    Op("GET", "/v1/kpis", "KPIs from the event log", {200: Kpis}, query=KpisQuery),
+    Op("GET", "/v1/live", "Routes tracked by this process, with ETAs", {200: Live}),
+    Op("GET", "/v1/capture/messages", "What the local capture servers received (demo)",
+       {200: Captured, 404: None}),
+    Op("GET", "/v1/deliveries.csv", "Deliveries as CSV, by window start",
+       {200: _CSV, 404: None}, query=DeliveriesCsvQuery),
+]  # fmt: skip
 
 
 def ops_blueprint(gw: Gateway) -> Blueprint:
@@ -37,7 +46,8 @@ def ops_blueprint(gw: Gateway) -> Blueprint:
     @bp.get("/v1/kpis")
     @agent
     async def kpis() -> Any:
-        since = time_arg("since", time.time() - 86_400)
+        q = read_query(KpisQuery)
+        since = time.time() - 86_400 if isinstance(q.since, msgspec.UnsetType) else q.since
         events: list[dict[str, Any]] = []
         cursor = f"{int(since * 1000)}-0"
         while len(events) < MAX_KPI_EVENTS:
@@ -104,10 +114,9 @@ def ops_blueprint(gw: Gateway) -> Blueprint:
     @bp.get("/v1/deliveries.csv")
     @agent
     async def deliveries_csv() -> Any:
-        status = request.args.get("status")
-        if status and status not in STATUSES:
-            raise ApiError(400, f"status must be one of {', '.join(STATUSES)}", "status")
-        route = request.args.get("route")
+        q = read_query(DeliveriesCsvQuery)
+        status = None if isinstance(q.status, msgspec.UnsetType) else q.status
+        route = None if isinstance(q.route, msgspec.UnsetType) else q.route
         rid = await gw.dispatch.store.resolve_route(route) if route else None
         if route and rid is None:
             raise ApiError(404, "no such route", "route")

@@ -33,7 +33,7 @@ async def test_customer_picks_a_new_window_after_a_failed_attempt(gateway: Gatew
         assert len(options) == 9 and all(o["start"] > time.time() for o in options)
         r = await customer.post(f"/v1/track/{link}/reschedule",
                                 json={"window": {"start": 1.0, "end": 2.0}})  # fmt: skip
-        assert r.status_code == 400  # not a window on offer
+        assert r.status_code == 422 and r.json()["field"] == "window"  # not on offer
         r = await customer.post(f"/v1/track/{link}/reschedule", json={"window": options[4]})
         assert r.status_code == 200 and r.json()["status"] == "rescheduled"
         assert r.json()["window"] == options[4]
