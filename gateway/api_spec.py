@@ -19,6 +19,7 @@ import msgspec
 from quart import request
 
 from .http_errors import ApiError
+from .structs import field_of
 
 REF: Final = "#/components/schemas/{name}"
 T = TypeVar("T")
@@ -52,7 +53,8 @@ class Content:
 @dataclass(frozen=True)
 class Op:
     """One operation. ``responses`` maps each status to the type of its JSON body (None:
-    an ``Error``) or a ``Content``; ``body`` is the request body's type or ``Content``;
+    an ``Error``), a ``Content``, or a tuple of them (one per media type); ``body`` is the
+    request body's, in the same forms;
     ``query`` a Struct whose fields are the query parameters; ``params`` describes the path
     parameters (``{name}`` in ``path``); ``public``: no agent key needed (it then lists
     its own 401 or 403 if it has one)."""
@@ -68,22 +70,9 @@ class Op:
     description: str = ""
 
 
-def _field_of(error: str) -> str | None:
-    """``"Expected ... - at `$.routes[0].stops`"`` -> ``"routes[0].stops"``."""
-    _, sep, where = error.rpartition(" - at `$")
-    if not sep:
-        return None
-    return where.rstrip("`").lstrip(".") or None
-
-
 def _refused(exc: msgspec.ValidationError) -> ApiError:
-    text = str(exc)
-    where = _field_of(text)
-    if where is None and text.startswith("Object missing required field `"):
-        where = text.split("`")[1]
-    if where is None and text.startswith("Object contains unknown field `"):
-        where = text.split("`")[1]
-    return ApiError(400, text, where)
+    message, where = field_of(exc)
+    return ApiError(400, message, where)
 
 
 def read_query(kind: type[T]) -> T:
@@ -129,7 +118,13 @@ class _Schemas:
 
 
 def _content(schemas: _Schemas, spec: Any, placeholders: list[tuple[dict[str, Any], int]]) -> Any:
-    """A content map for ``spec`` (a type or Content), with a placeholder filled later."""
+    """A content map for ``spec`` (a type, a Content, or a tuple of them: one media type
+    each), with placeholders for the schemas, filled later."""
+    if isinstance(spec, tuple):
+        out: dict[str, Any] = {}
+        for one in spec:
+            out.update(_content(schemas, one, placeholders))
+        return out
     if isinstance(spec, Content):
         entry: dict[str, Any] = {}
         if isinstance(spec.schema, dict):
@@ -181,10 +176,11 @@ def openapi_spec(
             spec = codes[status]
             if spec is None:
                 spec = Error
-            if isinstance(spec, Content):
-                text = spec.description or ("ok" if status < 300 else "error")
+            first = spec[0] if isinstance(spec, tuple) else spec
+            if isinstance(first, Content):
+                text = first.description or ("ok" if status < 300 else "error")
             else:
-                doc = getattr(spec, "__doc__", None) if isinstance(spec, type) else None
+                doc = getattr(first, "__doc__", None) if isinstance(first, type) else None
                 text = (doc or "").strip().split("\n")[0] or ("ok" if status < 300 else "error")
             response: dict[str, Any] = {"description": text}
             if status != 204:

@@ -42,6 +42,7 @@ from .dispatch_models import (
     TimeValue,
     WindowInput,
 )
+from .structs import field_of
 
 T = TypeVar("T")
 
@@ -74,20 +75,12 @@ class ImportedRoute(NamedTuple):
 
 
 def typed(kind: type[T], value: Any) -> T:
-    """``value`` (decoded JSON) as ``kind``, or :class:`InvalidImport` naming the field:
-    the missing or unknown key itself, not only the object holding it."""
+    """``value`` (decoded JSON) as ``kind``, or :class:`InvalidImport` naming the field."""
     try:
         return msgspec.convert(value, kind)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        message, sep, where = text.rpartition(" - at `$")
-        if not sep:
-            message, where = text, ""
-        path = where.rstrip("`").lstrip(".")
-        if message.startswith(("Object missing required field `", "Object contains unknown")):
-            key = message.split("`")[1]
-            path = f"{path}.{key}" if path else key
-        raise InvalidImport(path, message) from None
+        message, where = field_of(exc)
+        raise InvalidImport(where or "", message) from None
 
 
 # ----- values the schema describes, in their stored form
