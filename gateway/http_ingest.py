@@ -16,27 +16,39 @@ from __future__ import annotations
 import base64
 import math
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 from quart import Blueprint, Response, jsonify, request
 
-from .api_spec import Op
-from .http_errors import ApiError, decode_json
+from .api_spec import Content, Op
+from .http_errors import ApiError
+from .http_ingest_models import (
+    KMH_MPS,
+    KNOT_MPS,
+    OsmAndFields,
+    OsmAndJson,
+    OwnTracksMessage,
+)
 from .ingest import Session, frame_cost
+from .structs import field_of, out_of_range
 from .wire import Ack, MalformedFrame, Position, Reason, Rejection, decode_frame
 
 if TYPE_CHECKING:
     from .app import Gateway
 
-KNOT_MPS: Final = 0.514444
-KMH_MPS: Final = 1 / 3.6
 SESSION_CACHE: Final = 100_000
 
 # The operations of this module, for /openapi.json; OsmAnd and OwnTracks are still described
 # by hand in openapi.py. The batch body is read by ``wire.decode_frame``, with ``Position``.
+# A refused position is answered with the ack naming why; an unreadable request with Error.
+_REJECTED: Final = Content(
+    "application/json",
+    {"anyOf": [{"$ref": "#/components/schemas/Ack"}, {"$ref": "#/components/schemas/Error"}]},
+    "refused: the ack names the position's rejection, or the request could not be read",
+)
+
 OPS: Final = [
     Op("POST", "/v1/positions",
        "Device batch POST: one position or an array; answers the ack once stored",
@@ -46,6 +58,23 @@ OPS: Final = [
        "position refused on its own (out of range, a duplicate...) is named in the ack's "
        "`rejected`; a frame that cannot be read at all, or too large, is a 400. 429: the "
        "device's rate limit, with Retry-After."),
+    *(Op(method, "/v1/osmand",
+         "OsmAnd protocol (Traccar Client): one position; id = the device token",
+         {200: Content("text/plain", {"type": "string", "maxLength": 0}, "stored"),
+          400: _REJECTED, 401: None, 422: None, 429: None},
+         query=OsmAndFields, public=True,
+         body=(Content("application/x-www-form-urlencoded", OsmAndFields), OsmAndJson)
+         if method == "POST" else None,
+         description="The fields come as query arguments, as a form, or (POST) as the app's "
+         "JSON body (speed in m/s there, in knots otherwise); fields not listed are ignored, "
+         "an empty one counts as absent. 400: a field out of range or of the wrong type, or "
+         "the position refused (the ack names why); 422: no position in it.")
+      for method in ("GET", "POST")),
+    Op("POST", "/v1/owntracks", "OwnTracks HTTP mode (basic auth password = the device token)",
+       {200: Content("application/json", {"type": "array", "maxItems": 0}, "no commands"),
+        400: _REJECTED, 401: None, 422: None, 429: None},
+       body=OwnTracksMessage, public=True,
+       description="A `location` is stored; other message types are accepted and ignored."),
 ]  # fmt: skip
 
 
@@ -73,12 +102,17 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _opt(params: dict[str, Any], *names: str, scale: float = 1.0) -> float | None:
-    for n in names:
-        v = params.get(n)
-        if v not in (None, ""):
-            return float(v) * scale
-    return None
+class Unreadable(ValueError):
+    """Fields of the right types that hold no position (no lat and lon, a time that is
+    not one): answered 422."""
+
+
+def _given(value: Any) -> Any:
+    return None if value is msgspec.UNSET else value
+
+
+def _scaled(value: Any, scale: float) -> float | None:
+    return None if value is msgspec.UNSET else value * scale
 
 
 def _position(fields: dict[str, Any]) -> Position:
@@ -88,61 +122,92 @@ def _position(fields: dict[str, Any]) -> Position:
     return msgspec.convert(fields, Position)
 
 
-def osmand_position(params: dict[str, Any]) -> Position:
-    """The OsmAnd query form (speed in knots) or the JSON body form (speed in m/s)."""
-    loc = params.get("location")
-    if isinstance(loc, dict):
-        coords = loc.get("coords") or {}
-        battery = loc.get("battery") or {}
-        level = battery.get("level")
-        return _position(
-            {
-                "ts": _epoch(loc.get("timestamp")),
-                "lat": float(coords["latitude"]),
-                "lon": float(coords["longitude"]),
-                "speed": _opt(coords, "speed"),
-                "heading": _opt(coords, "heading"),
-                "accuracy": _opt(coords, "accuracy"),
-                "alt": _opt(coords, "altitude"),
-                "battery": None if level is None else float(level) * 100.0,
-                "odometer": _opt(loc, "odometer"),
-            }
-        )
-    if "location" in params and "lat" not in params:
-        lat, lon = str(params["location"]).split(",")[:2]
-        params = {**params, "lat": lat, "lon": lon}
-    ts = params.get("timestamp")
+def _time(value: str | float) -> float:
+    try:
+        return _epoch(value)
+    except (ValueError, OverflowError):
+        raise Unreadable(f"timestamp {value!r} is not a time") from None
+
+
+def osmand_fields_position(f: OsmAndFields) -> Position:
+    """A position from the OsmAnd query or form fields (speed in knots)."""
+    lat, lon = f.lat, f.lon
+    if (lat is msgspec.UNSET or lon is msgspec.UNSET) and f.location is not msgspec.UNSET:
+        a, _, b = f.location.partition(",")
+        try:
+            lat, lon = float(a), float(b)
+        except ValueError:
+            raise Unreadable(f"location {f.location!r} is not lat,lon") from None
+    if lat is msgspec.UNSET or lon is msgspec.UNSET:
+        raise Unreadable("a position needs lat and lon, or location")
     return _position(
         {
-            "ts": _epoch(ts) if ts not in (None, "") else time.time(),
-            "lat": float(params["lat"]),
-            "lon": float(params["lon"]),
-            "speed": _opt(params, "speed", scale=KNOT_MPS),
-            "heading": _opt(params, "bearing", "heading"),
-            "accuracy": _opt(params, "accuracy"),
-            "alt": _opt(params, "altitude"),
-            "battery": _opt(params, "batt", "battery"),
-            "temp_c": _opt(params, "temp", "temperature"),
+            "ts": time.time() if f.timestamp is msgspec.UNSET else _time(f.timestamp),
+            "lat": lat,
+            "lon": lon,
+            "speed": _scaled(f.speed, KNOT_MPS),
+            "heading": _given(f.bearing) if f.bearing is not msgspec.UNSET else _given(f.heading),
+            "accuracy": _given(f.accuracy),
+            "alt": _given(f.altitude),
+            "battery": _given(f.batt) if f.batt is not msgspec.UNSET else _given(f.battery),
+            "temp_c": _given(f.temp) if f.temp is not msgspec.UNSET else _given(f.temperature),
+        }
+    )
+
+
+def osmand_json_position(body: OsmAndJson) -> Position:
+    """A position from the Traccar Client app's JSON body (speed in m/s)."""
+    loc = body.location
+    c = loc.coords
+    level = msgspec.UNSET if loc.battery is msgspec.UNSET else loc.battery.level
+    return _position(
+        {
+            "ts": _time(loc.timestamp),
+            "lat": c.latitude,
+            "lon": c.longitude,
+            "speed": _given(c.speed),
+            "heading": _given(c.heading),
+            "accuracy": _given(c.accuracy),
+            "alt": _given(c.altitude),
+            "battery": _scaled(level, 100.0),
+            "odometer": _given(loc.odometer),
+        }
+    )
+
+
+def osmand_position(params: dict[str, Any]) -> Position:
+    """The OsmAnd query form (text values, speed in knots) or the JSON body form (speed in
+    m/s). Raises msgspec.ValidationError for a field of the wrong type or out of range,
+    Unreadable for fields that hold no position."""
+    if isinstance(params.get("location"), dict):
+        return osmand_json_position(msgspec.convert(params, OsmAndJson))
+    given = {k: v for k, v in params.items() if v not in (None, "")}
+    return osmand_fields_position(msgspec.convert(given, OsmAndFields, strict=False))
+
+
+def owntracks_message_position(msg: OwnTracksMessage) -> Position | None:
+    """An OwnTracks ``_type: location`` message (vel in km/h); None for other types."""
+    if msg.type != "location":
+        return None
+    if msg.lat is msgspec.UNSET or msg.lon is msgspec.UNSET or msg.tst is msgspec.UNSET:
+        raise Unreadable("a location needs lat, lon and tst")
+    return _position(
+        {
+            "ts": _time(msg.tst),
+            "lat": msg.lat,
+            "lon": msg.lon,
+            "speed": _scaled(msg.vel, KMH_MPS),
+            "heading": _given(msg.cog),
+            "accuracy": _given(msg.acc),
+            "alt": _given(msg.alt),
+            "battery": _given(msg.batt),
         }
     )
 
 
 def owntracks_position(msg: dict[str, Any]) -> Position | None:
-    """An OwnTracks ``_type: location`` message (vel in km/h); None for other types."""
-    if msg.get("_type") != "location":
-        return None
-    return _position(
-        {
-            "ts": _epoch(msg["tst"]),
-            "lat": float(msg["lat"]),
-            "lon": float(msg["lon"]),
-            "speed": _opt(msg, "vel", scale=KMH_MPS),
-            "heading": _opt(msg, "cog"),
-            "accuracy": _opt(msg, "acc"),
-            "alt": _opt(msg, "alt"),
-            "battery": _opt(msg, "batt"),
-        }
-    )
+    """``owntracks_message_position`` of decoded JSON."""
+    return owntracks_message_position(msgspec.convert(msg, OwnTracksMessage))
 
 
 def http_ingest_blueprint(gw: Gateway) -> Blueprint:
@@ -202,47 +267,59 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
         metrics.inc("gateway_frames_rejected_total", reason=reason)
         return ApiError(400, f"{reason}: {detail}")
 
-    async def device_json() -> dict[str, Any]:
-        """A device's JSON body as an object; anything else is a malformed frame."""
-        data = await request.get_data(as_text=False)
-        if len(data) > gw.settings.max_frame_bytes:
-            raise bad_frame("too_big", f"{len(data)} bytes, limit {gw.settings.max_frame_bytes}")
-        try:
-            body = decode_json(data)
-        except ApiError as exc:
-            raise bad_frame("malformed", exc.message) from None
-        if not isinstance(body, dict):
-            raise bad_frame("malformed", "body is not a JSON object")
-        return body
-
-    def read_one(
-        parse: Callable[[dict[str, Any]], Position | None], fields: dict[str, Any]
-    ) -> Position | None:
-        """One position from a protocol's fields; out of range or unreadable is a 400."""
-        try:
-            return parse(fields)
-        except msgspec.ValidationError as exc:
+    def refused(exc: Exception) -> ApiError:
+        """The answer to a position that could not be read: a field out of range (400,
+        ``out_of_range``), of the wrong type (400, ``malformed``), or fields of the right
+        types that hold no position (422)."""
+        if isinstance(exc, Unreadable):
+            metrics.inc("gateway_frames_rejected_total", reason="malformed")
+            return ApiError(422, f"malformed: {exc}")
+        assert isinstance(exc, msgspec.ValidationError)
+        message, where = field_of(exc)
+        if out_of_range(message):
             metrics.inc("gateway_positions_rejected_total", reason=Reason.OUT_OF_RANGE)
-            raise ApiError(400, f"out_of_range: {exc}") from None
-        except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
-            # A field missing, of the wrong type or shape (``battery`` not an object), a
-            # number that is no float (infinite: OverflowError making its seq).
-            raise bad_frame("malformed", f"cannot read the position: {exc!r}") from None
+            return ApiError(400, f"out_of_range: {message}", where)
+        metrics.inc("gateway_frames_rejected_total", reason="malformed")
+        return ApiError(400, f"malformed: {message}", where)
+
+    def fields(source: Any) -> dict[str, str]:
+        """Query or form fields; an empty one counts as absent, as the apps send them."""
+        return {k: v for k, v in source.items() if v != ""}
 
     @bp.route("/v1/osmand", methods=["GET", "POST"])
     async def osmand() -> Any:
-        params: dict[str, Any] = dict(request.args)
+        params = fields(request.args)
+        body: OsmAndJson | None = None
         if request.method == "POST":
             if request.mimetype == "application/json":
-                params.update(await device_json())
+                data = await request.get_data(as_text=False)
+                if len(data) > gw.settings.max_frame_bytes:
+                    raise bad_frame("too_big", f"{len(data)} bytes")
+                try:
+                    body = msgspec.json.decode(data, type=OsmAndJson)
+                except msgspec.ValidationError as exc:
+                    raise refused(exc) from None
+                except (msgspec.DecodeError, RecursionError):
+                    raise bad_frame("malformed", "the body is not a JSON object") from None
             else:
-                params.update(dict(await request.form))
-        token = params.get("id") or params.get("deviceid") or params.get("device_id") or bearer()
+                params.update(fields(await request.form))
+        token = (
+            params.get("id")
+            or params.get("deviceid")
+            or params.get("device_id")
+            or (body.device_id if body is not None and body.device_id else None)
+            or bearer()
+        )
         session = await session_for(str(token) if token else None)
         metrics.inc("gateway_frames_total", proto="osmand", enc="http")
         charge(session, frame_cost(len(request.query_string) + len(await request.get_data())))
-        pos = read_one(osmand_position, params)
-        assert pos is not None  # every OsmAnd request is a location
+        try:
+            if body is not None:
+                pos = osmand_json_position(body)
+            else:
+                pos = osmand_fields_position(msgspec.convert(params, OsmAndFields, strict=False))
+        except (msgspec.ValidationError, Unreadable) as exc:
+            raise refused(exc) from None
         ack = await ingest(session, [pos], [])
         if ack.rejected:
             return jsonify(msgspec.to_builtins(ack)), 400
@@ -252,8 +329,17 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
     async def owntracks() -> Any:
         session = await session_for(bearer())
         metrics.inc("gateway_frames_total", proto="owntracks", enc="http")
-        charge(session, frame_cost(len(await request.get_data())))
-        pos = read_one(owntracks_position, await device_json())
+        data = await request.get_data(as_text=False)
+        charge(session, frame_cost(len(data)))
+        if len(data) > gw.settings.max_frame_bytes:
+            raise bad_frame("too_big", f"{len(data)} bytes")
+        try:
+            msg = msgspec.json.decode(data, type=OwnTracksMessage)
+            pos = owntracks_message_position(msg)
+        except (msgspec.ValidationError, Unreadable) as exc:
+            raise refused(exc) from None
+        except (msgspec.DecodeError, RecursionError):
+            raise bad_frame("malformed", "the body is not a JSON object") from None
         if pos is not None:
             ack = await ingest(session, [pos], [])
             if ack.rejected:

@@ -48,6 +48,7 @@ from .failures import log_once
 from .http_ingest import owntracks_position
 from .ingest import Session, frame_cost
 from .mqtt_ack import AckingClient, DurableAcks
+from .structs import field_of, out_of_range
 from .wire import MAX_POSITIONS, MalformedFrame, Position, Reason, Rejection, decode_frame
 
 if TYPE_CHECKING:
@@ -122,9 +123,12 @@ def decode_payload(
         try:
             pos = owntracks_position(msg)
         except msgspec.ValidationError as exc:
-            return [], [Rejection(None, Reason.OUT_OF_RANGE, str(exc))]
-        except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
-            raise MalformedFrame(f"cannot read the location: {exc!r}") from None
+            message, where = field_of(exc)
+            if out_of_range(message):
+                return [], [Rejection(None, Reason.OUT_OF_RANGE, where or message)]
+            raise MalformedFrame(f"cannot read the location: {message}") from None
+        except ValueError as exc:  # Unreadable: no position in it
+            raise MalformedFrame(f"cannot read the location: {exc}") from None
         return ([pos] if pos is not None else []), []
     if isinstance(payload, str):
         return decode_frame(payload, max_positions)

@@ -266,10 +266,6 @@ def _add_more(paths: dict[str, Any]) -> None:
     """Zones, HTTP ingest, tracking links, proof of delivery, claims, ops."""
     did = _path_param("id")
     paths.update({
-        "/v1/osmand": {"get": _op("OsmAnd protocol (Traccar Client); id = device token",
-                                  "200", "400", "401", public=True)},
-        "/v1/owntracks": {"post": _op("OwnTracks HTTP mode (basic auth password = token)",
-                                      "200", "400", "401", body=True, public=True)},
         "/v1/deliveries/{id}/pod": {
             "post": _op("Complete with proof of delivery (multipart: photo, signature, "
                         "recipient_name, notes, lat, lon, ts); agent key or the vehicle's "

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
+
+_BOUNDS: Final = (" >= ", " <= ", " > ", " < ")  # in a message: a value out of its range
 
 
 def field_of(exc: msgspec.ValidationError) -> tuple[str, str | None]:
@@ -18,3 +22,9 @@ def field_of(exc: msgspec.ValidationError) -> tuple[str, str | None]:
         key = message.split("`")[1]
         path = f"{path}.{key}" if path else key
     return message, path or None
+
+
+def out_of_range(message: str) -> bool:
+    """Whether a validation error's message is about a value outside its range (not a
+    value of the wrong type or shape)."""
+    return message.startswith("Expected `") and any(op in message for op in _BOUNDS)
