@@ -17,7 +17,7 @@ import base64
 import math
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import msgspec
 from quart import Blueprint, Response, jsonify, request
@@ -33,7 +33,7 @@ from .http_ingest_models import (
 )
 from .ingest import Session, frame_cost
 from .structs import field_of, out_of_range
-from .wire import Ack, MalformedFrame, Position, Reason, Rejection, decode_frame
+from .wire import Ack, MalformedFrame, Position, PositionShape, Reason, Rejection, decode_frame
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -42,6 +42,17 @@ SESSION_CACHE: Final = 100_000
 
 # The operations of this module, for /openapi.json; OsmAnd and OwnTracks are still described
 # by hand in openapi.py. The batch body is read by ``wire.decode_frame``, with ``Position``.
+# What the batch POST takes: a position of the right types, or an array of anything; each
+# position is then checked on its own, and one that fails (out of range, a field missing)
+# is named in the ack's `rejected` with the reason, the others kept (200).
+Batch = Annotated[
+    list[Any],
+    msgspec.Meta(
+        description="positions (the Position shape), at most MAX_BATCH_POSITIONS; an item "
+        "that is not one is named in the ack's `rejected` and the others are kept"
+    ),
+]
+
 # A refused position is answered with the ack naming why; an unreadable request with Error.
 _REJECTED: Final = Content(
     "application/json",
@@ -52,7 +63,7 @@ _REJECTED: Final = Content(
 OPS: Final = [
     Op("POST", "/v1/positions",
        "Device batch POST: one position or an array; answers the ack once stored",
-       {200: Ack, 401: None, 429: None}, body=Position | list[Position], public=True,
+       {200: Ack, 401: None, 429: None}, body=PositionShape | Batch, public=True,
        description="Authorization: Bearer <device token>. The body may also be MessagePack "
        "(Content-Type: application/msgpack, the same shape), answered in MessagePack. A "
        "position refused on its own (out of range, a duplicate...) is named in the ack's "

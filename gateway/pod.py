@@ -3,8 +3,9 @@
 The driver app (its device token, for deliveries on its vehicle's started route) or an agent
 completes a delivery with a multipart upload. Every image is decoded before it is kept
 (``check_image``): JPEG or PNG, at most ``MAX_IMAGE_PIXELS`` pixels, its type the decoded one
-whatever its name or claimed type say. A proof's ``ts`` lies between ``EARLIEST_TS`` and
-``FUTURE_TOLERANCE_S`` (the setting) from now. Files end up under
+whatever its name or claimed type say. The text fields are read as ``pod_models.PodForm``
+(the type ``/openapi.json`` describes); a proof's ``ts`` is also at most ``FUTURE_TOLERANCE_S``
+(the setting) from now, a 422 otherwise. Files end up under
 ``DATA_DIR/pod/<delivery>/`` named by their SHA-256, and the record goes to Redis at
 ``pod:{delivery}``. A geo-stamp farther than ``POD_MAX_DISTANCE_M`` from the stop is accepted
 but flagged for agents (``delivery.pod_flagged``).
@@ -41,11 +42,23 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from geofence import haversine_m
 
-from .api import agent_key, finite_field
-from .api_spec import Op
+from .api import agent_key
+from .api_spec import Content, Op
 from .dispatch import STARTED
 from .dispatch_lifecycle import DELIVERED, IllegalTransition
 from .http_errors import ApiError
+from .pod_models import (
+    MAX_PHOTOS,
+    POD_MAX_DISTANCE_M,
+    UPLOAD_SCHEMA,
+    FileKind,
+    ImageType,
+    Pod,
+    PodFile,
+    PodForm,
+    UnpairedCoordinate,
+)
+from .structs import field_of
 
 if TYPE_CHECKING:
     from werkzeug.datastructures import MultiDict
@@ -56,17 +69,11 @@ MAX_FILE_BYTES: Final = 5 * 2**20  # 5 MiB per image
 # A phone photo is 12 megapixels; decoding 25 takes up to 100 MB (4 bytes a pixel).
 MAX_IMAGE_PIXELS: Final = 25_000_000
 IMAGE_DECODERS: Final = 2  # images decoded at once, each in a worker thread
-MAX_PHOTOS: Final = 5
-POD_MAX_DISTANCE_M: Final = 150.0
-MAX_TEXT: Final = 500
-EARLIEST_TS: Final = 946_684_800.0  # 2000-01-01T00:00:00Z
-# A refused body up to this size is read to its end (and dropped) before the answer, so the
-# connection can be used again; a larger one, or one of unknown length, closes it.
 STAGING_PREFIX: Final = ".upload-"
 
 # Pillow's format name -> the type stored and served. A JPEG with several pictures in it
 # (phones' MPO) is a JPEG to any viewer.
-IMAGE_TYPES: Final = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png"}
+IMAGE_TYPES: Final[dict[str, ImageType]] = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png"}
 SERVED_HEADERS: Final = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; sandbox",
@@ -77,9 +84,36 @@ _DECODE_ERRORS: Final = (OSError, SyntaxError, ValueError, EOFError, IndexError,
 
 _json: Final = msgspec.json.Encoder()
 
-# The operations of this module, for /openapi.json (still described by hand in
-# openapi.py while this list is empty).
-OPS: Final[list[Op]] = []
+_ID: Final = {"id": "internal id, or the shipper's external id"}
+_SHA: Final = {**_ID, "sha": "the file's SHA-256, as in the proof's files"}
+_BINARY: Final = {"type": "string", "format": "binary"}
+_UPLOAD: Final = (
+    "Multipart. With an agent API key, or the device token of the vehicle whose started "
+    "route has the delivery (403 for another device's). The delivery becomes delivered (409 "
+    "when its status does not allow that). Each image must decode as a JPEG or PNG (415) of "
+    f"at most {MAX_FILE_BYTES} bytes and {MAX_IMAGE_PIXELS} pixels (413); the whole upload "
+    "is at most MAX_CONTENT_LENGTH bytes, a text field MAX_FORM_MEMORY_SIZE (413). A ts "
+    "ahead of the gateway's clock by more than FUTURE_TOLERANCE_S is a 422. A geo-stamp "
+    f"over {POD_MAX_DISTANCE_M:g} m from the stop is accepted but flagged."
+)
+_SERVED: Final = (
+    "Answered with X-Content-Type-Options: nosniff, Content-Disposition: inline, a "
+    "Content-Security-Policy that lets nothing in the file load or run, and Cache-Control: "
+    "private."
+)
+
+# The operations of this module, for /openapi.json.
+OPS: Final = [
+    Op("POST", "/v1/deliveries/{id}/pod", "Complete a delivery with its proof of delivery",
+       {201: Pod, 401: None, 403: None, 404: None, 409: None, 413: None, 415: None, 422: None},
+       body=Content("multipart/form-data", UPLOAD_SCHEMA), params=_ID, public=True,
+       description=_UPLOAD),
+    Op("GET", "/v1/deliveries/{id}/pod", "The proof of delivery", {200: Pod, 404: None},
+       params=_ID),
+    Op("GET", "/v1/deliveries/{id}/pod/{sha}", "A file of the proof of delivery",
+       {200: (Content("image/jpeg", _BINARY, "the image"), Content("image/png", _BINARY)),
+        404: None}, params=_SHA, description=_SERVED),
+]  # fmt: skip
 
 
 class BadImage(Exception):
@@ -90,7 +124,7 @@ class TooManyPixels(BadImage):
     """An image larger than the gateway decodes."""
 
 
-def check_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
+def check_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageType:
     """``"jpeg"`` or ``"png"``: the type of ``data`` once all its pixels have decoded.
 
     BadImage if it is another format, is not an image at all, or does not decode to its end;
@@ -109,26 +143,6 @@ def check_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
         raise TooManyPixels(f"has more than {max_pixels} pixels") from None
     except _DECODE_ERRORS:
         raise BadImage("is not a complete JPEG or PNG image") from None
-
-
-class PodFile(msgspec.Struct, frozen=True):
-    sha256: str
-    kind: str  # photo | signature
-    type: str  # jpeg | png
-    size: int
-
-
-class Pod(msgspec.Struct, frozen=True):
-    delivery: str
-    files: list[PodFile]
-    recipient_name: str
-    notes: str
-    lat: float | None
-    lon: float | None
-    ts: float
-    distance_m: float | None
-    flagged: bool
-    by: str  # device id or "agent"
 
 
 def pod_key(delivery_id: str) -> str:
@@ -177,19 +191,25 @@ def pod_blueprint(gw: Gateway) -> Blueprint:
     bp = Blueprint("pod", __name__)
     decoders = trio.CapacityLimiter(IMAGE_DECODERS)
 
-    async def caller_for(delivery_id: str) -> str:
-        """``"agent"`` or the device id of the driver app allowed to complete this delivery."""
+    async def caller_for(ident: str) -> tuple[str, str]:
+        """The delivery's internal id, and ``"agent"`` or the id of the driver app's device
+        allowed to complete it. The key is checked before the delivery is looked up: a
+        caller without one learns nothing of which deliveries exist."""
         key = agent_key()
-        if gw.api_keys.check(key):
-            return "agent"
-        device = await gw.device_auth.lookup(key) if key else None
-        if device is None:
+        agent = gw.api_keys.check(key)
+        device = None if agent or not key else await gw.device_auth.lookup(key)
+        if not agent and device is None:
             raise ApiError(401, "an agent API key or the vehicle's device token is needed")
+        delivery_id = await gw.dispatch.store.resolve_delivery(ident)
+        if delivery_id is None:
+            raise ApiError(404, "no such delivery")
+        if device is None:
+            return delivery_id, "agent"
         d = await gw.dispatch.store.get_delivery(delivery_id)
         route = None if d is None or d.route is None else await gw.dispatch.store.get_route(d.route)
         if route is None or route.status != STARTED or route.vehicle != device.vehicle:
             raise ApiError(403, "this delivery is not on this vehicle's started route")
-        return device.id
+        return delivery_id, device.id
 
     async def read_form() -> tuple[MultiDict[str, Any], MultiDict[str, Any]]:
         try:
@@ -200,24 +220,43 @@ def pod_blueprint(gw: Gateway) -> Blueprint:
                 413, f"an upload is at most {whole} bytes in all, a text field {field} bytes"
             ) from None
 
-    def proof_ts(form: MultiDict[str, Any], now: float) -> float:
-        ts = finite_field(form, "ts")
+    def text_fields(form: MultiDict[str, Any]) -> PodForm:
+        """The form's text fields as ``PodForm``; a 400 naming the field otherwise."""
+        for name in ("photo", "signature"):
+            if name in form:
+                raise ApiError(400, f"{name} must be a file part (one with a filename)", name)
+        # Only the fields it names: the others may have any name, one msgspec cannot take.
+        given = {name: form[name] for name in PodForm.__struct_fields__ if name in form}
+        try:
+            return msgspec.convert(given, PodForm, strict=False)
+        except msgspec.ValidationError as exc:
+            message, where = field_of(exc)
+            if message.startswith("Invalid enum value"):
+                # Text in a number field: msgspec names the empty string it also allows.
+                message = f"{where} must be a number"
+            raise ApiError(400, message, where) from None
+
+    def proof_ts(given: PodForm, now: float) -> float:
+        ts = given.when()
         if ts is None:
             return now
         tolerance = gw.settings.future_tolerance_s
-        if not EARLIEST_TS <= ts <= now + tolerance:
+        if ts > now + tolerance:
             raise ApiError(
-                400, f"ts must be epoch seconds from 2000-01-01 to {tolerance:g} s from now", "ts"
+                422, f"ts is more than {tolerance:g} s ahead of the gateway's clock", "ts"
             )
         return ts
 
-    async def images(files: MultiDict[str, Any]) -> list[tuple[str, str, bytes]]:
+    async def images(
+        photos: list[Any], signatures: list[Any]
+    ) -> list[tuple[FileKind, ImageType, bytes]]:
         """``(kind, type, bytes)`` of every image uploaded, each decoded."""
-        photos = files.getlist("photo")
-        if len(photos) > MAX_PHOTOS:
-            raise ApiError(400, f"at most {MAX_PHOTOS} photos", "photo")
-        uploads: list[tuple[str, bytes]] = []
-        for kind, items in (("photo", photos), ("signature", files.getlist("signature")[:1])):
+        uploads: list[tuple[FileKind, bytes]] = []
+        kinds: tuple[tuple[FileKind, list[Any]], ...] = (
+            ("photo", photos),
+            ("signature", signatures),
+        )
+        for kind, items in kinds:
             for f in items:
                 data = f.read(MAX_FILE_BYTES + 1)
                 if len(data) > MAX_FILE_BYTES:
@@ -234,24 +273,23 @@ def pod_blueprint(gw: Gateway) -> Blueprint:
         return checked
 
     async def complete(ident: str) -> Any:
+        delivery_id, by = await caller_for(ident)
         form, files = await read_form()
-        delivery_id = await gw.dispatch.store.resolve_delivery(ident)
-        if delivery_id is None:
-            raise ApiError(404, "no such delivery")
-        by = await caller_for(delivery_id)
-        name = (form.get("recipient_name") or "").strip()
-        notes = (form.get("notes") or "").strip()
-        if len(name) > MAX_TEXT or len(notes) > MAX_TEXT:
-            raise ApiError(400, f"recipient_name and notes are limited to {MAX_TEXT} characters")
-        lat, lon = finite_field(form, "lat"), finite_field(form, "lon")
-        if (lat is None) != (lon is None) or (
-            lat is not None and lon is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180)
-        ):
-            raise ApiError(400, "lat and lon go together and must be valid degrees", "lat")
-        ts = proof_ts(form, time.time())
-        uploads = await images(files)
-        if not uploads and not name:
+        given = text_fields(form)
+        try:
+            position = given.position()
+        except UnpairedCoordinate as exc:
+            raise ApiError(400, "lat and lon go together", exc.missing) from None
+        photos, signatures = files.getlist("photo"), files.getlist("signature")
+        if len(photos) > MAX_PHOTOS:
+            raise ApiError(400, f"at most {MAX_PHOTOS} photos", "photo")
+        if len(signatures) > 1:
+            raise ApiError(400, "one signature at most", "signature")
+        name, notes = given.name(), given.note()
+        if not photos and not signatures and not name:
             raise ApiError(400, "a proof needs a photo, a signature or the recipient's name")
+        ts = proof_ts(given, time.time())
+        uploads = await images(photos, signatures)
         stored = [
             PodFile(hashlib.sha256(data).hexdigest(), kind, itype, len(data))
             for kind, itype, data in uploads
@@ -259,9 +297,10 @@ def pod_blueprint(gw: Gateway) -> Blueprint:
         d = await gw.dispatch.store.get_delivery(delivery_id)
         assert d is not None
         distance = None
-        if lat is not None and lon is not None:
-            distance = haversine_m(lat, lon, d.location.lat, d.location.lon)
+        if position is not None:
+            distance = haversine_m(*position, d.location.lat, d.location.lon)
         flagged = distance is not None and distance > POD_MAX_DISTANCE_M
+        lat, lon = (None, None) if position is None else position
         pod = Pod(delivery_id, stored, name, notes, lat, lon, ts, distance, flagged, by)
         staged: list[Path] = []
         try:

@@ -44,8 +44,9 @@ class Position(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     odometer: Finite | None = None  # metres
 
 
-class _LoosePosition(msgspec.Struct):
-    """The same shape without ranges: tells "out of range" from "malformed"."""
+class PositionShape(msgspec.Struct):
+    """A position's shape without its ranges: tells "out of range" (a rejection of that
+    position) from "malformed" (not a position at all)."""
 
     seq: int
     ts: float
@@ -123,7 +124,7 @@ class _Decoders:
         raw = Annotated[list[msgspec.Raw], msgspec.Meta(max_length=max_positions)]
         self.raw_list = mod.Decoder(raw)
         self.one = mod.Decoder(Position)
-        self.loose = mod.Decoder(_LoosePosition)
+        self.loose = mod.Decoder(PositionShape)
         self.seq_only = mod.Decoder(_SeqOnly)
 
 
