@@ -22,6 +22,7 @@ from notify.channels.sms import TwilioSmsChannel
 from notify.channels.webhook import WebhookChannel
 from notify.deliveries import delivery_key
 from notify.events import EVENTS_STREAM, Event
+from notify.redis_client import RedisClient
 from notify.service import Notifier
 from notify.subscriptions import create_subscription
 
@@ -54,11 +55,11 @@ async def add_event(redis: coredis.Redis[bytes], **event: Any) -> None:
     await redis.xadd(EVENTS_STREAM, {"e": json.dumps(event)})
 
 
-async def log_events(redis: coredis.Redis[bytes]) -> list[dict[str, Any]]:
+async def log_events(redis: RedisClient[Any]) -> list[dict[str, Any]]:
     return [json.loads(e.field_values[b"e"]) for e in await redis.xrange(EVENTS_STREAM)]
 
 
-async def wait_for_events(redis: coredis.Redis[bytes], kind: str, count: int) -> list[Any]:
+async def wait_for_events(redis: RedisClient[Any], kind: str, count: int) -> list[Any]:
     for _ in range(500):
         found = [e for e in await log_events(redis) if e["type"] == kind]
         if len(found) >= count:
