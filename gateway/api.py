@@ -161,6 +161,8 @@ def create_app(gw: Gateway) -> QuartTrio:
         body: dict[str, Any] = {"status": "ok"}
         if gw.mqtt is not None:
             body["mqtt"] = "connected" if gw.mqtt.connected else "reconnecting"
+        if gw.notifications is not None and gw.notifications.channels:
+            body["notify"] = gw.notifications.channels
         return jsonify(body)
 
     @app.get("/metrics")

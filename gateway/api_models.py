@@ -143,3 +143,13 @@ class Health(msgspec.Struct, omit_defaults=True):
     status: str
     redis: str | None = None
     mqtt: Literal["connected", "reconnecting"] | None = None
+    # What customer texts and mails go to, where this process sends them: a real provider,
+    # the local capture servers (the demo), or nowhere ("not_configured": counted in
+    # notify_messages_not_configured_total, warned about at start).
+    notify: (
+        dict[
+            Literal["sms", "email"],
+            Literal["twilio", "smtp", "capture", "not_configured"],
+        ]
+        | None
+    ) = None

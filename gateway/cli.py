@@ -37,6 +37,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     if args.command == "demo" and "QUIET_HOURS" not in os.environ:
         # The demo shows messages whatever the hour it is run at.
         settings = msgspec.structs.replace(settings, quiet_hours="")
+    if args.command == "demo" and "NOTIFY_CAPTURE" not in os.environ:
+        # The demo's customers are simulated: their texts and mails go to local capture
+        # servers, shown on the ops page, unless a real provider is configured.
+        settings = msgspec.structs.replace(settings, notify_capture=True)
     return settings
 
 
@@ -78,6 +82,9 @@ def process_env(settings: Settings, ep: Endpoints, i: int) -> dict[str, str]:
         "HOST": settings.host,
         "HTTP_PORT": _port_plus(settings.http_port, i),
         "INGEST_PORT": _port_plus(settings.ingest_port, i),
+        # The demo's choices, which the first process made in code, not in the environment.
+        "QUIET_HOURS": settings.quiet_hours,
+        "NOTIFY_CAPTURE": "true" if settings.notify_capture else "false",
     }
     if settings.mqtt_client_id:
         # One broker session each: two connections of one client id take it in turns.

@@ -54,7 +54,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
     # --- notifications
     notify: bool = True  # run the notifier (customer messages, alerts, webhooks) here
-    notify_capture: bool = True  # unconfigured SMS/email go to local capture servers
+    # Unconfigured SMS/email go to local capture servers: the demo's and the tests' setting,
+    # never a production one (a gateway without Twilio would "send" texts into a sink).
+    notify_capture: bool = False
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
     twilio_from: str = "+15005550006"  # sender number

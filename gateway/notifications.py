@@ -95,6 +95,8 @@ class Notifications:
         self.sms_capture: TwilioCaptureServer | None = None
         self.email_capture: SmtpCaptureServer | None = None
         self.twilio_auth_token: str | None = None
+        # What each customer channel goes to: twilio/smtp, capture, or not_configured.
+        self.channels: dict[str, str] = {}
 
     async def run(
         self, *, task_status: trio.TaskStatus[Notifier] = trio.TASK_STATUS_IGNORED
@@ -119,13 +121,27 @@ class Notifications:
                     link_for=lambda delivery: self.gw.link_url(self.gw.links.issue(delivery)),
                     config=notifier_config(s),
                     on_redis_outage=self._redis_outage,
+                    on_not_configured=self._not_configured,
                 )
+                self.channels = {
+                    "sms": self._kind("twilio", self.sms_capture, sms),
+                    "email": self._kind("smtp", self.email_capture, email),
+                }
                 async with trio.open_nursery() as nursery:
                     await nursery.start(notifier.run)
                     feed = AlertFeed(notifier.alerts, self.gw.hub, self.gw.metrics)
                     nursery.start_soon(feed.run)
                     log.info("notifications: %s", ", ".join(sorted(channels)))
                     task_status.started(notifier)
+
+    @staticmethod
+    def _kind(real: str, capture: object, channel: object) -> str:
+        if channel is None:
+            return "not_configured"
+        return "capture" if capture is not None else real
+
+    def _not_configured(self, channel: str) -> None:
+        self.gw.metrics.inc("notify_messages_not_configured_total", channel=channel)
 
     def _redis_outage(self, service: str) -> None:
         self.gw.metrics.inc(REDIS_OUTAGES_METRIC, service=service)
@@ -140,6 +156,10 @@ class Notifications:
             sid, token = self.sms_capture.account_sid, self.sms_capture.auth_token
             log.info("SMS go to the local capture server at %s", base)
         if not sid:
+            log.warning(
+                "SMS are not configured: customer texts are not sent (set TWILIO_ACCOUNT_SID "
+                "and TWILIO_AUTH_TOKEN, or NOTIFY_CAPTURE=true for a local capture server)"
+            )
             return None
         self.twilio_auth_token = token
         return TwilioSmsChannel(
@@ -163,6 +183,10 @@ class Notifications:
                 use_tls=s.smtp_tls,
             )
         if not s.notify_capture:
+            log.warning(
+                "email is not configured: customer mails are not sent (set SMTP_HOST, or "
+                "NOTIFY_CAPTURE=true for a local capture server)"
+            )
             return None
         self.email_capture = SmtpCaptureServer()
         port = await nursery.start(self.email_capture.run)

@@ -106,7 +106,8 @@ class Notifier:
     for a missing channel are not queued). ``link_for(delivery_id)`` returns the signed
     tracking link. ``lookup`` reads delivery records (default: ``dlv:{dispatch}:<id>`` in Redis).
     ``on_redis_outage(service)`` is called once per Redis outage that one of its services
-    (the event consumer, the outbox's) waited out.
+    (the event consumer, the outbox's) waited out; ``on_not_configured(channel)`` for each
+    message not queued for want of its channel.
     """
 
     def __init__(
@@ -123,6 +124,7 @@ class Notifier:
         consumer: str | None = None,
         rng: random.Random | None = None,
         on_redis_outage: OutageHook | None = None,
+        on_not_configured: Callable[[str], None] | None = None,
     ) -> None:
         self.redis = redis
         self.channels = dict(channels)
@@ -144,6 +146,8 @@ class Notifier:
             on_redis_outage=on_redis_outage,
         )
         self.on_redis_outage = on_redis_outage
+        # Told of each message a recipient chose a channel for that has no adapter here.
+        self.on_not_configured = on_not_configured
         self._emitting = RedisOutage("notification events", on_redis_outage)
         self._subs: list[Subscription] = []
         self._subs_read_at = -float("inf")
@@ -265,9 +269,11 @@ class Notifier:
             delivery = await self.lookup.get(event.delivery) if event.delivery else None
             link = self.link_for(delivery.id) if delivery and self.link_for else None
             for intent in customer_intents(event, delivery, now, self.config.rules, link):
-                # A channel this process has no adapter for is not queued at all.
+                # A channel this process has no adapter for is not queued at all: counted.
                 if intent.channel in self.channels:
                     queued.append(await self._queue(intent, event.id, now))
+                elif self.on_not_configured is not None:
+                    self.on_not_configured(intent.channel)
             await self._alerts(event, now, queued)
         await self._webhooks(event, now, queued)
         return queued

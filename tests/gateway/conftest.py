@@ -22,16 +22,16 @@ API_KEY = "test-agent-key"
 
 
 def gateway_settings(redis_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    defaults: dict[str, Any] = {
+        "http_port": 0,
+        "ingest_port": 0,
+        "api_keys": API_KEY,
+        "tile_url": "",
+        "quiet_hours": "",  # messages are sent whatever the hour the tests run at
+        "notify_capture": True,  # SMS and email to local capture servers
+    }
     return load_settings(
-        env={},
-        redis_url=redis_url,
-        data_dir=str(data_dir),
-        http_port=0,
-        ingest_port=0,
-        api_keys=API_KEY,
-        tile_url="",
-        quiet_hours="",  # messages are sent whatever the hour the tests run at
-        **overrides,
+        env={}, redis_url=redis_url, data_dir=str(data_dir), **(defaults | overrides)
     )
 
 

@@ -83,3 +83,11 @@ def test_each_extra_process_has_its_own_ports_and_mqtt_session(
     )
     assert env.get("MQTT_CLIENT_ID") == expected
     assert load_settings(env=env).mqtt_client_id == (expected or "")
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_extra_processes_keep_the_demos_capture_and_quiet_hours(capture: bool) -> None:
+    settings = load_settings(env={}, notify_capture=capture, quiet_hours="")
+    ep = Endpoints("http://h:8080", "ws://h:1/v1/ingest", "k", "redis://r:6379/0")
+    again = load_settings(env=process_env(settings, ep, 1))
+    assert (again.notify_capture, again.quiet_hours) == (capture, "")

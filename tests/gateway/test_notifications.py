@@ -4,12 +4,16 @@ through the local Twilio-compatible and SMTP capture servers the gateway starts.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
-from .conftest import GatewayHandle
+from gateway.config import load_settings
+
+from .conftest import GatewayHandle, gateway_settings, start_gateway, wait_metric
 from .test_links import two_stop_route
 
 
@@ -57,3 +61,43 @@ async def test_out_for_delivery_reaches_the_customer_once(gateway: GatewayHandle
     assert len((await gateway.http.get("/v1/capture/messages")).json()["sms"]) == 2
     events = (await gateway.http.get("/v1/events", params={"limit": 1000})).json()["events"]
     assert any(e["type"] == "notification.sent" and e["delivery"] == d1 for e in events)
+
+
+def test_capture_is_off_unless_asked_for() -> None:
+    """A production gateway never sends customer texts into a local sink by default."""
+    assert load_settings(env={}).notify_capture is False
+    assert load_settings(env={"NOTIFY_CAPTURE": "true"}).notify_capture is True
+
+
+async def test_without_a_provider_nothing_is_sent_and_it_says_so(
+    redis_url: str, data_dir: Path, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir, notify_capture=False))
+    assert (await gw.http.get("/healthz")).json()["notify"] == {
+        "sms": "not_configured",
+        "email": "not_configured",
+    }
+    warned = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "TWILIO_ACCOUNT_SID" in warned and "SMTP_HOST" in warned
+    await gw.register("van-link")
+    body = two_stop_route(time.time())
+    for stop in body["routes"][0]["stops"]:
+        stop["deliveries"][0]["recipient"]["channels"] = ["sms", "email"]
+    assert (await gw.http.put("/v1/routes", json=body)).is_success
+    assert (await gw.http.post("/v1/routes/LINK-R/start")).is_success
+    # Both customers' out-for-delivery message on both channels: counted, not sent.
+    await wait_metric(gw.http, 'notify_messages_not_configured_total{channel="sms"}', 2)
+    await wait_metric(gw.http, 'notify_messages_not_configured_total{channel="email"}', 2)
+    d1 = (await gw.http.get("/v1/deliveries/D-S1")).json()["id"]
+    found = (await gw.http.get("/v1/notifications", params={"delivery": d1})).json()
+    assert found["notifications"] == []
+    assert (await gw.http.get("/v1/capture/messages")).status_code == 404
+    await gw.http.aclose()
+    gw.scope.cancel()
+
+
+async def test_the_test_gateway_captures(gateway: GatewayHandle) -> None:
+    assert (await gateway.http.get("/healthz")).json()["notify"] == {
+        "sms": "capture",
+        "email": "capture",
+    }
