@@ -60,11 +60,13 @@ from geofence import (
     Zone,
 )
 from geofence.engine import STATE_VERSION as ENGINE_STATE_VERSION
-from notify.redis_client import publish
+from notify.redis_client import RedisOutage, publish
 
 from . import keys
 from .dispatch import STARTED, RouteRecord, to_geofence_route
-from .dispatch_lifecycle import ARRIVING
+from .dispatch_lifecycle import ARRIVING, IllegalTransition
+from .dispatch_store import Busy, NotFound
+from .failures import log_once
 from .metrics import Metrics
 from .pubsub import follow_channel
 from .store import DWELL, LEG, EtaObservation, Store
@@ -217,6 +219,9 @@ class LiveTracking:
         self.zone_store = zone_store
         self.metrics = metrics
         self.events_max_len = events_max_len
+        # Events and the status changes they stand for wait out a lost Redis, as positions
+        # do: a delivery.arriving dropped would be a customer message never sent.
+        self._outage = RedisOutage("live events", self._redis_outage)
         self.engine = GeofenceEngine(engine_config or EngineConfig())
         # Zone id -> fingerprint of the stored Feature the engine holds, for the zones loaded
         # from Redis as a whole: catching up decodes only the zones that differ.
@@ -450,12 +455,29 @@ class LiveTracking:
         for ev in events:
             if ev["type"] == "delivery.arriving":
                 try:
-                    await self.dispatch.store.set_status(ev["delivery"], ARRIVING, ev["ts"])
-                except Exception as exc:
+                    await self._arriving(ev["delivery"], ev["ts"])
+                except (IllegalTransition, NotFound) as exc:
                     log.debug("delivery %s not made arriving: %s", ev["delivery"], exc)
+                    continue
+                except Exception as exc:  # a bug: loud, and the others go on
+                    self.metrics.inc("gateway_live_errors_total", step="arriving")
+                    log_once(log, f"delivery {ev['delivery']} not made arriving", exc)
                     continue
             out.append(ev)
         return out
+
+    async def _arriving(self, delivery: str, ts: float) -> None:
+        """Make ``delivery`` arriving, waiting out a lost Redis or a busy transaction."""
+        assert self.dispatch is not None
+        while True:
+            try:
+                await self._outage.call(self.dispatch.store.set_status, delivery, ARRIVING, ts)
+                return
+            except Busy as exc:
+                await self._outage.pause(exc)
+
+    def _redis_outage(self, service: str) -> None:
+        self.metrics.inc("gateway_redis_outages_total", service="live")
 
     # ----- the stage
 
@@ -531,9 +553,10 @@ class LiveTracking:
         for ev in events:
             self.metrics.inc("gateway_events_total", type=ev["type"])
         try:
-            await self.store.append_events(events, self.events_max_len)
-        except Exception as exc:
-            log.warning("could not append %d events: %s", len(events), exc)
+            await self._outage.call(self.store.append_events, events, self.events_max_len)
+        except Exception as exc:  # a bug, not an outage (that is waited out): loud
+            self.metrics.inc("gateway_live_errors_total", step="events")
+            log_once(log, f"could not append {len(events)} events", exc)
 
     async def _consume(self) -> None:
         async for groups in self._recv:

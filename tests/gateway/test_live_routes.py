@@ -6,12 +6,16 @@ import json
 import time
 from typing import Any
 
+import coredis
+import pytest
 import trio
 from trio_websocket import open_websocket_url
 
 from gateway.dispatch import delivery_id, route_id
+from gateway.dispatch_store import DispatchStore
+from gateway.store import Store
 
-from .conftest import GatewayHandle, wait_tracked
+from .conftest import GatewayHandle, metric, wait_tracked
 
 STOP = (48.85, 2.35)
 M_PER_DEG_LAT = 111_195.0
@@ -89,3 +93,50 @@ async def test_a_started_route_gives_arriving_and_arrived(gateway: GatewayHandle
     assert (await gateway.http.get(f"/v1/deliveries/{did}")).json()["status"] == "arriving"
     eta_changes = [e for e in evs if e["type"] in ("delivery.eta_changed", "stop.eta_changed")]
     assert all(e["delivery"] == did for e in eta_changes)
+
+
+async def test_events_and_arriving_wait_out_a_lost_redis(
+    gateway: GatewayHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live stage's events and the arriving status they stand for are retried while
+    Redis does not answer (here: the first two tries of each fail as a lost connection
+    does), not dropped: the customer's arriving message depends on them."""
+    token = await gateway.register("van-live")
+    now = time.time()
+    assert (await gateway.http.put("/v1/routes", json=route_body(now - 600))).is_success
+    assert (await gateway.http.post("/v1/routes/LIVE-1/start")).is_success
+    await wait_tracked(gateway, "van-live")
+    failures = {"append_events": 2, "set_status": 2}
+
+    def flaky(name: str, original: Any) -> Any:
+        async def call(self: Any, *args: Any, **kw: Any) -> Any:
+            if failures[name] > 0:
+                failures[name] -= 1
+                raise coredis.exceptions.ConnectionError("connection lost (injected)")
+            return await original(self, *args, **kw)
+
+        return call
+
+    monkeypatch.setattr(Store, "append_events", flaky("append_events", Store.append_events))
+    monkeypatch.setattr(DispatchStore, "set_status", flaky("set_status", DispatchStore.set_status))
+    fixes = [
+        {"seq": i + 1, "ts": now - (21 - i) * 10, "speed": 10.0,
+         "lat": STOP[0] - (2000 - 100 * i) / M_PER_DEG_LAT, "lon": STOP[1]}
+        for i in range(21)
+    ]  # fmt: skip
+    async with open_websocket_url(f"{gateway.ep.ingest_url}?token={token}") as ws:
+        for f in fixes:
+            await ws.send_message(json.dumps(f))
+        with trio.fail_after(10):
+            while json.loads(await ws.get_message())["seq"] < 21:
+                pass
+    did = delivery_id("LIVE-D1")
+    with trio.fail_after(15):
+        while True:
+            evs = (await gateway.http.get("/v1/events", params={"limit": 1000})).json()["events"]
+            if any(e["type"] == "delivery.arriving" for e in evs):
+                break
+            await trio.sleep(0.05)
+    assert failures == {"append_events": 0, "set_status": 0}
+    assert (await gateway.http.get(f"/v1/deliveries/{did}")).json()["status"] == "arriving"
+    assert metric(await gateway.metrics(), 'gateway_redis_outages_total{service="live"}') >= 1
