@@ -12,23 +12,19 @@ check drops them), and the tracker's ETA for every pending stop is recorded afte
 The simulator's traffic: congestion is a property of the district and the hour, the same for
 every van (``simulator.traffic``: 800 m cells whose level, free flow 65 %, busy 25 %, jammed
 10 % of the time, is drawn anew every 15 minutes and interpolated in between); each van on its
-own only meets traffic lights and stop-and-go. Until this version every van drew its own
-standstills, slowdowns and congestion episodes (30 s to 4 minutes each), as if no two vans
-ever shared a street. Each day of the history has its own traffic (its own epoch).
+own only meets traffic lights and stop-and-go. Each day of the history has its own traffic
+(its own epoch).
 
 The simulator's dwells: a stop's planned service time comes from its parcel count (60 s plus
 35 s a parcel, 95-270 s); the van stays that long times a log-normal factor (within 0.5-2)
 that is partly the address's own (spread 0.21, the same for every van and day: a walk from
-the only place to park, stairs) and partly the visit's (spread 0.21; together about 0.3, the
-spread every visit drew on its own until this version), and sometimes 5-15 minutes longer on
-top (a "long dwell"). Long dwells come mostly from the address: at 8 % of the city's
-addresses (the same for every van and day) 85 % of visits run long, by that address's own
-extra (drawn once, 300-900 s) with a spread of 0.2 a visit; elsewhere 0.5 % (one parcel) to
-3 % (six) of visits run 300-900 s long by chance. About 8 % of stops run long, one in five of
-those by chance. In the version before the last, every long dwell came by chance (2-18 % of
-stops by parcel count); before that every stop had the same 10 % chance; before that every
-stop was planned at 180 s and took 60-300 s at random. Figures from different versions are
-not comparable.
+the only place to park, stairs) and partly the visit's (spread 0.21; together about 0.3),
+and sometimes 5-15 minutes longer on top (a "long dwell"). Long dwells come mostly from the
+address: at 8 % of the city's addresses (the same for every van and day) 85 % of visits run
+long, by that address's own extra (drawn once, 300-900 s) with a spread of 0.2 a visit;
+elsewhere 0.5 % (one parcel) to 3 % (six) of visits run 300-900 s long by chance. About 8 %
+of stops run long, one in five of those by chance. The figures depend on this model of
+traffic and dwells: compare only runs of the same code.
 
 The actual arrival at a stop is the first fix of the run of fixes inside the stop's arrival
 circle that contains the van's own visit: the moment the tracker's ETA is defined for. At 10 and
@@ -43,9 +39,7 @@ van's actual time at stops before the arrival) and its travel part (the rest), p
 over predictions with no long dwell before the arrival.
 The dwell part is the service time the tracker counted in the ETA (what it expected to be
 left at the stop being served plus the stops before) against the van's actual time standing
-at stops; until this version it was computed from the planned service times whatever the
-tracker had counted, which mis-split the error once the tracker learnt service times. The
-last line is one JSON object with the figures.
+at stops. The last line is one JSON object with the figures.
 
 The ETA model learns first from ``--history`` routes of earlier days in the same city (other
 seeds, the same simulator settings, fixes every ``--history-interval`` seconds): each is

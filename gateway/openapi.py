@@ -17,7 +17,7 @@ def openapi_spec(server_url: str, ops: Iterable[Op]) -> dict[str, Any]:
         title="Fleet tracking and notification gateway",
         version="0.1.0",
         description=(
-            "Devices push positions over WebSocket (see README: device protocol) or the HTTP "
+            "Devices push positions over WebSocket (see docs/device-protocols.md) or the HTTP "
             "device protocols below; agents and shippers' systems use this API with an API key."
         ),
     )
