@@ -16,21 +16,22 @@ from __future__ import annotations
 import base64
 import math
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import msgspec
 from quart import Blueprint, Response, jsonify, request
 
 from .api_spec import Content, Op
-from .http_errors import ApiError
-from .http_ingest_models import (
-    KMH_MPS,
-    KNOT_MPS,
+from .device_formats import (
     OsmAndFields,
     OsmAndJson,
     OwnTracksMessage,
+    Unreadable,
+    osmand_fields_position,
+    osmand_json_position,
+    owntracks_message_position,
 )
+from .http_errors import ApiError
 from .ingest import Session, frame_cost
 from .structs import field_of, out_of_range
 from .wire import Ack, MalformedFrame, Position, PositionShape, Reason, Rejection, decode_frame
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
 
 SESSION_CACHE: Final = 100_000
 
-# The operations of this module, for /openapi.json; OsmAnd and OwnTracks are still described
-# by hand in openapi.py. The batch body is read by ``wire.decode_frame``, with ``Position``.
+# The operations of this module, for /openapi.json. OsmAnd and OwnTracks are read with the
+# Structs of ``device_formats``; the batch body by ``wire.decode_frame``, with ``Position``.
 # What the batch POST takes: a position of the right types, or an array of anything; each
 # position is then checked on its own, and one that fails (out of range, a field missing)
 # is named in the ack's `rejected` with the reason, the others kept (200).
@@ -87,138 +88,6 @@ OPS: Final = [
        body=OwnTracksMessage, public=True,
        description="A `location` is stored; other message types are accepted and ignored."),
 ]  # fmt: skip
-
-
-def _epoch(value: Any) -> float:
-    """Unix seconds, unix milliseconds, or ISO 8601 / 'yyyy-MM-dd HH:mm:ss' (UTC)."""
-    if isinstance(value, int | float) or (isinstance(value, str) and _is_number(value)):
-        t = float(value)
-        return t / 1000.0 if t > 1e11 else t
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "T")
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        dt = datetime.fromisoformat(text)
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    raise ValueError(f"not a time: {value!r}")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-class Unreadable(ValueError):
-    """Fields of the right types that hold no position (no lat and lon, a time that is
-    not one): answered 422."""
-
-
-def _given(value: Any) -> Any:
-    return None if value is msgspec.UNSET else value
-
-
-def _scaled(value: Any, scale: float) -> float | None:
-    return None if value is msgspec.UNSET else value * scale
-
-
-def _position(fields: dict[str, Any]) -> Position:
-    """A Position from decoded fields, with the same range checks as the wire decoder."""
-    fields = {k: v for k, v in fields.items() if v is not None}
-    fields["seq"] = round(fields["ts"] * 1000)
-    return msgspec.convert(fields, Position)
-
-
-def _time(value: str | float) -> float:
-    try:
-        return _epoch(value)
-    except (ValueError, OverflowError):
-        raise Unreadable(f"timestamp {value!r} is not a time") from None
-
-
-def osmand_fields_position(f: OsmAndFields) -> Position:
-    """A position from the OsmAnd query or form fields (speed in knots)."""
-    lat, lon = f.lat, f.lon
-    if (lat is msgspec.UNSET or lon is msgspec.UNSET) and f.location is not msgspec.UNSET:
-        a, _, b = f.location.partition(",")
-        try:
-            lat, lon = float(a), float(b)
-        except ValueError:
-            raise Unreadable(f"location {f.location!r} is not lat,lon") from None
-    if lat is msgspec.UNSET or lon is msgspec.UNSET:
-        raise Unreadable("a position needs lat and lon, or location")
-    return _position(
-        {
-            "ts": time.time() if f.timestamp is msgspec.UNSET else _time(f.timestamp),
-            "lat": lat,
-            "lon": lon,
-            "speed": _scaled(f.speed, KNOT_MPS),
-            "heading": _given(f.bearing) if f.bearing is not msgspec.UNSET else _given(f.heading),
-            "accuracy": _given(f.accuracy),
-            "alt": _given(f.altitude),
-            "battery": _given(f.batt) if f.batt is not msgspec.UNSET else _given(f.battery),
-            "temp_c": _given(f.temp) if f.temp is not msgspec.UNSET else _given(f.temperature),
-        }
-    )
-
-
-def osmand_json_position(body: OsmAndJson) -> Position:
-    """A position from the Traccar Client app's JSON body (speed in m/s)."""
-    loc = body.location
-    c = loc.coords
-    level = msgspec.UNSET if loc.battery is msgspec.UNSET else loc.battery.level
-    return _position(
-        {
-            "ts": _time(loc.timestamp),
-            "lat": c.latitude,
-            "lon": c.longitude,
-            "speed": _given(c.speed),
-            "heading": _given(c.heading),
-            "accuracy": _given(c.accuracy),
-            "alt": _given(c.altitude),
-            "battery": _scaled(level, 100.0),
-            "odometer": _given(loc.odometer),
-        }
-    )
-
-
-def osmand_position(params: dict[str, Any]) -> Position:
-    """The OsmAnd query form (text values, speed in knots) or the JSON body form (speed in
-    m/s). Raises msgspec.ValidationError for a field of the wrong type or out of range,
-    Unreadable for fields that hold no position."""
-    if isinstance(params.get("location"), dict):
-        return osmand_json_position(msgspec.convert(params, OsmAndJson))
-    given = {k: v for k, v in params.items() if v not in (None, "")}
-    return osmand_fields_position(msgspec.convert(given, OsmAndFields, strict=False))
-
-
-def owntracks_message_position(msg: OwnTracksMessage) -> Position | None:
-    """An OwnTracks ``_type: location`` message (vel in km/h); None for other types."""
-    if msg.type != "location":
-        return None
-    if msg.lat is msgspec.UNSET or msg.lon is msgspec.UNSET or msg.tst is msgspec.UNSET:
-        raise Unreadable("a location needs lat, lon and tst")
-    return _position(
-        {
-            "ts": _time(msg.tst),
-            "lat": msg.lat,
-            "lon": msg.lon,
-            "speed": _scaled(msg.vel, KMH_MPS),
-            "heading": _given(msg.cog),
-            "accuracy": _given(msg.acc),
-            "alt": _given(msg.alt),
-            "battery": _given(msg.batt),
-        }
-    )
-
-
-def owntracks_position(msg: dict[str, Any]) -> Position | None:
-    """``owntracks_message_position`` of decoded JSON."""
-    return owntracks_message_position(msgspec.convert(msg, OwnTracksMessage))
 
 
 def http_ingest_blueprint(gw: Gateway) -> Blueprint:

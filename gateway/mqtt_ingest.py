@@ -44,8 +44,8 @@ import trio
 from moat.lib.mqtt import MQTTPublishPacket, QoS
 
 from .auth import TOKEN_CACHE_S
+from .device_formats import owntracks_position
 from .failures import log_once
-from .http_ingest import owntracks_position
 from .ingest import Session, frame_cost
 from .mqtt_ack import AckingClient, DurableAcks
 from .structs import field_of, out_of_range

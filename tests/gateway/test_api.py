@@ -98,7 +98,10 @@ async def test_openapi_and_metrics(gateway: GatewayHandle) -> None:
     assert spec["paths"]["/v1/positions"]["post"]["security"] == []  # device token, not a key
     metrics = await gateway.metrics()
     assert "# TYPE gateway_positions_accepted_total counter" in metrics
-    assert (await gateway.http.get("/healthz")).json() == {"status": "ok"}
+    assert (await gateway.http.get("/healthz")).json() == {
+        "status": "ok",
+        "notify": {"sms": "capture", "email": "capture"},
+    }
 
 
 async def test_events_oldest_first_or_newest_first(gateway: GatewayHandle, redis_url: str) -> None:

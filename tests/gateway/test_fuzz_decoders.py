@@ -12,8 +12,8 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.device_formats import osmand_position, owntracks_position
 from gateway.http_errors import ApiError, decode_json
-from gateway.http_ingest import osmand_position, owntracks_position
 from gateway.mqtt_ingest import decode_payload
 from gateway.wire import SEQ_LIMIT, Ack, MalformedFrame, Position, decode_frame, encode_reply
 

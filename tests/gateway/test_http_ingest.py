@@ -10,7 +10,7 @@ import httpx
 import msgspec
 import pytest
 
-from gateway.http_ingest import KNOT_MPS, osmand_position, owntracks_position
+from gateway.device_formats import KNOT_MPS, osmand_position, owntracks_position
 
 from .conftest import GatewayHandle
 
