@@ -19,6 +19,8 @@ from quart import Blueprint, jsonify
 
 from .api import ApiError, agent_required
 from .api_spec import Op, read_body, read_query
+from .keys import CLAIMS as INDEX
+from .keys import claim_key
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
 ClaimType = Literal["damaged", "missing", "wrong_item", "late", "other"]
 Resolution = Literal["refund", "redelivery", "rejected", "other"]
 MAX_TEXT: Final = 2000
-INDEX: Final = "claims"
 
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 
@@ -87,10 +88,6 @@ OPS: Final = [
     Op("POST", "/v1/claims/{id}/resolve", "Resolve a claim", {200: Claim, 404: None, 409: None},
        body=ClaimResolve, params={"id": "the claim id"}),
 ]  # fmt: skip
-
-
-def claim_key(claim_id: str) -> str:
-    return f"claim:{{{claim_id}}}"
 
 
 def claims_blueprint(gw: Gateway) -> Blueprint:

@@ -48,28 +48,20 @@ from .dispatch import (
 )
 from .dispatch_plan import Changes, assign_route, change_status, merge_import, start_route
 from .dispatch_validate import ImportedRoute
+from .keys import (
+    DELIVERIES,
+    DELIVERIES_EXT,
+    ROUTES,
+    ROUTES_ACTIVE,
+    ROUTES_EXT,
+    route_deliveries_key,
+    route_key,
+    vehroute_key,
+)
 from .store import text as _text
-
-ROUTES: Final = "routes:{dispatch}"
-ROUTES_ACTIVE: Final = "routes:{dispatch}:active"
-ROUTES_EXT: Final = "routes:{dispatch}:ext"
-DELIVERIES: Final = "deliveries:{dispatch}"
-DELIVERIES_EXT: Final = "deliveries:{dispatch}:ext"
 
 MAX_ATTEMPTS: Final = 20  # optimistic retries when other writers keep changing the same keys
 READ_CHUNK: Final = 500  # keys per pipelined read
-
-
-def route_key(route_id: str) -> str:
-    return f"route:{{dispatch}}:{route_id}"
-
-
-def route_deliveries_key(route_id: str) -> str:
-    return f"route:{{dispatch}}:{route_id}:dlv"
-
-
-def vehroute_key(vehicle: str) -> str:
-    return f"vehroute:{{dispatch}}:{vehicle}"
 
 
 class NotFound(LookupError):

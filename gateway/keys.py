@@ -37,3 +37,57 @@ def vehicle(vehicle_id: str) -> str:
 
 def track(vehicle_id: str) -> str:
     return f"veh:{{{vehicle_id}}}:track"  # stream, fields d (device), p (msgpack positions)
+
+
+# ----- the live stage and peers (pub/sub channels)
+
+LIVE_STATES: Final = "live:states"  # vehicle states published for the other processes
+ROUTES_CHANGED: Final = "routes:changed"  # (origin, route id) as MessagePack
+
+# ----- routes and deliveries (one {dispatch} slot: a change is one MULTI/EXEC)
+
+ROUTES: Final = "routes:{dispatch}"
+ROUTES_ACTIVE: Final = "routes:{dispatch}:active"
+ROUTES_EXT: Final = "routes:{dispatch}:ext"
+DELIVERIES: Final = "deliveries:{dispatch}"
+DELIVERIES_EXT: Final = "deliveries:{dispatch}:ext"
+
+
+def route_key(route_id: str) -> str:
+    return f"route:{{dispatch}}:{route_id}"
+
+
+def route_deliveries_key(route_id: str) -> str:
+    return f"route:{{dispatch}}:{route_id}:dlv"
+
+
+def vehroute_key(vehicle: str) -> str:
+    return f"vehroute:{{dispatch}}:{vehicle}"
+
+
+# ----- zones
+
+ZONES: Final = "zones:{zones}"
+ZONES_CHANGED: Final = "zones:changed"
+
+
+def zone_key(zone_id: str) -> str:
+    return f"zone:{{zones}}:{zone_id}"
+
+
+# ----- customers: tracking links, proofs of delivery, claims
+
+REVOCATIONS: Final = "trk:revocations"  # stream: one entry per revocation, field d the delivery
+CLAIMS: Final = "claims"  # sorted set of claim ids
+
+
+def revoked_key(delivery_id: str) -> str:
+    return f"trk:{{{delivery_id}}}"  # string: links issued before this time (ms) are revoked
+
+
+def pod_key(delivery_id: str) -> str:
+    return f"pod:{{{delivery_id}}}"
+
+
+def claim_key(claim_id: str) -> str:
+    return f"claim:{{{claim_id}}}"

@@ -31,12 +31,13 @@ import trio
 
 from notify.redis_client import RedisClient
 
+from .keys import REVOCATIONS, revoked_key
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S: Final = 7 * 86_400.0
 MAX_TOKEN_CHARS: Final = 512
 REVOCATION_POLL_S: Final = 10.0  # an open stream reads its revocation time at least this often
-REVOCATIONS: Final = "trk:revocations"  # stream: one entry per revocation, field d the delivery
 REVOCATIONS_MAX_LEN: Final = 10_000
 FOLLOW_BLOCK_MS: Final = 5_000
 FOLLOW_RETRY_MAX_S: Final = 5.0
@@ -61,10 +62,6 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def revoked_key(delivery_id: str) -> str:
-    return f"trk:{{{delivery_id}}}"
 
 
 class LinkSigner:

@@ -67,6 +67,7 @@ from .dispatch import STARTED, RouteRecord, to_geofence_route
 from .dispatch_lifecycle import ARRIVING, IllegalTransition
 from .dispatch_store import Busy, NotFound
 from .failures import log_once
+from .keys import ROUTES_CHANGED as ROUTES_CHANNEL
 from .metrics import Metrics
 from .pubsub import follow_channel
 from .store import DWELL, LEG, EtaObservation, Store
@@ -93,7 +94,6 @@ ETA_OBSERVED_MAX_LEN: Final = 1_000_000
 ETA_OBSERVED_READ: Final = 10_000  # entries per read
 ETA_OBSERVED_BLOCK_MS: Final = 5_000
 
-ROUTES_CHANNEL: Final = "routes:changed"  # (origin, route id) as MessagePack
 APPROACH_FIELD: Final = "next"  # in a vehicle's hash: its route's Approach state, JSON
 
 _json: Final = msgspec.json.Encoder()

@@ -25,6 +25,7 @@ import trio
 from notify.redis_client import RedisClient, publish
 
 from .hub import Hub
+from .keys import LIVE_STATES as CHANNEL
 from .metrics import Metrics
 from .pubsub import follow_channel
 from .state import Fleet, VehicleState, decode_state, later
@@ -32,7 +33,6 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-CHANNEL: Final = "live:states"
 # A publish that reached no other process: nobody else listens, so the next ones are skipped
 # for this long. A process that starts meanwhile loaded every state from Redis when it
 # started; it hears this one's updates at most this much later.

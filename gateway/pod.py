@@ -47,6 +47,7 @@ from .api_spec import Content, Op
 from .dispatch import STARTED
 from .dispatch_lifecycle import DELIVERED, IllegalTransition
 from .http_errors import ApiError
+from .keys import pod_key
 from .pod_models import (
     MAX_PHOTOS,
     POD_MAX_DISTANCE_M,
@@ -143,10 +144,6 @@ def check_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageType:
         raise TooManyPixels(f"has more than {max_pixels} pixels") from None
     except _DECODE_ERRORS:
         raise BadImage("is not a complete JPEG or PNG image") from None
-
-
-def pod_key(delivery_id: str) -> str:
-    return f"pod:{{{delivery_id}}}"
 
 
 async def load_pod(gw: Gateway, delivery_id: str) -> Pod | None:

@@ -20,17 +20,13 @@ import trio
 from geofence import Zone
 from notify.redis_client import RedisClient, publish
 
+from .keys import ZONES, zone_key
+from .keys import ZONES_CHANGED as CHANNEL
 from .pubsub import follow_channel
 
-ZONES: Final = "zones:{zones}"
-CHANNEL: Final = "zones:changed"
 READ_CHUNK: Final = 1000  # zones per MGET when reading them all
 
 _json: Final = msgspec.json.Encoder()
-
-
-def zone_key(zone_id: str) -> str:
-    return f"zone:{{zones}}:{zone_id}"
 
 
 def decode_zone(raw: bytes) -> Zone:
