@@ -3,9 +3,11 @@ handlers and described in ``/openapi.json`` from these same Structs (``api_spec`
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
+
+from notify.events import Event
 
 from .state import VehicleState
 from .wire import Position
@@ -116,19 +118,6 @@ class EventsQuery(msgspec.Struct):
         Annotated[str, msgspec.Meta(description="only events of this type, in the page read")]
         | msgspec.UnsetType
     ) = msgspec.UNSET
-
-
-class Event(msgspec.Struct):
-    """One entry of the event log (also a webhook's payload)."""
-
-    id: str
-    type: str
-    ts: float
-    vehicle: str | None = None
-    route: str | None = None
-    stop: str | None = None
-    delivery: str | None = None
-    data: dict[str, Any] = {}
 
 
 class Events(msgspec.Struct):

@@ -116,13 +116,11 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
         connections), or answer 429 with ``Retry-After``: nothing of the request is stored,
         and the device sends it again later."""
         assert session.bucket is not None
-        now = time.monotonic()
-        wait = session.bucket.wait_for(n, now)
-        if wait > 0:
+        wait = session.bucket.take_now(n, time.monotonic())
+        if wait:
             metrics.inc("gateway_device_throttled_total")
             retry = "60" if math.isinf(wait) else str(max(1, math.ceil(wait)))
             raise ApiError(429, "rate limit exceeded", headers={"Retry-After": retry})
-        session.bucket.take(n, now)
 
     async def ingest(session: Session, positions: list[Position], bad: list[Rejection]) -> Ack:
         await session.submit(positions, bad)

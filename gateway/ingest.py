@@ -71,12 +71,18 @@ class TokenBucket:
         self.updated = now
         return self.tokens
 
-    def wait_for(self, n: float, now: float) -> float:
-        """Seconds until ``n`` tokens are there, taking none (infinite past ``burst``)."""
-        if n > self.burst:
-            return math.inf
-        short = n - self.available(now)
-        return 0.0 if short <= 0 else short / self.rate
+    def take_now(self, n: float, now: float) -> float:
+        """Take ``n`` tokens if they are there and return 0; otherwise take none and return
+        the seconds until they are (infinite past ``burst``)."""
+        tokens = self.tokens + (now - self.updated) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
+        self.updated = now
+        if tokens >= n:
+            self.tokens = tokens - n
+            return 0.0
+        self.tokens = tokens
+        return math.inf if n > self.burst else (n - tokens) / self.rate
 
     def take(self, n: float, now: float) -> float:
         tokens = self.tokens + (now - self.updated) * self.rate

@@ -389,10 +389,9 @@ class MqttIngest:
                 continue
             now = time.monotonic()
             cost = frame_cost(size)
-            if bucket.wait_for(cost, now) > 0:
+            if bucket.take_now(cost, now):
                 metrics.inc("gateway_frames_rejected_total", reason="rate_limited")
                 continue
-            bucket.take(cost, now)
             try:
                 good, rejected = decode_payload(protocol, payload, settings.max_batch_positions)
             except MalformedFrame as exc:
@@ -404,11 +403,9 @@ class MqttIngest:
                 log_once(log, f"an MQTT payload of {session.device.id} failed", exc)
                 continue
             more = len(good) + len(rejected) - cost
-            if more > 0:
-                if bucket.wait_for(more, now) > 0:
-                    metrics.inc("gateway_frames_rejected_total", reason="rate_limited")
-                    continue
-                bucket.take(more, now)
+            if more > 0 and bucket.take_now(more, now):
+                metrics.inc("gateway_frames_rejected_total", reason="rate_limited")
+                continue
             positions += good
             bad += rejected
         return positions, bad

@@ -277,10 +277,16 @@ class _Receiver:
         binary = isinstance(message, bytes)
         conn.binary = binary
         metrics.add(self.frames_key[binary])
-        # Charged before decoding, valid or not: garbage costs budget like positions do.
+        # Charged before decoding, valid or not: garbage costs budget like positions do. The
+        # common case, a budget with room, takes it here without a wait.
         cost = frame_cost(len(message))
-        if not await self._charge(cost):
-            return
+        bucket = self.bucket
+        wait = bucket.take_now(cost, time.monotonic())
+        if wait:
+            if not await self._throttled(cost, wait):
+                return
+        else:
+            self.throttled_since = None
         server = self.server
         try:
             positions, bad = decode_frame(message, server.max_batch_positions)
@@ -289,36 +295,33 @@ class _Receiver:
             conn.error(ErrorReply(exc.reason, str(exc)), binary)
             return
         more = len(positions) + len(bad) - cost  # each position costs one
-        if more > 0 and not await self._charge(more):
-            return
+        if more > 0:
+            wait = bucket.take_now(more, time.monotonic())
+            if wait and not await self._throttled(more, wait):
+                return
         left = self.session.offer(positions, bad)
         if left is not None:  # the writer's queue is full: wait for room (unless kicked;
             with conn.reader_waits():  # then these were never acked and the device resends)
                 await self.ingest.enqueue(self.session, left)
 
-    async def _charge(self, n: int) -> bool:
-        """Take ``n`` tokens from the device's budget, waiting for them if need be (which
-        back-pressures this device's socket and nobody else's). False: the connection is
-        being closed (1008: the wait would be longer than ``FLOOD_CLOSE_AFTER_S``, or the
-        device has been throttled that long without a pause) and the frame is dropped
-        unacknowledged, so the device resends it later."""
+    async def _throttled(self, n: int, wait: float) -> bool:
+        """The device's budget lacks ``n`` tokens for ``wait`` seconds: wait for them and take
+        them (which back-pressures this device's socket and nobody else's). False: the
+        connection is being closed (1008: the wait would be longer than
+        ``FLOOD_CLOSE_AFTER_S``, or the device has been throttled that long without a pause)
+        and the frame is dropped unacknowledged, so the device resends it later."""
         conn = self.conn
         now = time.monotonic()
-        wait = self.bucket.wait_for(n, now)
-        if wait > 0:
-            self.metrics.inc("gateway_device_throttled_total")
-            flood_s = self.server.flood_close_after_s
-            if self.throttled_since is None:
-                self.throttled_since = now
-            if wait > flood_s or now + wait - self.throttled_since > flood_s:
-                conn.kick(CLOSE_RATE_LIMIT, "rate limit exceeded")
-                return False
-            with conn.reader_waits():
-                await trio.sleep(wait)
-            if conn.kick_code is not None:
-                return False
-            now = time.monotonic()
-        else:
-            self.throttled_since = None
-        self.bucket.take(n, now)
+        self.metrics.inc("gateway_device_throttled_total")
+        flood_s = self.server.flood_close_after_s
+        if self.throttled_since is None:
+            self.throttled_since = now
+        if wait > flood_s or now + wait - self.throttled_since > flood_s:
+            conn.kick(CLOSE_RATE_LIMIT, "rate limit exceeded")
+            return False
+        with conn.reader_waits():
+            await trio.sleep(wait)
+        if conn.kick_code is not None:
+            return False
+        self.bucket.take(n, time.monotonic())
         return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +27,18 @@ def clean_env(**settings: str) -> dict[str, str]:
     return env | settings
 
 
+async def gateway_command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
+    """``python -m gateway ARGS`` run to its end, its output captured."""
+    with trio.fail_after(30):
+        return await trio.run_process(
+            [sys.executable, "-m", "gateway", *args],
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+
+
 @pytest.mark.parametrize("setting", ["HTTP_PORT", "INGEST_PORT"])
 async def test_a_busy_port_is_named_in_one_line(
     setting: str, redis_url: str, data_dir: Path
@@ -38,14 +51,7 @@ async def test_a_busy_port_is_named_in_one_line(
             REDIS_URL=redis_url, DATA_DIR=str(data_dir), API_KEYS=API_KEY, NOTIFY="false",
             HTTP_PORT="0", INGEST_PORT="0",
         ) | {setting: str(port)}  # fmt: skip
-        with trio.fail_after(30):
-            result = await trio.run_process(
-                [sys.executable, "-m", "gateway", "serve"],
-                env=env,
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-            )
+        result = await gateway_command(env, "serve")
     err = result.stderr.decode()
     assert result.returncode == 1, err
     option = "--" + setting.lower().replace("_", "-")
@@ -63,14 +69,7 @@ async def test_device_add_finds_the_gateway_on_its_port(
 ) -> None:
     # The gateway is on a random port; nothing tells the command but the data folder.
     env = clean_env(DATA_DIR=str(data_dir), API_KEYS=API_KEY)
-    with trio.fail_after(30):
-        added = await trio.run_process(
-            [sys.executable, "-m", "gateway", "device", "add", "van-found"],
-            env=env,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
+    added = await gateway_command(env, "device", "add", "van-found")
     assert added.returncode == 0, added.stderr.decode()
     assert json.loads(added.stdout)["id"] == "van-found"
     assert (await gateway.http.get("/v1/devices/van-found")).is_success
@@ -79,14 +78,7 @@ async def test_device_add_finds_the_gateway_on_its_port(
 async def test_device_add_names_the_address_it_tried(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     env = clean_env(DATA_DIR=str(tmp_path / "data"), API_KEYS=API_KEY, HTTP_PORT=str(port))
-    with trio.fail_after(30):
-        result = await trio.run_process(
-            [sys.executable, "-m", "gateway", "device", "add", "van-lost"],
-            env=env,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
+    result = await gateway_command(env, "device", "add", "van-lost")
     err = result.stderr.decode()
     assert result.returncode == 1 and result.stdout == b""
     assert f"cannot reach the gateway at http://127.0.0.1:{port} (from HOST and HTTP_PORT;" in err

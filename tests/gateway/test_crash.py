@@ -21,16 +21,17 @@ from .conftest import API_KEY
 
 
 async def start_process(
-    redis_url: str, data_dir: Path, **settings: str
+    redis_url: str, data_dir: Path, *args: str, command: str = "serve", **settings: str
 ) -> tuple[trio.Process, str, str]:
-    """``python -m gateway serve`` on free ports; ``settings`` as environment variables
-    (``NOTIFY="true"``...). Returns the process, its HTTP base URL and its ingest URL."""
-    env = os.environ | {
+    """``python -m gateway COMMAND ARGS`` (``serve`` by default) on free ports; ``settings``
+    as environment variables (``NOTIFY="true"``...), the simulator's own (``SIM_*``) left
+    out. Returns the process, its HTTP base URL and its ingest URL once it serves."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIM_")} | {
         "REDIS_URL": redis_url, "DATA_DIR": str(data_dir), "HTTP_PORT": "0",
         "INGEST_PORT": "0", "API_KEYS": API_KEY, "NOTIFY": "false", "TILE_URL": "",
     } | settings  # fmt: skip
     proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "gateway", "serve"],
+        [sys.executable, "-m", "gateway", command, *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

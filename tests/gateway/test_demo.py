@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from gateway.demo import STOPPED, DemoFleet, FleetStatus, run_simulator, simulat
 from simulator.cli import parse_args
 
 from .conftest import API_KEY, gateway_settings, start_gateway
+from .test_crash import start_process
 
 DASH_KEY = "-Zx3_dash-first-key-0123456789ab"  # as token_urlsafe makes 1 time in 64
 
@@ -115,24 +115,8 @@ async def start_demo(
 ) -> tuple[trio.Process, str]:
     """``python -m gateway demo ARGS`` on free ports with agent key ``key``; the process and
     its HTTP base URL once it is serving."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIM_")} | {
-        "REDIS_URL": redis_url, "DATA_DIR": str(data_dir), "HTTP_PORT": "0",
-        "INGEST_PORT": "0", "API_KEYS": key, "NOTIFY": "false", "TILE_URL": "",
-    }  # fmt: skip
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "gateway", "demo", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
-    buf = b""
-    with trio.fail_after(20):
-        while b"REST API:" not in buf or b"\n" not in buf.split(b"REST API:")[1]:
-            chunk = await proc.stdout.receive_some(4096)
-            assert chunk, "the demo exited before it was ready"
-            buf += chunk
-    return proc, buf.decode().split("REST API:")[1].split()[0].removesuffix("/v1")
+    proc, http, _ = await start_process(redis_url, data_dir, *args, command="demo", API_KEYS=key)
+    return proc, http
 
 
 async def stop_demo(proc: trio.Process) -> None:
