@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -38,7 +39,8 @@ def chromium_path() -> str:
 
 @contextmanager
 def chromium_page(name: str) -> Iterator[Any]:
-    """A fresh browser profile and page; a screenshot lands in test-artifacts/ on failure."""
+    """A fresh browser profile and page; a screenshot lands in test-artifacts/ on failure, and
+    at the end when ``SCREENSHOTS`` is set in the environment."""
     from playwright.sync_api import sync_playwright
 
     # trio-asyncio (used by the email channel) installs an event loop policy whose loops
@@ -66,6 +68,10 @@ def chromium_page(name: str) -> Iterator[Any]:
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
             raise
+        else:
+            if os.environ.get("SCREENSHOTS"):  # to look at a page as its user sees it
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
         finally:
             context.close()
 

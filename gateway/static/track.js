@@ -98,6 +98,8 @@ function invalid() {
   for (const id of ["eta", "driver", "window", "address"]) document.getElementById(id).textContent = "";
   document.getElementById("proof").hidden = true;
   document.getElementById("resched").hidden = true;
+  // Nothing of the delivery stays on a dead link's page, its map included.
+  document.getElementById("mapwrap").style.display = "none";
   document.getElementById("status").textContent = "This tracking link is invalid or has expired.";
   document.body.dataset.vehicle = "hidden";
   window.trackState = { status: "invalid", eta: null, vehicle: null, updates: (window.trackState?.updates || 0) + 1 };
