@@ -1,7 +1,7 @@
 """Worst-case cost of decoding one device frame, against valid frames in the same run.
 
 Every frame here is at most ``MAX_FRAME_BYTES`` (1 MiB) and goes through
-``gateway.wire.decode_frame`` with the default batch limit (10,000 positions), as the
+``gateway.ingest.wire.decode_frame`` with the default batch limit (10,000 positions), as the
 WebSocket, HTTP and MQTT ingest call it. The baselines are valid batches of 10,000
 positions; the hostile frames are the most expensive shapes found: items that fail the
 strict decode and need the loose one and a look at their ``seq``, deep nesting, a header
@@ -27,7 +27,7 @@ sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolv
 
 import msgspec  # noqa: E402
 
-from gateway.wire import MalformedFrame, decode_frame  # noqa: E402
+from gateway.ingest.wire import MalformedFrame, decode_frame  # noqa: E402
 
 MAX_FRAME_BYTES = 2**20
 N = 10_000

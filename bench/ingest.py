@@ -5,7 +5,7 @@ load-generating process:
   (a) bare: a trio-websocket server that only receives and decodes (msgspec) each frame;
   (b) gateway: the full path (auth, decode, validation, rate limits, Redis writes with
       append-only persistence, acks, live fan-out).
-The gateway takes each frame in the connection's reader task (``gateway.ws_direct``), which
+The gateway takes each frame in the connection's reader task (``gateway.ingest.ws_direct``), which
 saves the bare loop's two task switches per frame; so the bare loop is also measured with
 that same hook, as a second reference ("vs_direct": what the gateway's own work costs).
 Both are measured for single-position JSON frames and 100-position MessagePack batches.
@@ -42,10 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.app import Endpoints, connect_redis, run_gateway
 from gateway.config import load_settings
-from gateway.redisproc import start_redis
-from gateway.wire import Position
-from gateway.ws_direct import DirectConnection, serve_direct
-from gateway.zones_store import ZoneStore
+from gateway.core.redisproc import start_redis
+from gateway.fleet.position import Position
+from gateway.ingest.ws_direct import DirectConnection, serve_direct
+from gateway.zones.store import ZoneStore
 
 # The zone city of bench/geofence.py (a script, not a module: loaded from its file).
 _spec = importlib.util.spec_from_file_location(
@@ -98,7 +98,7 @@ async def bare(
 ) -> tuple[float, float]:
     """The bare receive-and-decode loop: a handler task taking each message from
     trio-websocket; with ``direct``, a callback in the reader task instead, the way the
-    gateway takes them (``gateway.ws_direct``)."""
+    gateway takes them (``gateway.ingest.ws_direct``)."""
     count = [0]
 
     def decode(msg: str | bytes) -> None:

@@ -12,7 +12,7 @@ one subscriber (Mosquitto's default 20; 0: no limit; the gateway itself asks for
 
 ``--bare`` picks the bare loop's client: ``library``, the library's own subscription (one
 message at a time through a stream of five; the baseline of the 0.7 target), or
-``adapter``, the client the gateway uses (``gateway.mqtt_ack.AckingClient``: every message
+``adapter``, the client the gateway uses (``gateway.ingest.mqtt_ack.AckingClient``: every message
 straight into one large stream), so the gateway's pipeline is measured against the same
 receive path.
 
@@ -53,10 +53,10 @@ from moat.lib.mqtt.async_client import AsyncMQTTClient
 
 from gateway.app import Endpoints, run_gateway
 from gateway.config import load_settings
-from gateway.mqtt_ack import AckingClient
-from gateway.mqtt_ingest import INBOX_SIZE
-from gateway.redisproc import free_port, start_redis
-from gateway.wire import Position
+from gateway.core.redisproc import free_port, start_redis
+from gateway.fleet.position import Position
+from gateway.ingest.mqtt import INBOX_SIZE
+from gateway.ingest.mqtt_ack import AckingClient
 
 WARMUP_S = 1.0
 _dec = msgspec.json.Decoder(Position | list[Position])

@@ -28,7 +28,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.redisproc import free_port, start_redis
+from gateway.core.redisproc import free_port, start_redis
 
 LOADGEN = Path(__file__).with_name("wsload.py")
 WARMUP_S = 1.5

@@ -4,9 +4,10 @@ fan-out to browsers, the REST API and pages, configuration and the command line.
 Geometry lives in ``geofence``; messages in ``notify``.
 """
 
-from .app import Endpoints, Gateway, run_gateway
-from .config import ConfigError, Settings, load_settings
-from .wire import Ack, ErrorReply, Position, Reason, Rejection
+from gateway.app import Endpoints, Gateway, run_gateway
+from gateway.config import ConfigError, Settings, load_settings
+from gateway.fleet.position import Position
+from gateway.ingest.wire import Ack, ErrorReply, Reason, Rejection
 
 __all__ = [
     "Ack",

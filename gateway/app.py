@@ -25,28 +25,28 @@ from coredis.retry import ExponentialBackoffRetryPolicy
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from gateway.config import Settings, split_redis_url
+from gateway.core.metrics import Metrics
+from gateway.core.redisproc import RedisProcess, free_port, start_redis
+from gateway.core.runfile import RunInfo, remove_run_file, write_run_file
+from gateway.core.secrets import ApiKeys, persistent_secret
+from gateway.customer.links import Links, LinkSigner
+from gateway.demo import DemoFleet
+from gateway.dispatch.service import Dispatch
+from gateway.fleet.hub import Hub
+from gateway.fleet.peers import Peers
+from gateway.fleet.state import Fleet, encode_state, live_json
+from gateway.fleet.store import Store
+from gateway.ingest.auth import DeviceAuth
+from gateway.ingest.mqtt import MqttIngest
+from gateway.ingest.validation import Limits
+from gateway.ingest.websocket import CLOSE_REVOKED, WebSocketIngest
+from gateway.ingest.writer import Ingest
+from gateway.live.tracking import LiveTracking
+from gateway.notifications import Notifications
+from gateway.zones.store import ZoneStore
 from notify import Notifier
 from notify.redis_client import RedisClient
-
-from .auth import ApiKeys, DeviceAuth, persistent_secret
-from .config import Settings, split_redis_url
-from .demo import DemoFleet
-from .dispatch_service import Dispatch
-from .hub import Hub
-from .ingest import Ingest
-from .links import Links, LinkSigner
-from .live import LiveTracking
-from .metrics import Metrics
-from .mqtt_ingest import MqttIngest
-from .notifications import Notifications
-from .peers import Peers
-from .redisproc import RedisProcess, free_port, start_redis
-from .runfile import RunInfo, remove_run_file, write_run_file
-from .state import Fleet, encode_state, live_json
-from .store import Store
-from .validation import Limits
-from .ws_ingest import CLOSE_REVOKED, WebSocketIngest
-from .zones_store import ZoneStore
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ class Gateway:
         task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve until ``stop`` is set (then stop gracefully) or until cancelled."""
-        from .api import create_app
+        from gateway.http.api import create_app
 
         s = self.settings
         self.fleet.load(await self.store.load_states())
@@ -444,7 +444,7 @@ def _data_dir(path: str) -> Path:
 
 def start_private_redis(folder: Path) -> RedisProcess:
     """Start the data folder's own redis-server, first stopping one a crashed run left behind."""
-    from .redisproc import stop_stale
+    from gateway.core.redisproc import stop_stale
 
     stop_stale(folder)
     return start_redis(folder, appendonly=True)

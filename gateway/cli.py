@@ -16,11 +16,11 @@ import httpx
 import msgspec
 import trio
 
-from .app import Endpoints, ListenError, run_gateway
-from .auth import persistent_secret
-from .config import ConfigError, Settings, load_settings
-from .demo import DemoFleet, run_simulator, simulator_command
-from .runfile import RUN_FILE, read_run_file
+from gateway.app import Endpoints, ListenError, run_gateway
+from gateway.config import ConfigError, Settings, load_settings
+from gateway.core.runfile import RUN_FILE, read_run_file
+from gateway.core.secrets import persistent_secret
+from gateway.demo import DemoFleet, run_simulator, simulator_command
 
 log = logging.getLogger("gateway")
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
+from gateway.config import ConfigError, Settings
+from gateway.live.alert_feed import AlertFeed
 from notify import (
     Notifier,
     NotifierConfig,
@@ -29,13 +31,9 @@ from notify import (
 from notify.capture.smtp_server import SmtpCaptureServer
 from notify.capture.twilio_server import TwilioCaptureServer
 
-from .alert_feed import AlertFeed
-from .config import ConfigError, Settings
-
 if TYPE_CHECKING:
+    from gateway.app import Gateway
     from notify import Channel
-
-    from .app import Gateway
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ import msgspec
 import pytest
 import trio
 
-from gateway import keys
 from gateway.app import Endpoints, run_gateway
 from gateway.config import Settings, load_settings
+from gateway.core import keys
 from gateway.demo import DemoFleet
-from gateway.wire import Position
+from gateway.fleet.position import Position
 
 API_KEY = "test-agent-key"
 

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from gateway.redisproc import free_port
-
-from .conftest import API_KEY, GatewayHandle
+from gateway.core.redisproc import free_port
+from tests.gateway.conftest import API_KEY, GatewayHandle
 
 # Settings a developer's shell may hold that would point the command elsewhere.
 SETTING_VARS = ("HOST", "HTTP_PORT", "INGEST_PORT", "PUBLIC_URL", "DATA_DIR", "REDIS_URL",

@@ -16,18 +16,17 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from gateway import keys
 from gateway.app import connect_redis
-from gateway.dispatch_store import delivery_key
-from gateway.peers import CHANNEL as LIVE_CHANNEL
-from gateway.store import Store, VehicleWrite
-from gateway.wire import Position
-from gateway.zones_store import CHANNEL as ZONES_CHANNEL
+from gateway.core import keys
+from gateway.dispatch.store import delivery_key
+from gateway.fleet.peers import CHANNEL as LIVE_CHANNEL
+from gateway.fleet.position import Position
+from gateway.fleet.store import Store, VehicleWrite
+from gateway.zones.store import CHANNEL as ZONES_CHANNEL
 from notify.keys import ALERTS_CHANNEL
 from notify.redis_client import RedisClient
-
-from ..conftest import RedisClusterProcesses
-from .conftest import (
+from tests.conftest import RedisClusterProcesses
+from tests.gateway.conftest import (
     API_KEY,
     GatewayHandle,
     gateway_settings,
@@ -35,10 +34,10 @@ from .conftest import (
     start_gateway,
     wait_tracked,
 )
-from .test_claims_reschedule import failed_delivery
-from .test_links import two_stop_route
-from .test_notifications import wait_notifications
-from .test_zones_live import circle
+from tests.gateway.customer.test_claims_reschedule import failed_delivery
+from tests.gateway.customer.test_links import two_stop_route
+from tests.gateway.live.test_zones import circle
+from tests.gateway.test_notifications import wait_notifications
 
 VEHICLES = 24  # enough that every node of the three owns some of them
 FIXES = 5

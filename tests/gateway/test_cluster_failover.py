@@ -21,16 +21,15 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from gateway import keys
 from gateway.app import connect_redis
-from gateway.peers import CHANNEL as LIVE_CHANNEL
-from gateway.zones_store import CHANNEL as ZONES_CHANNEL
+from gateway.core import keys
+from gateway.fleet.peers import CHANNEL as LIVE_CHANNEL
+from gateway.zones.store import CHANNEL as ZONES_CHANNEL
 from notify.redis_client import RedisClient
 from simulator.device import DeviceClient, DeviceConfig
 from simulator.vehicle import Fix
-
-from ..conftest import RedisClusterProcesses
-from .conftest import (
+from tests.conftest import RedisClusterProcesses
+from tests.gateway.conftest import (
     API_KEY,
     GatewayHandle,
     gateway_settings,
@@ -38,7 +37,7 @@ from .conftest import (
     stored_seqs,
     until,
 )
-from .test_zones_live import circle
+from tests.gateway.live.test_zones import circle
 
 VEHICLES: Final = 6
 BEFORE: Final = 5  # fixes each device has acknowledged before the crash

@@ -17,7 +17,7 @@ import trio
 import trio.lowlevel
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from .conftest import API_KEY
+from tests.gateway.conftest import API_KEY
 
 
 async def start_process(

@@ -30,9 +30,8 @@ from notify.capture.twilio_server import (
     TwilioCaptureServer,
 )
 from notify.outbox import FINAL_STATUSES, OutboxConfig
-
-from .conftest import API_KEY
-from .test_crash import check_recovered, fix, start_process, stop_process
+from tests.gateway.conftest import API_KEY
+from tests.gateway.test_crash import check_recovered, fix, start_process, stop_process
 
 DELIVERIES: Final = 40
 CLAIM_IDLE_S: Final = 6.0  # the gateway's sends time out after half of it

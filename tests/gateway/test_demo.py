@@ -18,9 +18,8 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 
 from gateway.demo import STOPPED, DemoFleet, FleetStatus, run_simulator, simulator_command
 from simulator.cli import parse_args
-
-from .conftest import API_KEY, gateway_settings, start_gateway
-from .test_crash import start_process
+from tests.gateway.conftest import API_KEY, gateway_settings, start_gateway
+from tests.gateway.test_crash import start_process
 
 DASH_KEY = "-Zx3_dash-first-key-0123456789ab"  # as token_urlsafe makes 1 time in 64
 

@@ -9,7 +9,7 @@ from typing import Any
 import trio
 from trio_websocket import open_websocket_url
 
-from .conftest import API_KEY, GatewayHandle
+from tests.gateway.conftest import API_KEY, GatewayHandle
 
 VEHICLES = 5
 

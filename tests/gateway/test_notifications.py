@@ -12,9 +12,8 @@ import pytest
 import trio
 
 from gateway.config import load_settings
-
-from .conftest import GatewayHandle, gateway_settings, start_gateway, wait_metric
-from .test_links import two_stop_route
+from tests.gateway.conftest import GatewayHandle, gateway_settings, start_gateway, wait_metric
+from tests.gateway.customer.test_links import two_stop_route
 
 
 async def wait_notifications(gw: GatewayHandle, delivery: str, n: int) -> list[dict[str, Any]]:

@@ -14,11 +14,10 @@ import trio
 from trio_websocket import open_websocket_url
 
 from gateway.app import connect_redis
-from gateway.peers import ALONE_RECHECK_S
-from gateway.peers import CHANNEL as PEERS_CHANNEL
-from gateway.pubsub import follow_channel
-
-from .conftest import (
+from gateway.core.pubsub import follow_channel
+from gateway.fleet.peers import ALONE_RECHECK_S
+from gateway.fleet.peers import CHANNEL as PEERS_CHANNEL
+from tests.gateway.conftest import (
     API_KEY,
     GatewayHandle,
     gateway_settings,
@@ -28,7 +27,7 @@ from .conftest import (
     wait_metric,
     wait_tracked,
 )
-from .test_live_routes import M_PER_DEG_LAT
+from tests.gateway.live.test_routes import M_PER_DEG_LAT
 
 
 async def test_a_vehicle_on_one_process_shows_on_the_other(

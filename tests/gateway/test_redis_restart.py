@@ -23,8 +23,8 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from gateway.config import Settings
-from gateway.dispatch import delivery_id
-from gateway.redisproc import start_redis
+from gateway.core.redisproc import start_redis
+from gateway.dispatch.records import delivery_id
 from notify import keys as notify_keys
 from notify.capture.smtp_server import SmtpCaptureServer
 from notify.capture.twilio_server import (
@@ -34,9 +34,8 @@ from notify.capture.twilio_server import (
 )
 from notify.events import EVENT_FIELD, EVENTS_STREAM, Event, encode_event
 from notify.outbox import FINAL_STATUSES
-
-from .conftest import GatewayHandle, gateway_settings, start_gateway, wait_tracked
-from .test_live_routes import M_PER_DEG_LAT, STOP
+from tests.gateway.conftest import GatewayHandle, gateway_settings, start_gateway, wait_tracked
+from tests.gateway.live.test_routes import M_PER_DEG_LAT, STOP
 
 RESPONSE_DELAY_S: Final = 0.5  # the SMS provider holds each answer this long
 DOWN_S: Final = 4.0  # how long Redis stays down

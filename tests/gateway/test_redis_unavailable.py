@@ -13,11 +13,10 @@ import pytest
 import trio
 from twilio.request_validator import RequestValidator
 
-from gateway.unavailable import METRIC, RETRIES
+from gateway.http.guard import METRIC, RETRIES
 from notify.capture.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
-
-from .conftest import GatewayHandle, gateway_settings, metric
-from .test_redis_restart import OwnRedis, serving
+from tests.gateway.conftest import GatewayHandle, gateway_settings, metric
+from tests.gateway.test_redis_restart import OwnRedis, serving
 
 RECEIPT: Final = {"MessageSid": "SM0123", "MessageStatus": "delivered"}
 
@@ -60,7 +59,7 @@ async def test_requests_answer_503_while_redis_is_away_and_succeed_once_it_is_ba
         assert (await receipt(gw)).status_code == 204
 
         redis.stop()
-        with caplog.at_level(logging.INFO, logger="gateway.unavailable"):
+        with caplog.at_level(logging.INFO, logger="gateway.http.guard"):
             got = await gw.http.get("/v1/devices/van-1")
             assert unavailable(got), got.text
             retries = metric(await gw.metrics(), RETRIES)
@@ -70,14 +69,14 @@ async def test_requests_answer_503_while_redis_is_away_and_succeed_once_it_is_ba
             assert unavailable(posted), posted.text
             assert metric(await gw.metrics(), RETRIES) == retries
             assert metric(await gw.metrics(), METRIC) == 2
-            ours = [r for r in caplog.records if r.name == "gateway.unavailable"]
+            ours = [r for r in caplog.records if r.name == "gateway.http.guard"]
             assert len(ours) == 1  # once per outage, not per request
 
             await trio.to_thread.run_sync(redis.start_again)
             assert (await gw.http.get("/v1/devices/van-1")).status_code == 200
             assert (await receipt(gw)).status_code == 204
             with trio.fail_after(10):
-                while len([r for r in caplog.records if r.name == "gateway.unavailable"]) < 2:  # noqa: ASYNC110
+                while len([r for r in caplog.records if r.name == "gateway.http.guard"]) < 2:  # noqa: ASYNC110
                     await trio.sleep(0.05)
 
         # Redis back within the retry window: the GET made while it was away succeeds.

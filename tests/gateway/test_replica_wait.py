@@ -22,13 +22,12 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from gateway import keys
 from gateway.app import connect_redis
 from gateway.config import ConfigError, load_settings
-from gateway.redisproc import RedisProcess, start_redis
-
-from ..conftest import RedisClusterProcesses
-from .conftest import (
+from gateway.core import keys
+from gateway.core.redisproc import RedisProcess, start_redis
+from tests.conftest import RedisClusterProcesses
+from tests.gateway.conftest import (
     GatewayHandle,
     gateway_settings,
     metric,
@@ -36,8 +35,8 @@ from .conftest import (
     stored_seqs,
     until,
 )
-from .test_cluster_failover import cluster as cluster  # a fixture
-from .test_cluster_failover import shard
+from tests.gateway.test_cluster_failover import cluster as cluster  # a fixture
+from tests.gateway.test_cluster_failover import shard
 
 SHORT = "gateway_writer_replica_wait_short_total"
 
@@ -209,7 +208,7 @@ async def test_no_ack_while_the_replica_is_away(
         await send_acked(ws, 1, 5)
 
         replicated.pause_replica()
-        caplog.set_level(logging.WARNING, logger="gateway.ingest")
+        caplog.set_level(logging.WARNING, logger="gateway.ingest.writer")
         # A busy machine can make the replica miss a 200 ms WAIT for the first positions: that
         # was an episode of its own, already over.
         caplog.clear()

@@ -1,0 +1,133 @@
+"""The ops page in real headless Chromium, against a real gateway and Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+from trio_websocket import open_websocket_url
+
+from gateway.demo import DemoFleet, run_simulator
+from tests.browser import in_browser
+from tests.gateway.conftest import (
+    API_KEY,
+    GatewayHandle,
+    gateway_settings,
+    handshake,
+    start_gateway,
+)
+
+
+async def send(gateway: GatewayHandle, token: str, positions: list[dict[str, Any]]) -> None:
+    hdrs = [(b"Authorization", f"Bearer {token}".encode())]
+    async with open_websocket_url(gateway.ep.ingest_url, extra_headers=hdrs) as ws:
+        await ws.send_message(json.dumps(positions))
+        with trio.fail_after(5):
+            while json.loads(await ws.get_message())["seq"] < positions[-1]["seq"]:
+                pass
+
+
+T0 = time.time() - 50  # fix times count from here, so later batches never go back in time
+
+
+def fixes(first_seq: int, n: int, lat: float, step: float, speed: float) -> list[dict[str, Any]]:
+    return [
+        {"seq": first_seq + i, "ts": T0 + first_seq + i, "lat": lat + i * step, "lon": 4.9,
+         "speed": speed}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+async def test_ops_page_shows_vehicles_and_live_updates(gateway: GatewayHandle) -> None:
+    tok_a = await gateway.register("van-a")
+    tok_b = await gateway.register("van-b")
+    await send(gateway, tok_a, fixes(1, 3, 52.37, 0.0, 0.0))
+    await send(gateway, tok_b, fixes(1, 3, 52.38, 0.0, 0.0))
+    url = f"{gateway.ep.http_url}/ops#key={API_KEY}"
+
+    def check(page: Any) -> None:
+        page.goto(url)
+        page.wait_for_selector("#conn.on", timeout=10_000)
+        page.wait_for_function("document.querySelectorAll('#vehicles li').length === 2")
+        assert "stopped" in page.inner_text("li[data-id='van-b']")
+        # The key moved from the URL into the browser's storage.
+        assert "key=" not in page.url
+        trio.from_thread.run(send, gateway, tok_b, fixes(4, 5, 52.3801, 0.0001, 9.0))
+        page.wait_for_function(
+            "document.querySelector(\"li[data-id='van-b']\").textContent.includes('moving')",
+            timeout=10_000,
+        )
+        assert "32 km/h" in page.inner_text("li[data-id='van-b']")
+        assert "2 vehicles: 1 moving, 1 stopped" in page.inner_text("#counts")
+        events = page.inner_text("#events")
+        assert "vehicle.online van-a" in events and "vehicle.online van-b" in events
+
+    await trio.to_thread.run_sync(in_browser("ops_page", check))
+
+
+async def test_ops_stream_refuses_a_bad_key(gateway: GatewayHandle) -> None:
+    r = await handshake(f"{gateway.ep.http_url}/v1/ops/live?key=wrong", None)
+    assert r.status_code == 401
+
+
+async def test_ops_page_shows_an_alert_arriving_and_resolves_it(gateway: GatewayHandle) -> None:
+    from tests.gateway.customer.test_links import two_stop_route
+
+    await gateway.register("van-link")
+    assert (await gateway.http.put("/v1/routes", json=two_stop_route(time.time()))).is_success
+    assert (await gateway.http.post("/v1/routes/LINK-R/start")).is_success
+    url = f"{gateway.ep.http_url}/ops#key={API_KEY}"
+
+    async def fail_delivery() -> None:
+        r = await gateway.http.post(
+            "/v1/deliveries/D-S1/status", json={"status": "failed", "reason": "nobody_home"}
+        )
+        assert r.status_code == 200, r.text
+
+    def check(page: Any) -> None:
+        page.goto(url)
+        page.wait_for_selector("#conn.on", timeout=10_000)
+        assert page.locator("#alerts li").count() == 0
+        trio.from_thread.run(fail_delivery)
+        page.wait_for_selector("#alerts li", timeout=10_000)
+        assert page.locator("#alerts li").count() == 1
+        page.click("#alerts li button[data-action=ack]")
+        page.wait_for_selector("#alerts li[data-status=acknowledged]", timeout=5_000)
+        page.click("#alerts li button[data-action=resolve]")
+        page.wait_for_function("document.querySelectorAll('#alerts li').length === 0")
+
+    await trio.to_thread.run_sync(in_browser("ops_alerts", check))
+    resolved = (await gateway.http.get("/v1/alerts", params={"status": "resolved"})).json()
+    [alert] = resolved["alerts"]
+    assert alert["resolved_by"] == "ops page" and alert["time_to_resolve_s"] >= 0
+
+
+async def test_ops_page_shows_that_the_simulated_fleet_stopped(
+    redis_url: str, data_dir: Path, nursery: trio.Nursery
+) -> None:
+    fleet = DemoFleet(3)
+    gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir), fleet)
+    url = f"{gw.ep.http_url}/ops#key={API_KEY}"
+    bad_key = "error: cannot register devices: 401 missing or invalid API key"
+    exits = [sys.executable, "-c", f"import sys; sys.exit({bad_key!r})"]  # stderr, exit 1
+
+    def check(page: Any) -> None:
+        page.goto(url)
+        page.wait_for_selector("#conn.on", timeout=10_000)
+        assert not page.is_visible("#fleetbanner")  # running
+        trio.from_thread.run(run_simulator, exits, os.environ, fleet)
+        page.wait_for_selector("#fleetbanner", state="visible", timeout=10_000)
+        assert page.inner_text("#fleetbanner").startswith(
+            f"Simulated fleet stopped (exit code 1): {bad_key}."
+        )
+        page.reload()  # a page opened after it stopped says so too
+        page.wait_for_selector("#fleetbanner", state="visible", timeout=10_000)
+
+    await trio.to_thread.run_sync(in_browser("ops_fleet_stopped", check))
+    await gw.http.aclose()
+    gw.scope.cancel()
