@@ -19,7 +19,7 @@ Agent endpoints (wrapped with the ``auth`` decorator the gateway passes):
 
 The handlers read their input with the Structs of ``notify.api_models`` (a 400 naming the
 field otherwise) and answer with them; the gateway describes the endpoints from the same
-Structs (``gateway.notify_ops``).
+Structs (``gateway.http.notify_ops``).
 """
 
 from __future__ import annotations

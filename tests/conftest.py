@@ -15,7 +15,7 @@ from typing import Final
 import pytest
 from hypothesis import settings
 
-from gateway.redisproc import RedisProcess, RedisServerError, free_port, start_redis
+from gateway.core.redisproc import RedisProcess, RedisServerError, free_port, start_redis
 
 CLUSTER_NODES: Final = 3  # masters
 CLUSTER_BUS_OFFSET: Final = 10_000  # a cluster node also listens on its port + 10000
