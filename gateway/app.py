@@ -8,35 +8,36 @@ import logging
 import os
 import socket
 import time
-import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-import coredis
 import msgspec
 import trio
-from anyio import BrokenResourceError, ClosedResourceError
-from coredis.connection import TCPLocation
-from coredis.exceptions import ClusterDownError
-from coredis.exceptions import ConnectionError as RedisConnectionError
-from coredis.retry import ExponentialBackoffRetryPolicy
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from gateway.config import Settings, split_redis_url
+from gateway.config import Settings
+from gateway.core.connect import connect_redis
+from gateway.core.events import EventLog
 from gateway.core.metrics import Metrics
-from gateway.core.redisproc import RedisProcess, free_port, start_redis
+from gateway.core.redisproc import RedisProcess, free_port, start_redis, stop_stale
 from gateway.core.runfile import RunInfo, remove_run_file, write_run_file
 from gateway.core.secrets import ApiKeys, persistent_secret
+from gateway.customer.claims import ClaimsService
 from gateway.customer.links import Links, LinkSigner
+from gateway.customer.pod import Proofs
+from gateway.customer.view import CustomerViews
 from gateway.demo import DemoFleet
 from gateway.dispatch.service import Dispatch
+from gateway.dispatch.store import DispatchStore
 from gateway.fleet.hub import Hub
 from gateway.fleet.peers import Peers
 from gateway.fleet.state import Fleet, encode_state, live_json
 from gateway.fleet.store import Store
+from gateway.http.app import HttpServices, create_app
+from gateway.http.common import AgentAuth
 from gateway.ingest.auth import DeviceAuth
 from gateway.ingest.mqtt import MqttIngest
 from gateway.ingest.validation import Limits
@@ -56,11 +57,6 @@ TAIL_BATCH: Final = 500
 TAIL_BLOCK_MS: Final = 1000
 SHUTDOWN_GRACE_S: Final = 5.0  # for open HTTP requests when stopping
 DRAIN_GRACE_S: Final = 10.0  # for queued positions when stopping
-# A Redis Cluster command that meets a dead master, or a cluster down while a replica takes
-# over, is tried again for this long: more than a failover takes with Redis' default
-# cluster-node-timeout (15 s). Each retry counts towards coredis refreshing its slot map.
-CLUSTER_RETRY_S: Final = 30.0
-CLUSTER_RETRY_MAX_DELAY_S: Final = 1.0
 
 _json: Final = msgspec.json.Encoder()
 T = TypeVar("T")
@@ -116,10 +112,8 @@ async def _listening(start: Awaitable[T], host: str, port: int, setting: str) ->
 
 
 class Gateway:
-    """Holds the shared parts; ``run`` serves until cancelled."""
-
-    dispatch: Dispatch  # routes and deliveries, set when the API is created
-    notifier: Notifier | None = None
+    """Every service of one gateway process, built in one place and in one order (each from
+    the ones before it); ``run`` serves until cancelled."""
 
     def __init__(
         self,
@@ -129,79 +123,136 @@ class Gateway:
         fleet: DemoFleet | None = None,
     ) -> None:
         """``fleet``: the demo's simulated fleet, whose status the ops page shows."""
+        s = settings
         self.settings = settings
         self.redis = redis
         self.data_dir = data_dir
         self.demo_fleet = fleet
-        self.metrics = Metrics()
-        self.store = Store(
-            redis,
-            settings.track_retention_s,
-            wait_replicas=settings.redis_wait_replicas,
-            wait_timeout_ms=settings.redis_wait_timeout_ms,
-        )
-        self.fleet = Fleet(settings.stopped_speed_mps, settings.offline_after_s)
-        self.hub = Hub(self.metrics, settings.browser_queue_vehicles)
-        keys = settings.api_key_list() or [persistent_secret(data_dir, "api_key")]
-        self.api_key = keys[0]
-        self.api_keys = ApiKeys(keys)
-        self.device_auth = DeviceAuth(self.store)
-        self.links = Links(
-            redis,
-            LinkSigner(settings.link_secret or persistent_secret(data_dir, "link_secret")),
-            settings.link_ttl_s,
-        )
-        self.agent_auth: Callable[..., Callable[..., Awaitable[Any]]] | None = None
-        self.http_port: int | None = None
+        # The port is fixed before anything starts: links and provider callbacks name it.
+        self.http_port = s.http_port or free_port()
+        self.public_url = s.resolved_public_url(self.http_port)
         self.recent_events: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=RECENT_EVENTS
         )
+        # ----- shared parts
+        self.metrics = Metrics()
+        self.events = EventLog(redis, s.events_max_len)
+        keys = s.api_key_list() or [persistent_secret(data_dir, "api_key")]
+        self.api_key = keys[0]
+        self.agent = AgentAuth(ApiKeys(keys))
+        # ----- vehicles and devices
+        self.store = Store(
+            redis,
+            s.track_retention_s,
+            wait_replicas=s.redis_wait_replicas,
+            wait_timeout_ms=s.redis_wait_timeout_ms,
+        )
+        self.fleet = Fleet(s.stopped_speed_mps, s.offline_after_s)
+        self.hub = Hub(self.metrics, s.browser_queue_vehicles)
+        self.device_auth = DeviceAuth(self.store)
+        # ----- routes, deliveries, zones, the live stage
+        self.dispatch = Dispatch(DispatchStore(redis, self.events), metrics=self.metrics)
+        self.zone_store = ZoneStore(redis)
+        self.live = LiveTracking(
+            self.store,
+            self.zone_store,
+            self.dispatch,
+            self.metrics,
+            event_log=self.events,
+            is_local=self.fleet.local.__contains__,
+        )
+        self.peers = Peers(self.store, self.fleet, self.hub, self.metrics, self.live.release)
+        # ----- ingest
         self.ingest = Ingest(
             self.store,
             self.fleet,
             self.hub,
             self.metrics,
             Limits(
-                future_tolerance_s=settings.future_tolerance_s,
-                max_age_s=settings.max_age_s,
-                max_speed_mps=settings.max_speed_mps,
-                max_accuracy_m=settings.max_accuracy_m,
+                future_tolerance_s=s.future_tolerance_s,
+                max_age_s=s.max_age_s,
+                max_speed_mps=s.max_speed_mps,
+                max_accuracy_m=s.max_accuracy_m,
             ),
-            queue_size=settings.writer_queue_size,
-            max_batch=settings.writer_max_batch,
-            linger_s=settings.writer_linger_s,
-            events_max_len=settings.events_max_len,
-            after_write=self.live_offer,
-            after_states=self.peers_announce,
-            rate_per_s=settings.device_rate_per_s,
-            burst=settings.device_burst,
+            queue_size=s.writer_queue_size,
+            max_batch=s.writer_max_batch,
+            linger_s=s.writer_linger_s,
+            event_log=self.events,
+            after_write=self.live.offer,
+            after_states=self.peers.announce,
+            rate_per_s=s.device_rate_per_s,
+            burst=s.device_burst,
         )
-        self.peers = Peers(self.store, self.fleet, self.hub, self.metrics)
-        self.zone_store = ZoneStore(redis)
-        self.mqtt = MqttIngest(self) if settings.mqtt_url else None
-        self.notifications = Notifications(self) if settings.notify else None
-        self.live = LiveTracking(
-            self.store,
-            self.zone_store,
-            self.metrics,
-            events_max_len=settings.events_max_len,
-        )
-        self.live.is_local = self.fleet.local.__contains__
-        self.peers.on_remote = self.live.release
         self.ws_ingest = WebSocketIngest(
             self.ingest,
             self.device_auth,
             self.metrics,
-            max_frame_bytes=settings.max_frame_bytes,
-            max_batch_positions=settings.max_batch_positions,
-            flood_close_after_s=settings.flood_close_after_s,
-            max_connections_per_device=settings.max_connections_per_device,
-            ack_interval_s=settings.ack_interval_s,
-            max_connections_per_ip=settings.max_connections_per_ip,
-            bad_auth_burst=settings.bad_auth_burst,
+            max_frame_bytes=s.max_frame_bytes,
+            max_batch_positions=s.max_batch_positions,
+            flood_close_after_s=s.flood_close_after_s,
+            max_connections_per_device=s.max_connections_per_device,
+            ack_interval_s=s.ack_interval_s,
+            max_connections_per_ip=s.max_connections_per_ip,
+            bad_auth_burst=s.bad_auth_burst,
+        )
+        self.mqtt = MqttIngest(s, self.ingest, self.store, self.metrics) if s.mqtt_url else None
+        # ----- customers
+        self.links = Links(
+            redis,
+            LinkSigner(s.link_secret or persistent_secret(data_dir, "link_secret")),
+            s.link_ttl_s,
+        )
+        self.proofs = Proofs(data_dir, redis, self.dispatch)
+        self.views = CustomerViews(self.dispatch.store, self.fleet, self.live, self.proofs)
+        self.claims = ClaimsService(redis, self.dispatch.store, self.events)
+        self.notifications = (
+            Notifications(
+                s,
+                redis,
+                self.hub,
+                self.metrics,
+                public_url=self.public_url,
+                link_for=lambda delivery: self.link_url(self.links.issue(delivery)),
+            )
+            if s.notify
+            else None
         )
 
-    # ----- hooks used by the API
+    def http_services(self, notifier: Notifier | None) -> HttpServices:
+        """What the HTTP side is given (``notifier``: once notifications run)."""
+        return HttpServices(
+            settings=self.settings,
+            public_url=self.public_url,
+            redis=self.redis,
+            metrics=self.metrics,
+            agent=self.agent,
+            store=self.store,
+            events=self.events,
+            fleet=self.fleet,
+            hub=self.hub,
+            device_auth=self.device_auth,
+            ingest=self.ingest,
+            dispatch=self.dispatch,
+            zones=self.zone_store,
+            live=self.live,
+            links=self.links,
+            views=self.views,
+            proofs=self.proofs,
+            claims=self.claims,
+            notifications=self.notifications,
+            notifier=notifier,
+            on_new_token=self.device_auth.forget_device,
+            on_revoked=self.device_revoked,
+            mqtt_state=self.mqtt_state,
+            ops_snapshot=self.ops_snapshot,
+        )
+
+    def mqtt_state(self) -> str | None:
+        if self.mqtt is None:
+            return None
+        return "connected" if self.mqtt.connected else "reconnecting"
+
+    # ----- services
 
     async def _write(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -213,13 +264,7 @@ class Gateway:
 
     def link_url(self, token: str) -> str:
         """The customer page URL for a tracking token."""
-        return f"{self.settings.resolved_public_url(self.http_port)}/t/{token}"
-
-    async def peers_announce(self, states: list[tuple[str, bytes]]) -> None:
-        await self.peers.announce(states)
-
-    async def live_offer(self, written: list[tuple[str, list[Any]]]) -> None:
-        await self.live.offer(written)
+        return f"{self.public_url}/t/{token}"
 
     def device_revoked(self, device_id: str) -> None:
         self.device_auth.forget_device(device_id)
@@ -232,13 +277,13 @@ class Gateway:
     ) -> None:
         """Every event in the log, whichever process wrote it, to the ops browsers."""
         last = "0-0"
-        for ev in reversed(await self.store.read_events_reverse(RECENT_EVENTS)):
+        for ev in reversed(await self.events.read_reverse(RECENT_EVENTS)):
             self.recent_events.append(ev)
             last = ev["id"]
         task_status.started()
         while True:
             try:
-                events = await self.store.read_events_after(last, TAIL_BATCH, TAIL_BLOCK_MS)
+                events = await self.events.read_after(last, TAIL_BATCH, TAIL_BLOCK_MS)
             except Exception as exc:
                 log.warning("event tail interrupted: %s", exc)
                 await trio.sleep(1.0)
@@ -282,7 +327,7 @@ class Gateway:
                 blobs = [(s.vehicle, encode_state(s)) for s, _ in changed]
                 for vehicle, blob in blobs:
                     await self.store.save_state(vehicle, blob)
-                await self.store.append_events(events, self.settings.events_max_len)
+                await self.events.append(events)
                 await self.peers.announce(blobs)
             except Exception as exc:
                 log.warning("could not record offline vehicles: %s", exc)
@@ -294,13 +339,10 @@ class Gateway:
         task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve until ``stop`` is set (then stop gracefully) or until cancelled."""
-        from gateway.http.api import create_app
-
         s = self.settings
         self.fleet.load(await self.store.load_states())
         await self.live.load_state(list(self.fleet.vehicles))
-        # The port is fixed before anything starts: links and provider callbacks name it.
-        self.http_port = s.http_port or free_port()
+        await self.proofs.sweep()
         hc = HypercornConfig()
         hc.bind = [f"{s.host}:{self.http_port}"]
         hc.accesslog = None
@@ -321,10 +363,10 @@ class Gateway:
                 await self.notifications.run(task_status=task_status)
 
         async with trio.open_nursery() as core:
+            notifier = None
             if self.notifications is not None:
-                self.notifier = await core.start(notifications)
-            app = create_app(self)
-            self.live.attach_dispatch(self.dispatch)
+                notifier = await core.start(notifications)
+            app = create_app(self.http_services(notifier))
             await core.start(live)
             await core.start(self._write)
             if self.mqtt is not None:
@@ -409,33 +451,6 @@ async def run_gateway(
             proc.stop()
 
 
-def connect_redis(url: str) -> RedisClient[bytes]:
-    """A client for ``url``: a ``coredis.RedisCluster`` for a ``redis+cluster://`` URL, else a
-    ``coredis.Redis``. Enter it with ``async with`` to connect."""
-    client_url, cluster = split_redis_url(url)
-    if cluster:
-        # The startup node given as a TCPLocation: coredis warns (deprecated) when it builds
-        # one from the URL itself.
-        parsed = urllib.parse.urlsplit(client_url)
-        node = TCPLocation(parsed.hostname or "127.0.0.1", parsed.port or 6379)
-        retry = ExponentialBackoffRetryPolicy(
-            # The anyio errors: a connection that coredis hands out while it is closing.
-            (
-                RedisConnectionError,
-                ClusterDownError,
-                TimeoutError,
-                ClosedResourceError,
-                BrokenResourceError,
-            ),
-            retries=None,
-            base_delay=0.1,
-            max_delay=CLUSTER_RETRY_MAX_DELAY_S,
-            deadline=CLUSTER_RETRY_S,
-        )
-        return coredis.RedisCluster.from_url(client_url, startup_nodes=[node], retry_policy=retry)
-    return coredis.Redis.from_url(client_url)
-
-
 def _data_dir(path: str) -> Path:
     d = Path(path).resolve()
     d.mkdir(parents=True, exist_ok=True)
@@ -444,7 +459,5 @@ def _data_dir(path: str) -> Path:
 
 def start_private_redis(folder: Path) -> RedisProcess:
     """Start the data folder's own redis-server, first stopping one a crashed run left behind."""
-    from gateway.core.redisproc import stop_stale
-
     stop_stale(folder)
     return start_redis(folder, appendonly=True)

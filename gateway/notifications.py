@@ -2,22 +2,25 @@
 capture servers for whatever is not configured, the Notifier service, and the ops feed of
 alerts (``alert_feed``).
 
-With no Twilio account or SMTP host configured (and ``NOTIFY_CAPTURE`` on, the default),
-SMS and email go to a Twilio-compatible capture server and an SMTP capture server that
-this process starts on free local ports, so the whole flow runs with no account; what was
-sent shows on the ops page as ``notification.*`` events.
+With no Twilio account or SMTP host configured and ``NOTIFY_CAPTURE`` on (the demo's and the
+tests' setting), SMS and email go to a Twilio-compatible capture server and an SMTP capture
+server that this process starts on free local ports, so the whole flow runs with no account;
+what was sent shows on the ops page as ``notification.*`` events.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import time
 from typing import TYPE_CHECKING, Final
 
 import trio
 
 from gateway.config import ConfigError, Settings
+from gateway.core.metrics import Metrics
+from gateway.fleet.hub import Hub
 from gateway.live.alert_feed import AlertFeed
 from notify import (
     Notifier,
@@ -30,9 +33,9 @@ from notify import (
 )
 from notify.capture.smtp_server import SmtpCaptureServer
 from notify.capture.twilio_server import TwilioCaptureServer
+from notify.redis_client import RedisClient
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
     from notify import Channel
 
 log = logging.getLogger(__name__)
@@ -88,8 +91,23 @@ def notifier_config(s: Settings) -> NotifierConfig:
 class Notifications:
     """The notification side as one gateway service: ``run`` reports the Notifier."""
 
-    def __init__(self, gw: Gateway) -> None:
-        self.gw = gw
+    def __init__(
+        self,
+        settings: Settings,
+        redis: RedisClient[bytes],
+        hub: Hub,
+        metrics: Metrics,
+        *,
+        public_url: str,
+        link_for: Callable[[str], str],
+    ) -> None:
+        """``link_for``: a new tracking link's URL for a delivery id."""
+        self.settings = settings
+        self.redis = redis
+        self.hub = hub
+        self.metrics = metrics
+        self.public_url = public_url
+        self.link_for = link_for
         self.sms_capture: TwilioCaptureServer | None = None
         self.email_capture: SmtpCaptureServer | None = None
         self.twilio_auth_token: str | None = None
@@ -99,8 +117,8 @@ class Notifications:
     async def run(
         self, *, task_status: trio.TaskStatus[Notifier] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        s = self.gw.settings
-        public = s.resolved_public_url(self.gw.http_port)
+        s = self.settings
+        public = self.public_url
         # Capture servers outlive the channels that talk to them; the channels (each with
         # its own event loop or HTTP client) outlive the services that use them.
         async with trio.open_nursery() as servers:
@@ -112,11 +130,11 @@ class Notifications:
                     channels["sms"] = await stack.enter_async_context(sms)
                 if email is not None:
                     channels["email"] = await stack.enter_async_context(email)
-                channels["webhook"] = await stack.enter_async_context(WebhookChannel(self.gw.redis))
+                channels["webhook"] = await stack.enter_async_context(WebhookChannel(self.redis))
                 notifier = Notifier(
-                    self.gw.redis,
+                    self.redis,
                     channels,
-                    link_for=lambda delivery: self.gw.link_url(self.gw.links.issue(delivery)),
+                    link_for=self.link_for,
                     config=notifier_config(s),
                     on_redis_outage=self._redis_outage,
                     on_not_configured=self._not_configured,
@@ -127,7 +145,7 @@ class Notifications:
                 }
                 async with trio.open_nursery() as nursery:
                     await nursery.start(notifier.run)
-                    feed = AlertFeed(notifier.alerts, self.gw.hub, self.gw.metrics)
+                    feed = AlertFeed(notifier.alerts, self.hub, self.metrics)
                     nursery.start_soon(feed.run)
                     log.info("notifications: %s", ", ".join(sorted(channels)))
                     task_status.started(notifier)
@@ -139,10 +157,10 @@ class Notifications:
         return "capture" if capture is not None else real
 
     def _not_configured(self, channel: str) -> None:
-        self.gw.metrics.inc("notify_messages_not_configured_total", channel=channel)
+        self.metrics.inc("notify_messages_not_configured_total", channel=channel)
 
     def _redis_outage(self, service: str) -> None:
-        self.gw.metrics.inc(REDIS_OUTAGES_METRIC, service=service)
+        self.metrics.inc(REDIS_OUTAGES_METRIC, service=service)
 
     async def _sms(
         self, s: Settings, nursery: trio.Nursery, public: str

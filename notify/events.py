@@ -1,6 +1,9 @@
 """The event log entry as the notification side reads and writes it.
 
-Every entry of the Redis Stream ``events`` has one field ``e`` holding this object as JSON.
+Every entry of the Redis Stream ``EVENTS_STREAM`` has one field ``e`` holding this object as
+JSON. The stream's name carries the ``{dispatch}`` hash tag of the gateway's route and delivery
+records: on a Redis Cluster it shares their slot, so a change of a delivery and its events are
+written in one MULTI/EXEC.
 Unknown fields are kept out of the Struct but tolerated, so the gateway can add to events
 without breaking the notifier.
 """
@@ -11,7 +14,7 @@ from typing import Any, Final
 
 import msgspec
 
-EVENTS_STREAM: Final = "events"
+EVENTS_STREAM: Final = "events:{dispatch}"
 EVENT_FIELD: Final = "e"
 
 # The notifier's own records; they are never turned into customer messages or alerts, so

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from notify.events import EVENTS_STREAM
+
 DEVICES: Final = "devices"  # set of device ids
 VEHICLES: Final = "vehicles"  # set of vehicle ids
-EVENTS: Final = "events"  # stream, field "e": JSON event
+# stream, field "e": an Event as JSON; in the {dispatch} slot (see notify.events)
+EVENTS: Final = EVENTS_STREAM
 # stream: what routes showed for ETAs, one entry per finished dwell (field k "d") or leg
 # driven from stop to stop (k "l"): r route id, i stop index, p planned s, a actual s, and for
 # a dwell s the stop's location key; what every process learns its ETA model from
@@ -75,10 +78,11 @@ def zone_key(zone_id: str) -> str:
     return f"zone:{{zones}}:{zone_id}"
 
 
-# ----- customers: tracking links, proofs of delivery, claims
+# ----- customers: tracking links, proofs of delivery, claims (proofs and claims in the
+# {dispatch} slot: each is written in one MULTI/EXEC with the delivery change and events)
 
 REVOCATIONS: Final = "trk:revocations"  # stream: one entry per revocation, field d the delivery
-CLAIMS: Final = "claims"  # sorted set of claim ids
+CLAIMS: Final = "claims:{dispatch}"  # sorted set of claim ids, by opening time
 
 
 def revoked_key(delivery_id: str) -> str:
@@ -86,8 +90,8 @@ def revoked_key(delivery_id: str) -> str:
 
 
 def pod_key(delivery_id: str) -> str:
-    return f"pod:{{{delivery_id}}}"
+    return f"pod:{{dispatch}}:{delivery_id}"
 
 
 def claim_key(claim_id: str) -> str:
-    return f"claim:{{{claim_id}}}"
+    return f"claim:{{dispatch}}:{claim_id}"

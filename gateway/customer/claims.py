@@ -1,29 +1,26 @@
 """Claims for damaged or missing items: agent cases with a resolution.
 
-``POST /v1/deliveries/{id}/claims`` opens one (``type``: damaged, missing, wrong_item,
-late, other; ``description``), ``GET /v1/claims?status=&delivery=`` lists them,
-``POST /v1/claims/{id}/resolve`` closes one with its ``resolution`` (refund, redelivery,
-rejected, other) and ``note``. Each change is an event (``claim.opened``,
-``claim.resolved``); the time to resolve is recorded. Stored at ``claim:{id}``, indexed in
-``claims`` (a sorted set by opening time).
+A claim is opened on a delivery (``type``: damaged, missing, wrong_item, late, other;
+``description``) and resolved with a ``resolution`` (refund, redelivery, rejected, other)
+and a ``note``; the time to resolve is recorded. Each change is stored with its event
+(``claim.opened``, ``claim.resolved``) in one MULTI/EXEC: the record at
+``claim:{dispatch}:<id>``, indexed in ``claims:{dispatch}`` (a sorted set by opening time).
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
+import coredis
 import msgspec
-from quart import Blueprint, jsonify
 
+from gateway.core.events import EventLog, event
 from gateway.core.keys import CLAIMS as INDEX
 from gateway.core.keys import claim_key
-from gateway.http.api import ApiError, agent_required
-from gateway.http.spec import Op, read_body, read_query
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.dispatch.store import DispatchStore
+from notify.redis_client import RedisClient
 
 ClaimType = Literal["damaged", "missing", "wrong_item", "late", "other"]
 Resolution = Literal["refund", "redelivery", "rejected", "other"]
@@ -80,40 +77,34 @@ class ClaimsQuery(msgspec.Struct):
     ) = msgspec.UNSET
 
 
-# The operations of this module, for /openapi.json.
-OPS: Final = [
-    Op("POST", "/v1/deliveries/{id}/claims", "Open a claim", {201: Claim, 404: None},
-       body=ClaimOpen, params={"id": "internal id, or the shipper's external id"}),
-    Op("GET", "/v1/claims", "Claims, newest first", {200: Claims}, query=ClaimsQuery),
-    Op("POST", "/v1/claims/{id}/resolve", "Resolve a claim", {200: Claim, 404: None, 409: None},
-       body=ClaimResolve, params={"id": "the claim id"}),
-]  # fmt: skip
+class UnknownClaim(LookupError):
+    pass
 
 
-def claims_blueprint(gw: Gateway) -> Blueprint:
-    bp = Blueprint("claims", __name__)
-    agent = agent_required(gw)
+class AlreadyResolved(Exception):
+    pass
 
-    async def load(claim_id: str) -> Claim | None:
-        raw = await gw.redis.get(claim_key(claim_id))
+
+class ClaimsService:
+    """Opens, lists and resolves claims."""
+
+    def __init__(
+        self, redis: RedisClient[bytes], dispatch: DispatchStore, events: EventLog
+    ) -> None:
+        self.redis = redis
+        self.dispatch = dispatch
+        self.events = events
+
+    async def load(self, claim_id: str) -> Claim | None:
+        raw = await self.redis.get(claim_key(claim_id))
         return None if raw is None else msgspec.json.decode(raw, type=Claim)
 
-    async def save(claim: Claim, etype: str) -> None:
-        await gw.redis.set(claim_key(claim.id), msgspec.json.encode(claim))
-        await gw.redis.zadd(INDEX, {claim.id: claim.opened})
-        event = {"type": etype, "ts": time.time(), "vehicle": None, "route": None,
-                 "stop": None, "delivery": claim.delivery,
-                 "data": {"claim": claim.id, "claim_type": claim.type,
-                          "resolution": claim.resolution}}  # fmt: skip
-        await gw.store.append_events([event], gw.settings.events_max_len)
-
-    @bp.post("/v1/deliveries/<ident>/claims")
-    @agent
-    async def open_claim(ident: str) -> Any:
-        b = await read_body(ClaimOpen)
-        delivery = await gw.dispatch.store.resolve_delivery(ident)
+    async def open(self, ident: str, b: ClaimOpen) -> Claim | None:
+        """A new claim on delivery ``ident`` (internal or external id); None if there is no
+        such delivery."""
+        delivery = await self.dispatch.resolve_delivery(ident)
         if delivery is None:
-            raise ApiError(404, "no such delivery")
+            return None
         claim = Claim(
             id="c_" + secrets.token_hex(6),
             delivery=delivery,
@@ -123,43 +114,46 @@ def claims_blueprint(gw: Gateway) -> Blueprint:
             opened=time.time(),
             opened_by=b.by.strip() or "agent",
         )
-        await save(claim, "claim.opened")
-        return jsonify(msgspec.to_builtins(claim)), 201
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._queue(pipe, claim, "claim.opened")
+        return claim
 
-    @bp.get("/v1/claims")
-    @agent
-    async def list_claims() -> Any:
-        q = read_query(ClaimsQuery)
-        ids = await gw.redis.zrange(INDEX, 0, -1, rev=True)
+    async def list(self, status: str | None, delivery: str | None) -> list[Claim]:
+        """Claims, newest first, of that status and delivery where given."""
+        ids = await self.redis.zrange(INDEX, 0, -1, rev=True)
         out = []
         for cid in ids:
-            claim = await load(cid.decode() if isinstance(cid, bytes) else str(cid))
+            claim = await self.load(cid.decode() if isinstance(cid, bytes) else str(cid))
             if claim is None:  # indexed, then deleted: nothing to list
                 continue
-            wanted_status = isinstance(q.status, msgspec.UnsetType) or claim.status == q.status
-            wanted_delivery = (
-                isinstance(q.delivery, msgspec.UnsetType) or claim.delivery == q.delivery
-            )
-            if wanted_status and wanted_delivery:
-                out.append(msgspec.to_builtins(claim))
-        return jsonify({"claims": out})
+            if status in (None, claim.status) and delivery in (None, claim.delivery):
+                out.append(claim)
+        return out
 
-    @bp.post("/v1/claims/<claim_id>/resolve")
-    @agent
-    async def resolve(claim_id: str) -> Any:
-        b = await read_body(ClaimResolve)
-        claim = await load(claim_id)
-        if claim is None:
-            raise ApiError(404, "no such claim")
-        if claim.status == "resolved":
-            raise ApiError(409, "the claim is resolved already")
-        now = time.time()
-        claim.status = "resolved"
-        claim.resolved = now
-        claim.resolution = b.resolution
-        claim.note = b.note.strip() or None
-        claim.time_to_resolve_s = now - claim.opened
-        await save(claim, "claim.resolved")
-        return jsonify(msgspec.to_builtins(claim))
+    async def resolve(self, claim_id: str, b: ClaimResolve) -> Claim:
+        """Resolve an open claim; UnknownClaim, or AlreadyResolved (also when another
+        request resolves it meanwhile)."""
+        key = claim_key(claim_id)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe, pipe.watch(key):
+                claim = await self.load(claim_id)
+                if claim is None:
+                    raise UnknownClaim(claim_id)
+                if claim.status == "resolved":
+                    raise AlreadyResolved(claim_id)
+                now = time.time()
+                claim.status = "resolved"
+                claim.resolved = now
+                claim.resolution = b.resolution
+                claim.note = b.note.strip() or None
+                claim.time_to_resolve_s = now - claim.opened
+                self._queue(pipe, claim, "claim.resolved")
+        except coredis.exceptions.WatchError:
+            raise AlreadyResolved(claim_id) from None
+        return claim
 
-    return bp
+    def _queue(self, pipe: Any, claim: Claim, etype: str) -> None:
+        pipe.set(claim_key(claim.id), msgspec.json.encode(claim))
+        pipe.zadd(INDEX, {claim.id: claim.opened})
+        data = {"claim": claim.id, "claim_type": claim.type, "resolution": claim.resolution}
+        self.events.queue(pipe, [event(etype, time.time(), delivery=claim.delivery, data=data)])

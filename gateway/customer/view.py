@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from gateway.customer.pod import load_pod
+from gateway.customer.pod import Proofs
 from gateway.dispatch.lifecycle import ARRIVING, OUT_FOR_DELIVERY
 from gateway.dispatch.records import STARTED, Window
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.dispatch.store import DispatchStore
+from gateway.fleet.state import Fleet
+from gateway.live.tracking import LiveTracking
 
 ETA_BEFORE_S: Final = 5 * 60.0  # the ETA window shown: this much before the ETA
 ETA_AFTER_S: Final = 10 * 60.0  # ... and this much after
@@ -51,80 +51,94 @@ RESCHEDULE_DAYS: Final = 3
 RESCHEDULE_SLOTS: Final = ((9, 12), (13, 17), (17, 20))  # local hours
 
 
-async def reschedule_options(gw: Gateway, delivery_id: str) -> list[Window]:
-    """Windows a customer may choose after a failed attempt: the next days' slots, in the
-    recipient's time zone. Empty unless the delivery's last attempt failed."""
-    d = await gw.dispatch.store.get_delivery(delivery_id)
-    if d is None or d.status != "failed":
-        return []
-    tz = ZoneInfo(d.recipient.timezone)
-    today = datetime.now(tz).date()
-    out = []
-    for n in range(1, RESCHEDULE_DAYS + 1):
-        day = today + timedelta(days=n)
-        for start_h, end_h in RESCHEDULE_SLOTS:
-            start = datetime(day.year, day.month, day.day, start_h, tzinfo=tz).timestamp()
-            end = datetime(day.year, day.month, day.day, end_h, tzinfo=tz).timestamp()
-            out.append(Window(start=start, end=end))
-    return out
+class CustomerViews:
+    """Builds what a tracking link shows."""
 
+    def __init__(
+        self, dispatch: DispatchStore, fleet: Fleet, live: LiveTracking, proofs: Proofs
+    ) -> None:
+        self.dispatch = dispatch
+        self.fleet = fleet
+        self.live = live
+        self.proofs = proofs
 
-async def customer_view(gw: Gateway, delivery_id: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The customer's view of a delivery (None if it no longer exists), and the vehicle it
-    shows (None: none)."""
-    store = gw.dispatch.store
-    d = await store.get_delivery(delivery_id)
-    if d is None:
-        return None, None
-    route = None if d.route is None else await store.get_route(d.route)
-    stop = None if route is None else next((s for s in route.stops if s.id == d.stop), None)
-    view: dict[str, Any] = {
-        "reference": d.external_id,
-        "status": d.status,
-        "kind": d.kind,
-        "window": {"start": d.window.start, "end": d.window.end},
-        "address": d.address,
-        "destination": {"lat": d.location.lat, "lon": d.location.lon},
-        "driver": route.driver.first_name if route is not None else None,
-        "eta": None,
-        "eta_window": None,
-        "vehicle": None,
-        "reason": d.reason if d.status == "failed" else None,
-        "proof": None,
-        "reschedule": None,
-    }
-    if d.status == "failed":
-        options = await reschedule_options(gw, delivery_id)
-        view["reschedule"] = [{"start": w.start, "end": w.end} for w in options]
-    if d.status == "delivered":
-        pod = await load_pod(gw, delivery_id)
-        if pod is not None:
-            view["proof"] = {
-                "recipient_name": pod.recipient_name,
-                "ts": pod.ts,
-                "files": [{"sha256": f.sha256, "kind": f.kind} for f in pod.files],
-            }
-    if route is None or stop is None or route.status != STARTED:
-        return view, None
-    if d.status not in (OUT_FOR_DELIVERY, ARRIVING):
-        return view, None
-    tracked = gw.live.routes.get(route.vehicle)
-    if tracked is None or tracked.route.id != route.id:
-        return view, None
-    eta = tracked.tracker.etas().get(stop.id)
-    if eta is not None:
-        view["eta"] = eta
-        view["eta_window"] = eta_window(eta)
-    if await gw.live.heading_to(route.vehicle, route.id) != stop.id:
-        return view, None
-    state = gw.fleet.vehicles.get(route.vehicle)
-    if state is None or math.isnan(state.lat) or not tracked.approach.clear(state.lat, state.lon):
-        return view, None
-    view["vehicle"] = {
-        "lat": state.lat,
-        "lon": state.lon,
-        "heading": state.heading,
-        "speed": state.speed,
-        "ts": state.ts,
-    }
-    return view, route.vehicle
+    async def reschedule_options(self, delivery_id: str) -> list[Window]:
+        """Windows a customer may choose after a failed attempt: the next days' slots, in the
+        recipient's time zone. Empty unless the delivery's last attempt failed."""
+        d = await self.dispatch.get_delivery(delivery_id)
+        if d is None or d.status != "failed":
+            return []
+        tz = ZoneInfo(d.recipient.timezone)
+        today = datetime.now(tz).date()
+        out = []
+        for n in range(1, RESCHEDULE_DAYS + 1):
+            day = today + timedelta(days=n)
+            for start_h, end_h in RESCHEDULE_SLOTS:
+                start = datetime(day.year, day.month, day.day, start_h, tzinfo=tz).timestamp()
+                end = datetime(day.year, day.month, day.day, end_h, tzinfo=tz).timestamp()
+                out.append(Window(start=start, end=end))
+        return out
+
+    async def view(self, delivery_id: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The customer's view of a delivery (None if it no longer exists), and the vehicle it
+        shows (None: none)."""
+        store = self.dispatch
+        d = await store.get_delivery(delivery_id)
+        if d is None:
+            return None, None
+        route = None if d.route is None else await store.get_route(d.route)
+        stop = None if route is None else next((s for s in route.stops if s.id == d.stop), None)
+        view: dict[str, Any] = {
+            "reference": d.external_id,
+            "status": d.status,
+            "kind": d.kind,
+            "window": {"start": d.window.start, "end": d.window.end},
+            "address": d.address,
+            "destination": {"lat": d.location.lat, "lon": d.location.lon},
+            "driver": route.driver.first_name if route is not None else None,
+            "eta": None,
+            "eta_window": None,
+            "vehicle": None,
+            "reason": d.reason if d.status == "failed" else None,
+            "proof": None,
+            "reschedule": None,
+        }
+        if d.status == "failed":
+            options = await self.reschedule_options(delivery_id)
+            view["reschedule"] = [{"start": w.start, "end": w.end} for w in options]
+        if d.status == "delivered":
+            pod = await self.proofs.load(delivery_id)
+            if pod is not None:
+                view["proof"] = {
+                    "recipient_name": pod.recipient_name,
+                    "ts": pod.ts,
+                    "files": [{"sha256": f.sha256, "kind": f.kind} for f in pod.files],
+                }
+        if route is None or stop is None or route.status != STARTED:
+            return view, None
+        if d.status not in (OUT_FOR_DELIVERY, ARRIVING):
+            return view, None
+        tracked = self.live.routes.get(route.vehicle)
+        if tracked is None or tracked.route.id != route.id:
+            return view, None
+        eta = tracked.tracker.etas().get(stop.id)
+        if eta is not None:
+            view["eta"] = eta
+            view["eta_window"] = eta_window(eta)
+        if await self.live.heading_to(route.vehicle, route.id) != stop.id:
+            return view, None
+        state = self.fleet.vehicles.get(route.vehicle)
+        if (
+            state is None
+            or math.isnan(state.lat)
+            or not tracked.approach.clear(state.lat, state.lon)
+        ):
+            return view, None
+        view["vehicle"] = {
+            "lat": state.lat,
+            "lon": state.lon,
+            "heading": state.heading,
+            "speed": state.speed,
+            "ts": state.ts,
+        }
+        return view, route.vehicle

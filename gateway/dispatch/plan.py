@@ -66,13 +66,16 @@ class Conflict(Exception):
 
 @dataclass
 class Changes:
-    """Records to write and events to append, as one unit."""
+    """Records to write and events to append, as one unit (one MULTI/EXEC)."""
 
     routes: dict[str, RouteRecord] = field(default_factory=dict)
     deliveries: dict[str, DeliveryRecord] = field(default_factory=dict)
     # vehicle -> its active route id, or None to clear it.
     vehroutes: dict[str, str | None] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    # Other records of the {dispatch} slot written with the change: key -> value (a proof
+    # of delivery with the delivery it completes).
+    records: dict[str, bytes] = field(default_factory=dict)
 
     def event(
         self,

@@ -2,8 +2,9 @@
 
 A :class:`RouteRecord` is stored as JSON at ``route:{dispatch}:<id>`` with its stops
 embedded; each stop lists the ids of its deliveries. A :class:`DeliveryRecord` is stored as
-JSON at ``dlv:{dispatch}:<id>``; its fields are the ones ``notify.deliveries.Delivery``
-reads, plus the stop's location and the status history fields.
+JSON at ``dlv:{dispatch}:<id>``: a ``notify.deliveries.Delivery`` (what the notifier reads,
+with the same ``Window`` and ``Recipient``) with the stop's location, the goods' temperature
+range and the status history fields.
 
 Internal ids are derived from the shipper's external ids (a hash), so importing the same
 external id again always lands on the same record, whichever process does it.
@@ -17,6 +18,7 @@ from typing import Final
 import msgspec
 
 import geofence
+from notify.deliveries import Delivery, Recipient, Window
 
 PLANNED: Final = "planned"
 STARTED: Final = "started"
@@ -31,13 +33,6 @@ PHONE_QUERY_MIN_DIGITS: Final = 4
 PHONE_QUERY_CHARS: Final = "0123456789+-.() "
 
 ID_HASH_CHARS: Final = 16  # 64 bits of SHA-256: no collision in any realistic fleet
-
-
-class Window(msgspec.Struct, frozen=True):
-    """Promised time window, epoch seconds."""
-
-    start: float
-    end: float
 
 
 class Location(msgspec.Struct, frozen=True):
@@ -55,17 +50,9 @@ class Driver(msgspec.Struct, frozen=True, kw_only=True):
         return self.name.split()[0] if self.name.split() else ""
 
 
-class Recipient(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    phone: str | None = None
-    email: str | None = None
-    language: str = "en"
-    timezone: str = "UTC"
-    channels: tuple[str, ...] = ()
-
-
-class DeliveryRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One order to hand over (or to pick up) at a stop."""
+class DeliveryRecord(Delivery, frozen=True, kw_only=True):
+    """One order to hand over (or to pick up) at a stop: what the notifier reads of it
+    (``notify.deliveries.Delivery``, the fields it defines), and the rest."""
 
     id: str
     external_id: str

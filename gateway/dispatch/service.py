@@ -1,6 +1,6 @@
 """Routes and deliveries as a service: validate, store, log the events, tell the listeners.
 
-The gateway holds one :class:`Dispatch` as ``gw.dispatch``. The live side uses:
+The gateway builds one :class:`Dispatch`; the live side uses:
 
 - ``await dispatch.active_route(vehicle)`` and ``await dispatch.load_active_routes()``;
 - :func:`~gateway.dispatch.records.to_geofence_route` to turn a record into a ``geofence.Route``;
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.core.metrics import Metrics
@@ -23,7 +23,7 @@ from gateway.dispatch.plan import Changes
 from gateway.dispatch.records import Driver, RouteRecord, Window, to_geofence_route
 from gateway.dispatch.store import DispatchStore
 from gateway.dispatch.validate import ImportedRoute, InvalidImport, parse_import
-from gateway.fleet.store import Store
+from notify.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,10 @@ class Dispatch:
     def __init__(
         self,
         store: DispatchStore,
-        event_log: Store,
-        events_max_len: int,
         broadcast: Callable[[list[dict[str, Any]]], None] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
-        self.event_log = event_log
-        self.events_max_len = events_max_len
         self.broadcast = broadcast
         self.metrics = metrics
         self.on_route_changed: list[RouteListener] = []
@@ -92,10 +88,21 @@ class Dispatch:
         note: str | None = None,
         window: Window | None = None,
         now: float | None = None,
+        records: Mapping[str, bytes] | None = None,
+        events: Sequence[Event] = (),
     ) -> Changes:
+        """Move a delivery along its lifecycle; ``records`` and ``events`` are stored in the
+        same transaction (a proof of delivery with the delivery it completes)."""
         now = time.time() if now is None else now
         changes = await self.store.set_status(
-            delivery_id, status, now, reason=reason, note=note, window=window
+            delivery_id,
+            status,
+            now,
+            reason=reason,
+            note=note,
+            window=window,
+            records=records,
+            events=events,
         )
         return await self._publish(changes)
 
@@ -108,8 +115,7 @@ class Dispatch:
                 )
 
     async def _publish(self, changes: Changes) -> Changes:
-        # The records are already written; the log and the listeners follow them.
-        await self.event_log.append_events(changes.events, self.events_max_len)
+        # The records and their events are written (one transaction); the listeners follow.
         if self.metrics is not None:
             for ev in changes.events:
                 self.metrics.inc("gateway_events_total", type=ev["type"])

@@ -26,13 +26,15 @@ Keys:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 import coredis
+import msgspec
 from coredis.patterns.pipeline import ClusterPipeline, Pipeline
 
 from gateway.core import keys
+from gateway.core.events import EventLog
 from gateway.core.keys import (
     DELIVERIES,
     DELIVERIES_EXT,
@@ -57,6 +59,7 @@ from gateway.dispatch.records import (
 from gateway.dispatch.validate import ImportedRoute
 from gateway.fleet.store import text as _text
 from notify.deliveries import delivery_key
+from notify.events import Event
 from notify.redis_client import RedisClient
 
 MAX_ATTEMPTS: Final = 20  # optimistic retries when other writers keep changing the same keys
@@ -110,8 +113,9 @@ class _Rewatch(Exception):
 class DispatchStore:
     """Routes and deliveries in Redis."""
 
-    def __init__(self, redis: RedisClient[bytes]) -> None:
+    def __init__(self, redis: RedisClient[bytes], events: EventLog) -> None:
         self.redis = redis
+        self.events = events
 
     # ----- reads
 
@@ -215,7 +219,15 @@ class DispatchStore:
         reason: str | None = None,
         note: str | None = None,
         window: Window | None = None,
+        records: Mapping[str, bytes] | None = None,
+        events: Sequence[Event] = (),
+        announce: bool = True,
     ) -> Changes:
+        """Move a delivery along its lifecycle; ``records`` and ``events`` (a proof of
+        delivery and its events) are written in the same transaction, after the change's own
+        events. ``announce=False``: the change's own events are not logged (the caller logs
+        one of its own that stands for them: the live stage's ``delivery.arriving``)."""
+
         async def compute(rd: _Reader) -> Changes:
             d = (await rd.deliveries([delivery_id])).get(delivery_id)
             if d is None:
@@ -226,9 +238,14 @@ class DispatchStore:
             if route is not None:
                 siblings = await rd.deliveries(route.delivery_ids())
                 vehroute = (await rd.vehroutes([route.vehicle]))[route.vehicle]
-            return change_status(
+            changes = change_status(
                 d, route, siblings, vehroute, status, now, reason=reason, note=note, window=window
             )
+            if not announce:
+                changes.events.clear()
+            changes.records.update(records or {})
+            changes.events.extend(msgspec.to_builtins(ev) for ev in events)
+            return changes
 
         return await self._transact(compute)
 
@@ -253,6 +270,7 @@ class DispatchStore:
                     if not rd.keys <= watched:
                         raise _Rewatch
                     _queue(pipe, changes)
+                    self.events.queue(pipe, changes.events)
             except _Rewatch:
                 watched |= rd.keys
                 continue
@@ -279,6 +297,8 @@ def _queue(pipe: Pipeline[bytes] | ClusterPipeline[bytes], ch: Changes) -> None:
         pipe.set(delivery_key(d.id), encode(d))
         pipe.sadd(DELIVERIES, [d.id])
         pipe.hset(DELIVERIES_EXT, {d.external_id: d.id})
+    for key, value in ch.records.items():
+        pipe.set(key, value)
     for vehicle, rid in ch.vehroutes.items():
         if rid is None:
             pipe.delete([vehroute_key(vehicle)])

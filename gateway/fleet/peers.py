@@ -44,7 +44,14 @@ _states: Final = msgspec.msgpack.Decoder(list[tuple[str, bytes]])
 
 
 class Peers:
-    def __init__(self, store: Store, fleet: Fleet, hub: Hub, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: Store,
+        fleet: Fleet,
+        hub: Hub,
+        metrics: Metrics,
+        on_remote: Callable[[str, float], None] = lambda vehicle, ts: None,
+    ) -> None:
         self.store = store
         self.redis: RedisClient[bytes] = store.redis
         self.fleet = fleet
@@ -52,7 +59,7 @@ class Peers:
         self.metrics = metrics
         self.origin = secrets.token_hex(8)
         # Told of each vehicle whose newer state came from another process (vehicle, fix time).
-        self.on_remote: Callable[[str, float], None] = lambda vehicle, ts: None
+        self.on_remote = on_remote
         self._alone_until = -math.inf  # trio time until which publishing is skipped
         self._skipped = metrics.key("gateway_peer_publish_skipped_total")
         self._catch_up_due = trio.Event()

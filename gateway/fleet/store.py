@@ -520,11 +520,6 @@ class Store:
                 break
         return out[:limit]
 
-    # ----- event log
-
-    async def append_events(self, events: Iterable[dict[str, Any]], max_len: int) -> None:
-        await self._append(keys.EVENTS, [{"e": _json_enc.encode(ev)} for ev in events], max_len)
-
     async def _append(
         self, stream: str, entries: Sequence[dict[str, str | bytes]], max_len: int
     ) -> None:
@@ -578,26 +573,46 @@ class Store:
                     out.append(o)
         return last, out
 
-    async def read_events_reverse(self, count: int) -> list[dict[str, Any]]:
-        """The newest ``count`` events, newest first."""
-        entries = await self.redis.xrevrange(keys.EVENTS, "+", "-", count=count)
-        return [self._event(e) for e in entries]
-
-    async def read_events_after(
-        self, last_id: str, count: int, block_ms: int
-    ) -> list[dict[str, Any]]:
-        """Events after ``last_id``, waiting up to ``block_ms`` for the first one."""
-        found = await self.redis.xread({keys.EVENTS: last_id}, count=count, block=block_ms)
-        if not found:
-            return []
-        return [self._event(e) for entries in found.values() for e in entries]
+    # ----- the live stage's state of each vehicle (fields of its hash, JSON; see gateway.live)
 
     @staticmethod
-    def _event(e: Any) -> dict[str, Any]:
-        ev: dict[str, Any] = msgspec.json.decode(_raw(e.field_values[b"e"]))
-        ev["id"] = text(e.identifier)
-        return ev
+    def _live_fields(fields: Iterable[str]) -> None:
+        """Refuse any field of a vehicle's hash but the live stage's: ``geo`` (its zone
+        memberships), ``trk`` (its route tracker) and ``next`` (the stop it drives to)."""
+        other = set(fields) - {"geo", "trk", "next"}
+        if other:
+            raise ValueError(f"not a live state field: {sorted(other)}")
 
-    async def read_events(self, since_id: str = "-", count: int = 100) -> list[dict[str, Any]]:
-        entries = await self.redis.xrange(keys.EVENTS, since_id, "+", count=count)
-        return [self._event(e) for e in entries]
+    async def save_live_state(self, states: dict[str, dict[str, bytes]]) -> None:
+        """Set the live stage's fields of each vehicle's hash (``{vehicle: {field: value}}``),
+        in one round trip."""
+        for fields in states.values():
+            self._live_fields(fields)
+        if not any(states.values()):
+            return
+        async with self.redis.pipeline(transaction=False) as p:
+            for vehicle, fields in states.items():
+                if fields:
+                    p.hset(keys.vehicle(vehicle), dict(fields))
+
+    async def load_live_state(self, vehicles: Sequence[str], field: str) -> dict[str, bytes]:
+        """The live stage's field ``field`` of each of ``vehicles``' hashes, by vehicle (those
+        that have it)."""
+        self._live_fields([field])
+        out: dict[str, bytes] = {}
+        for i in range(0, len(vehicles), 500):
+            chunk = vehicles[i : i + 500]
+            async with self.redis.pipeline(transaction=False) as p:
+                reqs = [p.hget(keys.vehicle(v), field) for v in chunk]
+            for v, r in zip(chunk, reqs, strict=True):
+                raw = await r
+                if raw is not None:
+                    out[v] = raw
+        return out
+
+    async def load_live_fields(self, vehicle: str, fields: Sequence[str]) -> dict[str, bytes]:
+        """The live stage's ``fields`` of ``vehicle``'s hash, by field (those it has), in one
+        round trip."""
+        self._live_fields(fields)
+        values = await self.redis.hmget(keys.vehicle(vehicle), list(fields))
+        return {f: v for f, v in zip(fields, values, strict=True) if v is not None}

@@ -11,23 +11,25 @@ link that stops working must not keep showing what it showed.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import msgspec
 import trio
 from quart import Blueprint, Response, jsonify, send_from_directory, websocket
 
-from gateway.customer.links import LinkClaims
+from gateway.customer.links import LinkClaims, Links
 from gateway.customer.models import CustomerView, LinkIssued, LinksRevoked, RescheduleChoice
-from gateway.customer.pod import send_pod_file
-from gateway.customer.view import customer_view, reschedule_options
+from gateway.customer.pod import Proofs
+from gateway.customer.view import CustomerViews
 from gateway.dispatch.lifecycle import RESCHEDULED
 from gateway.dispatch.records import Window
-from gateway.http.api import STATIC_DIR, ApiError, agent_required, drain_browser
+from gateway.dispatch.service import Dispatch
+from gateway.dispatch.store import DispatchStore
+from gateway.fleet.hub import Hub
+from gateway.http.common import STATIC_DIR, AgentAuth, drain_browser
+from gateway.http.errors import ApiError
+from gateway.http.pod import send_pod_file
 from gateway.http.spec import Content, Op, read_body
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 REFRESH_S: Final = 5.0  # the view is re-sent at least this often (ETA moves with time)
 MIN_INTERVAL_S: Final = 1.0  # ... and at most once per this, however fast the van reports
@@ -60,9 +62,18 @@ OPS: Final = [
 ]  # fmt: skip
 
 
-def customer_blueprint(gw: Gateway) -> Blueprint:
+def customer_blueprint(
+    links: Links,
+    views: CustomerViews,
+    dispatch: Dispatch,
+    proofs: Proofs,
+    hub: Hub,
+    agent: AgentAuth,
+    *,
+    public_url: str,
+) -> Blueprint:
+    """``public_url``: the gateway's, which the links issued start with."""
     bp = Blueprint("customer", __name__)
-    agent = agent_required(gw)
 
     @bp.after_request
     async def no_store(response: Response) -> Response:
@@ -70,14 +81,14 @@ def customer_blueprint(gw: Gateway) -> Blueprint:
         return response
 
     async def delivery_for(token: str) -> str:
-        delivery = await gw.links.check(token)
+        delivery = await links.check(token)
         if delivery is None:
             raise ApiError(403, DENIED)
         return delivery
 
     @bp.get("/t/<token>")
     async def page(token: str) -> Any:
-        if await gw.links.check(token) is None:
+        if await links.check(token) is None:
             return Response(f"<!doctype html><title>Tracking</title><p>{DENIED}.</p>", 403)
         response = await send_from_directory(STATIC_DIR, "track.html")
         response.headers["Referrer-Policy"] = "no-referrer"
@@ -85,29 +96,29 @@ def customer_blueprint(gw: Gateway) -> Blueprint:
 
     @bp.get("/v1/track/<token>")
     async def view(token: str) -> Any:
-        body, _ = await customer_view(gw, await delivery_for(token))
+        body, _ = await views.view(await delivery_for(token))
         if body is None:
             raise ApiError(403, DENIED)
         return jsonify(body)
 
     @bp.websocket("/v1/track/<token>/live")
     async def live(token: str) -> Any:
-        claims = await gw.links.claims(token)
+        claims = await links.claims(token)
         body = None
         if claims is not None:
-            body, _ = await customer_view(gw, claims.delivery)
+            body, _ = await views.view(claims.delivery)
         if claims is None or body is None:
             return Response(DENIED, status=403)
         await websocket.accept()
         async with trio.open_nursery() as nursery:
 
             async def until_invalid(link: LinkClaims) -> None:
-                await gw.links.wait_invalid(link)
+                await links.wait_invalid(link)
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(drain_browser)
             nursery.start_soon(until_invalid, claims)
-            await _stream_views(gw, claims.delivery, body)
+            await _stream_views(views, hub, dispatch.store, claims.delivery, body)
             nursery.cancel_scope.cancel()
         # The link stopped working, or the delivery is gone: either way it opens nothing.
         await websocket.close(CLOSE_LINK_INVALID, DENIED)
@@ -115,44 +126,44 @@ def customer_blueprint(gw: Gateway) -> Blueprint:
 
     @bp.get("/v1/track/<token>/pod/<sha>")
     async def pod_file(token: str, sha: str) -> Any:
-        return await send_pod_file(gw, await delivery_for(token), sha)
+        return await send_pod_file(proofs, await delivery_for(token), sha)
 
     @bp.post("/v1/track/<token>/reschedule")
     async def reschedule(token: str) -> Any:
         """After a failed attempt the customer picks a new window among those offered."""
         choice = (await read_body(RescheduleChoice)).window
         delivery = await delivery_for(token)
-        options = await reschedule_options(gw, delivery)
+        options = await views.reschedule_options(delivery)
         if not options:
             raise ApiError(409, "this delivery cannot be rescheduled now")
         if (choice.start, choice.end) not in [(o.start, o.end) for o in options]:
             raise ApiError(422, "window must be one of the windows offered", "window")
-        await gw.dispatch.set_status(
+        await dispatch.set_status(
             delivery,
             RESCHEDULED,
             note="rescheduled by the customer",
             window=Window(start=choice.start, end=choice.end),
         )
-        body, _ = await customer_view(gw, delivery)
+        body, _ = await views.view(delivery)
         return jsonify(body)
 
     @bp.post("/v1/deliveries/<ident>/link")
     @agent
     async def issue(ident: str) -> Any:
-        delivery = await gw.dispatch.store.resolve_delivery(ident)
+        delivery = await dispatch.store.resolve_delivery(ident)
         if delivery is None:
             raise ApiError(404, "no such delivery")
-        token = gw.links.issue(delivery, time.time())
-        return jsonify({"delivery": delivery, "token": token, "url": gw.link_url(token),
-                        "expires": gw.links.expiry(token)})  # fmt: skip
+        token = links.issue(delivery, time.time())
+        return jsonify({"delivery": delivery, "token": token, "url": f"{public_url}/t/{token}",
+                        "expires": links.expiry(token)})  # fmt: skip
 
     @bp.post("/v1/deliveries/<ident>/link/revoke")
     @agent
     async def revoke(ident: str) -> Any:
-        delivery = await gw.dispatch.store.resolve_delivery(ident)
+        delivery = await dispatch.store.resolve_delivery(ident)
         if delivery is None:
             raise ApiError(404, "no such delivery")
-        await gw.links.revoke(delivery)
+        await links.revoke(delivery)
         # A link issued in the same millisecond would be refused too.
         await trio.sleep(0.002)
         return jsonify({"delivery": delivery, "revoked": True})
@@ -160,19 +171,21 @@ def customer_blueprint(gw: Gateway) -> Blueprint:
     return bp
 
 
-async def _stream_views(gw: Gateway, delivery: str, first: dict[str, Any]) -> None:
+async def _stream_views(
+    views: CustomerViews, hub: Hub, dispatch: DispatchStore, delivery: str, first: dict[str, Any]
+) -> None:
     """Send the view, then again whenever it changes; return if the delivery is gone."""
     await _send_view(first)
     last = first
     # Watching the route's vehicle wakes the sender on its positions; what the customer
-    # sees of them is decided by customer_view each time.
-    route_vehicle = await _route_vehicle(gw, delivery)
-    sub = gw.hub.subscribe([route_vehicle] if route_vehicle else [])
+    # sees of them is decided by the view each time.
+    route_vehicle = await _route_vehicle(dispatch, delivery)
+    sub = hub.subscribe([route_vehicle] if route_vehicle else [])
     try:
         while True:
             with trio.move_on_after(REFRESH_S):
                 await sub.next_batch()
-            body, _ = await customer_view(gw, delivery)
+            body, _ = await views.view(delivery)
             if body is None:
                 return
             if body != last:
@@ -187,9 +200,9 @@ async def _send_view(body: dict[str, Any]) -> None:
     await websocket.send(_json.encode({"type": "view", "view": body}).decode())
 
 
-async def _route_vehicle(gw: Gateway, delivery_id: str) -> str | None:
-    d = await gw.dispatch.store.get_delivery(delivery_id)
+async def _route_vehicle(dispatch: DispatchStore, delivery_id: str) -> str | None:
+    d = await dispatch.get_delivery(delivery_id)
     if d is None or d.route is None:
         return None
-    route = await gw.dispatch.store.get_route(d.route)
+    route = await dispatch.get_route(d.route)
     return None if route is None else route.vehicle

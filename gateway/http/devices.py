@@ -16,15 +16,17 @@ from __future__ import annotations
 import base64
 import math
 import time
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 from quart import Blueprint, Response, jsonify, request
 
+from gateway.core.metrics import Metrics
 from gateway.core.structs import field_of, out_of_range
 from gateway.fleet.position import Position, PositionShape
 from gateway.http.errors import ApiError
 from gateway.http.spec import Content, Op
+from gateway.ingest.auth import DeviceAuth
 from gateway.ingest.device_formats import (
     OsmAndFields,
     OsmAndJson,
@@ -35,10 +37,7 @@ from gateway.ingest.device_formats import (
     owntracks_message_position,
 )
 from gateway.ingest.wire import Ack, MalformedFrame, Reason, Rejection, decode_frame
-from gateway.ingest.writer import Session, frame_cost
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.ingest.writer import Ingest, Session, frame_cost
 
 SESSION_CACHE: Final = 100_000
 
@@ -91,16 +90,22 @@ OPS: Final = [
 ]  # fmt: skip
 
 
-def http_ingest_blueprint(gw: Gateway) -> Blueprint:
+def http_ingest_blueprint(
+    writer: Ingest,
+    device_auth: DeviceAuth,
+    metrics: Metrics,
+    *,
+    max_frame_bytes: int,
+    max_batch_positions: int,
+) -> Blueprint:
     bp = Blueprint("http_ingest", __name__)
-    metrics = gw.metrics
 
     # One session per device, kept between requests, so concurrent requests of a device
     # validate against one cursor.
     sessions: dict[str, Session] = {}
 
     async def session_for(token: str | None) -> Session:
-        device = await gw.device_auth.lookup(token) if token else None
+        device = await device_auth.lookup(token) if token else None
         if device is None:
             metrics.inc("gateway_handshakes_refused_total", reason="unknown_device")
             raise ApiError(401, "unknown or revoked device token")
@@ -108,7 +113,7 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
         if session is None or session.device != device:
             if len(sessions) >= SESSION_CACHE:
                 sessions.clear()
-            session = sessions[device.id] = await gw.ingest.open_session(device)
+            session = sessions[device.id] = await writer.open_session(device)
             session.on_progress = session.pulse
         return session
 
@@ -172,7 +177,7 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
         if request.method == "POST":
             if request.mimetype == "application/json":
                 data = await request.get_data(as_text=False)
-                if len(data) > gw.settings.max_frame_bytes:
+                if len(data) > max_frame_bytes:
                     raise bad_frame("too_big", f"{len(data)} bytes")
                 try:
                     body = msgspec.json.decode(data, type=OsmAndJson)
@@ -210,7 +215,7 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
         metrics.inc("gateway_frames_total", proto="owntracks", enc="http")
         data = await request.get_data(as_text=False)
         charge(session, frame_cost(len(data)))
-        if len(data) > gw.settings.max_frame_bytes:
+        if len(data) > max_frame_bytes:
             raise bad_frame("too_big", f"{len(data)} bytes")
         try:
             msg = msgspec.json.decode(data, type=OwnTracksMessage)
@@ -231,8 +236,8 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
         session = await session_for(bearer())
         data = await request.get_data(as_text=False)
         assert isinstance(data, bytes)
-        if len(data) > gw.settings.max_frame_bytes:
-            raise bad_frame("too_big", f"{len(data)} bytes, limit {gw.settings.max_frame_bytes}")
+        if len(data) > max_frame_bytes:
+            raise bad_frame("too_big", f"{len(data)} bytes, limit {max_frame_bytes}")
         binary = request.mimetype in ("application/msgpack", "application/x-msgpack")
         enc = "msgpack" if binary else "json"
         metrics.inc("gateway_frames_total", proto="http", enc=enc)
@@ -241,7 +246,7 @@ def http_ingest_blueprint(gw: Gateway) -> Blueprint:
         try:
             positions, bad = decode_frame(
                 data if binary else data.decode("utf-8", "replace"),
-                gw.settings.max_batch_positions,
+                max_batch_positions,
             )
         except MalformedFrame as exc:
             raise bad_frame(exc.reason, str(exc)) from None

@@ -1,19 +1,19 @@
 """REST API for routes, stops and deliveries, for the shipper's OMS, CRM or ERP.
 
-``dispatch_blueprint(gw)`` builds the blueprint and the gateway's :class:`Dispatch` (kept as
-``gw.dispatch``). Every endpoint needs the agent API key. Errors are JSON
-``{"error", "field"}``: 400 input not of the described type, 404 unknown id, 409 a change the
-current state does not allow (illegal transitions also carry ``from`` and ``to``), 422 input
-of the described type that breaks a rule the description cannot state (a window ending
-before it starts, an unknown vehicle...). Routes and deliveries can be addressed by internal
-or external id. The input and output types are in ``dispatch_models``.
+``dispatch_blueprint`` serves the gateway's :class:`Dispatch`. Every endpoint needs the
+agent API key. Errors are JSON ``{"error", "field"}``: 400 input not of the described type,
+404 unknown id, 409 a change the current state does not allow (illegal transitions also
+carry ``from`` and ``to``), 422 input of the described type that breaks a rule the
+description cannot state (a window ending before it starts, an unknown vehicle...). Routes
+and deliveries can be addressed by internal or external id. The input and output types are
+in ``gateway.dispatch.models``.
 """
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import msgspec
 from quart import Blueprint, jsonify, request
@@ -39,14 +39,12 @@ from gateway.dispatch.plan import Conflict
 from gateway.dispatch.records import DeliveryRecord, RouteRecord, matches_query
 from gateway.dispatch.records import route_id as internal_route_id
 from gateway.dispatch.service import Dispatch, UnknownVehicle
-from gateway.dispatch.store import Busy, DispatchStore, NotFound
+from gateway.dispatch.store import Busy, NotFound
 from gateway.dispatch.validate import InvalidImport, driver, typed, window
+from gateway.http.common import AgentAuth
 from gateway.http.errors import decode_json
 from gateway.http.guard import RETRY_AFTER_S
 from gateway.http.spec import Op, read_query
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 _ID: Final = {"id": "internal id, or the shipper's external id"}
 
@@ -90,20 +88,9 @@ def _json(value: msgspec.Struct) -> Any:
     return jsonify(msgspec.to_builtins(value))
 
 
-def dispatch_blueprint(gw: Gateway) -> Blueprint:
-    """The routes and deliveries API; also sets ``gw.dispatch``."""
-    dispatch = Dispatch(
-        DispatchStore(gw.redis),
-        gw.store,
-        gw.settings.events_max_len,
-        metrics=gw.metrics,
-    )
-    # The Gateway class may or may not declare this attribute; setattr suits both.
-    setattr(gw, "dispatch", dispatch)  # noqa: B010
+def dispatch_blueprint(dispatch: Dispatch, agent: AgentAuth) -> Blueprint:
+    """The routes and deliveries API over ``dispatch``."""
     store = dispatch.store
-    agent = gw.agent_auth
-    if agent is None:
-        raise RuntimeError("create_app sets gw.agent_auth before registering blueprints")
     bp = Blueprint("dispatch", __name__)
 
     @bp.errorhandler(InvalidImport)

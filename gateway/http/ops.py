@@ -1,22 +1,34 @@
-"""Operations endpoints: KPIs from the event log and a CSV export of deliveries."""
+"""The ops page and its live stream, and the operations endpoints: KPIs from the event log,
+the routes this process tracks, what the local capture servers received, and a CSV export
+of deliveries.
+
+Browsers cannot set headers on a WebSocket, so the ops stream takes the key as ``?key=``.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import time
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable
+from typing import Any, Final
 
 import msgspec
-from quart import Blueprint, Response, jsonify
+import trio
+from quart import Blueprint, Response, jsonify, send_from_directory, websocket
 
+from gateway.core.events import EventLog
+from gateway.core.metrics import Metrics
 from gateway.dispatch.kpis import compute_kpis
-from gateway.http.api import ApiError, agent_required
+from gateway.dispatch.store import DispatchStore
+from gateway.fleet.hub import Hub
+from gateway.http.common import STATIC_DIR, AgentAuth, drain_browser
+from gateway.http.errors import ApiError
 from gateway.http.ops_models import Captured, DeliveriesCsvQuery, Kpis, KpisQuery, Live
 from gateway.http.spec import Content, Op, read_query
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.live.tracking import LiveTracking
+from gateway.notifications import Notifications
+from notify import Notifier
 
 MAX_KPI_EVENTS: Final = 500_000
 MAX_ALERTS: Final = 100_000
@@ -39,9 +51,59 @@ OPS: Final = [
 ]  # fmt: skip
 
 
-def ops_blueprint(gw: Gateway) -> Blueprint:
+def ops_blueprint(
+    agent: AgentAuth,
+    *,
+    event_log: EventLog,
+    dispatch: DispatchStore,
+    tracking: LiveTracking,
+    hub: Hub,
+    metrics: Metrics,
+    snapshot: Callable[[], str],
+    notifier: Notifier | None,
+    notifications: Notifications | None,
+) -> Blueprint:
+    """``snapshot``: the whole picture a browser starts from (and gets again when it fell
+    behind)."""
     bp = Blueprint("ops", __name__)
-    agent = agent_required(gw)
+
+    @bp.get("/")
+    async def index() -> Any:
+        return Response("", status=302, headers={"Location": "/ops"})
+
+    @bp.get("/ops")
+    async def ops_page() -> Any:
+        return await send_from_directory(STATIC_DIR, "ops.html")
+
+    @bp.get("/static/<path:name>")
+    async def static_file(name: str) -> Any:
+        return await send_from_directory(STATIC_DIR, name)
+
+    @bp.websocket("/v1/ops/live")
+    async def ops_live() -> Any:
+        if not agent.check(websocket.args.get("key")):
+            return Response("missing or invalid API key", status=401)
+        await websocket.accept()
+        sub = hub.subscribe(None)
+        try:
+            await websocket.send(snapshot())
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(drain_browser)
+                while True:
+                    pending, extra, overflowed = await sub.next_batch()
+                    if overflowed:
+                        await websocket.send(snapshot())
+                    elif pending:
+                        frame = b'{"type":"positions","vehicles":[%s]}' % b",".join(
+                            pending.values()
+                        )
+                        await websocket.send(frame.decode())
+                        metrics.inc("gateway_browser_messages_total")
+                    for m in extra:
+                        await websocket.send(m.decode())
+                        metrics.inc("gateway_browser_messages_total")
+        finally:
+            sub.close()
 
     @bp.get("/v1/kpis")
     @agent
@@ -51,18 +113,18 @@ def ops_blueprint(gw: Gateway) -> Blueprint:
         events: list[dict[str, Any]] = []
         cursor = f"{int(since * 1000)}-0"
         while len(events) < MAX_KPI_EVENTS:
-            page = await gw.store.read_events(cursor, 5000)
+            page = await event_log.read(cursor, 5000)
             if not page:
                 break
             events.extend(page)
             ms, seq = page[-1]["id"].split("-")
             cursor = f"{ms}-{int(seq) + 1}"
-        deliveries = await gw.dispatch.store.list_deliveries()
+        deliveries = await dispatch.list_deliveries()
         body = compute_kpis(events, {d.id: d.window.end for d in deliveries})
         body["since"] = since
         body["events"] = len(events)
-        if gw.notifier is not None:
-            alerts = await gw.notifier.alerts.list_alerts(None, limit=MAX_ALERTS)
+        if notifier is not None:
+            alerts = await notifier.alerts.list_alerts(None, limit=MAX_ALERTS)
             open_alerts = [a for a in alerts if a.status != "resolved"]
             solved = [a.time_to_resolve_s for a in alerts if a.time_to_resolve_s is not None]
             body["open_exceptions"] = len(open_alerts)
@@ -79,16 +141,16 @@ def ops_blueprint(gw: Gateway) -> Blueprint:
                 "etas": t.tracker.etas(),
                 "stops": {s.id: t.tracker.stop_status(s.id) for s in t.route.stops},
             }
-            for vehicle, t in gw.live.routes.items()
+            for vehicle, t in tracking.routes.items()
         }
-        return jsonify({"routes": routes, "zones": len(gw.live.engine.zones())})
+        return jsonify({"routes": routes, "zones": len(tracking.engine.zones())})
 
     @bp.get("/v1/capture/messages")
     @agent
     async def captured() -> Any:
         """What the local capture servers received (only when they stand in for Twilio and
         SMTP), newest first: lets a demo user read the texts and open their links."""
-        n = gw.notifications
+        n = notifications
         if n is None or (n.sms_capture is None and n.email_capture is None):
             raise ApiError(404, "no capture servers run: SMS and email go to real providers")
         sms = [] if n.sms_capture is None else n.sms_capture.messages[-CAPTURE_SHOWN:]
@@ -117,10 +179,10 @@ def ops_blueprint(gw: Gateway) -> Blueprint:
         q = read_query(DeliveriesCsvQuery)
         status = None if isinstance(q.status, msgspec.UnsetType) else q.status
         route = None if isinstance(q.route, msgspec.UnsetType) else q.route
-        rid = await gw.dispatch.store.resolve_route(route) if route else None
+        rid = await dispatch.resolve_route(route) if route else None
         if route and rid is None:
             raise ApiError(404, "no such route", "route")
-        rows = await gw.dispatch.store.list_deliveries(rid)
+        rows = await dispatch.list_deliveries(rid)
         rows.sort(key=lambda d: (d.window.start, d.external_id))
         buf = io.StringIO()
         w = csv.writer(buf)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import msgspec
 from quart import Blueprint, jsonify, request
 
-from gateway.http.api import ApiError, agent_required
+from gateway.http.common import AgentAuth
+from gateway.http.errors import ApiError
 from gateway.http.spec import Op, read_body, read_query
+from gateway.live.tracking import LiveTracking
 from gateway.zones.models import ZoneCollection, ZoneFeature, ZoneFeatureInput, ZonesQuery
+from gateway.zones.store import ZoneStore
 from geofence import Zone, ZoneError
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 _ID: Final = {"id": "the zone id"}
 _SHAPES: Final = (
@@ -37,9 +37,8 @@ OPS: Final = [
 ]  # fmt: skip
 
 
-def zones_blueprint(gw: Gateway) -> Blueprint:
+def zones_blueprint(zones: ZoneStore, live: LiveTracking, agent: AgentAuth) -> Blueprint:
     bp = Blueprint("zones", __name__)
-    agent = agent_required(gw)
 
     async def feature_body(zone_id: str | None) -> Zone:
         """The request's Feature as a Zone: its shape checked by ``ZoneFeatureInput`` (400),
@@ -61,16 +60,16 @@ def zones_blueprint(gw: Gateway) -> Blueprint:
             raise ApiError(422, exc.reason, exc.field) from None
 
     async def save(zone: Zone) -> dict[str, Any]:
-        await gw.zone_store.put(zone)
+        await zones.put(zone)
         # Applied here at once; other processes apply it from the change feed.
-        gw.live.apply_zone(zone.id, zone)
+        live.apply_zone(zone.id, zone)
         return zone.to_geojson()
 
     @bp.post("/v1/zones")
     @agent
     async def create_zone() -> Any:
         zone = await feature_body(None)
-        if await gw.zone_store.get(zone.id) is not None:
+        if await zones.get(zone.id) is not None:
             raise ApiError(409, f"zone {zone.id} exists; PUT /v1/zones/{zone.id} replaces it", "id")
         return jsonify(await save(zone)), 201
 
@@ -84,16 +83,14 @@ def zones_blueprint(gw: Gateway) -> Blueprint:
     async def list_zones() -> Any:
         kind = read_query(ZonesQuery).kind
         zones = [
-            z
-            for z in gw.live.engine.zones()
-            if isinstance(kind, msgspec.UnsetType) or z.kind == kind
+            z for z in live.engine.zones() if isinstance(kind, msgspec.UnsetType) or z.kind == kind
         ]
         return jsonify({"type": "FeatureCollection", "features": [z.to_geojson() for z in zones]})
 
     @bp.get("/v1/zones/<zone_id>")
     @agent
     async def get_zone(zone_id: str) -> Any:
-        feature = await gw.zone_store.get(zone_id)
+        feature = await zones.get(zone_id)
         if feature is None:
             raise ApiError(404, "no such zone")
         return jsonify(feature)
@@ -101,9 +98,9 @@ def zones_blueprint(gw: Gateway) -> Blueprint:
     @bp.delete("/v1/zones/<zone_id>")
     @agent
     async def delete_zone(zone_id: str) -> Any:
-        if not await gw.zone_store.delete(zone_id):
+        if not await zones.delete(zone_id):
             raise ApiError(404, "no such zone")
-        gw.live.apply_zone(zone_id, None)
+        live.apply_zone(zone_id, None)
         return "", 204
 
     return bp

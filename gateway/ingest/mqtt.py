@@ -43,19 +43,20 @@ import msgspec
 import trio
 from moat.lib.mqtt import MQTTPublishPacket, QoS
 
+from gateway.config import Settings
 from gateway.core.failures import log_once
+from gateway.core.metrics import Metrics
 from gateway.core.structs import field_of, out_of_range
 from gateway.fleet.position import Position
+from gateway.fleet.store import Store
 from gateway.ingest.auth import TOKEN_CACHE_S
 from gateway.ingest.device_formats import owntracks_position
 from gateway.ingest.mqtt_ack import AckingClient, DurableAcks
 from gateway.ingest.wire import MAX_POSITIONS, MalformedFrame, Reason, Rejection, decode_frame
-from gateway.ingest.writer import Session, frame_cost
+from gateway.ingest.writer import Ingest, Session, frame_cost
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-    from gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -207,9 +208,12 @@ class Inbox:
 
 
 class MqttIngest:
-    def __init__(self, gw: Gateway) -> None:
-        s = gw.settings
-        self.gw = gw
+    def __init__(self, settings: Settings, writer: Ingest, store: Store, metrics: Metrics) -> None:
+        s = settings
+        self.settings = settings
+        self.writer = writer
+        self.store = store
+        self.metrics = metrics
         self.url = parse_mqtt_url(s.mqtt_url)
         self.topics = [t.strip() for t in s.mqtt_topics.split(",") if t.strip()]
         group = s.mqtt_shared_group.strip()
@@ -222,7 +226,7 @@ class MqttIngest:
         self.checked: dict[str, float] = {}  # device id -> its record is current until
         self._topics: dict[str, tuple[str, str] | None] = {}
         self._frames_key = {
-            proto: gw.metrics.key("gateway_frames_total", proto="mqtt", enc=proto)
+            proto: metrics.key("gateway_frames_total", proto="mqtt", enc=proto)
             for proto in ("native", "owntracks")
         }
         self.connected = False
@@ -304,7 +308,7 @@ class MqttIngest:
             self._acks = None
             if self._stopping:
                 return
-            self.gw.metrics.inc("gateway_mqtt_reconnects_total")
+            self.metrics.inc("gateway_mqtt_reconnects_total")
             await trio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(RECONNECT_MAX_S, delay * 2)
 
@@ -314,7 +318,7 @@ class MqttIngest:
         """``(topic, payload)`` pairs in arrival order. Returns what must be durable before
         the messages are acknowledged: ``(session, seq)``, the highest ``seq`` each touched
         device has had accepted (in this batch or, still unwritten, before)."""
-        self.gw.metrics.inc("gateway_mqtt_batches_total")
+        self.metrics.inc("gateway_mqtt_batches_total")
         return await self._handle_groups(self._split(messages))
 
     def _split(
@@ -322,7 +326,7 @@ class MqttIngest:
     ) -> dict[str, list[tuple[str, bytes | str]]]:
         """Messages by device, each device's in arrival order; other topics are counted."""
         topics = self._topics
-        metrics = self.gw.metrics
+        metrics = self.metrics
         frames = self._frames_key
         by_device: dict[str, list[tuple[str, bytes | str]]] = {}
         for topic, payload in messages:
@@ -348,7 +352,7 @@ class MqttIngest:
         self, by_device: dict[str, list[tuple[str, bytes | str]]]
     ) -> list[tuple[Session, int]]:
         waits: list[tuple[Session, int]] = []
-        metrics = self.gw.metrics
+        metrics = self.metrics
         checked = self.checked
         now = trio.current_time()
         for device_id, messages in by_device.items():
@@ -377,8 +381,8 @@ class MqttIngest:
         every message, acknowledged: one connection carries every device, so one device's
         messages cannot be slowed alone). A payload whose handling raises is a bug: counted,
         logged once, skipped, and no other message is affected."""
-        metrics = self.gw.metrics
-        settings = self.gw.settings
+        metrics = self.metrics
+        settings = self.settings
         bucket = session.bucket
         assert bucket is not None
         positions: list[Position] = []
@@ -416,7 +420,7 @@ class MqttIngest:
         revoked (then refused without a lookup for ``DEVICE_CACHE_S``)."""
         if self.refused.get(device_id, 0.0) > now:
             return None
-        device = await self.gw.store.get_device(device_id)
+        device = await self.store.get_device(device_id)
         if device is None or device.revoked:
             self.forget(device_id)
             if len(self.refused) >= SESSION_CACHE:
@@ -428,7 +432,7 @@ class MqttIngest:
             if len(self.sessions) >= SESSION_CACHE:
                 self.sessions.clear()
                 self.checked.clear()
-            session = self.sessions[device_id] = await self.gw.ingest.open_session(device)
+            session = self.sessions[device_id] = await self.writer.open_session(device)
             session.on_progress = self._progress
         self.checked[device_id] = now + DEVICE_CACHE_S
         return session

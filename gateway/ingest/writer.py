@@ -25,7 +25,9 @@ from typing import Any, Final, TypeVar
 
 import trio
 
+from gateway.core.events import EventLog
 from gateway.core.metrics import Metrics
+from gateway.core.outage import REDIS_OUTAGE
 from gateway.fleet.hub import Hub
 from gateway.fleet.position import Position
 from gateway.fleet.state import Fleet, VehicleState, encode_state
@@ -218,7 +220,7 @@ class Ingest:
         queue_size: int,
         max_batch: int,
         linger_s: float,
-        events_max_len: int,
+        event_log: EventLog,
         after_write: Callable[[list[tuple[str, list[Position]]]], Awaitable[None]] | None = None,
         after_states: Callable[[list[tuple[str, bytes]]], Awaitable[None]] | None = None,
         rate_per_s: float = math.inf,
@@ -232,7 +234,7 @@ class Ingest:
         self.limits = limits
         self.max_batch = max_batch
         self.linger_s = linger_s
-        self.events_max_len = events_max_len
+        self.event_log = event_log
         self.after_write = after_write
         self.after_states = after_states
         self.accepted_key = metrics.key("gateway_positions_accepted_total")
@@ -374,7 +376,7 @@ class Ingest:
         if events:
             for ev in events:
                 self.metrics.inc("gateway_events_total", type=ev["type"])
-            await self._until_done(self.store.append_events, events, self.events_max_len)
+            await self._until_done(self.event_log.append, events)
         self.metrics.inc("gateway_writer_batches_total")
         self.metrics.inc("gateway_writer_positions_total", count)
         for s, positions in items:
@@ -409,14 +411,22 @@ class Ingest:
                 return
 
     async def _until_done(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        # While Redis is unreachable nothing is acknowledged and the queue fills, which
-        # back-pressures devices; nothing is dropped.
+        """``await fn(*args)``, repeated while Redis is unreachable (``REDIS_OUTAGE``): nothing
+        is acknowledged meanwhile and the queue fills, which back-pressures devices; nothing
+        is dropped. Any other exception is a bug: logged with its traceback, counted
+        (``gateway_writer_bugs_total``) and raised, which stops the process rather than
+        silently stop acknowledging. Nothing unacknowledged is lost by that: devices send it
+        again, the broker delivers it again."""
         delay = RETRY_MIN_S
         while True:
             try:
                 return await fn(*args)
-            except Exception as exc:
+            except REDIS_OUTAGE as exc:
                 self.metrics.inc("gateway_writer_errors_total")
                 log.warning("redis write failed, retrying in %.1fs: %r", delay, exc)
                 await trio.sleep(delay)
                 delay = min(RETRY_MAX_S, delay * 2)
+            except Exception:
+                self.metrics.inc("gateway_writer_bugs_total")
+                log.exception("the writer failed on something other than a Redis outage")
+                raise

@@ -16,8 +16,8 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from gateway.app import connect_redis
 from gateway.core import keys
+from gateway.core.connect import connect_redis
 from gateway.dispatch.store import delivery_key
 from gateway.fleet.peers import CHANNEL as LIVE_CHANNEL
 from gateway.fleet.position import Position

@@ -21,8 +21,8 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from gateway.app import connect_redis
 from gateway.core import keys
+from gateway.core.connect import connect_redis
 from gateway.fleet.peers import CHANNEL as LIVE_CHANNEL
 from gateway.zones.store import CHANNEL as ZONES_CHANNEL
 from notify.redis_client import RedisClient

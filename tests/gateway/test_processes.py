@@ -13,7 +13,7 @@ import msgspec
 import trio
 from trio_websocket import open_websocket_url
 
-from gateway.app import connect_redis
+from gateway.core.connect import connect_redis
 from gateway.core.pubsub import follow_channel
 from gateway.fleet.peers import ALONE_RECHECK_S
 from gateway.fleet.peers import CHANNEL as PEERS_CHANNEL

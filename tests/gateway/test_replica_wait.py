@@ -22,9 +22,9 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from gateway.app import connect_redis
 from gateway.config import ConfigError, load_settings
 from gateway.core import keys
+from gateway.core.connect import connect_redis
 from gateway.core.redisproc import RedisProcess, start_redis
 from tests.conftest import RedisClusterProcesses
 from tests.gateway.conftest import (

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from gateway.dispatch_validate import parse_import
+from gateway.dispatch.validate import parse_import
 from simulator.city import City
 from simulator.fleet import DEFAULT_CENTER, FleetConfig
 from simulator.manifest import (

@@ -23,7 +23,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from gateway.app import connect_redis
+from gateway.core.connect import connect_redis
 from gateway.core.pubsub import follow_channel
 from gateway.dispatch.records import delivery_id
 from gateway.fleet.peers import CHANNEL as STATES_CHANNEL

@@ -20,13 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from gateway.customer.pod import (
-    MAX_FILE_BYTES,
-    MAX_IMAGE_PIXELS,
-    BadImage,
-    TooManyPixels,
-    check_image,
-)
+from gateway.customer.pod import MAX_IMAGE_PIXELS, BadImage, TooManyPixels, check_image
+from gateway.http.pod import MAX_FILE_BYTES
 from tests.gateway.conftest import GatewayHandle
 from tests.gateway.customer.test_links import issue, two_stop_route
 from tests.gateway.live.test_routes import M_PER_DEG_LAT, STOP

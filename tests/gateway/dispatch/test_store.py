@@ -11,10 +11,10 @@ import trio
 
 import geofence
 from gateway.core import keys
+from gateway.core.events import EventLog
 from gateway.dispatch.records import RouteRecord, delivery_id, route_id
 from gateway.dispatch.service import Dispatch
 from gateway.dispatch.store import DispatchStore, route_deliveries_key
-from gateway.fleet.store import Store
 from tests.gateway.dispatch.test_validate import T0, batch, delivery_payload, route_payload
 
 
@@ -32,7 +32,7 @@ def broadcast() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def dispatch(redis: coredis.Redis[bytes], broadcast: list[dict[str, Any]]) -> Dispatch:
-    return Dispatch(DispatchStore(redis), Store(redis, 3600), 10_000, broadcast.extend)
+    return Dispatch(DispatchStore(redis, EventLog(redis, 10_000)), broadcast.extend)
 
 
 async def test_listeners_and_active_routes(
@@ -70,7 +70,7 @@ async def test_listeners_and_active_routes(
     assert await dispatch.active_route("van-2") is None
     assert await dispatch.load_active_routes() == []
     # Events reached the log and the broadcast alike, in order.
-    logged = await Store(redis, 3600).read_events("-", 1000)
+    logged = await EventLog(redis, 10_000).read("-", 1000)
     assert [e["type"] for e in logged] == [e["type"] for e in broadcast]
     assert broadcast[-1]["type"] == "route.finished"
 
@@ -96,6 +96,6 @@ async def test_concurrent_imports_leave_consistent_records(
     for d in await dispatch.store.list_deliveries():
         assert (d.route == rid) == (d.id in members), d
         assert d.status == ("scheduled" if d.id in members else "cancelled")
-    created = [e for e in await Store(redis, 3600).read_events("-", 10_000)
+    created = [e for e in await EventLog(redis, 10_000).read("-", 10_000)
                if e["type"] == "delivery.created"]  # fmt: skip
     assert len(created) == 8  # each delivery created once, whatever the interleaving

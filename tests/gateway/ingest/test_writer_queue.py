@@ -10,6 +10,7 @@ import pytest
 import trio
 import trio.testing
 
+from gateway.core.events import EventLog
 from gateway.core.metrics import Metrics
 from gateway.fleet.hub import Hub
 from gateway.fleet.position import Position
@@ -33,7 +34,7 @@ def make_ingest(redis: coredis.Redis[bytes], queue_size: int, max_batch: int) ->
     return Ingest(
         Store(redis, track_retention_s=3600), Fleet(stopped_speed_mps=1.0, offline_after_s=300),
         Hub(metrics, 10), metrics, Limits(), queue_size=queue_size, max_batch=max_batch,
-        linger_s=0.0, events_max_len=1000,
+        linger_s=0.0, event_log=EventLog(redis, 1000),
     )  # fmt: skip
 
 
@@ -105,3 +106,47 @@ async def test_two_sessions_of_one_device_store_each_position_once(redis_url: st
         await ingest.run_writer()
         assert await stored_seqs(redis, "wq-4-van") == [1, 2, 3, 4, 5, 6, 7]
         assert (old.durable_seq, new.durable_seq) == (5, 7)
+
+
+async def test_an_outage_is_waited_out_and_a_bug_stops_the_writer(redis_url: str) -> None:
+    """A Redis outage is retried until Redis answers and the positions are stored; any other
+    error is counted and raised, not retried for ever with every ack withheld."""
+    async with coredis.Redis.from_url(redis_url) as redis:
+        ingest = make_ingest(redis, queue_size=100, max_batch=10)
+        session = await open_session(ingest, "wq-bug")
+        real = ingest.store.write_and_wait
+        failures: list[BaseException] = [
+            coredis.exceptions.ConnectionError("connection refused"),
+            TimeoutError(),
+        ]
+
+        async def flaky(*args: object) -> object:
+            if failures:
+                raise failures.pop(0)
+            return await real(*args)  # type: ignore[arg-type]
+
+        ingest.store.write_and_wait = flaky  # type: ignore[method-assign,assignment]
+        await session.submit(fixes(1, 3), [])
+        ingest.close()
+        await ingest.run_writer()
+        assert session.durable_seq == 3
+        assert ingest.metrics.get("gateway_writer_errors_total") == 2
+        assert ingest.metrics.get("gateway_writer_bugs_total") == 0
+
+        ingest = make_ingest(redis, queue_size=100, max_batch=10)
+        session = await open_session(ingest, "wq-bug2")
+        calls = 0
+
+        async def broken(*args: object) -> object:
+            nonlocal calls
+            calls += 1
+            raise KeyError("a bug")
+
+        ingest.store.write_and_wait = broken  # type: ignore[method-assign,assignment]
+        await session.submit(fixes(1, 3), [])
+        ingest.close()
+        with pytest.RaisesGroup(KeyError, allow_unwrapped=True, flatten_subgroups=True):
+            await ingest.run_writer()
+        assert calls == 1
+        assert session.durable_seq == 0
+        assert ingest.metrics.get("gateway_writer_bugs_total") == 1

@@ -11,11 +11,9 @@ import coredis
 import pytest
 import trio
 
-from gateway.core.metrics import Metrics
-from gateway.fleet.store import DWELL, EtaObservation, Store
-from gateway.live.tracking import LiveTracking
-from gateway.zones.store import ZoneStore
+from gateway.fleet.store import DWELL, EtaObservation
 from geofence import LocalFrame, Route, Stop, site_key
+from tests.gateway.live.factory import live_tracking
 
 EPOCH: Final = 1_700_000_000.0
 FRAME: Final = LocalFrame(52.0, 13.0)
@@ -57,22 +55,20 @@ async def test_routes_installed_before_the_stream_is_read_get_what_it_holds(
 ) -> None:
     slow, ordinary = stop(0, 1_000.0), stop(1, 2_000.0)
     others = [stop(10 + k, 10_000.0 + 500.0 * k) for k in range(30)]
-    store = Store(redis, 3600.0)
-    await store.append_eta_observations(history(slow, [ordinary, *others]), 10_000)
-
-    live = LiveTracking(store, ZoneStore(redis), Metrics(), events_max_len=1_000)
+    live = live_tracking(redis, events_max_len=1_000)
+    await live.store.append_eta_observations(history(slow, [ordinary, *others]), 10_000)
     route = Route(id="r-new", vehicle_id="van-l", stops=(slow, ordinary))
-    live.set_route(route, {})  # installed at start, before anything was read back
+    live.stage.set_route(route, {})  # installed at start, before anything was read back
     before = live.routes["van-l"].tracker.service.shapes
     assert before[0] == before[1]  # both only the built-in prior's
 
-    nursery.start_soon(live._follow_observed)
+    nursery.start_soon(live.learning.follow)
     with trio.fail_after(10):
-        await live.observed_caught_up.wait()
-    assert len(live.fleet) == 40
+        await live.learning.caught_up.wait()
+    assert len(live.stage.fleet) == 40
     shapes = live.routes["van-l"].tracker.service.shapes
     assert shapes[0].long_probability > 0.7  # the slow location, known now
     assert shapes[0].long_extra_s == pytest.approx(600.0, rel=0.2)
     assert shapes[1].long_probability < 0.1
     # The learnt fleet prior replaced the built-in one in the tracker too.
-    assert live.routes["van-l"].tracker.config.prior == live.fleet.prior()
+    assert live.routes["van-l"].tracker.config.prior == live.stage.fleet.prior()

@@ -11,9 +11,9 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
+from gateway.core.events import EventLog
 from gateway.dispatch.records import delivery_id, route_id
 from gateway.dispatch.store import DispatchStore
-from gateway.fleet.store import Store
 from tests.gateway.conftest import GatewayHandle, metric, wait_tracked
 
 STOP = (48.85, 2.35)
@@ -105,7 +105,7 @@ async def test_events_and_arriving_wait_out_a_lost_redis(
     assert (await gateway.http.put("/v1/routes", json=route_body(now - 600))).is_success
     assert (await gateway.http.post("/v1/routes/LIVE-1/start")).is_success
     await wait_tracked(gateway, "van-live")
-    failures = {"append_events": 2, "set_status": 2}
+    failures = {"append": 2, "set_status": 2}
 
     def flaky(name: str, original: Any) -> Any:
         async def call(self: Any, *args: Any, **kw: Any) -> Any:
@@ -116,7 +116,7 @@ async def test_events_and_arriving_wait_out_a_lost_redis(
 
         return call
 
-    monkeypatch.setattr(Store, "append_events", flaky("append_events", Store.append_events))
+    monkeypatch.setattr(EventLog, "append", flaky("append", EventLog.append))
     monkeypatch.setattr(DispatchStore, "set_status", flaky("set_status", DispatchStore.set_status))
     fixes = [
         {"seq": i + 1, "ts": now - (21 - i) * 10, "speed": 10.0,
@@ -136,6 +136,6 @@ async def test_events_and_arriving_wait_out_a_lost_redis(
             if any(e["type"] == "delivery.arriving" for e in evs):
                 break
             await trio.sleep(0.05)
-    assert failures == {"append_events": 0, "set_status": 0}
+    assert failures == {"append": 0, "set_status": 0}
     assert (await gateway.http.get(f"/v1/deliveries/{did}")).json()["status"] == "arriving"
     assert metric(await gateway.metrics(), 'gateway_redis_outages_total{service="live"}') >= 1

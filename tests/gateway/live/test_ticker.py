@@ -1,11 +1,11 @@
 """The live stage's time-driven rules on virtual time: each event at its exact second.
 
 The ticker runs on trio's ``MockClock`` with ``autojump_threshold=0`` (pytest-trio's
-``autojump_clock``) and reads the time through ``LiveTracking.clock``, here the virtual clock.
-Fixes go in through ``LiveTracking.process`` (no I/O); the events the ticks produce are
-written to a real Redis and read back from it. The ticks never wait for Redis (its events go
-through a task of their own), so a jump of the virtual clock while a write is under way cannot
-shift them.
+``autojump_clock``) and reads the time through the clock given to ``LiveTracking``, here the
+virtual clock. Fixes go in through its stage's ``process`` (no I/O); the events the ticks
+produce are written to a real Redis and read back from it. The ticks never wait for Redis
+(its events go through a task of their own), so a jump of the virtual clock while a write is
+under way cannot shift them.
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from gateway.core.metrics import Metrics
 from gateway.fleet.position import Position
-from gateway.fleet.store import Store
 from gateway.live.tracking import LiveTracking
-from gateway.zones.store import ZoneStore
 from geofence import LocalFrame, Route, Stop, TrackerConfig, Zone
+from tests.gateway.live.factory import live_tracking
 
 EPOCH: Final = 1_700_000_000.0
 FRAME: Final = LocalFrame(52.0, 13.0)
@@ -42,14 +40,7 @@ async def redis(redis_url: str) -> AsyncIterator[coredis.Redis[bytes]]:
 
 
 def live_stage(redis: coredis.Redis[bytes], **tracker: Any) -> LiveTracking:
-    return LiveTracking(
-        Store(redis, 3600.0),
-        ZoneStore(redis),
-        Metrics(),
-        events_max_len=10_000,
-        tracker_config=TrackerConfig(**tracker),
-        clock=virtual_epoch,
-    )
+    return live_tracking(redis, tracker_config=TrackerConfig(**tracker), clock=virtual_epoch)
 
 
 def route(window_end: float) -> Route:
@@ -65,9 +56,9 @@ async def start_standing(live: LiveTracking, nursery: trio.Nursery) -> float:
     await trio.sleep_until(math.floor(trio.current_time()) + 1.0)
     ts = virtual_epoch()
     lat, lon = FRAME.latlon(0.0, 0.0)
-    live.process([(VAN, [Position(seq=1, ts=ts, lat=lat, lon=lon, speed=0.0)])])
-    await live.save_state()  # nothing left for the ticker to save: no I/O until an event
-    nursery.start_soon(live.ticker)
+    live.stage.process([(VAN, [Position(seq=1, ts=ts, lat=lat, lon=lon, speed=0.0)])])
+    await live.saved.save_changed()  # nothing left for the ticker to save: no I/O until an event
+    nursery.start_soon(live.ticker.run)
     return ts
 
 
@@ -77,12 +68,12 @@ async def van_on_route(
     """A live stage tracking the van's route (window far ahead), the van standing at the
     origin from the returned time on."""
     live = live_stage(redis, **tracker)
-    live.set_route(route(EPOCH + 1e6), {"s1": deliveries})
+    live.stage.set_route(route(EPOCH + 1e6), {"s1": deliveries})
     return live, await start_standing(live, nursery)
 
 
 async def events(live: LiveTracking, kind: str) -> list[dict[str, Any]]:
-    found = await live.store.read_events_reverse(1_000)
+    found = await live.event_log.read_reverse(1_000)
     return sorted((e for e in found if e["type"] == kind), key=lambda e: float(e["ts"]))
 
 
@@ -150,7 +141,7 @@ async def test_late_risk_raises_at_the_second_the_eta_passes_the_margin(
     # by more than 60 s, i.e. 261 s later (the ETA slips one second per second), at the first
     # tick that works the ETAs out again from then on (every tick, or every 5 s).
     window_end = t0 + travel + 200.5
-    live.set_route(route(window_end), {}, state=tracker.export_state())
+    live.stage.set_route(route(window_end), {}, state=tracker.export_state())
     await wait_until(t0 + 400.0)
     [ev] = await events(live, "stop.late_risk")
     assert ev["ts"] == t0 + after_s
@@ -179,9 +170,9 @@ async def test_news_of_another_process_counts_only_when_newer(
     """A vehicle written by another process makes this process's tracker stale, unless this
     process has tracked a fix as new since (the other's news arrived late)."""
     live = live_stage(redis)
-    live.set_route(route(EPOCH + 3600), {})
-    live.process([(VAN, [Position(seq=1, ts=EPOCH + 100, lat=52.0, lon=13.0)])])
+    live.stage.set_route(route(EPOCH + 3600), {})
+    live.stage.process([(VAN, [Position(seq=1, ts=EPOCH + 100, lat=52.0, lon=13.0)])])
     live.release(VAN, EPOCH + 90)  # older than what this process tracked: ignored
-    assert live.is_current(VAN)
+    assert live.stage.is_current(VAN)
     live.release(VAN, EPOCH + 110)
-    assert not live.is_current(VAN)
+    assert not live.stage.is_current(VAN)

@@ -1,0 +1,167 @@
+"""Devices, vehicles and the event log over REST: register devices and issue or revoke their
+tokens, read each vehicle's latest state and track, page through the events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgspec
+from quart import Blueprint, jsonify
+
+from gateway.core.events import EventLog
+from gateway.fleet.state import Fleet, VehicleState, public
+from gateway.fleet.store import DeviceExists, Store, UnknownDevice
+from gateway.http.common import AgentAuth
+from gateway.http.errors import ApiError
+from gateway.http.models import Device as DeviceOut
+from gateway.http.models import (
+    DeviceCreate,
+    DeviceList,
+    Events,
+    EventsQuery,
+    NewDevice,
+    NewToken,
+    Revoked,
+    Track,
+    TrackQuery,
+    VehicleList,
+)
+from gateway.http.spec import Op, read_body, read_query
+
+_ID: Final = {"id": "the device id"}
+_VID: Final = {"id": "the vehicle id"}
+
+# The operations of this module, for /openapi.json.
+OPS: Final = [
+    Op("POST", "/v1/devices", "Register a device; returns its secret token once",
+       {201: NewDevice, 409: None}, body=DeviceCreate),
+    Op("GET", "/v1/devices", "List devices", {200: DeviceList}),
+    Op("GET", "/v1/devices/{id}", "One device", {200: DeviceOut, 404: None}, params=_ID),
+    Op("POST", "/v1/devices/{id}/token",
+       "Issue a new token (the old one stops working; also un-revokes)",
+       {200: NewToken, 404: None}, params=_ID),
+    Op("POST", "/v1/devices/{id}/revoke", "Revoke the device's token and close its connections",
+       {200: Revoked, 404: None}, params=_ID),
+    Op("GET", "/v1/vehicles", "Latest state of every vehicle", {200: VehicleList}),
+    Op("GET", "/v1/vehicles/{id}", "Latest state of one vehicle",
+       {200: VehicleState, 404: None}, params=_VID),
+    Op("GET", "/v1/vehicles/{id}/track", "Position history, oldest first",
+       {200: Track}, params=_VID, query=TrackQuery),
+    Op("GET", "/v1/events", "The event log, oldest first (order=desc: newest first)",
+       {200: Events}, query=EventsQuery),
+]  # fmt: skip
+
+
+def fleet_blueprint(
+    store: Store,
+    fleet: Fleet,
+    event_log: EventLog,
+    agent: AgentAuth,
+    *,
+    on_new_token: Callable[[str], None],
+    on_revoked: Callable[[str], None],
+    future_tolerance_s: float,
+) -> Blueprint:
+    """``on_new_token``/``on_revoked``: called with the device id once its token changed or
+    it was revoked (caches forget it, its connections close)."""
+    bp = Blueprint("fleet", __name__)
+
+    @bp.post("/v1/devices")
+    @agent
+    async def create_device() -> Any:
+        body = await read_body(DeviceCreate)
+        dev_id = body.id
+        vehicle = body.vehicle or dev_id
+        name = body.name if isinstance(body.name, str) else dev_id
+        try:
+            token = await store.create_device(dev_id, vehicle, name)
+        except DeviceExists:
+            raise ApiError(409, f"device {dev_id} exists; rotate its token instead", "id") from None
+        return jsonify({"id": dev_id, "vehicle": vehicle, "name": name, "token": token}), 201
+
+    @bp.get("/v1/devices")
+    @agent
+    async def list_devices() -> Any:
+        return jsonify({"devices": [d.public() for d in await store.list_devices()]})
+
+    @bp.get("/v1/devices/<dev_id>")
+    @agent
+    async def get_device(dev_id: str) -> Any:
+        rec = await store.get_device(dev_id)
+        if rec is None:
+            raise ApiError(404, "no such device")
+        return jsonify(rec.public())
+
+    @bp.post("/v1/devices/<dev_id>/token")
+    @agent
+    async def rotate_token(dev_id: str) -> Any:
+        try:
+            token = await store.rotate_token(dev_id)
+        except UnknownDevice:
+            raise ApiError(404, "no such device") from None
+        on_new_token(dev_id)
+        return jsonify({"id": dev_id, "token": token})
+
+    @bp.post("/v1/devices/<dev_id>/revoke")
+    @agent
+    async def revoke_device(dev_id: str) -> Any:
+        try:
+            await store.revoke_device(dev_id)
+        except UnknownDevice:
+            raise ApiError(404, "no such device") from None
+        on_revoked(dev_id)
+        return jsonify({"id": dev_id, "revoked": True})
+
+    # ----- vehicles
+
+    @bp.get("/v1/vehicles")
+    @agent
+    async def list_vehicles() -> Any:
+        return jsonify({"vehicles": [public(s) for s in fleet.vehicles.values()]})
+
+    @bp.get("/v1/vehicles/<vid>")
+    @agent
+    async def get_vehicle(vid: str) -> Any:
+        s = fleet.vehicles.get(vid)
+        if s is None:
+            raise ApiError(404, "no such vehicle")
+        return jsonify(public(s))
+
+    @bp.get("/v1/vehicles/<vid>/track")
+    @agent
+    async def vehicle_track(vid: str) -> Any:
+        now = time.time()
+        q = read_query(TrackQuery)
+        since = now - 3600 if isinstance(q.since, msgspec.UnsetType) else q.since
+        until = now + future_tolerance_s if isinstance(q.until, msgspec.UnsetType) else q.until
+        limit = q.limit
+        rows = await store.read_track(vid, since, until, limit, future_tolerance_s)
+        positions = [{"device": device, **msgspec.to_builtins(p)} for device, p in rows]
+        return jsonify({"vehicle": vid, "since": since, "until": until, "positions": positions})
+
+    # ----- events
+
+    @bp.get("/v1/events")
+    @agent
+    async def list_events() -> Any:
+        """The oldest ``limit`` events after ``after``, oldest first; with ``order=desc`` the
+        newest ``limit`` (after ``after``), newest first."""
+        q = read_query(EventsQuery)
+        after = q.after or ""
+        limit = q.limit
+        order = q.order
+        if order == "asc":
+            events = await event_log.read("(" + after if after else "-", limit)
+        elif order == "desc":
+            events = await event_log.read_reverse(limit)
+            if after:  # ids increase: those of the newest after it are the newest after it
+                bound = tuple(map(int, after.split("-")))
+                events = [e for e in events if tuple(map(int, e["id"].split("-"))) > bound]
+        etype = q.type
+        if etype:
+            events = [e for e in events if e.get("type") == etype]
+        return jsonify({"events": events})
+
+    return bp
