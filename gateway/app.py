@@ -21,6 +21,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from gateway.config import Settings
 from gateway.core.connect import connect_redis
 from gateway.core.events import EventLog
+from gateway.core.failures import log_once
 from gateway.core.metrics import Metrics
 from gateway.core.redisproc import RedisProcess, free_port, start_redis, stop_stale
 from gateway.core.runfile import RunInfo, remove_run_file, write_run_file
@@ -32,6 +33,7 @@ from gateway.customer.view import CustomerViews
 from gateway.demo import DemoFleet
 from gateway.dispatch.service import Dispatch
 from gateway.dispatch.store import DispatchStore
+from gateway.fleet.devices import Devices
 from gateway.fleet.hub import Hub
 from gateway.fleet.peers import Peers
 from gateway.fleet.state import Fleet, encode_state, live_json
@@ -47,7 +49,7 @@ from gateway.live.tracking import LiveTracking
 from gateway.notifications import Notifications
 from gateway.zones.store import ZoneStore
 from notify import Notifier
-from notify.redis_client import RedisClient
+from notify.redis_client import RedisClient, RedisOutage
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +151,8 @@ class Gateway:
         )
         self.fleet = Fleet(s.stopped_speed_mps, s.offline_after_s)
         self.hub = Hub(self.metrics, s.browser_queue_vehicles)
-        self.device_auth = DeviceAuth(self.store)
+        self.devices = Devices(redis)
+        self.device_auth = DeviceAuth(self.devices)
         # ----- routes, deliveries, zones, the live stage
         self.dispatch = Dispatch(DispatchStore(redis, self.events), metrics=self.metrics)
         self.zone_store = ZoneStore(redis)
@@ -195,7 +198,7 @@ class Gateway:
             max_connections_per_ip=s.max_connections_per_ip,
             bad_auth_burst=s.bad_auth_burst,
         )
-        self.mqtt = MqttIngest(s, self.ingest, self.store, self.metrics) if s.mqtt_url else None
+        self.mqtt = MqttIngest(s, self.ingest, self.devices, self.metrics) if s.mqtt_url else None
         # ----- customers
         self.links = Links(
             redis,
@@ -226,6 +229,7 @@ class Gateway:
             redis=self.redis,
             metrics=self.metrics,
             agent=self.agent,
+            devices=self.devices,
             store=self.store,
             events=self.events,
             fleet=self.fleet,
@@ -281,11 +285,13 @@ class Gateway:
             self.recent_events.append(ev)
             last = ev["id"]
         task_status.started()
+        outage = RedisOutage("event tail", self._redis_outage)
         while True:
             try:
-                events = await self.events.read_after(last, TAIL_BATCH, TAIL_BLOCK_MS)
-            except Exception as exc:
-                log.warning("event tail interrupted: %s", exc)
+                events = await outage.call(self.events.read_after, last, TAIL_BATCH, TAIL_BLOCK_MS)
+            except Exception as exc:  # a bug, not an outage (that is waited out): loud
+                self.metrics.inc("gateway_loop_errors_total", loop="event_tail")
+                log_once(log, "the ops event tail failed", exc)
                 await trio.sleep(1.0)
                 continue
             for ev in events:
@@ -313,6 +319,9 @@ class Gateway:
             self.hub.broadcast(_json.encode({"type": "fleet", "fleet": status}))
 
     async def _sweep_offline(self) -> None:
+        """Vehicles silent for ``OFFLINE_AFTER_S`` become offline: their state and events are
+        recorded (waiting out a lost Redis, like positions) and shared with the peers."""
+        outage = RedisOutage("offline sweep", self._redis_outage)
         while True:
             await trio.sleep(SWEEP_INTERVAL_S)
             changed = self.fleet.sweep(time.time())
@@ -322,15 +331,19 @@ class Gateway:
             for s, ev in changed:
                 self.hub.publish_state(s)
                 events.append(ev)
-                self.metrics.inc("gateway_events_total", type=ev["type"])
+                self.metrics.inc("gateway_events_total", type=ev.type)
             try:
                 blobs = [(s.vehicle, encode_state(s)) for s, _ in changed]
                 for vehicle, blob in blobs:
-                    await self.store.save_state(vehicle, blob)
-                await self.events.append(events)
-                await self.peers.announce(blobs)
-            except Exception as exc:
-                log.warning("could not record offline vehicles: %s", exc)
+                    await outage.call(self.store.save_state, vehicle, blob)
+                await outage.call(self.events.append, events)
+                await outage.call(self.peers.announce, blobs)
+            except Exception as exc:  # a bug, not an outage: loud
+                self.metrics.inc("gateway_loop_errors_total", loop="offline_sweep")
+                log_once(log, "could not record offline vehicles", exc)
+
+    def _redis_outage(self, service: str) -> None:
+        self.metrics.inc("gateway_redis_outages_total", service=service)
 
     async def run(
         self,

@@ -9,7 +9,7 @@ slot of the route and delivery records). The stream is trimmed to about ``max_le
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import coredis
@@ -19,8 +19,6 @@ from coredis.patterns.pipeline import ClusterPipeline, Pipeline
 from gateway.core.keys import EVENTS
 from notify.events import EVENT_FIELD, Event, encode_event
 from notify.redis_client import RedisClient
-
-EventLike = Event | Mapping[str, Any]
 
 
 def event(
@@ -33,23 +31,16 @@ def event(
     delivery: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> Event:
-    """An event of type ``etype`` at ``ts`` (epoch seconds)."""
+    """An event of type ``etype`` at ``ts`` (epoch seconds; an int is stored as a float)."""
     return Event(
         type=etype,
-        ts=ts,
+        ts=float(ts),
         vehicle=vehicle,
         route=route,
         stop=stop,
         delivery=delivery,
         data={} if data is None else data,
     )
-
-
-def as_event(ev: EventLike) -> Event:
-    """``ev`` as an Event; a mapping that is not one raises ``msgspec.ValidationError``."""
-    if isinstance(ev, Event):
-        return ev
-    return msgspec.convert(ev, Event)
 
 
 class EventLog:
@@ -61,21 +52,21 @@ class EventLog:
         self.max_len = max_len
 
     def queue(
-        self, pipe: Pipeline[bytes] | ClusterPipeline[bytes], events: Iterable[EventLike]
+        self, pipe: Pipeline[bytes] | ClusterPipeline[bytes], events: Iterable[Event]
     ) -> None:
         """Add ``events`` to ``pipe`` (a transaction, or a plain pipeline)."""
         for ev in events:
             pipe.xadd(
                 EVENTS,
-                {EVENT_FIELD: encode_event(as_event(ev))},
+                {EVENT_FIELD: encode_event(ev)},
                 trim_strategy=coredis.PureToken.MAXLEN,
                 threshold=self.max_len,
                 trim_operator=coredis.PureToken.APPROXIMATELY,
             )
 
-    async def append(self, events: Iterable[EventLike]) -> None:
+    async def append(self, events: Iterable[Event]) -> None:
         """Append ``events`` in one round trip."""
-        pending = [as_event(ev) for ev in events]
+        pending = list(events)
         if not pending:
             return
         async with self.redis.pipeline(transaction=False) as p:

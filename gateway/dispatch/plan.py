@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import msgspec
 
+from gateway.core.events import event
 from gateway.dispatch.lifecycle import (
     CANCELLED,
     CLOSED,
@@ -43,6 +44,7 @@ from gateway.dispatch.records import (
     Window,
 )
 from gateway.dispatch.validate import ImportedRoute
+from notify.events import Event
 
 REMOVED_FROM_ROUTE: Final = "removed_from_route"
 
@@ -72,7 +74,7 @@ class Changes:
     deliveries: dict[str, DeliveryRecord] = field(default_factory=dict)
     # vehicle -> its active route id, or None to clear it.
     vehroutes: dict[str, str | None] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     # Other records of the {dispatch} slot written with the change: key -> value (a proof
     # of delivery with the delivery it completes).
     records: dict[str, bytes] = field(default_factory=dict)
@@ -88,16 +90,18 @@ class Changes:
         vehicle: str | None = None,
         **data: Any,
     ) -> None:
+        if vehicle is None and route is not None:
+            vehicle = route.vehicle
         self.events.append(
-            {
-                "type": etype,
-                "ts": ts,
-                "vehicle": vehicle if vehicle is not None else route and route.vehicle,
-                "route": route and route.id,
-                "stop": stop,
-                "delivery": delivery,
-                "data": data,
-            }
+            event(
+                etype,
+                ts,
+                vehicle=vehicle,
+                route=None if route is None else route.id,
+                stop=stop,
+                delivery=delivery,
+                data=data,
+            )
         )
 
 

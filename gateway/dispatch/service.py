@@ -42,7 +42,7 @@ class Dispatch:
     def __init__(
         self,
         store: DispatchStore,
-        broadcast: Callable[[list[dict[str, Any]]], None] | None = None,
+        broadcast: Callable[[list[Event]], None] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
@@ -118,7 +118,7 @@ class Dispatch:
         # The records and their events are written (one transaction); the listeners follow.
         if self.metrics is not None:
             for ev in changes.events:
-                self.metrics.inc("gateway_events_total", type=ev["type"])
+                self.metrics.inc("gateway_events_total", type=ev.type)
         if self.broadcast is not None:
             self.broadcast(changes.events)
         for route in changes.routes.values():

@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 import coredis
-import msgspec
 from coredis.patterns.pipeline import ClusterPipeline, Pipeline
 
 from gateway.core import keys
@@ -244,7 +243,7 @@ class DispatchStore:
             if not announce:
                 changes.events.clear()
             changes.records.update(records or {})
-            changes.events.extend(msgspec.to_builtins(ev) for ev in events)
+            changes.events.extend(events)
             return changes
 
         return await self._transact(compute)

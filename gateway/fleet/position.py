@@ -7,7 +7,9 @@ a value out of range (a rejection of that position) from something that is no po
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+import functools
+import operator
+from typing import Annotated, Any, Final, get_args, get_origin
 
 import msgspec
 
@@ -42,21 +44,27 @@ class Position(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     odometer: Finite | None = None  # metres
 
 
-class PositionShape(msgspec.Struct):
-    """A position's shape without its ranges: tells "out of range" (a rejection of that
-    position) from "malformed" (not a position at all)."""
+def _loose(annotation: Any) -> Any:
+    """``annotation`` without its range: ``Annotated[float, Meta(...)] | None`` -> ``float |
+    None``."""
+    if get_origin(annotation) is Annotated:
+        return get_args(annotation)[0]
+    args = get_args(annotation)
+    if args:
+        return functools.reduce(operator.or_, (_loose(a) for a in args))
+    return annotation
 
-    seq: int
-    ts: float
-    lat: float
-    lon: float
-    speed: float | None = None
-    heading: float | None = None
-    accuracy: float | None = None
-    alt: float | None = None
-    battery: float | None = None
-    temp_c: float | None = None
-    odometer: float | None = None
+
+# A position's shape without its ranges, made from Position's own fields: tells "out of
+# range" (a rejection of that position) from "malformed" (not a position at all).
+PositionShape: Final[type[msgspec.Struct]] = msgspec.defstruct(
+    "PositionShape",
+    [
+        (f.name, _loose(f.type)) if f.required else (f.name, _loose(f.type), f.default)
+        for f in msgspec.structs.fields(Position)
+    ],
+)
+PositionShape.__doc__ = """A position's shape without its ranges."""
 
 
 SEQ_LIMIT: Final = 2**64  # seq is an unsigned 64-bit integer

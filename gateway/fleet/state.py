@@ -11,8 +11,10 @@ from typing import Any, Final
 
 import msgspec
 
+from gateway.core.events import event
 from gateway.fleet.position import Position
 from geofence import haversine_m
+from notify.events import Event
 
 MOVING: Final = "moving"
 STOPPED: Final = "stopped"
@@ -72,16 +74,10 @@ def public(s: VehicleState) -> dict[str, Any]:
     return msgspec.to_builtins(s)
 
 
-def vehicle_event(etype: str, s: VehicleState, ts: float, **data: Any) -> dict[str, Any]:
-    return {
-        "type": etype,
-        "ts": ts,
-        "vehicle": s.vehicle,
-        "route": None,
-        "stop": None,
-        "delivery": None,
-        "data": {"lat": s.lat, "lon": s.lon, "device": s.device, **data},
-    }
+def vehicle_event(etype: str, s: VehicleState, ts: float, **data: Any) -> Event:
+    return event(
+        etype, ts, vehicle=s.vehicle, data={"lat": s.lat, "lon": s.lon, "device": s.device, **data}
+    )
 
 
 def later(state: VehicleState, than: VehicleState | None) -> bool:
@@ -118,7 +114,7 @@ class Fleet:
 
     def apply(
         self, vehicle: str, device: str, positions: list[Position], now: float
-    ) -> tuple[VehicleState, list[dict[str, Any]]]:
+    ) -> tuple[VehicleState, list[Event]]:
         """Advance ``vehicle`` to the last of ``positions`` (validated, in order, not empty).
 
         Only the newest fix sets the state; the one before it gives a speed when the device
@@ -128,7 +124,7 @@ class Fleet:
         if s is None:
             s = self.vehicles[vehicle] = VehicleState(vehicle=vehicle)
         self.local.add(vehicle)
-        events: list[dict[str, Any]] = []
+        events: list[Event] = []
         p = positions[-1]
         prev_ts, prev_lat, prev_lon = (
             (positions[-2].ts, positions[-2].lat, positions[-2].lon)
@@ -164,7 +160,7 @@ class Fleet:
         s.seen = now
         return s, events
 
-    def sweep(self, now: float) -> list[tuple[VehicleState, dict[str, Any]]]:
+    def sweep(self, now: float) -> list[tuple[VehicleState, Event]]:
         """Mark vehicles silent for longer than ``offline_after_s`` as offline."""
         out = []
         limit = now - self.offline_after_s

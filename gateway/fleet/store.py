@@ -1,4 +1,5 @@
-"""Redis access for the ingest side: devices, vehicle state, position history, events.
+"""Redis access for vehicles: state, device cursors, position history, what routes showed
+for ETAs and the live stage's state (devices are ``devices.py``).
 
 The hot path is ``write_batch``: one script call stores, for every vehicle of a batch, its
 latest state, each device's cursor and one history entry holding all of its new positions.
@@ -9,9 +10,6 @@ vehicle, most of it spent inside Redis).
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -66,8 +64,6 @@ def seq_digits(seq: int) -> str:
     return f"{seq:020d}"
 
 
-TOKEN_BYTES: Final = 24
-
 _mp_enc: Final = msgspec.msgpack.Encoder()
 _mp_dec: Final = msgspec.msgpack.Decoder()
 _json_enc: Final = msgspec.json.Encoder()
@@ -98,49 +94,6 @@ def text(value: str | bytes) -> str:
 
 def _raw(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else value
-
-
-def hash_token(token: str) -> str:
-    # Tokens are 192 random bits, so a fast hash is enough: there is nothing to brute-force.
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRecord:
-    id: str
-    vehicle: str
-    name: str
-    revoked: bool
-    created: float
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "vehicle": self.vehicle,
-            "name": self.name,
-            "revoked": self.revoked,
-            "created": self.created,
-        }
-
-
-def _device_record(device_id: str, h: dict[bytes, bytes]) -> DeviceRecord | None:
-    if not h:
-        return None
-    return DeviceRecord(
-        id=device_id,
-        vehicle=h[b"vehicle"].decode(),
-        name=h.get(b"name", b"").decode(),
-        revoked=h.get(b"revoked") == b"1",
-        created=float(h.get(b"created", b"0")),
-    )
-
-
-class DeviceExists(Exception):
-    pass
-
-
-class UnknownDevice(Exception):
-    pass
 
 
 @dataclass(slots=True)  # not frozen: one is made per vehicle per write batch, and a frozen
@@ -216,74 +169,6 @@ class Store:
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
         self._unconfirmed: list[str] = []  # on a cluster: the vehicles of the last batch
-
-    # ----- devices
-
-    async def create_device(self, device_id: str, vehicle: str, name: str) -> str:
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        th = hash_token(token)
-        created = await self.redis.hsetnx(keys.device(device_id), "vehicle", vehicle)
-        if not created:
-            raise DeviceExists(device_id)
-        async with self.redis.pipeline(transaction=False) as p:
-            p.hset(
-                keys.device(device_id),
-                {"name": name, "token_hash": th, "revoked": "0", "created": repr(time.time())},
-            )
-            p.set(keys.device_token(th), device_id)
-            p.sadd(keys.DEVICES, [device_id])
-            p.sadd(keys.VEHICLES, [vehicle])
-        return token
-
-    async def rotate_token(self, device_id: str) -> str:
-        old = await self.redis.hget(keys.device(device_id), "token_hash")
-        if old is None:
-            raise UnknownDevice(device_id)
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        th = hash_token(token)
-        # On a cluster the three keys are in different slots, so no transaction; what is
-        # left of an interrupted change is harmless, as a token only counts when it matches
-        # the device's token_hash (see device_for_token).
-        async with self.redis.pipeline(transaction=not self.cluster) as p:
-            p.set(keys.device_token(th), device_id)
-            p.hset(keys.device(device_id), {"token_hash": th, "revoked": "0"})
-            p.delete([keys.device_token(old.decode())])
-        return token
-
-    async def revoke_device(self, device_id: str) -> None:
-        old = await self.redis.hget(keys.device(device_id), "token_hash")
-        if old is None:
-            raise UnknownDevice(device_id)
-        async with self.redis.pipeline(transaction=not self.cluster) as p:
-            p.hset(keys.device(device_id), {"revoked": "1"})
-            p.delete([keys.device_token(old.decode())])
-
-    async def get_device(self, device_id: str) -> DeviceRecord | None:
-        return _device_record(device_id, await self.redis.hgetall(keys.device(device_id)))
-
-    async def device_for_token(self, token: str) -> DeviceRecord | None:
-        """The device a token belongs to, or None for an unknown or revoked token.
-
-        The token index only points at a device; the device's own ``token_hash`` decides,
-        so an index entry left by an interrupted rotation opens nothing."""
-        th = hash_token(token)
-        dev_id = await self.redis.get(keys.device_token(th))
-        if dev_id is None:
-            return None
-        h = await self.redis.hgetall(keys.device(dev_id.decode()))
-        rec = _device_record(dev_id.decode(), h)
-        if rec is None or rec.revoked or h.get(b"token_hash") != th.encode():
-            return None
-        return rec
-
-    async def list_devices(self) -> list[DeviceRecord]:
-        ids = sorted(m.decode() for m in await self.redis.smembers(keys.DEVICES))
-        out = []
-        for d in ids:
-            rec = await self.get_device(d)
-            if rec is not None:
-                out.append(rec)
-        return out
 
     # ----- vehicle state and history
 

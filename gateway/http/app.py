@@ -25,6 +25,7 @@ from gateway.customer.links import Links
 from gateway.customer.pod import Proofs
 from gateway.customer.view import CustomerViews
 from gateway.dispatch.service import Dispatch
+from gateway.fleet.devices import Devices
 from gateway.fleet.hub import Hub
 from gateway.fleet.state import Fleet
 from gateway.fleet.store import Store
@@ -71,6 +72,7 @@ class HttpServices:
     redis: RedisClient[bytes]
     metrics: Metrics
     agent: AgentAuth
+    devices: Devices
     store: Store
     events: EventLog
     fleet: Fleet
@@ -127,6 +129,7 @@ def create_app(svc: HttpServices) -> QuartTrio:
 
     app.register_blueprint(
         fleet.fleet_blueprint(
+            svc.devices,
             svc.store,
             svc.fleet,
             svc.events,

@@ -149,7 +149,7 @@ def dispatch_blueprint(dispatch: Dispatch, agent: AgentAuth) -> Blueprint:
     async def import_routes() -> Any:
         body: RouteImport = await _body(RouteImport)
         ch = await dispatch.import_routes(body)
-        count = collections.Counter(e["type"] for e in ch.events)
+        count = collections.Counter(e.type for e in ch.events)
         ids = [r.external_id.strip() for r in body.routes]
         return _json(
             ImportResult(

@@ -11,8 +11,9 @@ import msgspec
 from quart import Blueprint, jsonify
 
 from gateway.core.events import EventLog
+from gateway.fleet.devices import DeviceExists, Devices, UnknownDevice
 from gateway.fleet.state import Fleet, VehicleState, public
-from gateway.fleet.store import DeviceExists, Store, UnknownDevice
+from gateway.fleet.store import Store
 from gateway.http.common import AgentAuth
 from gateway.http.errors import ApiError
 from gateway.http.models import Device as DeviceOut
@@ -55,6 +56,7 @@ OPS: Final = [
 
 
 def fleet_blueprint(
+    devices: Devices,
     store: Store,
     fleet: Fleet,
     event_log: EventLog,
@@ -76,7 +78,7 @@ def fleet_blueprint(
         vehicle = body.vehicle or dev_id
         name = body.name if isinstance(body.name, str) else dev_id
         try:
-            token = await store.create_device(dev_id, vehicle, name)
+            token = await devices.create_device(dev_id, vehicle, name)
         except DeviceExists:
             raise ApiError(409, f"device {dev_id} exists; rotate its token instead", "id") from None
         return jsonify({"id": dev_id, "vehicle": vehicle, "name": name, "token": token}), 201
@@ -84,12 +86,12 @@ def fleet_blueprint(
     @bp.get("/v1/devices")
     @agent
     async def list_devices() -> Any:
-        return jsonify({"devices": [d.public() for d in await store.list_devices()]})
+        return jsonify({"devices": [d.public() for d in await devices.list_devices()]})
 
     @bp.get("/v1/devices/<dev_id>")
     @agent
     async def get_device(dev_id: str) -> Any:
-        rec = await store.get_device(dev_id)
+        rec = await devices.get_device(dev_id)
         if rec is None:
             raise ApiError(404, "no such device")
         return jsonify(rec.public())
@@ -98,7 +100,7 @@ def fleet_blueprint(
     @agent
     async def rotate_token(dev_id: str) -> Any:
         try:
-            token = await store.rotate_token(dev_id)
+            token = await devices.rotate_token(dev_id)
         except UnknownDevice:
             raise ApiError(404, "no such device") from None
         on_new_token(dev_id)
@@ -108,7 +110,7 @@ def fleet_blueprint(
     @agent
     async def revoke_device(dev_id: str) -> Any:
         try:
-            await store.revoke_device(dev_id)
+            await devices.revoke_device(dev_id)
         except UnknownDevice:
             raise ApiError(404, "no such device") from None
         on_revoked(dev_id)

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import trio
 
-from gateway.fleet.store import DeviceRecord, Store
+from gateway.fleet.devices import DeviceRecord, Devices
 
 TOKEN_CACHE_S: Final = 10.0
 
@@ -28,8 +28,8 @@ def bearer(headers: list[tuple[bytes, bytes]] | None, target: str) -> str | None
 class DeviceAuth:
     """Token -> device lookups with a short cache; revocation clears it at once."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, devices: Devices) -> None:
+        self.devices = devices
         self._cache: dict[str, tuple[float, DeviceRecord | None]] = {}
 
     async def lookup(self, token: str) -> DeviceRecord | None:
@@ -37,7 +37,7 @@ class DeviceAuth:
         hit = self._cache.get(token)
         if hit is not None and hit[0] > now:
             return hit[1]
-        rec = await self.store.device_for_token(token)
+        rec = await self.devices.device_for_token(token)
         if len(self._cache) > 100_000:
             self._cache.clear()
         self._cache[token] = (now + TOKEN_CACHE_S, rec)

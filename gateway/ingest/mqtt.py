@@ -47,8 +47,8 @@ from gateway.config import Settings
 from gateway.core.failures import log_once
 from gateway.core.metrics import Metrics
 from gateway.core.structs import field_of, out_of_range
+from gateway.fleet.devices import Devices
 from gateway.fleet.position import Position
-from gateway.fleet.store import Store
 from gateway.ingest.auth import TOKEN_CACHE_S
 from gateway.ingest.device_formats import owntracks_position
 from gateway.ingest.mqtt_ack import AckingClient, DurableAcks
@@ -208,11 +208,13 @@ class Inbox:
 
 
 class MqttIngest:
-    def __init__(self, settings: Settings, writer: Ingest, store: Store, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, writer: Ingest, devices: Devices, metrics: Metrics
+    ) -> None:
         s = settings
         self.settings = settings
         self.writer = writer
-        self.store = store
+        self.devices = devices
         self.metrics = metrics
         self.url = parse_mqtt_url(s.mqtt_url)
         self.topics = [t.strip() for t in s.mqtt_topics.split(",") if t.strip()]
@@ -420,7 +422,7 @@ class MqttIngest:
         revoked (then refused without a lookup for ``DEVICE_CACHE_S``)."""
         if self.refused.get(device_id, 0.0) > now:
             return None
-        device = await self.store.get_device(device_id)
+        device = await self.devices.get_device(device_id)
         if device is None or device.revoked:
             self.forget(device_id)
             if len(self.refused) >= SESSION_CACHE:

@@ -54,10 +54,10 @@ from moat.lib.mqtt import (
 from moat.lib.mqtt.async_client import AsyncMQTTClient
 from moat.lib.mqtt.client_state_machine import MQTTClientStateMachine
 
+from gateway.ingest.writer import Session
+
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
-
-    from gateway.ingest.writer import Session
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import trio
 from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebSocketRequest
 
 from gateway.core.metrics import Metrics
-from gateway.fleet.store import DeviceRecord
+from gateway.fleet.devices import DeviceRecord
 from gateway.ingest.auth import DeviceAuth, bearer
 from gateway.ingest.wire import Ack, ErrorReply, MalformedFrame, decode_frame, encode_reply
 from gateway.ingest.writer import Ingest, Session, TokenBucket, frame_cost

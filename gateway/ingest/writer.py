@@ -28,12 +28,14 @@ import trio
 from gateway.core.events import EventLog
 from gateway.core.metrics import Metrics
 from gateway.core.outage import REDIS_OUTAGE
+from gateway.fleet.devices import DeviceRecord
 from gateway.fleet.hub import Hub
 from gateway.fleet.position import Position
 from gateway.fleet.state import Fleet, VehicleState, encode_state
-from gateway.fleet.store import DeviceRecord, Store, VehicleWrite
+from gateway.fleet.store import Store, VehicleWrite
 from gateway.ingest.validation import DeviceCursor, Limits, validate
 from gateway.ingest.wire import Rejection
+from notify.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +357,7 @@ class Ingest:
             by_device.setdefault((device.vehicle, device.id), []).append(item)
         writes: list[VehicleWrite] = []
         written: list[tuple[str, list[Position]]] = []
-        events: list[dict[str, Any]] = []
+        events: list[Event] = []
         states: list[VehicleState] = []
         count = 0
         for (vehicle, device_id), group in by_device.items():
@@ -375,7 +377,7 @@ class Ingest:
             self.metrics.inc("gateway_writer_already_stored_total", dropped)
         if events:
             for ev in events:
-                self.metrics.inc("gateway_events_total", type=ev["type"])
+                self.metrics.inc("gateway_events_total", type=ev.type)
             await self._until_done(self.event_log.append, events)
         self.metrics.inc("gateway_writer_batches_total")
         self.metrics.inc("gateway_writer_positions_total", count)

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final, NamedTuple
 
 import msgspec
 
+from gateway.core.events import event
 from gateway.dispatch.records import STARTED, DeliveryRecord, RouteRecord, to_geofence_route
 from gateway.fleet.position import Position
 from geofence import (
@@ -45,6 +47,7 @@ from geofence import (
     TrackerConfig,
     Zone,
 )
+from notify.events import Event
 
 FLEET_ROUTES: Final = 500  # routes the ETA prior is learnt from (a refit takes about 50 ms)
 # Dwells and legs learnt (from every process, through the ETA observations stream) before the
@@ -52,7 +55,6 @@ FLEET_ROUTES: Final = 500  # routes the ETA prior is learnt from (a refit takes 
 FLEET_REFIT_AFTER: Final = 50
 
 Groups = Sequence[tuple[str, Sequence[Position]]]
-Event = dict[str, Any]
 
 
 @dataclass
@@ -82,20 +84,6 @@ class Finished(NamedTuple):
 # ----- event-log records
 
 
-def _base(etype: str, vehicle: str, ts: float, **top: Any) -> Event:
-    ev: Event = {
-        "type": etype,
-        "ts": ts,
-        "vehicle": vehicle,
-        "route": None,
-        "stop": None,
-        "delivery": None,
-        "data": {},
-    }
-    ev.update(top)
-    return ev
-
-
 def geofence_event(ev: GeofenceEvent) -> Event:
     """A zone transition as an event-log record (``data.zone`` names the zone)."""
     data = msgspec.to_builtins(ev)
@@ -103,9 +91,7 @@ def geofence_event(ev: GeofenceEvent) -> Event:
     for k in ("vehicle_id", "ts"):
         data.pop(k)
     data["zone"] = data.pop("zone_id")
-    out = _base(etype, ev.vehicle_id, ev.ts)
-    out["data"] = data
-    return out
+    return event(etype, ev.ts, vehicle=ev.vehicle_id, data=data)
 
 
 _VEHICLE_ALERTS: Final = {
@@ -126,12 +112,12 @@ def route_events(ev: RouteEvent, tracked: TrackedRoute) -> list[Event]:
     for k in ("vehicle_id", "route_id", "ts"):
         data.pop(k)
     stop_id = data.pop("stop_id", None)
-    base = {"route": ev.route_id, "stop": stop_id}
+    at = partial(event, ts=ev.ts, vehicle=ev.vehicle_id, route=ev.route_id, stop=stop_id)
     if etype in _VEHICLE_ALERTS:
-        return [_base(_VEHICLE_ALERTS[etype], ev.vehicle_id, ev.ts, data=data, **base)]
+        return [at(_VEHICLE_ALERTS[etype], data=data)]
     out: list[Event] = []
     if isinstance(ev, StopArriving | StopArrived | StopDeparted):
-        out.append(_base(etype, ev.vehicle_id, ev.ts, data=dict(data), **base))
+        out.append(at(etype, data=dict(data)))
     per_delivery: str | None = None
     if isinstance(ev, StopArriving):
         per_delivery = "delivery.arriving"
@@ -149,11 +135,9 @@ def route_events(ev: RouteEvent, tracked: TrackedRoute) -> list[Event]:
     if per_delivery is not None:
         deliveries = tracked.deliveries.get(stop_id or "", [])
         if not deliveries:
-            out.append(_base(per_delivery.replace("delivery.", "stop."), ev.vehicle_id, ev.ts,
-                             data=data, **base))  # fmt: skip
+            out.append(at(per_delivery.replace("delivery.", "stop."), data=data))
         for d in deliveries:
-            out.append(_base(per_delivery, ev.vehicle_id, ev.ts, data=dict(data), delivery=d,
-                             **base))  # fmt: skip
+            out.append(at(per_delivery, delivery=d, data=dict(data)))
     return out
 
 

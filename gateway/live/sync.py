@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import secrets
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import msgspec
 import trio
@@ -26,14 +26,12 @@ import trio
 from gateway.core.keys import ROUTES_CHANGED as ROUTES_CHANNEL
 from gateway.core.pubsub import follow_channel
 from gateway.dispatch.records import RouteRecord
+from gateway.dispatch.service import Dispatch
 from gateway.live.persistence import SavedState
 from gateway.live.stage import TrackingStage
 from gateway.zones.store import ZoneStore, decode_zone, feature_digest
 from geofence import Zone
 from notify.redis_client import RedisClient, publish
-
-if TYPE_CHECKING:
-    from gateway.dispatch.service import Dispatch
 
 log = logging.getLogger(__name__)
 

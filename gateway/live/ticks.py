@@ -16,7 +16,8 @@ from typing import Final
 import trio
 
 from gateway.live.persistence import SavedState
-from gateway.live.stage import Event, TrackingStage
+from gateway.live.stage import TrackingStage
+from notify.events import Event
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import trio
 
@@ -35,19 +35,18 @@ from gateway.core.failures import log_once
 from gateway.core.metrics import Metrics
 from gateway.dispatch.lifecycle import ARRIVING, IllegalTransition
 from gateway.dispatch.records import RouteRecord
+from gateway.dispatch.service import Dispatch
 from gateway.dispatch.store import Busy, NotFound
 from gateway.fleet.store import Store
 from gateway.live.learning import EtaLearning
 from gateway.live.persistence import SavedState
-from gateway.live.stage import Event, Groups, TrackedRoute, TrackingStage
+from gateway.live.stage import Groups, TrackedRoute, TrackingStage
 from gateway.live.sync import ROUTES_CHANNEL, RouteSync, ZoneSync
 from gateway.live.ticks import Ticker
 from gateway.zones.store import ZoneStore
 from geofence import Approach, EngineConfig, GeofenceEngine, TrackerConfig, Zone
+from notify.events import Event
 from notify.redis_client import RedisOutage
-
-if TYPE_CHECKING:
-    from gateway.dispatch.service import Dispatch
 
 __all__ = ["ROUTES_CHANNEL", "LiveTracking", "TrackedRoute"]
 
@@ -165,7 +164,7 @@ class LiveTracking:
         if not events:
             return
         for ev in events:
-            self.metrics.inc("gateway_events_total", type=ev["type"])
+            self.metrics.inc("gateway_events_total", type=ev.type)
         try:
             await self._outage.call(self.event_log.append, events)
         except Exception as exc:  # a bug, not an outage (that is waited out): loud
@@ -178,15 +177,15 @@ class LiveTracking:
         when the delivery cannot change (already delivered, cancelled, ...)."""
         out = []
         for ev in events:
-            if ev["type"] == "delivery.arriving":
+            if ev.type == "delivery.arriving" and ev.delivery is not None:
                 try:
-                    await self._arriving(ev["delivery"], ev["ts"])
+                    await self._arriving(ev.delivery, ev.ts)
                 except (IllegalTransition, NotFound) as exc:
-                    log.debug("delivery %s not made arriving: %s", ev["delivery"], exc)
+                    log.debug("delivery %s not made arriving: %s", ev.delivery, exc)
                     continue
                 except Exception as exc:  # a bug: loud, and the others go on
                     self.metrics.inc("gateway_live_errors_total", step="arriving")
-                    log_once(log, f"delivery {ev['delivery']} not made arriving", exc)
+                    log_once(log, f"delivery {ev.delivery} not made arriving", exc)
                     continue
             out.append(ev)
         return out

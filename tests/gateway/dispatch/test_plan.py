@@ -57,7 +57,7 @@ class State:
 
 
 def types(ch: Changes) -> list[str]:
-    return [e["type"] for e in ch.events]
+    return [e.type for e in ch.events]
 
 
 def test_first_import_creates_everything() -> None:
@@ -65,7 +65,7 @@ def test_first_import_creates_everything() -> None:
     ch = s.imp(route_payload("R1"))
     assert types(ch) == ["delivery.created", "delivery.created", "route.imported"]
     assert ch.vehroutes == {}
-    assert all(e["route"] == route_id("R1") and e["vehicle"] == "van-1" for e in ch.events)
+    assert all(e.route == route_id("R1") and e.vehicle == "van-1" for e in ch.events)
 
 
 def test_unchanged_reimport_is_a_no_op() -> None:
@@ -90,7 +90,7 @@ def test_delivered_stop_cannot_change_but_its_recipient_can() -> None:
     ch = s.imp(renamed, now=T0 + 5)
     assert types(ch) == ["delivery.updated"]
     assert s.d("R1-D0").status == "delivered" and s.d("R1-D0").notes == "fragile"
-    assert ch.events[0]["data"]["changed"] == ["notes"]
+    assert ch.events[0].data["changed"] == ["notes"]
 
 
 def test_new_delivery_on_a_started_route_goes_out_at_once() -> None:
@@ -113,8 +113,8 @@ def test_changed_stop_on_a_started_route_resets_to_out_for_delivery() -> None:
     p["stops"][0]["location"] = {"lat": 48.86, "lon": 2.36}
     ch = s.imp(p, now=T0 + 5)
     assert s.d("R1-D0").status == "out_for_delivery"
-    [upd] = [e for e in ch.events if e["type"] == "delivery.updated"]
-    assert upd["data"]["previous"] == "arriving" and "location" in upd["data"]["changed"]
+    [upd] = [e for e in ch.events if e.type == "delivery.updated"]
+    assert upd.data["previous"] == "arriving" and "location" in upd.data["changed"]
 
 
 def test_finished_route_with_new_work_is_planned_again() -> None:
@@ -196,7 +196,7 @@ def test_rescheduled_takes_the_new_window_and_clears_the_reason() -> None:
     ch = s.status("R1-D0", "rescheduled", window=Window(T0 + 86400, T0 + 90000))
     assert s.d("R1-D0").window == Window(T0 + 86400, T0 + 90000)
     assert s.d("R1-D0").reason is None
-    assert ch.events[0]["data"]["window"] == {"start": T0 + 86400, "end": T0 + 90000}
+    assert ch.events[0].data["window"] == {"start": T0 + 86400, "end": T0 + 90000}
 
 
 def test_moving_a_delivery_detaches_it_from_its_old_route() -> None:
@@ -208,8 +208,8 @@ def test_moving_a_delivery_detaches_it_from_its_old_route() -> None:
     assert s.d("R1-D1").route == route_id("R2")
     old = s.routes[route_id("R1")]
     assert old.delivery_ids() == [delivery_id("R1-D0")]
-    [upd] = [e for e in ch.events if e["route"] == route_id("R1")]
-    assert upd["type"] == "route.updated" and upd["data"]["moved_out"] == [delivery_id("R1-D1")]
+    [upd] = [e for e in ch.events if e.route == route_id("R1")]
+    assert upd.type == "route.updated" and upd.data["moved_out"] == [delivery_id("R1-D1")]
     # Moving within one batch (both routes re-imported) cancels nothing.
     s2 = State()
     s2.imp(route_payload("R1"), route_payload("R2", n_stops=1))

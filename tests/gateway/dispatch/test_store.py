@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import coredis
 import pytest
@@ -15,6 +14,7 @@ from gateway.core.events import EventLog
 from gateway.dispatch.records import RouteRecord, delivery_id, route_id
 from gateway.dispatch.service import Dispatch
 from gateway.dispatch.store import DispatchStore, route_deliveries_key
+from notify.events import Event
 from tests.gateway.dispatch.test_validate import T0, batch, delivery_payload, route_payload
 
 
@@ -26,17 +26,17 @@ async def redis(redis_url: str) -> AsyncIterator[coredis.Redis[bytes]]:
 
 
 @pytest.fixture
-def broadcast() -> list[dict[str, Any]]:
+def broadcast() -> list[Event]:
     return []
 
 
 @pytest.fixture
-def dispatch(redis: coredis.Redis[bytes], broadcast: list[dict[str, Any]]) -> Dispatch:
+def dispatch(redis: coredis.Redis[bytes], broadcast: list[Event]) -> Dispatch:
     return Dispatch(DispatchStore(redis, EventLog(redis, 10_000)), broadcast.extend)
 
 
 async def test_listeners_and_active_routes(
-    dispatch: Dispatch, broadcast: list[dict[str, Any]], redis: coredis.Redis[bytes]
+    dispatch: Dispatch, broadcast: list[Event], redis: coredis.Redis[bytes]
 ) -> None:
     seen: list[tuple[str, str]] = []
 
@@ -71,8 +71,8 @@ async def test_listeners_and_active_routes(
     assert await dispatch.load_active_routes() == []
     # Events reached the log and the broadcast alike, in order.
     logged = await EventLog(redis, 10_000).read("-", 1000)
-    assert [e["type"] for e in logged] == [e["type"] for e in broadcast]
-    assert broadcast[-1]["type"] == "route.finished"
+    assert [e["type"] for e in logged] == [e.type for e in broadcast]
+    assert broadcast[-1].type == "route.finished"
 
 
 async def test_concurrent_imports_leave_consistent_records(

@@ -14,17 +14,17 @@ def test_status_online_moving_stopped_offline() -> None:
     fleet = Fleet(stopped_speed_mps=1.0, offline_after_s=60)
     s, events = fleet.apply("v1", "d1", [p(1, 100, 52.0, 0.0)], now=100)
     assert s.status == STOPPED
-    assert [e["type"] for e in events] == ["vehicle.online"]
+    assert [e.type for e in events] == ["vehicle.online"]
     # No speed reported: derived from the distance between fixes (~11 m in 1 s).
     s, events = fleet.apply("v1", "d1", [p(2, 101, 52.0001)], now=101)
     assert s.status == MOVING and s.speed is not None and 10 < s.speed < 12
     assert events == []
     assert fleet.sweep(150) == []
     swept = fleet.sweep(162)
-    assert [(v.vehicle, e["type"]) for v, e in swept] == [("v1", "vehicle.offline")]
+    assert [(v.vehicle, e.type) for v, e in swept] == [("v1", "vehicle.offline")]
     assert fleet.vehicles["v1"].status == OFFLINE
     _, events = fleet.apply("v1", "d1", [p(3, 170, 52.0001, 0.0)], now=170)
-    assert [e["type"] for e in events] == ["vehicle.online"]
+    assert [e.type for e in events] == ["vehicle.online"]
 
 
 def test_state_round_trips() -> None:

@@ -12,6 +12,7 @@ import trio.testing
 
 from gateway.core.events import EventLog
 from gateway.core.metrics import Metrics
+from gateway.fleet.devices import Devices
 from gateway.fleet.hub import Hub
 from gateway.fleet.position import Position
 from gateway.fleet.state import Fleet
@@ -39,8 +40,9 @@ def make_ingest(redis: coredis.Redis[bytes], queue_size: int, max_batch: int) ->
 
 
 async def open_session(ingest: Ingest, device_id: str) -> Session:
-    await ingest.store.create_device(device_id, f"{device_id}-van", "")
-    device = await ingest.store.get_device(device_id)
+    devices = Devices(ingest.store.redis)
+    await devices.create_device(device_id, f"{device_id}-van", "")
+    device = await devices.get_device(device_id)
     assert device is not None
     return await ingest.open_session(device)
 

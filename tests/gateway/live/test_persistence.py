@@ -46,7 +46,7 @@ async def test_a_process_taking_a_vehicle_over_carries_on_from_the_saved_tracker
     assert two.metrics.get("gateway_route_takeovers_total") == 1.0
     after = two.stage.process([(VAN, fixes[15:])])
     assert of_types(after, "stop.arriving", "delivery.arriving") == []
-    assert [e["stop"] for e in of_types(after, "stop.arrived")] == ["stop-1"]
+    assert [e.stop for e in of_types(after, "stop.arrived")] == ["stop-1"]
 
 
 async def test_a_vehicle_with_nothing_saved_is_tracked_afresh(
@@ -70,7 +70,7 @@ async def test_zone_memberships_saved_are_loaded_after_a_restart(
     before.apply_zone("yard", yard)
     before.stage.install(route_record(), [], None, None)
     events = before.stage.process([(VAN, drive_to_stop_1())])
-    assert [e["type"] for e in events if e["type"].startswith("geofence.")] == ["geofence.enter"]
+    assert [e.type for e in events if e.type.startswith("geofence.")] == ["geofence.enter"]
     await before.saved.save_changed()
     store = Store(redis, 3600.0)
     saved = await store.load_live_fields(VAN, ("geo", "trk", "next"))

@@ -18,8 +18,9 @@ from gateway.dispatch.records import (
     Window,
 )
 from gateway.fleet.position import Position
-from gateway.live.stage import Event, TrackingStage
+from gateway.live.stage import TrackingStage
 from geofence import LocalFrame, TrackerConfig, Zone
+from notify.events import Event
 
 EPOCH: Final = 1_700_000_000.0
 FRAME: Final = LocalFrame(52.0, 13.0)
@@ -99,11 +100,11 @@ def installed(**kw: Any) -> TrackingStage:
 
 
 def of_types(events: list[Event], *types: str) -> list[Event]:
-    return [e for e in events if e["type"] in types]
+    return [e for e in events if e.type in types]
 
 
 def route_events_in(events: list[Event]) -> list[Event]:
-    return [e for e in events if e["type"].startswith(ROUTE_EVENTS)]
+    return [e for e in events if e.type.startswith(ROUTE_EVENTS)]
 
 
 def test_driving_to_the_first_stop_gives_arriving_per_delivery_then_arrived() -> None:
@@ -111,20 +112,20 @@ def test_driving_to_the_first_stop_gives_arriving_per_delivery_then_arrived() ->
     events = stage.process([(VAN, drive_to_stop_1())])
 
     found = of_types(events, "stop.arriving", "delivery.arriving", "stop.arrived")
-    assert [(e["type"], e["stop"], e["delivery"]) for e in found] == [
+    assert [(e.type, e.stop, e.delivery) for e in found] == [
         ("stop.arriving", "stop-1", None),
         ("delivery.arriving", "stop-1", "d-1"),
         ("delivery.arriving", "stop-1", "d-2"),
         ("stop.arrived", "stop-1", None),
     ]
-    assert all(e["vehicle"] == VAN and e["route"] == "route-1" for e in found)
+    assert all(e.vehicle == VAN and e.route == "route-1" for e in found)
     arriving, arrived = found[1], found[3]
     # Close to the stop in time (the tracker's default: 5 minutes) when announced.
-    assert arriving["data"]["eta"] - arriving["ts"] <= 300.0
-    assert arriving["data"]["distance_m"] == found[0]["data"]["distance_m"] > 0.0
-    assert EPOCH + 100.0 < arrived["ts"] <= EPOCH + 200.0
-    assert set(arrived["data"]) == {"lat", "lon"}
-    assert [e for e in events if e["stop"] == "stop-2" and "arriv" in e["type"]] == []
+    assert arriving.data["eta"] - arriving.ts <= 300.0
+    assert arriving.data["distance_m"] == found[0].data["distance_m"] > 0.0
+    assert EPOCH + 100.0 < arrived.ts <= EPOCH + 200.0
+    assert set(arrived.data) == {"lat", "lon"}
+    assert [e for e in events if e.stop == "stop-2" and "arriv" in e.type] == []
     # The tracker emitted: saved at once, for a process taking the vehicle over.
     assert stage.take_save_now() == {VAN}
     assert stage.take_save_now() == set()
@@ -135,13 +136,13 @@ def test_eta_changes_go_to_each_delivery_of_the_stop_or_to_the_stop_without_any(
     stage = installed()
     first = stage.process([(VAN, drive_to_stop_1()[:1])])
     changes = of_types(first, "delivery.eta_changed", "stop.eta_changed")
-    assert [(e["type"], e["stop"], e["delivery"]) for e in changes] == [
+    assert [(e.type, e.stop, e.delivery) for e in changes] == [
         ("delivery.eta_changed", "stop-1", "d-1"),
         ("delivery.eta_changed", "stop-1", "d-2"),
         ("stop.eta_changed", "stop-2", None),
     ]
-    assert all(e["data"]["window_end"] == EPOCH + 7_200.0 for e in changes)
-    assert all(e["data"]["delta_s"] is None for e in changes)  # the first ETA of each
+    assert all(e.data["window_end"] == EPOCH + 7_200.0 for e in changes)
+    assert all(e.data["delta_s"] is None for e in changes)  # the first ETA of each
 
 
 def test_leaving_a_stop_and_reaching_the_next_notes_a_dwell_and_a_leg() -> None:
@@ -150,7 +151,7 @@ def test_leaving_a_stop_and_reaching_the_next_notes_a_dwell_and_a_leg() -> None:
     assert stage.take_finished() == []
     events = stage.process([(VAN, stand_then_drive_to_stop_2())])
 
-    assert [e["stop"] for e in of_types(events, "stop.departed", "stop.arrived")] == [
+    assert [e.stop for e in of_types(events, "stop.departed", "stop.arrived")] == [
         "stop-1",
         "stop-2",
     ]
@@ -181,14 +182,14 @@ def test_a_zone_entered_gives_an_enter_event_for_any_vehicle() -> None:
     stage.apply_zone("yard", Zone.circle("yard", lat, lon, 150.0))
     events = stage.process([("van-other", [fix(i, 100.0 * i) for i in range(13)])])
 
-    zone_events = [e for e in events if e["type"].startswith("geofence.")]
-    assert [(e["type"], e["vehicle"], e["data"]["zone"]) for e in zone_events] == [
+    zone_events = [e for e in events if e.type.startswith("geofence.")]
+    assert [(e.type, e.vehicle, e.data["zone"]) for e in zone_events] == [
         ("geofence.enter", "van-other", "yard"),
         ("geofence.exit", "van-other", "yard"),
     ]
     enter = zone_events[0]
-    assert (enter["route"], enter["stop"], enter["delivery"]) == (None, None, None)
-    assert enter["ts"] == EPOCH + 90.0  # 900 m north: the first fix within 150 m
+    assert (enter.route, enter.stop, enter.delivery) == (None, None, None)
+    assert enter.ts == EPOCH + 90.0  # 900 m north: the first fix within 150 m
     assert route_events_in(events) == []  # no route on that vehicle
     assert stage.take_dirty() == {"van-other"}
 
@@ -227,7 +228,7 @@ def test_a_vehicle_taken_over_carries_on_from_the_state_the_other_process_saved(
     assert two.routes[VAN].approach.target == "stop-1"  # the other's judgement
     after = two.process([(VAN, fixes[15:])])
     assert of_types(after, "stop.arriving", "delivery.arriving") == []  # not announced again
-    assert [e["stop"] for e in of_types(after, "stop.arrived")] == ["stop-1"]
+    assert [e.stop for e in of_types(after, "stop.arrived")] == ["stop-1"]
 
 
 def test_a_saved_state_of_another_route_is_not_taken_over() -> None:
@@ -261,8 +262,8 @@ def test_ticks_run_the_time_driven_rules_only_for_local_vehicles() -> None:
         stage.process([(VAN, [fix(0, 0.0, speed=0.0)])])
         stage.take_save_now()
     [ev] = local.tick(EPOCH + 700.0)
-    assert (ev["type"], ev["vehicle"], ev["route"]) == ("vehicle.stopped_too_long", VAN, "route-1")
-    assert ev["ts"] == EPOCH + 700.0 and ev["data"]["since_ts"] == EPOCH
+    assert (ev.type, ev.vehicle, ev.route) == ("vehicle.stopped_too_long", VAN, "route-1")
+    assert ev.ts == EPOCH + 700.0 and ev.data["since_ts"] == EPOCH
     assert local.take_save_now() == {VAN}
     assert remote.tick(EPOCH + 700.0) == []
     assert remote.take_save_now() == set()
@@ -273,5 +274,5 @@ def test_the_tightest_temperature_range_of_the_deliveries_is_watched() -> None:
     stage.install(route_record(), [delivery("d-1", 8.0), delivery("d-2", 5.0)], None, None)
     events = stage.process([(VAN, [fix(i, 0.0, speed=0.0, temp_c=6.5) for i in range(40)])])
     [ev] = of_types(events, "vehicle.temperature_excursion")
-    assert (ev["vehicle"], ev["route"], ev["stop"], ev["delivery"]) == (VAN, "route-1", None, None)
-    assert ev["ts"] == EPOCH + 300.0
+    assert (ev.vehicle, ev.route, ev.stop, ev.delivery) == (VAN, "route-1", None, None)
+    assert ev.ts == EPOCH + 300.0
