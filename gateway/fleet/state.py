@@ -160,6 +160,20 @@ class Fleet:
         s.seen = now
         return s, events
 
+    def touch(self, vehicle: str, now: float) -> tuple[VehicleState | None, list[Event]]:
+        """The vehicle's device is alive but sent no fix: it is seen now (an offline one is
+        online again, stopped where it last was). None if the vehicle has no state yet."""
+        s = self.vehicles.get(vehicle)
+        if s is None:
+            return None, []
+        self.local.add(vehicle)
+        s.seen = now
+        if s.status != OFFLINE:
+            return s, []
+        s.status = STOPPED
+        s.since = now
+        return s, [vehicle_event("vehicle.online", s, now, fix=False)]
+
     def sweep(self, now: float) -> list[tuple[VehicleState, Event]]:
         """Mark vehicles silent for longer than ``offline_after_s`` as offline."""
         out = []

@@ -14,6 +14,7 @@ milliseconds, so a resent fix is a duplicate and an older one is not stored twic
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
 import time
 from typing import Annotated, Any, Final
@@ -28,6 +29,7 @@ from gateway.http.errors import ApiError
 from gateway.http.spec import Content, Op
 from gateway.ingest.auth import DeviceAuth
 from gateway.ingest.device_formats import (
+    NoFix,
     OsmAndFields,
     OsmAndJson,
     OwnTracksMessage,
@@ -40,6 +42,13 @@ from gateway.ingest.wire import Ack, MalformedFrame, Reason, Rejection, decode_f
 from gateway.ingest.writer import Ingest, Session, frame_cost
 
 SESSION_CACHE: Final = 100_000
+
+
+class _Sender(msgspec.Struct):
+    """Who sent a JSON body whose position cannot be read (a field out of range)."""
+
+    device_id: str | msgspec.UnsetType = msgspec.UNSET
+
 
 # The operations of this module, for /openapi.json. OsmAnd and OwnTracks are read with the
 # Structs of ``device_formats``; the batch body by ``wire.decode_frame``, with ``Position``.
@@ -54,13 +63,6 @@ Batch = Annotated[
     ),
 ]
 
-# A refused position is answered with the ack naming why; an unreadable request with Error.
-_REJECTED: Final = Content(
-    "application/json",
-    {"anyOf": [{"$ref": "#/components/schemas/Ack"}, {"$ref": "#/components/schemas/Error"}]},
-    "refused: the ack names the position's rejection, or the request could not be read",
-)
-
 OPS: Final = [
     Op("POST", "/v1/positions",
        "Device batch POST: one position or an array; answers the ack once stored",
@@ -72,21 +74,29 @@ OPS: Final = [
        "device's rate limit, with Retry-After."),
     *(Op(method, "/v1/osmand",
          "OsmAnd protocol (Traccar Client): one position; id = the device token",
-         {200: Content("text/plain", {"type": "string", "maxLength": 0}, "stored"),
-          400: _REJECTED, 401: None, 422: None, 429: None},
+         {200: (Content("text/plain", {"type": "string", "maxLength": 0}, "stored, or no fix"),
+                Content("application/json", Ack, "filtered: the ack names why")),
+          400: None, 401: None, 429: None},
          query=OsmAndFields, public=True,
          body=(Content("application/x-www-form-urlencoded", OsmAndFields), OsmAndJson)
          if method == "POST" else None,
          description="The fields come as query arguments, as a form, or (POST) as the app's "
          "JSON body (speed in m/s there, in knots otherwise); fields not listed are ignored, "
-         "an empty one counts as absent. 400: a field out of range or of the wrong type, or "
-         "the position refused (the ack names why); 422: no position in it.")
+         "an empty one counts as absent, and a negative speed, heading, accuracy or battery "
+         "is unknown. Anything that reads as a position answers 200, stored or filtered (a "
+         "duplicate, out of range, too coarse...: the ack names why): the app resends a fix "
+         "until it gets a success, and would block every fix behind it. A request without "
+         "coordinates (cell or Wi-Fi only) answers 200 and keeps the device online. 400: a "
+         "field of the wrong type or a time that is not one; 401: unknown or revoked device.")
       for method in ("GET", "POST")),
     Op("POST", "/v1/owntracks", "OwnTracks HTTP mode (basic auth password = the device token)",
        {200: Content("application/json", {"type": "array", "maxItems": 0}, "no commands"),
-        400: _REJECTED, 401: None, 422: None, 429: None},
-       body=OwnTracksMessage, public=True,
-       description="A `location` is stored; other message types are accepted and ignored."),
+        400: None, 401: None, 429: None},
+       body=OwnTracksMessage, body_required=False, public=True,
+       description="A `location` is stored; other message types, an empty body and a "
+       "filtered fix (a duplicate, out of range...) also answer []: OwnTracks sends again "
+       "whatever did not get a success. A negative acc, vel, cog or batt is unknown. 400: "
+       "not a JSON object, or a field of the wrong type."),
 ]  # fmt: skip
 
 
@@ -151,20 +161,33 @@ def http_ingest_blueprint(
         metrics.inc("gateway_frames_rejected_total", reason=reason)
         return ApiError(400, f"{reason}: {detail}")
 
-    def refused(exc: Exception) -> ApiError:
-        """The answer to a position that could not be read: a field out of range (400,
-        ``out_of_range``), of the wrong type (400, ``malformed``), or fields of the right
-        types that hold no position (422)."""
-        if isinstance(exc, Unreadable):
+    def unreadable(exc: Exception) -> Rejection:
+        """What a position the device app sent and the gateway cannot store says: a field out
+        of range is filtered like any refused fix (the answer is still a success: the app
+        would send it again for ever); a field of the wrong type, or a time that is not one,
+        is a 400 (``malformed``): nothing this request holds is a position."""
+        if isinstance(exc, msgspec.ValidationError):
+            message, where = field_of(exc)
+            if out_of_range(message) and not message.startswith("Expected `str`"):
+                metrics.inc("gateway_positions_rejected_total", reason=Reason.OUT_OF_RANGE)
+                return Rejection(None, Reason.OUT_OF_RANGE, f"{where}: {message}")
             metrics.inc("gateway_frames_rejected_total", reason="malformed")
-            return ApiError(422, f"malformed: {exc}")
-        assert isinstance(exc, msgspec.ValidationError)
-        message, where = field_of(exc)
-        if out_of_range(message):
-            metrics.inc("gateway_positions_rejected_total", reason=Reason.OUT_OF_RANGE)
-            return ApiError(400, f"out_of_range: {message}", where)
+            raise ApiError(400, f"malformed: {message}", where)
         metrics.inc("gateway_frames_rejected_total", reason="malformed")
-        return ApiError(400, f"malformed: {message}", where)
+        raise ApiError(400, f"malformed: {exc}")
+
+    async def no_fix(session: Session, proto: str) -> None:
+        """A request without coordinates: the device is alive (not offline), nothing is
+        stored."""
+        metrics.inc("gateway_requests_without_fix_total", proto=proto)
+        await writer.keep_alive(session.device)
+
+    async def store(session: Session, pos: Position | None, bad: Rejection | None) -> Ack:
+        """Store ``pos`` (or count ``bad``); the ack names what was filtered."""
+        if pos is None:
+            assert bad is not None
+            return Ack(session.durable_seq, [bad])
+        return await ingest(session, [pos], [])
 
     def fields(source: Any) -> dict[str, str]:
         """Query or form fields; an empty one counts as absent, as the apps send them."""
@@ -174,15 +197,19 @@ def http_ingest_blueprint(
     async def osmand() -> Any:
         params = fields(request.args)
         body: OsmAndJson | None = None
+        sender: _Sender | None = None
+        json_error: msgspec.ValidationError | None = None
         if request.method == "POST":
             if request.mimetype == "application/json":
                 data = await request.get_data(as_text=False)
                 if len(data) > max_frame_bytes:
                     raise bad_frame("too_big", f"{len(data)} bytes")
                 try:
-                    body = msgspec.json.decode(data, type=OsmAndJson)
+                    body = msgspec.json.decode(data, type=OsmAndJson, strict=False)
                 except msgspec.ValidationError as exc:
-                    raise refused(exc) from None
+                    json_error = exc  # filtered below, once the device is known
+                    with contextlib.suppress(msgspec.ValidationError):
+                        sender = msgspec.json.decode(data, type=_Sender, strict=False)
                 except (msgspec.DecodeError, RecursionError):
                     raise bad_frame("malformed", "the body is not a JSON object") from None
             else:
@@ -192,21 +219,32 @@ def http_ingest_blueprint(
             or params.get("deviceid")
             or params.get("device_id")
             or (body.device_id if body is not None and body.device_id else None)
+            or (sender.device_id if sender is not None and sender.device_id else None)
             or bearer()
         )
         session = await session_for(str(token) if token else None)
         metrics.inc("gateway_frames_total", proto="osmand", enc="http")
         charge(session, frame_cost(len(request.query_string) + len(await request.get_data())))
+        pos: Position | None = None
+        bad: Rejection | None = None
         try:
+            if json_error is not None:
+                raise json_error
             if body is not None:
                 pos = osmand_json_position(body)
             else:
                 pos = osmand_fields_position(msgspec.convert(params, OsmAndFields, strict=False))
+        except NoFix:
+            await no_fix(session, "osmand")
+            return Response("", status=200)
         except (msgspec.ValidationError, Unreadable) as exc:
-            raise refused(exc) from None
-        ack = await ingest(session, [pos], [])
+            bad = unreadable(exc)
+        ack = await store(session, pos, bad)
         if ack.rejected:
-            return jsonify(msgspec.to_builtins(ack)), 400
+            # Still a success: the app resends a fix until it gets one, so a refused fix
+            # answered with an error would block every fix behind it. What was filtered is
+            # in the counters and in this body.
+            return jsonify(msgspec.to_builtins(ack) | {"type": "ack"})
         return Response("", status=200)
 
     @bp.post("/v1/owntracks")
@@ -217,18 +255,26 @@ def http_ingest_blueprint(
         charge(session, frame_cost(len(data)))
         if len(data) > max_frame_bytes:
             raise bad_frame("too_big", f"{len(data)} bytes")
+        # OwnTracks expects a JSON array (of commands or cards) in reply, and sends again
+        # whatever was not answered with a success: a message with nothing to store, or a
+        # filtered fix, is answered [] too (what was filtered goes to the counters).
+        if not data.strip():
+            await no_fix(session, "owntracks")
+            return jsonify([])
+        pos: Position | None = None
+        bad: Rejection | None = None
         try:
-            msg = msgspec.json.decode(data, type=OwnTracksMessage)
+            msg = msgspec.json.decode(data, type=OwnTracksMessage, strict=False)
             pos = owntracks_message_position(msg)
+        except NoFix:
+            await no_fix(session, "owntracks")
+            return jsonify([])
         except (msgspec.ValidationError, Unreadable) as exc:
-            raise refused(exc) from None
+            bad = unreadable(exc)
         except (msgspec.DecodeError, RecursionError):
             raise bad_frame("malformed", "the body is not a JSON object") from None
-        if pos is not None:
-            ack = await ingest(session, [pos], [])
-            if ack.rejected:
-                return jsonify(msgspec.to_builtins(ack)), 400
-        # OwnTracks expects a JSON array (of commands or cards) in reply.
+        if pos is not None or bad is not None:
+            await store(session, pos, bad)
         return jsonify([])
 
     @bp.post("/v1/positions")

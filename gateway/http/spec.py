@@ -68,6 +68,7 @@ class Op:
     params: Mapping[str, str] = field(default_factory=dict)
     public: bool = False
     description: str = ""
+    body_required: bool = True  # False: an empty body is answered too
 
 
 def _refused(exc: msgspec.ValidationError) -> ApiError:
@@ -212,7 +213,7 @@ def openapi_spec(
             operation["parameters"] = parameters
         if op.body is not None:
             operation["requestBody"] = {
-                "required": True,
+                "required": op.body_required,
                 "content": _content(schemas, op.body, placeholders),
             }
         if op.public:

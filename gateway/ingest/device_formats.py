@@ -12,21 +12,33 @@ The formats' shapes are the Structs below, read by the handlers and described in
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 import msgspec
 
-from gateway.fleet.position import Heading, Lat, Lon, Metres, Position
+from gateway.fleet.position import Position
 
 KNOT_MPS: Final = 0.514444
 KMH_MPS: Final = 1 / 3.6
 
-Finite = Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)]
-Knots = Annotated[float, msgspec.Meta(ge=0, lt=1000 / KNOT_MPS, description="knots")]
-Kmh = Annotated[float, msgspec.Meta(ge=0, lt=1000 / KMH_MPS, description="km/h")]
-MetresPerS = Annotated[float, msgspec.Meta(ge=0, lt=1000, description="m/s")]
+# The formats' fields are read as plain numbers; their ranges are the position's (``Position``),
+# checked once the position is built: a value out of range is a refused fix (filtered and
+# answered like any other), not a request in the wrong format.
+Number = Annotated[float, msgspec.Meta(description="a number")]
+Latitude = Annotated[float, msgspec.Meta(description="degrees, -90 to 90")]
+Longitude = Annotated[float, msgspec.Meta(description="degrees, -180 to 180")]
+# A value the apps send as -1 (or any negative number) when they do not know it: speed,
+# heading, accuracy, battery. It is absent from the position then.
+_UNKNOWN: Final = " (negative: unknown)"
+Knots = Annotated[float, msgspec.Meta(description="knots" + _UNKNOWN)]
+Kmh = Annotated[float, msgspec.Meta(description="km/h" + _UNKNOWN)]
+MetresPerS = Annotated[float, msgspec.Meta(description="m/s" + _UNKNOWN)]
+Degrees = Annotated[float, msgspec.Meta(description="degrees" + _UNKNOWN)]
+MetresOrUnknown = Annotated[float, msgspec.Meta(description="metres" + _UNKNOWN)]
+Percent = Annotated[float, msgspec.Meta(description="percent" + _UNKNOWN)]
 TimeText = Annotated[
     str,
     msgspec.Meta(
@@ -47,39 +59,39 @@ class OsmAndFields(msgspec.Struct):
     id: Token | Unset = UNSET
     deviceid: Token | Unset = UNSET
     device_id: Token | Unset = UNSET
-    lat: Lat | Unset = UNSET
-    lon: Lon | Unset = UNSET
+    lat: Latitude | Unset = UNSET
+    lon: Longitude | Unset = UNSET
     location: Annotated[str, msgspec.Meta(max_length=64, description="lat,lon")] | Unset = UNSET
     timestamp: TimeText | Unset = UNSET  # the time it arrives when absent
     speed: Knots | Unset = UNSET
-    bearing: Heading | Unset = UNSET
-    heading: Heading | Unset = UNSET
-    altitude: Finite | Unset = UNSET
-    accuracy: Metres | Unset = UNSET
-    batt: Finite | Unset = UNSET
-    battery: Finite | Unset = UNSET
-    temp: Finite | Unset = UNSET
-    temperature: Finite | Unset = UNSET
+    bearing: Degrees | Unset = UNSET
+    heading: Degrees | Unset = UNSET
+    altitude: Number | Unset = UNSET
+    accuracy: MetresOrUnknown | Unset = UNSET
+    batt: Percent | Unset = UNSET
+    battery: Percent | Unset = UNSET
+    temp: Number | Unset = UNSET
+    temperature: Number | Unset = UNSET
 
 
 class OsmAndCoords(msgspec.Struct):
-    latitude: Lat
-    longitude: Lon
+    latitude: Latitude
+    longitude: Longitude
     speed: MetresPerS | Unset = UNSET
-    heading: Heading | Unset = UNSET
-    accuracy: Metres | Unset = UNSET
-    altitude: Finite | Unset = UNSET
+    heading: Degrees | Unset = UNSET
+    accuracy: MetresOrUnknown | Unset = UNSET
+    altitude: Number | Unset = UNSET
 
 
 class OsmAndBattery(msgspec.Struct):
-    level: Annotated[float, msgspec.Meta(ge=0, le=1, description="0 to 1")] | Unset = UNSET
+    level: Annotated[float, msgspec.Meta(description="0 to 1" + _UNKNOWN)] | Unset = UNSET
 
 
 class OsmAndLocation(msgspec.Struct):
-    timestamp: TimeText | Annotated[float, msgspec.Meta(ge=0, le=1e14)]
+    timestamp: TimeText | Annotated[float, msgspec.Meta(description="unix s or ms")]
     coords: OsmAndCoords
     battery: OsmAndBattery | Unset = UNSET
-    odometer: Finite | Unset = UNSET
+    odometer: Number | Unset = UNSET
 
 
 class OsmAndJson(msgspec.Struct):
@@ -94,14 +106,14 @@ class OwnTracksMessage(msgspec.Struct, rename={"type": "_type"}):
     422 without them); other types are accepted and ignored."""
 
     type: Annotated[str, msgspec.Meta(max_length=64)]
-    lat: Lat | Unset = UNSET
-    lon: Lon | Unset = UNSET
-    tst: Annotated[float, msgspec.Meta(ge=0, le=1e14, description="unix seconds")] | Unset = UNSET
-    acc: Metres | Unset = UNSET
+    lat: Latitude | Unset = UNSET
+    lon: Longitude | Unset = UNSET
+    tst: Annotated[float, msgspec.Meta(description="unix seconds")] | Unset = UNSET
+    acc: MetresOrUnknown | Unset = UNSET
     vel: Kmh | Unset = UNSET
-    cog: Heading | Unset = UNSET
-    alt: Finite | Unset = UNSET
-    batt: Finite | Unset = UNSET
+    cog: Degrees | Unset = UNSET
+    alt: Number | Unset = UNSET
+    batt: Percent | Unset = UNSET
 
 
 def _epoch(value: Any) -> float:
@@ -129,8 +141,13 @@ def _is_number(text: str) -> bool:
 
 
 class Unreadable(ValueError):
-    """Fields of the right types that hold no position (no lat and lon, a time that is
-    not one): answered 422."""
+    """Fields of the right types that hold no position (a time that is not one, a location
+    that is not lat,lon)."""
+
+
+class NoFix(Unreadable):
+    """A request with no coordinates (a phone that has only cell towers or Wi-Fi): the
+    device is alive, but there is no position to store."""
 
 
 def _given(value: Any) -> Any:
@@ -141,10 +158,19 @@ def _scaled(value: Any, scale: float) -> float | None:
     return None if value is msgspec.UNSET else value * scale
 
 
+def _known(value: Any, scale: float = 1.0) -> float | None:
+    """A value the format marks unknown with a negative number: None then."""
+    if value is msgspec.UNSET or value < 0:
+        return None
+    return float(value * scale)
+
+
 def _position(fields: dict[str, Any]) -> Position:
     """A Position from decoded fields, with the same range checks as the wire decoder."""
     fields = {k: v for k, v in fields.items() if v is not None}
-    fields["seq"] = round(fields["ts"] * 1000)
+    ts = fields["ts"]
+    # A time out of range (infinite, NaN) is refused by Position's own check on ts.
+    fields["seq"] = round(ts * 1000) if math.isfinite(ts) and 0 <= ts <= 1e12 else 0
     return msgspec.convert(fields, Position)
 
 
@@ -165,17 +191,17 @@ def osmand_fields_position(f: OsmAndFields) -> Position:
         except ValueError:
             raise Unreadable(f"location {f.location!r} is not lat,lon") from None
     if lat is msgspec.UNSET or lon is msgspec.UNSET:
-        raise Unreadable("a position needs lat and lon, or location")
+        raise NoFix("a position needs lat and lon, or location")
     return _position(
         {
             "ts": time.time() if f.timestamp is msgspec.UNSET else _time(f.timestamp),
             "lat": lat,
             "lon": lon,
-            "speed": _scaled(f.speed, KNOT_MPS),
-            "heading": _given(f.bearing) if f.bearing is not msgspec.UNSET else _given(f.heading),
-            "accuracy": _given(f.accuracy),
+            "speed": _known(f.speed, KNOT_MPS),
+            "heading": _known(f.bearing) if f.bearing is not msgspec.UNSET else _known(f.heading),
+            "accuracy": _known(f.accuracy),
             "alt": _given(f.altitude),
-            "battery": _given(f.batt) if f.batt is not msgspec.UNSET else _given(f.battery),
+            "battery": _known(f.batt) if f.batt is not msgspec.UNSET else _known(f.battery),
             "temp_c": _given(f.temp) if f.temp is not msgspec.UNSET else _given(f.temperature),
         }
     )
@@ -191,11 +217,13 @@ def osmand_json_position(body: OsmAndJson) -> Position:
             "ts": _time(loc.timestamp),
             "lat": c.latitude,
             "lon": c.longitude,
-            "speed": _given(c.speed),
-            "heading": _given(c.heading),
-            "accuracy": _given(c.accuracy),
-            "alt": _given(c.altitude),
-            "battery": _scaled(level, 100.0),
+            "speed": _known(c.speed),
+            "heading": _known(c.heading),
+            "accuracy": _known(c.accuracy),
+            # The app's template sends -1 for an altitude it does not have (its stationary
+            # fix); a real -1 m is within the noise of any phone's altitude.
+            "alt": None if c.altitude == -1 else _given(c.altitude),
+            "battery": _known(level, 100.0),
             "odometer": _given(loc.odometer),
         }
     )
@@ -216,21 +244,21 @@ def owntracks_message_position(msg: OwnTracksMessage) -> Position | None:
     if msg.type != "location":
         return None
     if msg.lat is msgspec.UNSET or msg.lon is msgspec.UNSET or msg.tst is msgspec.UNSET:
-        raise Unreadable("a location needs lat, lon and tst")
+        raise NoFix("a location needs lat, lon and tst")
     return _position(
         {
             "ts": _time(msg.tst),
             "lat": msg.lat,
             "lon": msg.lon,
-            "speed": _scaled(msg.vel, KMH_MPS),
-            "heading": _given(msg.cog),
-            "accuracy": _given(msg.acc),
+            "speed": _known(msg.vel, KMH_MPS),
+            "heading": _known(msg.cog),
+            "accuracy": _known(msg.acc),
             "alt": _given(msg.alt),
-            "battery": _given(msg.batt),
+            "battery": _known(msg.batt),
         }
     )
 
 
 def owntracks_position(msg: dict[str, Any]) -> Position | None:
     """``owntracks_message_position`` of decoded JSON."""
-    return owntracks_message_position(msgspec.convert(msg, OwnTracksMessage))
+    return owntracks_message_position(msgspec.convert(msg, OwnTracksMessage, strict=False))

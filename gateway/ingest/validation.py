@@ -9,7 +9,9 @@ highest accepted), out of order (fix time before the last accepted fix), implaus
 
 A jump is not held against a device for ever: if the same far-away place is confirmed by
 ``JUMP_CONFIRMATIONS`` consecutive fixes that agree with each other, the earlier fix was the
-outlier and the new place is accepted.
+outlier and the new place is accepted. Only fixes with later fix times confirm: a device
+that resends the same glitch (an HTTP client resends until it gets an answer) repeats one
+fix, which confirms nothing.
 """
 
 from __future__ import annotations
@@ -145,6 +147,8 @@ def validate(
 def _confirms_jump(cursor: DeviceCursor, p: Position, limits: Limits) -> bool:
     """Record ``p`` as a rejected jump; True once enough agreeing jumps confirm the new place."""
     if cursor.jump_count and not math.isnan(cursor.jump_lat):
+        if p.ts <= cursor.jump_ts:
+            return False  # the same fix again, or an older one: no new evidence
         d = haversine_m(cursor.jump_lat, cursor.jump_lon, p.lat, p.lon)
         agrees = d <= limits.max_speed_mps * max(0.0, p.ts - cursor.jump_ts) + JUMP_FLOOR_M
         cursor.jump_count = cursor.jump_count + 1 if agrees else 1

@@ -248,6 +248,18 @@ class Ingest:
         self._room = trio.Event()  # set when the writer took from a full queue
         metrics.gauge_fn("gateway_writer_queue_depth", lambda: float(self._queued))
 
+    async def keep_alive(self, device: DeviceRecord) -> None:
+        """A request of ``device`` that holds no fix (cell towers or Wi-Fi only): its vehicle
+        is seen now, not offline (``Fleet.touch``)."""
+        state, events = self.fleet.touch(device.vehicle, time.time())
+        if state is None:
+            return
+        self.hub.publish_state(state)
+        for ev in events:
+            self.metrics.inc("gateway_events_total", type=ev.type)
+        if events:
+            await self._until_done(self.event_log.append, events)
+
     async def open_session(self, device: DeviceRecord) -> Session:
         """A session for ``device``, with its cursor and its rate budget (what another
         process saved of it counted in)."""

@@ -104,6 +104,35 @@ def test_implausible_jump_rejected_then_confirmed() -> None:
     assert c.lat == pytest.approx(53.0 + (JUMP_CONFIRMATIONS - 1) * 1e-5)
 
 
+@given(
+    resends=st.integers(min_value=JUMP_CONFIRMATIONS, max_value=12),
+    km=st.floats(min_value=2.0, max_value=500.0),
+    seq_step=st.sampled_from([0, 1]),
+    batched=st.booleans(),
+)
+def test_a_glitch_resent_any_number_of_times_is_never_stored(
+    resends: int, km: float, seq_step: int, batched: bool
+) -> None:
+    """A client that resends its oldest fix until it gets an answer repeats one glitch: the
+    same fix time each time (the same seq, or a new one), so it confirms nothing."""
+    c = DeviceCursor()
+    validate(c, [pos(1, 0)], NOW, LIMITS)
+    glitch = [pos(2 + i * seq_step, 10, lat=52.0 + km / 111.195) for i in range(resends)]
+    got = reasons(c, glitch) if batched else [reasons(c, [g])[0] for g in glitch]
+    assert got == ["implausible_jump"] * resends
+    assert (c.lat, c.seq) == (52.0, 1)
+    # Fixes that go on from the first place are still accepted.
+    assert reasons(c, [pos(100, 20, lat=52.0001)]) == [None]
+
+
+def test_a_new_place_confirmed_by_later_fixes_among_resends_is_accepted() -> None:
+    c = DeviceCursor()
+    validate(c, [pos(1, 0)], NOW, LIMITS)
+    far = [pos(2, 10, lat=53.0), pos(2, 10, lat=53.0), pos(3, 11, lat=53.00001)]
+    far += [pos(3, 11, lat=53.00001), pos(4, 12, lat=53.00002)]
+    assert reasons(c, far) == ["implausible_jump"] * 4 + [None]
+
+
 def test_lone_outliers_do_not_move_the_cursor() -> None:
     c = DeviceCursor()
     validate(c, [pos(1, 0)], NOW, LIMITS)

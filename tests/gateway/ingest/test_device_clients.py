@@ -1,0 +1,214 @@
+"""Device apps as they really talk, written from their own sources:
+
+- the Traccar Client app (traccar/traccar-client, ``lib/preferences.dart``): it hands
+  flutter_background_geolocation a JSON ``locationTemplate`` (``timestamp`` as ISO 8601,
+  ``coords`` with ``speed``, ``heading``, ``accuracy`` and ``altitude`` that are -1 when
+  unknown, ``is_moving``, ``odometer``, ``event``, ``battery`` with ``level`` -1 when unknown,
+  ``activity``, ``extras``, and a ``_`` field repeating the fix as query text) and the
+  ``device_id`` param; it keeps its fixes (``maxRecordsToPersist: -1``) and syncs the oldest
+  until the server answers with a success, so one refused fix blocks all behind it;
+- the OsmAnd protocol as Traccar decodes it (``OsmAndProtocolDecoder``): query fields,
+  ``timestamp`` as unix seconds, milliseconds, ``yyyy-MM-dd HH:mm:ss`` or ISO 8601, cell or
+  Wi-Fi only requests with no coordinates answered 200;
+- OwnTracks in HTTP mode (its booklet): a JSON message per POST answered with a JSON array,
+  ``_type`` location and a dozen others, numbers that may arrive as strings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.gateway.conftest import GatewayHandle, metric
+
+M_PER_DEG: float = 111_195.0
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def traccar_body(token: str, ts: float, lat: float, lon: float, **coords: float) -> dict[str, Any]:
+    """The Traccar Client's sync body for one fix: its template, filled as the plugin does."""
+    c = {"latitude": lat, "longitude": lon, "accuracy": 12.0, "speed": 8.0, "heading": 90.0,
+         "altitude": 30.0} | coords  # fmt: skip
+    return {
+        "location": {
+            "timestamp": iso(ts),
+            "coords": c,
+            "is_moving": True,
+            "odometer": 1234.5,
+            "event": "",
+            "battery": {"level": 0.8, "is_charging": False},
+            "activity": {"type": "in_vehicle"},
+            "extras": {},
+            "_": f"&id={token}&lat={lat}&lon={lon}&timestamp={iso(ts)}&",
+        },
+        "device_id": token,
+    }
+
+
+@dataclass
+class TraccarClient:
+    """Keeps every fix and sends the oldest until the server answers 200, as the app does."""
+
+    http: httpx.AsyncClient
+    queue: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)
+
+    async def sync(self, max_tries: int) -> None:
+        tries = 0
+        while self.queue and tries < max_tries:
+            tries += 1
+            r = await self.http.post("/v1/osmand", json=self.queue[0])
+            self.answers.append(r.status_code)
+            if r.status_code == 200:
+                self.queue.pop(0)
+
+
+async def test_the_traccar_client_drains_its_queue_through_every_kind_of_bad_fix(
+    gateway: GatewayHandle,
+) -> None:
+    token = await gateway.register("traccar-app")
+    now = time.time() - 300
+    lat0, lon0 = 48.85, 2.35
+    good = [traccar_body(token, now + 10 * i, lat0 + i * 50 / M_PER_DEG, lon0) for i in range(6)]
+    queue = [
+        good[0],
+        # the stationary template: speed, heading, accuracy, altitude and battery unknown
+        traccar_body(token, now + 5, lat0, lon0, speed=-1, heading=-1, accuracy=-1, altitude=-1),
+        good[1],
+        good[1],  # a resend after a lost reply: a duplicate
+        traccar_body(token, now + 15, lat0, lon0, accuracy=5000),  # too coarse
+        good[2],
+        traccar_body(token, now + 25, lat0 + 0.1, lon0),  # an 11 km glitch ...
+        traccar_body(token, now + 25, lat0 + 0.1, lon0),  # ... resent ...
+        traccar_body(token, now + 25, lat0 + 0.1, lon0),  # ... and resent
+        good[3],
+        traccar_body(token, now - 30 * 86_400, lat0, lon0),  # a month old
+        traccar_body(token, now + 3600, lat0, lon0),  # an hour in the future
+        # older than the last stored (its seq, the fix time, is too: counted as a duplicate)
+        traccar_body(token, now + 12, lat0, lon0),
+        good[4],
+        traccar_body(token, now + 45, 95.0, lon0),  # latitude out of range
+        good[5],
+    ]
+    queue[1]["location"]["battery"]["level"] = -1
+    async with httpx.AsyncClient(base_url=gateway.ep.http_url, timeout=10) as http:
+        app = TraccarClient(http, list(queue))
+        await app.sync(max_tries=len(queue))
+    assert app.queue == [] and app.answers == [200] * len(queue)
+
+    track = (await gateway.http.get("/v1/vehicles/traccar-app/track",
+                                    params={"since": now - 60})).json()["positions"]  # fmt: skip
+    stored = [round(p["ts"] - now) for p in track]
+    assert stored == [0, 5, 10, 20, 30, 40, 50]
+    unknown = track[1]
+    for name in ("speed", "heading", "accuracy", "alt", "battery"):
+        assert unknown.get(name) is None, name
+    assert track[0]["battery"] == pytest.approx(80.0) and track[0]["alt"] == 30.0
+    assert track[0]["speed"] == 8.0 and track[0]["heading"] == 90.0
+    assert all(abs(p["lat"] - lat0) < 0.01 for p in track)  # the glitch was never stored
+    metrics = await gateway.metrics()
+    for reason, n in [("duplicate", 2), ("poor_accuracy", 1), ("implausible_jump", 3),
+                      ("too_old", 1), ("future", 1), ("out_of_range", 1)]:  # fmt: skip
+        assert metric(metrics, f'gateway_positions_rejected_total{{reason="{reason}"}}') == n
+
+
+@pytest.mark.parametrize("timestamp", ["s", "ms", "text", "iso", "iso_offset"])
+async def test_osmand_query_form_with_every_time_format(
+    gateway: GatewayHandle, timestamp: str
+) -> None:
+    device = f"osmand-{timestamp.replace('_', '-')}"
+    token = await gateway.register(device)
+    ts = int(time.time()) - 120
+    formats = {
+        "s": str(ts),
+        "ms": str(ts * 1000),
+        "text": datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "iso": datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "iso_offset": datetime.fromtimestamp(ts, UTC).astimezone().isoformat(),
+    }
+    params = {"id": token, "lat": "52.5", "lon": "13.4", "speed": "-1", "bearing": "-1",
+              "accuracy": "-1", "batt": "-1", "hdop": "0.9"}  # fmt: skip
+    params["timestamp"] = formats[timestamp]
+    async with httpx.AsyncClient(base_url=gateway.ep.http_url, timeout=10) as http:
+        r = await http.get("/v1/osmand", params=params)
+        assert r.status_code == 200, r.text
+        assert r.text == ""
+    state = (await gateway.http.get(f"/v1/vehicles/{device}")).json()
+    assert (state["ts"], state["lat"], state["lon"]) == (ts, 52.5, 13.4)
+    assert state["speed"] is None and state["heading"] is None and state["battery"] is None
+
+
+async def test_a_request_without_coordinates_keeps_the_device_online(
+    gateway: GatewayHandle,
+) -> None:
+    token = await gateway.register("cell-only")
+    ts = time.time() - 30
+    async with httpx.AsyncClient(base_url=gateway.ep.http_url, timeout=10) as http:
+        r = await http.get("/v1/osmand", params={"id": token, "lat": 52.0, "lon": 4.0,
+                                                  "timestamp": int(ts)})  # fmt: skip
+        assert r.status_code == 200
+        before = (await gateway.http.get("/v1/vehicles/cell-only")).json()
+        r = await http.get("/v1/osmand", params={"id": token, "cell": "262,2,801,86355,-75",
+                                                  "wifi": "00-14-22-01-23-45,-60"})  # fmt: skip
+        assert r.status_code == 200 and r.text == ""
+    after = (await gateway.http.get("/v1/vehicles/cell-only")).json()
+    assert after["seen"] > before["seen"]
+    assert (after["lat"], after["lon"], after["ts"]) == (52.0, 4.0, before["ts"])
+    track = (await gateway.http.get("/v1/vehicles/cell-only/track",
+                                    params={"since": ts - 60})).json()["positions"]  # fmt: skip
+    assert len(track) == 1  # nothing invented
+    assert metric(await gateway.metrics(),
+                  'gateway_requests_without_fix_total{proto="osmand"}') == 1  # fmt: skip
+
+
+async def test_owntracks_answers_every_message_it_can_read_with_an_array(
+    gateway: GatewayHandle,
+) -> None:
+    token = await gateway.register("owntracks-app")
+    hdrs = {"Authorization": f"Bearer {token}", "X-Limit-U": "ada", "X-Limit-D": "phone"}
+    ts = int(time.time()) - 60
+    async with httpx.AsyncClient(base_url=gateway.ep.http_url, timeout=10, headers=hdrs) as http:
+        # numbers as strings, as some clients and bridges send them; -1 for unknowns
+        loc = {"_type": "location", "lat": "51.5", "lon": "-0.12", "tst": str(ts),
+               "vel": "-1", "cog": -1, "acc": "15", "batt": -1, "tid": "ad", "t": "u",
+               "conn": "w", "bs": 1}  # fmt: skip
+        r = await http.post("/v1/owntracks", json=loc)
+        assert (r.status_code, r.json()) == (200, [])
+        r = await http.post("/v1/owntracks", json=loc)  # a resend: a duplicate, still []
+        assert (r.status_code, r.json()) == (200, [])
+        r = await http.post("/v1/owntracks", content=b"")  # a zero-length body
+        assert (r.status_code, r.json()) == (200, [])
+        for other in ("transition", "waypoint", "waypoints", "card", "lwt", "cmd", "steps",
+                      "status", "configuration", "beacon", "encrypted", "request"):  # fmt: skip
+            r = await http.post("/v1/owntracks", json={"_type": other})
+            assert (r.status_code, r.json()) == (200, []), other
+        far = loc | {"lat": 95.0, "tst": ts + 10}
+        r = await http.post("/v1/owntracks", json=far)  # out of range: filtered
+        assert (r.status_code, r.json()) == (200, [])
+        r = await http.post("/v1/owntracks", content=b"not json")
+        assert r.status_code == 400
+    track = (await gateway.http.get("/v1/vehicles/owntracks-app/track",
+                                    params={"since": ts - 60})).json()["positions"]  # fmt: skip
+    assert [(p["lat"], p["lon"]) for p in track] == [(51.5, -0.12)]
+    assert track[0].get("speed") is None and track[0].get("battery") is None
+    assert track[0]["accuracy"] == 15.0
+
+
+@pytest.mark.parametrize("lat", ["95", "-90.5", "inf", "nan"])
+async def test_an_osmand_fix_out_of_range_is_filtered_not_refused(
+    gateway: GatewayHandle, lat: str
+) -> None:
+    token = await gateway.register(f"range-{len(lat)}-{lat[:3]}")
+    async with httpx.AsyncClient(base_url=gateway.ep.http_url, timeout=10) as http:
+        r = await http.get("/v1/osmand", params={"id": token, "lat": lat, "lon": "4"})
+    assert r.status_code == 200
+    [rejected] = r.json()["rejected"]
+    assert rejected["reason"] == "out_of_range" and "lat" in rejected["detail"]
