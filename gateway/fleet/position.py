@@ -28,6 +28,43 @@ Finite = Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)]
 Seq = Annotated[int, msgspec.Meta(ge=0)]
 
 
+# Free-form attributes a device reports with a fix (ignition, fuel, rpm, hdop...): at most
+# MAX_ATTRIBUTES keys of letters, digits, '_', '.' or '-', each a boolean, a number or a short
+# text. A few have a meaning here (``KNOWN_ATTRIBUTES``).
+MAX_ATTRIBUTES: Final = 32
+MAX_ATTRIBUTE_KEY: Final = 32
+MAX_ATTRIBUTE_TEXT: Final = 128
+ATTRIBUTE_KEY_PATTERN: Final = r"^[A-Za-z0-9_.-]+$"
+AttributeKey = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=MAX_ATTRIBUTE_KEY, pattern=ATTRIBUTE_KEY_PATTERN)
+]
+AttributeValue = bool | Finite | Annotated[str, msgspec.Meta(max_length=MAX_ATTRIBUTE_TEXT)]
+Attributes = Annotated[
+    dict[AttributeKey, AttributeValue],
+    msgspec.Meta(
+        max_length=MAX_ATTRIBUTES,
+        description=f"at most {MAX_ATTRIBUTES} keys ({MAX_ATTRIBUTE_KEY} characters: letters, "
+        f"digits, '_', '.', '-'), each a boolean, a number or a text of at most "
+        f"{MAX_ATTRIBUTE_TEXT} characters; known: ignition (boolean), fuel (percent), rpm, "
+        "hdop, motion (boolean), charge (boolean), mock (boolean)",
+    ),
+]
+# The attributes whose type the gateway knows (a device's text "true" or "1" is read as the
+# boolean), and what it does with them: ignition on while stopped is ``idling``.
+KNOWN_ATTRIBUTES: Final[dict[str, type]] = {
+    "ignition": bool,
+    "motion": bool,
+    "charge": bool,
+    "mock": bool,
+    "fuel": float,
+    "rpm": float,
+    "hdop": float,
+    "vacc": float,
+    "hacc": float,
+    "sat": float,
+}
+
+
 class Position(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """One GPS fix as a device sends it. The device identity comes from its token."""
 
@@ -42,17 +79,21 @@ class Position(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     battery: Finite | None = None  # percent
     temp_c: Finite | None = None
     odometer: Finite | None = None  # metres
+    attributes: Attributes | None = None
 
 
 def _loose(annotation: Any) -> Any:
     """``annotation`` without its range: ``Annotated[float, Meta(...)] | None`` -> ``float |
-    None``."""
-    if get_origin(annotation) is Annotated:
-        return get_args(annotation)[0]
+    None``; containers keep their shape (``dict[str, ...]``)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _loose(get_args(annotation)[0])
     args = get_args(annotation)
-    if args:
-        return functools.reduce(operator.or_, (_loose(a) for a in args))
-    return annotation
+    if not args:
+        return annotation
+    if origin in (dict, list, tuple):
+        return origin[tuple(_loose(a) for a in args)]
+    return functools.reduce(operator.or_, (_loose(a) for a in args))
 
 
 # A position's shape without its ranges, made from Position's own fields: tells "out of

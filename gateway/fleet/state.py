@@ -18,6 +18,7 @@ from notify.events import Event
 
 MOVING: Final = "moving"
 STOPPED: Final = "stopped"
+IDLING: Final = "idling"  # stopped with the ignition on (the ``ignition`` attribute)
 OFFLINE: Final = "offline"
 
 
@@ -38,6 +39,8 @@ class VehicleState(msgspec.Struct, kw_only=True):
     status: str = OFFLINE
     since: float = 0.0  # when the current status began (fix time)
     seen: float = 0.0  # wall time the latest position arrived
+    # The latest value of each attribute the device reported (``Position.attributes``).
+    attributes: dict[str, bool | float | str] | None = None
 
 
 _mp_enc: Final = msgspec.msgpack.Encoder()
@@ -66,6 +69,8 @@ def live_json(s: VehicleState) -> bytes:
             "status": s.status,
             "battery": s.battery,
             "temp_c": s.temp_c,
+            "ignition": attrs.get("ignition") if (attrs := s.attributes) else None,
+            "fuel": attrs.get("fuel") if attrs else None,
         }
     )
 
@@ -118,7 +123,8 @@ class Fleet:
         """Advance ``vehicle`` to the last of ``positions`` (validated, in order, not empty).
 
         Only the newest fix sets the state; the one before it gives a speed when the device
-        reports none. O(1) whatever the batch size.
+        reports none; each fix's attributes update the latest value of each. The ignition on
+        while stopped is ``idling``.
         """
         s = self.vehicles.get(vehicle)
         if s is None:
@@ -151,7 +157,15 @@ class Fleet:
             s.temp_c = p.temp_c
         if p.odometer is not None:
             s.odometer = p.odometer
-        status = MOVING if (speed or 0.0) >= self.stopped_speed_mps else STOPPED
+        for q in positions:
+            if q.attributes:
+                s.attributes = {**s.attributes, **q.attributes} if s.attributes else q.attributes
+        if (speed or 0.0) >= self.stopped_speed_mps:
+            status = MOVING
+        elif s.attributes and s.attributes.get("ignition") is True:
+            status = IDLING
+        else:
+            status = STOPPED
         if was == OFFLINE:
             events.append(vehicle_event("vehicle.online", s, positions[0].ts))
         if status != was:

@@ -233,7 +233,9 @@ def http_ingest_blueprint(
             if body is not None:
                 pos = osmand_json_position(body)
             else:
-                pos = osmand_fields_position(msgspec.convert(params, OsmAndFields, strict=False))
+                pos = osmand_fields_position(
+                    msgspec.convert(params, OsmAndFields, strict=False), params
+                )
         except NoFix:
             await no_fix(session, "osmand")
             return Response("", status=200)

@@ -13,13 +13,22 @@ The formats' shapes are the Structs below, read by the handlers and described in
 from __future__ import annotations
 
 import math
+import re
 import time
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 import msgspec
 
-from gateway.fleet.position import Position
+from gateway.fleet.position import (
+    ATTRIBUTE_KEY_PATTERN,
+    KNOWN_ATTRIBUTES,
+    MAX_ATTRIBUTE_KEY,
+    MAX_ATTRIBUTE_TEXT,
+    MAX_ATTRIBUTES,
+    Position,
+)
 
 KNOT_MPS: Final = 0.514444
 KMH_MPS: Final = 1 / 3.6
@@ -85,6 +94,14 @@ class OsmAndCoords(msgspec.Struct):
 
 class OsmAndBattery(msgspec.Struct):
     level: Annotated[float, msgspec.Meta(description="0 to 1" + _UNKNOWN)] | Unset = UNSET
+    is_charging: bool | Unset = UNSET
+
+
+class OsmAndActivity(msgspec.Struct):
+    type: Annotated[str, msgspec.Meta(max_length=64)] | Unset = UNSET
+
+
+Scalar = bool | float | Annotated[str, msgspec.Meta(max_length=4096)] | None
 
 
 class OsmAndLocation(msgspec.Struct):
@@ -92,6 +109,17 @@ class OsmAndLocation(msgspec.Struct):
     coords: OsmAndCoords
     battery: OsmAndBattery | Unset = UNSET
     odometer: Number | Unset = UNSET
+    is_moving: bool | Unset = UNSET
+    event: Annotated[str, msgspec.Meta(max_length=64)] | Unset = UNSET
+    activity: OsmAndActivity | Unset = UNSET
+    mock: bool | Unset = UNSET
+    extras: (
+        Annotated[
+            dict[Annotated[str, msgspec.Meta(max_length=256)], Scalar | list[Any] | dict[str, Any]],
+            msgspec.Meta(max_length=256, description="free-form: scalars become attributes"),
+        ]
+        | Unset
+    ) = UNSET
 
 
 class OsmAndJson(msgspec.Struct):
@@ -114,6 +142,18 @@ class OwnTracksMessage(msgspec.Struct, rename={"type": "_type"}):
     cog: Degrees | Unset = UNSET
     alt: Number | Unset = UNSET
     batt: Percent | Unset = UNSET
+    # kept as attributes: trigger, connection (w, m, o), battery status (0 unknown,
+    # 1 unplugged, 2 charging, 3 full), tracker id, monitoring mode, vertical accuracy,
+    # pressure, Wi-Fi
+    t: Annotated[str, msgspec.Meta(max_length=16)] | Unset = UNSET
+    conn: Annotated[str, msgspec.Meta(max_length=16)] | Unset = UNSET
+    bs: Number | Unset = UNSET
+    tid: Annotated[str, msgspec.Meta(max_length=16)] | Unset = UNSET
+    m: Number | Unset = UNSET
+    vac: Number | Unset = UNSET
+    p: Number | Unset = UNSET
+    SSID: Annotated[str, msgspec.Meta(max_length=64)] | Unset = UNSET
+    BSSID: Annotated[str, msgspec.Meta(max_length=64)] | Unset = UNSET
 
 
 def _epoch(value: Any) -> float:
@@ -150,6 +190,58 @@ class NoFix(Unreadable):
     device is alive, but there is no position to store."""
 
 
+# ----- attributes
+
+# OsmAnd fields that are the position's own, not attributes.
+OSMAND_FIELDS: Final = frozenset(
+    {"id", "deviceid", "device_id", "lat", "lon", "location", "timestamp", "speed", "bearing",
+     "heading", "altitude", "accuracy", "batt", "battery", "temp", "temperature", "cell",
+     "wifi", "valid"}
+)  # fmt: skip
+_TRUE: Final = frozenset({"true", "1", "yes", "on"})
+_FALSE: Final = frozenset({"false", "0", "no", "off"})
+_KEY: Final = re.compile(ATTRIBUTE_KEY_PATTERN)
+
+
+def attribute(key: str, value: Any) -> bool | float | str | None:
+    """``value`` as an attribute's value: the known attributes' type (``KNOWN_ATTRIBUTES``),
+    else a boolean, a finite number or a short text as given; None if it is none of those
+    (nested values, an unreadable known one)."""
+    known = KNOWN_ATTRIBUTES.get(key)
+    if isinstance(value, str):
+        text = value.strip()
+        low = text.lower()
+        if known is bool or (known is None and low in ("true", "false")):
+            return True if low in _TRUE else False if low in _FALSE else None
+        try:
+            number = float(text)
+        except ValueError:
+            return None if known is float else text[:MAX_ATTRIBUTE_TEXT]
+        return number if math.isfinite(number) else None
+    if isinstance(value, bool):
+        return value if known in (None, bool) else float(value)
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            return None
+        return bool(value) if known is bool else float(value)
+    return None
+
+
+def attributes(pairs: Iterable[tuple[str, Any]]) -> dict[str, bool | float | str] | None:
+    """The attributes among ``pairs``: keys the position's ``Attributes`` allow, at most
+    ``MAX_ATTRIBUTES`` (the first ones), values read by ``attribute``."""
+    out: dict[str, bool | float | str] = {}
+    for key, value in pairs:
+        if len(out) >= MAX_ATTRIBUTES:
+            break
+        if len(key) > MAX_ATTRIBUTE_KEY or not _KEY.match(key):
+            continue
+        v = attribute(key, value)
+        if v is not None:
+            out[key] = v
+    return out or None
+
+
 def _given(value: Any) -> Any:
     return None if value is msgspec.UNSET else value
 
@@ -181,8 +273,9 @@ def _time(value: str | float) -> float:
         raise Unreadable(f"timestamp {value!r} is not a time") from None
 
 
-def osmand_fields_position(f: OsmAndFields) -> Position:
-    """A position from the OsmAnd query or form fields (speed in knots)."""
+def osmand_fields_position(f: OsmAndFields, extra: Mapping[str, Any] | None = None) -> Position:
+    """A position from the OsmAnd query or form fields (speed in knots); ``extra``: all the
+    fields given, whose others (``ignition``, ``fuel``, ``hdop``...) become attributes."""
     lat, lon = f.lat, f.lon
     if (lat is msgspec.UNSET or lon is msgspec.UNSET) and f.location is not msgspec.UNSET:
         a, _, b = f.location.partition(",")
@@ -203,6 +296,9 @@ def osmand_fields_position(f: OsmAndFields) -> Position:
             "alt": _given(f.altitude),
             "battery": _known(f.batt) if f.batt is not msgspec.UNSET else _known(f.battery),
             "temp_c": _given(f.temp) if f.temp is not msgspec.UNSET else _given(f.temperature),
+            "attributes": attributes(
+                (k, v) for k, v in (extra or {}).items() if k not in OSMAND_FIELDS
+            ),
         }
     )
 
@@ -225,8 +321,25 @@ def osmand_json_position(body: OsmAndJson) -> Position:
             "alt": None if c.altitude == -1 else _given(c.altitude),
             "battery": _known(level, 100.0),
             "odometer": _given(loc.odometer),
+            "attributes": attributes(_json_attributes(loc)),
         }
     )
+
+
+def _json_attributes(loc: OsmAndLocation) -> Iterable[tuple[str, Any]]:
+    """The app's own fields that are attributes, then its ``extras`` (scalars)."""
+    if loc.is_moving is not msgspec.UNSET:
+        yield "motion", loc.is_moving
+    if loc.battery is not msgspec.UNSET and loc.battery.is_charging is not msgspec.UNSET:
+        yield "charge", loc.battery.is_charging
+    if loc.event:  # "motionchange", "heartbeat", ...; empty for a plain fix
+        yield "event", loc.event
+    if loc.activity is not msgspec.UNSET and loc.activity.type:
+        yield "activity", loc.activity.type
+    if loc.mock is not msgspec.UNSET:
+        yield "mock", loc.mock
+    if loc.extras is not msgspec.UNSET:
+        yield from loc.extras.items()
 
 
 def osmand_position(params: dict[str, Any]) -> Position:
@@ -236,7 +349,7 @@ def osmand_position(params: dict[str, Any]) -> Position:
     if isinstance(params.get("location"), dict):
         return osmand_json_position(msgspec.convert(params, OsmAndJson))
     given = {k: v for k, v in params.items() if v not in (None, "")}
-    return osmand_fields_position(msgspec.convert(given, OsmAndFields, strict=False))
+    return osmand_fields_position(msgspec.convert(given, OsmAndFields, strict=False), given)
 
 
 def owntracks_message_position(msg: OwnTracksMessage) -> Position | None:
@@ -255,8 +368,18 @@ def owntracks_message_position(msg: OwnTracksMessage) -> Position | None:
             "accuracy": _known(msg.acc),
             "alt": _given(msg.alt),
             "battery": _known(msg.batt),
+            "attributes": attributes(_owntracks_attributes(msg)),
         }
     )
+
+
+def _owntracks_attributes(msg: OwnTracksMessage) -> Iterable[tuple[str, Any]]:
+    for key in ("t", "conn", "bs", "tid", "m", "vac", "p", "SSID", "BSSID"):
+        value = getattr(msg, key)
+        if value is not msgspec.UNSET:
+            yield key, value
+    if msg.bs is not msgspec.UNSET and msg.bs > 0:  # 1 unplugged, 2 charging, 3 full
+        yield "charge", msg.bs == 2
 
 
 def owntracks_position(msg: dict[str, Any]) -> Position | None:

@@ -1,7 +1,7 @@
 "use strict";
 // Ops page: a snapshot of every vehicle, then live updates over one WebSocket.
 
-const COLORS = { moving: "#2e7dd7", stopped: "#e0a100", offline: "#8a949e" };
+const COLORS = { moving: "#2e7dd7", idling: "#d9534f", stopped: "#e0a100", offline: "#8a949e" };
 const vehicles = new Map();
 let selected = null;
 // The view follows the fleet (re-fitted now and then) until the user pans or zooms.
@@ -65,17 +65,19 @@ function renderList() {
   if (!listDirty) return;
   listDirty = false;
   const f = document.getElementById("filter").value.toLowerCase();
-  const counts = { moving: 0, stopped: 0, offline: 0 };
+  const counts = { moving: 0, idling: 0, stopped: 0, offline: 0 };
   const rows = [];
   for (const v of [...vehicles.values()].sort((a, b) => a.id.localeCompare(b.id))) {
     counts[v.status] = (counts[v.status] || 0) + 1;
     if (f && !v.id.toLowerCase().includes(f)) continue;
     const speed = v.speed != null ? `${(v.speed * 3.6).toFixed(0)} km/h` : "";
-    rows.push(`<li data-id="${v.id}"><span class="dot ${v.status}"></span>${v.id} <small>${v.status} ${speed}</small></li>`);
+    const fuel = typeof v.fuel === "number" ? ` fuel ${v.fuel.toFixed(0)}%` : "";
+    const ign = v.ignition === true ? " ignition on" : v.ignition === false ? " ignition off" : "";
+    rows.push(`<li data-id="${v.id}"><span class="dot ${v.status}"></span>${v.id} <small>${v.status} ${speed}${ign}${fuel}</small></li>`);
   }
   document.getElementById("vehicles").innerHTML = rows.join("");
   document.getElementById("counts").textContent =
-    `${vehicles.size} vehicles: ${counts.moving} moving, ${counts.stopped} stopped, ${counts.offline} offline`;
+    `${vehicles.size} vehicles: ${counts.moving} moving, ${counts.idling} idling, ${counts.stopped} stopped, ${counts.offline} offline`;
 }
 setInterval(renderList, 500);
 document.getElementById("filter").addEventListener("input", () => { listDirty = true; renderList(); });

@@ -63,7 +63,7 @@ async def test_ops_page_shows_vehicles_and_live_updates(gateway: GatewayHandle) 
             timeout=10_000,
         )
         assert "32 km/h" in page.inner_text("li[data-id='van-b']")
-        assert "2 vehicles: 1 moving, 1 stopped" in page.inner_text("#counts")
+        assert "2 vehicles: 1 moving, 0 idling, 1 stopped" in page.inner_text("#counts")
         events = page.inner_text("#events")
         assert "vehicle.online van-a" in events and "vehicle.online van-b" in events
 

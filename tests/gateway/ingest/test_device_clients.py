@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.fleet.position import MAX_ATTRIBUTES
+from gateway.ingest.device_formats import osmand_position, owntracks_position
 from tests.gateway.conftest import GatewayHandle, metric
 
 M_PER_DEG: float = 111_195.0
@@ -212,3 +214,56 @@ async def test_an_osmand_fix_out_of_range_is_filtered_not_refused(
     assert r.status_code == 200
     [rejected] = r.json()["rejected"]
     assert rejected["reason"] == "out_of_range" and "lat" in rejected["detail"]
+
+
+def test_attributes_from_each_format_are_typed_and_bounded() -> None:
+    fields = {"id": "t", "lat": "52", "lon": "4", "timestamp": "1700000000", "ignition": "true",
+              "fuel": "45.5", "rpm": "800", "hdop": "0.9", "driverUniqueId": "D-17",
+              "motion": "0", "bad key": "x", "k" * 40: "y", "cell": "262,2,801,86355"}  # fmt: skip
+    p = osmand_position(fields)
+    assert p.attributes == {"ignition": True, "fuel": 45.5, "rpm": 800.0, "hdop": 0.9,
+                            "driverUniqueId": "D-17", "motion": False}  # fmt: skip
+    many = {f"a{i}": str(i) for i in range(40)}
+    p = osmand_position({"lat": "1", "lon": "2", **many})
+    assert p.attributes is not None and len(p.attributes) == MAX_ATTRIBUTES
+    body = traccar_body("t", 1_700_000_000, 1.0, 2.0)
+    extras = {"heartbeat": True, "trip": "T-9", "nested": {"a": 1}}
+    body["location"] |= {"event": "heartbeat", "mock": True, "extras": extras}
+    p = osmand_position(body)
+    assert p.attributes == {"motion": True, "charge": False, "event": "heartbeat",
+                            "activity": "in_vehicle", "mock": True, "heartbeat": True,
+                            "trip": "T-9"}  # fmt: skip
+    msg = {"_type": "location", "lat": 1, "lon": 2, "tst": 1_700_000_000, "t": "u",
+           "conn": "m", "bs": 2, "tid": "ad", "inregions": ["x"]}  # fmt: skip
+    o = owntracks_position(msg)
+    assert o is not None and o.attributes == {"t": "u", "conn": "m", "bs": 2.0, "tid": "ad",
+                                              "charge": True}  # fmt: skip
+    assert osmand_position({"lat": "1", "lon": "2"}).attributes is None
+
+
+async def test_attributes_are_stored_shown_and_ignition_while_stopped_is_idling(
+    gateway: GatewayHandle,
+) -> None:
+    token = await gateway.register("van-attrs")
+    ts = int(time.time()) - 60
+    async with httpx.AsyncClient(base_url=gateway.ep.http_url, timeout=10) as http:
+        r = await http.get("/v1/osmand", params={"id": token, "lat": 52.0, "lon": 4.0,
+                                                  "timestamp": ts, "speed": 0,
+                                                  "ignition": "true", "fuel": "61"})  # fmt: skip
+        assert r.status_code == 200
+    state = (await gateway.http.get("/v1/vehicles/van-attrs")).json()
+    assert state["status"] == "idling"
+    assert state["attributes"] == {"ignition": True, "fuel": 61.0}
+    async with httpx.AsyncClient(base_url=gateway.ep.http_url, timeout=10) as http:
+        r = await http.get("/v1/osmand", params={"id": token, "lat": 52.0, "lon": 4.0,
+                                                  "timestamp": ts + 10, "speed": 0,
+                                                  "ignition": "false"})  # fmt: skip
+    state = (await gateway.http.get("/v1/vehicles/van-attrs")).json()
+    assert state["status"] == "stopped"
+    assert state["attributes"] == {"ignition": False, "fuel": 61.0}  # the latest of each
+    track = (await gateway.http.get("/v1/vehicles/van-attrs/track",
+                                    params={"since": ts - 10})).json()["positions"]  # fmt: skip
+    assert [p.get("attributes") for p in track] == [
+        {"ignition": True, "fuel": 61.0},
+        {"ignition": False},
+    ]

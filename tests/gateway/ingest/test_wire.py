@@ -1,3 +1,5 @@
+import json
+
 import msgspec
 import pytest
 
@@ -52,3 +54,16 @@ def test_reply_encodings() -> None:
         "seq": 7,
         "rejected": [{"seq": 3, "reason": "duplicate"}],
     }
+
+
+def test_a_position_carries_bounded_attributes() -> None:
+    ok = {"seq": 1, "ts": 1.7e9, "lat": 1.0, "lon": 2.0,
+          "attributes": {"ignition": True, "fuel": 40, "driver": "D-1"}}  # fmt: skip
+    too_many = {"seq": 2, "ts": 1.7e9, "lat": 1.0, "lon": 2.0,
+                "attributes": {f"k{i}": i for i in range(33)}}  # fmt: skip
+    bad_key = {"seq": 3, "ts": 1.7e9, "lat": 1.0, "lon": 2.0, "attributes": {"a b": 1}}
+    nested = {"seq": 4, "ts": 1.7e9, "lat": 1.0, "lon": 2.0, "attributes": {"a": {"b": 1}}}
+    positions, bad = decode_frame(json.dumps([ok, too_many, bad_key, nested]), 100)
+    assert [p.seq for p in positions] == [1]
+    assert positions[0].attributes == {"ignition": True, "fuel": 40.0, "driver": "D-1"}
+    assert [r.seq for r in bad] == [2, 3, 4]
