@@ -1,4 +1,5 @@
 import math
+from typing import Any
 
 import msgspec
 import pytest
@@ -19,7 +20,7 @@ NOW = 1_800_000_000.0
 LIMITS = Limits(future_tolerance_s=60, max_age_s=3600, max_speed_mps=70, max_accuracy_m=100)
 
 
-def pos(seq: int, dt: float = 0.0, lat: float = 52.0, lon: float = 4.0, **kw: float) -> Position:
+def pos(seq: int, dt: float = 0.0, lat: float = 52.0, lon: float = 4.0, **kw: Any) -> Position:
     return Position(seq=seq, ts=NOW - 100 + dt, lat=lat, lon=lon, **kw)
 
 
