@@ -41,6 +41,8 @@ from gateway.fleet.store import Store
 from gateway.http.app import HttpServices, create_app
 from gateway.http.common import AgentAuth
 from gateway.ingest.auth import DeviceAuth
+from gateway.ingest.device_http import DeviceRequests
+from gateway.ingest.http_server import DeviceHttpServer
 from gateway.ingest.mqtt import MqttIngest
 from gateway.ingest.validation import Limits
 from gateway.ingest.websocket import CLOSE_REVOKED, WebSocketIngest
@@ -70,6 +72,7 @@ class Endpoints:
     ingest_url: str
     api_key: str
     redis_url: str
+    device_http_url: str = ""  # the lean device HTTP server (OsmAnd at its root)
 
     @property
     def ops_url(self) -> str:
@@ -198,6 +201,16 @@ class Gateway:
             max_connections_per_ip=s.max_connections_per_ip,
             bad_auth_burst=s.bad_auth_burst,
         )
+        self.device_requests = DeviceRequests(
+            self.ingest,
+            self.device_auth,
+            self.metrics,
+            max_frame_bytes=s.max_frame_bytes,
+            max_batch_positions=s.max_batch_positions,
+        )
+        self.device_http = DeviceHttpServer(
+            self.device_requests, self.metrics, max_body_bytes=s.max_frame_bytes
+        )
         self.mqtt = MqttIngest(s, self.ingest, self.devices, self.metrics) if s.mqtt_url else None
         # ----- customers
         self.links = Links(
@@ -235,7 +248,7 @@ class Gateway:
             fleet=self.fleet,
             hub=self.hub,
             device_auth=self.device_auth,
-            ingest=self.ingest,
+            device_requests=self.device_requests,
             dispatch=self.dispatch,
             zones=self.zone_store,
             live=self.live,
@@ -390,6 +403,10 @@ class Gateway:
                     front.start(self.ws_ingest.serve, s.host, s.ingest_port),
                     s.host, s.ingest_port, "INGEST_PORT",
                 )  # fmt: skip
+                device_http_port = await _listening(
+                    front.start(self.device_http.serve, s.host, s.device_http_port),
+                    s.host, s.device_http_port, "DEVICE_HTTP_PORT",
+                )  # fmt: skip
                 binds = await _listening(
                     front.start(
                         lambda task_status: hypercorn_serve(app, hc, task_status=task_status)
@@ -409,11 +426,18 @@ class Gateway:
                     ingest_url=f"ws://{s.host}:{ingest_port}/v1/ingest",
                     api_key=self.api_key,
                     redis_url=s.redis_url,
+                    device_http_url=f"http://{s.host}:{device_http_port}",
                 )
                 # Where the command line finds this gateway, while it serves.
                 pid = os.getpid()
                 write_run_file(
-                    self.data_dir, RunInfo(pid=pid, http_url=http_url, ingest_url=ep.ingest_url)
+                    self.data_dir,
+                    RunInfo(
+                        pid=pid,
+                        http_url=http_url,
+                        ingest_url=ep.ingest_url,
+                        device_http_url=ep.device_http_url,
+                    ),
                 )
                 try:
                     task_status.started(ep)

@@ -59,6 +59,7 @@ def _banner(ep: Endpoints, extra: str = "") -> None:
         f"  REST API:        {ep.http_url}/v1  (API key: {ep.api_key})\n"
         f"  OpenAPI:         {ep.http_url}/openapi.json\n"
         f"  Device ingest:   {ep.ingest_url}\n"
+        f"  Device HTTP:     {ep.device_http_url} (OsmAnd: the Traccar Client's server URL)\n"
         f"  Metrics:         {ep.http_url}/metrics\n"
         f"{extra}"
         "  Stop with Ctrl-C.\n",
@@ -82,6 +83,7 @@ def process_env(settings: Settings, ep: Endpoints, i: int) -> dict[str, str]:
         "HOST": settings.host,
         "HTTP_PORT": _port_plus(settings.http_port, i),
         "INGEST_PORT": _port_plus(settings.ingest_port, i),
+        "DEVICE_HTTP_PORT": _port_plus(settings.device_http_port, i),
         # The demo's choices, which the first process made in code, not in the environment.
         "QUIET_HOURS": settings.quiet_hours,
         "NOTIFY_CAPTURE": "true" if settings.notify_capture else "false",

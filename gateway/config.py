@@ -28,6 +28,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     host: str = "127.0.0.1"
     http_port: int = 8080
     ingest_port: int = 8081
+    # The lean device HTTP server (OsmAnd, OwnTracks, batch POST): Traccar's OsmAnd port
+    device_http_port: int = 5055
     public_url: str = ""  # base URL for links in messages; default http://{host}:{http_port}
     data_dir: str = "data"
     # redis://host:port/db for one server, redis+cluster://host:port (any node) for a Redis
@@ -46,6 +48,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     mqtt_client_id: str = ""  # empty: a random one per process
     # With a fixed client id: how long the broker keeps the gateway's session while it is away
     mqtt_session_expiry_s: int = 86_400
+    # MQTT keep-alive, seconds: the gateway sends a PINGREQ at least this often and the broker
+    # drops it after 1.5 times as long without a packet (a server keep alive the broker
+    # announces wins); 0: none
+    mqtt_keep_alive_s: int = 30
 
     # --- auth
     api_keys: str = ""  # comma separated agent API keys; empty: one is generated in data_dir

@@ -20,6 +20,7 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     pid: int  # the gateway process
     http_url: str  # REST API and pages, as bound
     ingest_url: str  # device WebSocket
+    device_http_url: str = ""  # device HTTP (OsmAnd, OwnTracks)
 
 
 def write_run_file(data_dir: Path, info: RunInfo) -> None:

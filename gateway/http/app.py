@@ -37,7 +37,7 @@ from gateway.http.models import Health
 from gateway.http.openapi import openapi_spec
 from gateway.http.spec import Content, Op, merged
 from gateway.ingest.auth import DeviceAuth
-from gateway.ingest.writer import Ingest
+from gateway.ingest.device_http import DeviceRequests
 from gateway.live.tracking import LiveTracking
 from gateway.notifications import Notifications
 from gateway.zones.store import ZoneStore
@@ -78,7 +78,7 @@ class HttpServices:
     fleet: Fleet
     hub: Hub
     device_auth: DeviceAuth
-    ingest: Ingest
+    device_requests: DeviceRequests
     dispatch: Dispatch
     zones: ZoneStore
     live: LiveTracking
@@ -140,15 +140,7 @@ def create_app(svc: HttpServices) -> QuartTrio:
         )
     )
     app.register_blueprint(zones.zones_blueprint(svc.zones, svc.live, agent))
-    app.register_blueprint(
-        devices.http_ingest_blueprint(
-            svc.ingest,
-            svc.device_auth,
-            svc.metrics,
-            max_frame_bytes=s.max_frame_bytes,
-            max_batch_positions=s.max_batch_positions,
-        )
-    )
+    app.register_blueprint(devices.http_ingest_blueprint(svc.device_requests))
     app.register_blueprint(dispatch.dispatch_blueprint(svc.dispatch, agent))
     app.register_blueprint(
         customer.customer_blueprint(

@@ -25,6 +25,7 @@ def gateway_settings(redis_url: str, data_dir: Path, **overrides: Any) -> Settin
     defaults: dict[str, Any] = {
         "http_port": 0,
         "ingest_port": 0,
+        "device_http_port": 0,
         "api_keys": API_KEY,
         "tile_url": "",
         "quiet_hours": "",  # messages are sent whatever the hour the tests run at

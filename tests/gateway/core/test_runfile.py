@@ -43,7 +43,10 @@ async def test_the_gateway_keeps_it_while_it_serves(
 ) -> None:
     gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir))
     assert read_run_file(data_dir) == RunInfo(
-        pid=os.getpid(), http_url=gw.ep.http_url, ingest_url=gw.ep.ingest_url
+        pid=os.getpid(),
+        http_url=gw.ep.http_url,
+        ingest_url=gw.ep.ingest_url,
+        device_http_url=gw.ep.device_http_url,
     )
     assert json.loads((data_dir / RUN_FILE).read_text())["http_url"] == gw.ep.http_url
     await gw.http.aclose()

@@ -60,6 +60,7 @@ class TraccarClient:
     """Keeps every fix and sends the oldest until the server answers 200, as the app does."""
 
     http: httpx.AsyncClient
+    path: str
     queue: list[dict[str, Any]] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)
 
@@ -67,16 +68,20 @@ class TraccarClient:
         tries = 0
         while self.queue and tries < max_tries:
             tries += 1
-            r = await self.http.post("/v1/osmand", json=self.queue[0])
+            r = await self.http.post(self.path, json=self.queue[0])
             self.answers.append(r.status_code)
             if r.status_code == 200:
                 self.queue.pop(0)
 
 
+@pytest.mark.parametrize("server", ["device_http", "api"])
 async def test_the_traccar_client_drains_its_queue_through_every_kind_of_bad_fix(
-    gateway: GatewayHandle,
+    gateway: GatewayHandle, server: str
 ) -> None:
-    token = await gateway.register("traccar-app")
+    """On the lean device server at its root (the app's server URL is the server itself)
+    and on the API's port, the same answers."""
+    device = f"traccar-{server.replace('_', '-')}"
+    token = await gateway.register(device)
     now = time.time() - 300
     lat0, lon0 = 48.85, 2.35
     good = [traccar_body(token, now + 10 * i, lat0 + i * 50 / M_PER_DEG, lon0) for i in range(6)]
@@ -101,12 +106,16 @@ async def test_the_traccar_client_drains_its_queue_through_every_kind_of_bad_fix
         good[5],
     ]
     queue[1]["location"]["battery"]["level"] = -1
-    async with httpx.AsyncClient(base_url=gateway.ep.http_url, timeout=10) as http:
-        app = TraccarClient(http, list(queue))
+    base, path = (
+        (gateway.ep.device_http_url, "/") if server == "device_http"
+        else (gateway.ep.http_url, "/v1/osmand")
+    )  # fmt: skip
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        app = TraccarClient(http, path, list(queue))
         await app.sync(max_tries=len(queue))
     assert app.queue == [] and app.answers == [200] * len(queue)
 
-    track = (await gateway.http.get("/v1/vehicles/traccar-app/track",
+    track = (await gateway.http.get(f"/v1/vehicles/{device}/track",
                                     params={"since": now - 60})).json()["positions"]  # fmt: skip
     stored = [round(p["ts"] - now) for p in track]
     assert stored == [0, 5, 10, 20, 30, 40, 50]
