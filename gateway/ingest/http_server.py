@@ -20,6 +20,7 @@ most ``max_connections`` open (beyond, new ones are closed at once and counted).
 from __future__ import annotations
 
 import logging
+import math
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Final
@@ -111,6 +112,20 @@ class RequestParsing:
         self.done.append(self.current)
 
 
+def query_fields(query: bytes) -> dict[str, str]:
+    """The fields of a query string, the empty ones left out (as the apps send them): the
+    common case (no escapes) split directly, the rest by ``urllib.parse``."""
+    text = query.decode("latin-1")
+    if "%" in text or "+" in text:
+        return non_empty(dict(urllib.parse.parse_qsl(text)))
+    out: dict[str, str] = {}
+    for pair in text.split("&"):
+        name, _, value = pair.partition("=")
+        if name and value:
+            out[name] = value
+    return out
+
+
 def encode_reply(reply: Reply, keep_alive: bool) -> bytes:
     head = [
         b"HTTP/1.1 %d %s" % (reply.status, REASONS.get(reply.status, b"")),
@@ -164,30 +179,33 @@ class DeviceHttpServer:
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         parsing = RequestParsing(self.max_body_bytes)
-        while True:
-            data = b""
-            with trio.move_on_after(IDLE_TIMEOUT_S):
+        # One cancel scope for the connection, its deadline pushed back at each receive
+        # (cheaper than a scope per receive): idle too long, the connection closes.
+        with trio.CancelScope() as idle:
+            while True:
+                idle.deadline = trio.current_time() + IDLE_TIMEOUT_S
                 data = await stream.receive_some(RECEIVE_BYTES)
-            if not data:
-                return  # closed by the client, or idle too long
-            try:
-                parsing.parser.feed_data(data)
-            except httptools.HttpParserUpgrade:
-                await self._refuse(stream, 400, "no upgrade here: WebSockets go to INGEST_PORT")
-                return
-            except (httptools.HttpParserError, _TooLarge) as exc:
-                if parsing.too_large is not None:
-                    status = 413 if parsing.current.method else 400
-                    await self._refuse(stream, status, parsing.too_large)
-                else:
-                    await self._refuse(stream, 400, f"not HTTP/1.1: {exc}")
-                return
-            while parsing.done:
-                request = parsing.done.pop(0)
-                reply = await self._answer(request)
-                await stream.send_all(encode_reply(reply, request.keep_alive))
-                if not request.keep_alive:
+                if not data:
+                    return  # closed by the client
+                idle.deadline = math.inf
+                try:
+                    parsing.parser.feed_data(data)
+                except httptools.HttpParserUpgrade:
+                    await self._refuse(stream, 400, "no upgrade here: WebSockets go to INGEST_PORT")
                     return
+                except (httptools.HttpParserError, _TooLarge) as exc:
+                    if parsing.too_large is not None:
+                        status = 413 if parsing.current.method else 400
+                        await self._refuse(stream, status, parsing.too_large)
+                    else:
+                        await self._refuse(stream, 400, f"not HTTP/1.1: {exc}")
+                    return
+                while parsing.done:
+                    request = parsing.done.pop(0)
+                    reply = await self._answer(request)
+                    await stream.send_all(encode_reply(reply, request.keep_alive))
+                    if not request.keep_alive:
+                        return
 
     async def _refuse(self, stream: trio.SocketStream, status: int, message: str) -> None:
         """Answer ``status`` and close, reading (and dropping) what the client still sends
@@ -221,7 +239,7 @@ class DeviceHttpServer:
         if path in OSMAND_PATHS:
             if r.method not in (b"GET", b"POST"):
                 raise Refused(405, "GET or POST", headers={"Allow": "GET, POST"})
-            params = non_empty(dict(urllib.parse.parse_qsl(query.decode("latin-1"))))
+            params = query_fields(query)
             json_body = r.method == b"POST" and media == JSON.encode()
             if r.method == b"POST" and not json_body and body:
                 form = urllib.parse.parse_qsl(body.decode("utf-8", "replace"))
