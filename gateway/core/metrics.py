@@ -18,6 +18,23 @@ HELP: Final[dict[str, tuple[str, str]]] = {
     "gateway_connections_closed_total": ("counter", "Device connections closed by the gateway"),
     "gateway_device_throttled_total": ("counter", "Times a device was slowed by its rate limit"),
     "gateway_device_connections": ("gauge", "Open device WebSocket connections"),
+    "gateway_device_http_connections": ("gauge", "Open connections to the device HTTP server"),
+    "gateway_device_http_requests_total": ("counter", "Requests to the device HTTP server"),
+    "gateway_device_http_refused_total": (
+        "counter",
+        "Device HTTP connections refused and closed, by status or reason",
+    ),
+    "gateway_requests_without_fix_total": (
+        "counter",
+        "Device requests with no coordinates (the device kept online), by protocol",
+    ),
+    "gateway_mqtt_reconnects_total": ("counter", "MQTT reconnects, by cause"),
+    "gateway_mqtt_retained_total": (
+        "counter",
+        "Retained MQTT messages replayed on subscribe, by outcome",
+    ),
+    "gateway_writer_bugs_total": ("counter", "Writer failures that were not Redis outages"),
+    "gateway_loop_errors_total": ("counter", "Failures of a background loop, by loop"),
     "gateway_writer_batches_total": ("counter", "Redis write batches"),
     "gateway_writer_positions_total": ("counter", "Positions written to Redis"),
     "gateway_writer_errors_total": ("counter", "Redis write failures (retried)"),

@@ -17,7 +17,20 @@ positions are validated and handed to the writer together.
 
 With ``MQTT_SHARED_GROUP`` set the gateway subscribes through ``$share/<group>/...``, so
 several gateway processes split one feed. The connection is kept with reconnect and
-resubscribe, backing off up to ``RECONNECT_MAX_S``.
+resubscribe, backing off up to ``RECONNECT_MAX_S``; each reconnect is logged and counted
+with its cause (``gateway_mqtt_reconnects_total{cause}``, see ``reconnect_cause``). The client
+sends a PINGREQ every ``MQTT_KEEP_ALIVE_S`` (or the broker's server keep alive), so an idle
+feed keeps its connection (``mqtt_ack``).
+
+Retained messages: the subscription asks the broker not to keep the retain flag of live
+messages ("retain as published" off), so a message with the flag set is one the broker
+replays because the gateway (re)subscribed: after every reconnect, the last retained message
+of each topic (OwnTracks retains every location). Its positions at or below the device's
+cursor are already stored: such a message is skipped, neither stored again nor counted as a
+rejection nor charged to the device's rate budget, and counted in
+``gateway_mqtt_retained_total{outcome="already_stored"}``. One with newer positions (published
+while the gateway was away) is handled like any message (``outcome="new"``), without the
+positions it repeats; one of an unknown device is dropped (``outcome="unknown_device"``).
 
 Acknowledgement: a QoS 1 message is acknowledged to the broker (PUBACK) only once the
 positions it carried are in Redis, and after every message that arrived before it; one
@@ -41,7 +54,7 @@ from urllib.parse import unquote, urlsplit
 import anyio
 import msgspec
 import trio
-from moat.lib.mqtt import MQTTPublishPacket, QoS
+from moat.lib.mqtt import MQTTConnectionLost, MQTTException, MQTTPublishPacket, QoS, ReasonCode
 
 from gateway.config import Settings
 from gateway.core.failures import log_once
@@ -51,11 +64,12 @@ from gateway.fleet.devices import Devices
 from gateway.fleet.position import Position
 from gateway.ingest.auth import TOKEN_CACHE_S
 from gateway.ingest.device_formats import owntracks_position
-from gateway.ingest.mqtt_ack import AckingClient, DurableAcks
+from gateway.ingest.mqtt_ack import AckingClient, BrokerEnd, DurableAcks
 from gateway.ingest.wire import MAX_POSITIONS, MalformedFrame, Reason, Rejection, decode_frame
 from gateway.ingest.writer import Ingest, Session, frame_cost
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
     from types import TracebackType
 
 log = logging.getLogger(__name__)
@@ -71,7 +85,10 @@ DEVICE_CACHE_S: Final = TOKEN_CACHE_S
 INBOX_SIZE: Final = 4_096
 BATCH_MAX: Final = 2_048
 BATCH_LINGER_S: Final = 0.005
+MAX_KEEP_ALIVE_S: Final = 65_535  # the protocol's two bytes
 _any_json: Final = msgspec.json.Decoder()
+# A message: topic, payload, and whether it is a retained one replayed on (re)subscribe.
+Message = tuple[str, bytes | str, bool]
 
 
 class MqttUrl(msgspec.Struct, frozen=True):
@@ -151,6 +168,47 @@ def _payload(packet: MQTTPublishPacket) -> bytes | str:
     return payload if isinstance(payload, bytes | str) else bytes(payload)
 
 
+_LOST: Final = (MQTTConnectionLost, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                anyio.EndOfStream, trio.BrokenResourceError, trio.ClosedResourceError)  # fmt: skip
+
+
+def _leaves(errors: Sequence[BaseException]) -> Iterator[BaseException]:
+    for exc in errors:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc.exceptions)
+        else:
+            yield exc
+
+
+def reconnect_cause(errors: Sequence[BaseException], end: BrokerEnd | None) -> tuple[str, str]:
+    """Why a connection ended, from what its client raised and what the broker said: a
+    label for ``gateway_mqtt_reconnects_total{cause}`` (one of a few) and the detail to log.
+
+    The broker's own reason comes first: its DISCONNECT's reason code
+    (``session_taken_over``: another client connected with the gateway's client id;
+    ``server_shutting_down``, ...) or its refusal of the connection (``refused_<reason>``).
+    Then ``connect_failed`` (no TCP or TLS connection), ``protocol_error`` (the broker sent
+    what the client cannot read), ``error`` (a fault in the gateway) and ``connection_lost``
+    (the connection closed without a word: a network cut, a broker killed, or Mosquitto
+    dropping a client that sent nothing for 1.5 keep-alive periods)."""
+    leaves = list(_leaves(errors))
+    detail = ", ".join(repr(e) for e in leaves) or "no exception"
+    if end is not None:
+        code = ReasonCode(end.reason)
+        name = "normal_disconnection" if code == ReasonCode.NORMAL_DISCONNECTION else code.name
+        said = "refused the connection" if end.refused else "disconnected"
+        text = f" ({end.text})" if end.text else ""
+        cause = f"refused_{name.lower()}" if end.refused else name.lower()
+        return cause, f"the broker {said}: {name} 0x{int(code):02X}{text}; {detail}"
+    if any(isinstance(e, OSError) for e in leaves):
+        return "connect_failed", detail
+    if any(isinstance(e, MQTTException) and not isinstance(e, _LOST) for e in leaves):
+        return "protocol_error", detail
+    if any(not isinstance(e, _LOST) for e in leaves):
+        return "error", detail
+    return "connection_lost", detail
+
+
 class Inbox:
     """A connection's messages, taken in batches. The client hands every message to
     ``send``; once ``size`` wait there, its reader waits for the gateway (back-pressure to
@@ -221,6 +279,9 @@ class MqttIngest:
         group = s.mqtt_shared_group.strip()
         self.patterns = [f"$share/{group}/{t}" if group else t for t in self.topics]
         self.client_id = s.mqtt_client_id or f"fleetgate-{random.getrandbits(40):010x}"
+        if not 0 <= s.mqtt_keep_alive_s <= MAX_KEEP_ALIVE_S:
+            raise ValueError(f"mqtt_keep_alive_s must be 0 to {MAX_KEEP_ALIVE_S} seconds")
+        self.keep_alive_s = s.mqtt_keep_alive_s
         # A fixed client id can come back for its session; a random one never would.
         self.session_expiry_s = s.mqtt_session_expiry_s if s.mqtt_client_id else 0
         self.sessions: dict[str, Session] = {}
@@ -230,6 +291,10 @@ class MqttIngest:
         self._frames_key = {
             proto: metrics.key("gateway_frames_total", proto="mqtt", enc=proto)
             for proto in ("native", "owntracks")
+        }
+        self._retained_key = {
+            outcome: metrics.key("gateway_mqtt_retained_total", outcome=outcome)
+            for outcome in ("already_stored", "new", "unknown_device")
         }
         self.connected = False
         self._acks: DurableAcks | None = None  # the current connection's
@@ -267,22 +332,28 @@ class MqttIngest:
     async def _run(self) -> None:
         delay = RECONNECT_MIN_S
         while not self._stopping:
+            client: AckingClient | None = None
+            errors: Sequence[BaseException] = ()
             try:
                 with Inbox() as inbox:
+                    client = AckingClient(
+                        self.url.host,
+                        self.url.port,
+                        deliveries=inbox.send,
+                        session_expiry_s=self.session_expiry_s,
+                        receive_maximum=INBOX_SIZE,
+                        ssl=self.url.tls,
+                        client_id=self.client_id,
+                        username=self.url.username,
+                        password=self.url.password,
+                        keep_alive=self.keep_alive_s,
+                    )
                     async with (
-                        AckingClient(
-                            self.url.host,
-                            self.url.port,
-                            deliveries=inbox.send,
-                            session_expiry_s=self.session_expiry_s,
-                            receive_maximum=INBOX_SIZE,
-                            ssl=self.url.tls,
-                            client_id=self.client_id,
-                            username=self.url.username,
-                            password=self.url.password,
-                            keep_alive=30,
-                        ) as client,
-                        client.subscribe(*self.patterns, qos=QoS.AT_LEAST_ONCE),
+                        client,
+                        # Retain flag off on live messages: set, it marks a replay.
+                        client.subscribe(
+                            *self.patterns, qos=QoS.AT_LEAST_ONCE, retain_as_published=False
+                        ),
                         trio.open_nursery() as nursery,
                     ):
                         self._acks = acks = DurableAcks(client)
@@ -293,7 +364,9 @@ class MqttIngest:
                         log.info("MQTT subscribed to %s at %s:%d", self.patterns, self.url.host,
                                  self.url.port)  # fmt: skip
                         while batch := await inbox.batch():  # empty: stopping
-                            waits = await self.handle_batch([(p.topic, _payload(p)) for p in batch])
+                            waits = await self.handle_batch(
+                                [(p.topic, _payload(p), p.retain) for p in batch]
+                            )
                             acks.add([p.packet_id for p in batch if p.packet_id], waits)
                         # Stopping: once what was taken is written and acknowledged, leaving
                         # the client sends DISCONNECT.
@@ -302,36 +375,42 @@ class MqttIngest:
                     log.info("MQTT disconnected: stopped")
                     return
             except* Exception as group:
-                log.warning("MQTT connection lost (%r); reconnecting in %.1fs",
-                            group.exceptions, delay)  # fmt: skip
+                errors = group.exceptions
             finally:
                 self._taking = None
-            self.connected = False
+            was_connected, self.connected = self.connected, False
             self._acks = None
+            cause, detail = reconnect_cause(errors, None if client is None else client.broker_end)
             if self._stopping:
+                log.info("MQTT connection ended while stopping: %s (%s)", cause, detail)
                 return
-            self.metrics.inc("gateway_mqtt_reconnects_total")
+            self.metrics.inc("gateway_mqtt_reconnects_total", cause=cause)
+            log.warning("MQTT %s: %s (%s); reconnecting in %.1fs",
+                        "connection lost" if was_connected else "cannot connect", cause,
+                        detail, delay)  # fmt: skip
+            if cause == "error":  # a fault of the gateway's: its traceback, once per place
+                for exc in _leaves(errors):
+                    if not isinstance(exc, _LOST):
+                        log_once(log, "the MQTT connection failed", exc)
             await trio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(RECONNECT_MAX_S, delay * 2)
 
-    async def handle_batch(
-        self, messages: list[tuple[str, bytes | str]]
-    ) -> list[tuple[Session, int]]:
-        """``(topic, payload)`` pairs in arrival order. Returns what must be durable before
+    async def handle_batch(self, messages: list[Message]) -> list[tuple[Session, int]]:
+        """``(topic, payload, retained)`` in arrival order (``retained``: the retain flag, set
+        only on a retained message replayed on subscribe). Returns what must be durable before
         the messages are acknowledged: ``(session, seq)``, the highest ``seq`` each touched
         device has had accepted (in this batch or, still unwritten, before)."""
         self.metrics.inc("gateway_mqtt_batches_total")
         return await self._handle_groups(self._split(messages))
 
-    def _split(
-        self, messages: list[tuple[str, bytes | str]]
-    ) -> dict[str, list[tuple[str, bytes | str]]]:
-        """Messages by device, each device's in arrival order; other topics are counted."""
+    def _split(self, messages: list[Message]) -> dict[str, list[Message]]:
+        """Messages by device as ``(protocol, payload, retained)``, each device's in arrival
+        order; other topics are counted."""
         topics = self._topics
         metrics = self.metrics
         frames = self._frames_key
-        by_device: dict[str, list[tuple[str, bytes | str]]] = {}
-        for topic, payload in messages:
+        by_device: dict[str, list[Message]] = {}
+        for topic, payload, retained in messages:
             try:
                 found = topics[topic]
             except KeyError:
@@ -345,13 +424,13 @@ class MqttIngest:
             metrics.add(frames[protocol])
             group = by_device.get(device_id)
             if group is None:
-                by_device[device_id] = [(protocol, payload)]
+                by_device[device_id] = [(protocol, payload, retained)]
             else:
-                group.append((protocol, payload))
+                group.append((protocol, payload, retained))
         return by_device
 
     async def _handle_groups(
-        self, by_device: dict[str, list[tuple[str, bytes | str]]]
+        self, by_device: dict[str, list[Message]]
     ) -> list[tuple[Session, int]]:
         waits: list[tuple[Session, int]] = []
         metrics = self.metrics
@@ -362,8 +441,12 @@ class MqttIngest:
             if session is None or checked.get(device_id, 0.0) <= now:
                 session = await self._session(device_id, now)
                 if session is None:
-                    metrics.inc("gateway_handshakes_refused_total", len(messages),
-                                reason="unknown_device")  # fmt: skip
+                    replayed = sum(1 for m in messages if m[2])
+                    if replayed:  # no new refusal: counted when it was published
+                        metrics.add(self._retained_key["unknown_device"], replayed)
+                    if len(messages) > replayed:
+                        metrics.inc("gateway_handshakes_refused_total", len(messages) - replayed,
+                                    reason="unknown_device")  # fmt: skip
                     continue
             positions, bad = self._decode(session, messages)
             if positions or bad:
@@ -376,27 +459,30 @@ class MqttIngest:
         return waits
 
     def _decode(
-        self, session: Session, messages: list[tuple[str, bytes | str]]
+        self, session: Session, messages: list[Message]
     ) -> tuple[list[Position], list[Rejection]]:
         """A device's positions and rejections, in message order. A payload too big or
         unreadable, or past the device's rate budget, is counted and skipped (and, like
         every message, acknowledged: one connection carries every device, so one device's
         messages cannot be slowed alone). A payload whose handling raises is a bug: counted,
-        logged once, skipped, and no other message is affected."""
+        logged once, skipped, and no other message is affected. A retained message replayed
+        on (re)subscribe with nothing above the device's cursor is counted apart and skipped
+        (nothing charged to the budget); one with newer positions goes on without the rest."""
         metrics = self.metrics
         settings = self.settings
         bucket = session.bucket
         assert bucket is not None
         positions: list[Position] = []
         bad: list[Rejection] = []
-        for protocol, payload in messages:
+        for protocol, payload, retained in messages:
             size = payload_bytes(payload)
             if size > settings.max_frame_bytes:
                 metrics.inc("gateway_frames_rejected_total", reason="too_big")
                 continue
             now = time.monotonic()
             cost = frame_cost(size)
-            if bucket.take_now(cost, now):
+            # A replay is charged only once it shows something new (below).
+            if not retained and bucket.take_now(cost, now):
                 metrics.inc("gateway_frames_rejected_total", reason="rate_limited")
                 continue
             try:
@@ -409,6 +495,16 @@ class MqttIngest:
                 metrics.inc("gateway_handler_errors_total", proto="mqtt", error=type(exc).__name__)
                 log_once(log, f"an MQTT payload of {session.device.id} failed", exc)
                 continue
+            if retained:
+                stored = session.cursor.seq  # accepted: stored, or queued to be
+                if not rejected and all(p.seq <= stored for p in good):
+                    metrics.add(self._retained_key["already_stored"])
+                    continue
+                metrics.add(self._retained_key["new"])
+                good = [p for p in good if p.seq > stored]
+                if bucket.take_now(cost, now):
+                    metrics.inc("gateway_frames_rejected_total", reason="rate_limited")
+                    continue
             more = len(good) + len(rejected) - cost
             if more > 0 and bucket.take_now(more, now):
                 metrics.inc("gateway_frames_rejected_total", reason="rate_limited")

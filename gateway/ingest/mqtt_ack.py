@@ -18,16 +18,30 @@ moat-lib-mqtt (pinned exactly in ``pyproject.toml``) has no public way to do thi
 - leaving the client sends DISCONNECT and closes the socket at once. The broker goes on
   sending while the gateway stops, so the socket closes with data unread and the kernel
   resets the connection; Mosquitto then drops the connection ("Broken pipe") without reading
-  what was still in its buffer, the last PUBACKs among it, and redelivers those messages.
+  what was still in its buffer, the last PUBACKs among it, and redelivers those messages;
+- the state machine's ``_handle_packet`` replaces the client's ``keep_alive`` with the
+  CONNACK's Server Keep Alive property, ``None`` when the broker sends none (Mosquitto never
+  does unless ``max_keepalive`` is set), and ``AsyncMQTTClient._keep_alive``, the task that
+  sends the PINGREQs, then sends none. The broker still holds the client to the keep-alive
+  it asked for in CONNECT and drops it after 1.5 times that without a packet: an idle feed
+  (or one at QoS 0, where the gateway sends nothing back) lost its connection every 45 s at
+  a keep-alive of 30, and with it the QoS 0 messages of the reconnect;
+- why a connection ended is lost: the reason code of the broker's DISCONNECT (a session
+  taken over by another client with the same id, a broker shutting down) or of a refused
+  CONNACK is dropped, and the client only raises ``MQTTConnectionLost``.
 
 ``AckingClient`` changes exactly these things: a state machine subclass that does not
-acknowledge by itself and writes its own CONNECT (the library's ``connect`` plus the
-session flag and properties), and a client subclass that installs it, delivers every
-message to one stream, acknowledges on request and, before it leaves, waits until the
-broker has taken every acknowledgement (``settle``: a PINGREQ, answered only once the
-broker has read all that came before it). A test against a real broker
-(``tests/gateway/ingest/test_mqtt.py``) shows the result: what the gateway has not written
-is redelivered, what it has is not.
+acknowledge by itself, writes its own CONNECT (the library's ``connect`` plus the session
+flag and properties), keeps the keep-alive it asked for when the CONNACK announces none
+(MQTT 5: the server's, when it announces one) and notes the reason code of a DISCONNECT or
+a refusal; and a client subclass that installs it, delivers every message to one stream,
+acknowledges on request and, before it leaves, waits until the broker has taken every
+acknowledgement (``settle``: a PINGREQ, answered only once the broker has read all that
+came before it). The library's ``_keep_alive`` task is left as it is: with the keep-alive
+kept, it sends a PINGREQ every keep-alive period. Tests against a real broker
+(``tests/gateway/ingest/test_mqtt.py``) show the result: what the gateway has not written is
+redelivered, what it has is not; an idle gateway stays connected
+(``test_mqtt_keep_alive.py``).
 """
 
 from __future__ import annotations
@@ -35,13 +49,15 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import anyio
 import trio
 from moat.lib.mqtt import (
     MQTTClientState,
+    MQTTConnAckPacket,
     MQTTConnectPacket,
+    MQTTDisconnectPacket,
     MQTTPacket,
     MQTTPingResponsePacket,
     MQTTPublishPacket,
@@ -68,16 +84,33 @@ SETTLE_TIMEOUT_S: Final = 5.0
 # The library internals used below. Fail at import, not silently, if a release renames
 # one: an override of a method that no longer exists is never called.
 _INTERNALS: Final = {
-    MQTTClientStateMachine: ("_auto_ack_publishes", "_out_buffer", "_out_require_state", "_state"),
+    MQTTClientStateMachine: (
+        "_auto_ack_publishes",
+        "_out_buffer",
+        "_out_require_state",
+        "_state",
+        "_handle_packet",
+        "keep_alive",
+    ),
     AsyncMQTTClient: (
         "_state_machine",
         "_deliver_publish",
         "_handle_packet",
         "_flush_outbound_data",
+        "_keep_alive",  # not overridden: the task that pings every ``keep_alive`` seconds
     ),
 }
 if not all(hasattr(cls, name) for cls, names in _INTERNALS.items() for name in names):
     raise ImportError("moat-lib-mqtt changed its internals: see gateway/ingest/mqtt_ack.py")
+
+
+class BrokerEnd(NamedTuple):
+    """Why the broker ended a connection: the reason code of its DISCONNECT, or of the
+    CONNACK that refused the connection (``refused``), and its reason string if any."""
+
+    reason: ReasonCode
+    refused: bool
+    text: str | None
 
 
 class _StateMachine(MQTTClientStateMachine):
@@ -91,6 +124,23 @@ class _StateMachine(MQTTClientStateMachine):
         self.expiry_s = expiry_s
         self.receive_maximum = receive_maximum
         self.pings = 0  # PINGREQs sent on this connection, keep-alives included
+        self.broker_end: BrokerEnd | None = None
+
+    def _handle_packet(self, packet: MQTTPacket) -> bool:
+        if isinstance(packet, MQTTConnAckPacket):
+            # The library takes the CONNACK's Server Keep Alive as the keep-alive, None when
+            # there is none, and then never pings. MQTT 5: the server's if it names one,
+            # else the one the client asked for (and the broker holds it to).
+            asked = self.keep_alive
+            handled = super()._handle_packet(packet)
+            if packet.reason_code is not ReasonCode.SUCCESS:
+                self.broker_end = BrokerEnd(packet.reason_code, True, _reason_text(packet))
+            elif packet.properties.get(PropertyType.SERVER_KEEP_ALIVE) is None:
+                self.keep_alive = asked
+            return handled
+        if isinstance(packet, MQTTDisconnectPacket):
+            self.broker_end = BrokerEnd(packet.reason_code, False, _reason_text(packet))
+        return super()._handle_packet(packet)
 
     def ping(self) -> None:
         super().ping()
@@ -130,6 +180,34 @@ class _StateMachine(MQTTClientStateMachine):
         return None if self.expiry_s else super().unsubscribe(patterns)
 
 
+def _reason_text(packet: MQTTConnAckPacket | MQTTDisconnectPacket) -> str | None:
+    text = packet.properties.get(PropertyType.REASON_STRING)
+    return text if isinstance(text, str) else None
+
+
+def _check_keep_alive() -> None:
+    """The keep-alive survives a CONNACK without Server Keep Alive and yields to one with:
+    names alone would not show a release that handles the CONNACK elsewhere."""
+    for announced, expected in ((None, 7), (3, 3)):
+        state = _StateMachine("import-check", 0, 0)
+        state.connect(keep_alive=7)
+        connack = bytearray()
+        props: dict[PropertyType, PropertyValue] = (
+            {} if announced is None else {PropertyType.SERVER_KEEP_ALIVE: announced}
+        )
+        MQTTConnAckPacket(
+            reason_code=ReasonCode.SUCCESS, session_present=False, properties=props
+        ).encode(connack)
+        state.feed_bytes(connack)
+        if state.keep_alive != expected:
+            raise ImportError(
+                "moat-lib-mqtt changed its keep-alive: see gateway/ingest/mqtt_ack.py"
+            )
+
+
+_check_keep_alive()
+
+
 class AckingClient(AsyncMQTTClient):
     """An ``AsyncMQTTClient`` that hands every PUBLISH of its session to ``deliveries``, in
     arrival order, and acknowledges one only when ``ack`` is called with its packet id.
@@ -152,11 +230,30 @@ class AckingClient(AsyncMQTTClient):
         **kwargs: Any,
     ) -> None:
         super().__init__(host, port, **kwargs)
-        self._state_machine = _StateMachine(self.client_id, session_expiry_s, self.receive_maximum)
+        # Kept apart too: leaving the client puts a new library state machine in its place.
+        self._own_state = _StateMachine(self.client_id, session_expiry_s, self.receive_maximum)
+        self._state_machine = self._own_state
         self.deliveries = deliveries
         self.taking = True
         self._pongs = 0  # PINGRESPs received; the broker answers PINGREQs in order
         self._pong = trio.Event()
+
+    @property
+    def keep_alive_s(self) -> int:
+        """Seconds between this connection's PINGREQs (0: none): once connected, the
+        broker's Server Keep Alive if its CONNACK named one, else the ``keep_alive`` asked."""
+        return self._own_state.keep_alive
+
+    @property
+    def pings_answered(self) -> int:
+        """PINGRESPs received on this connection."""
+        return self._pongs
+
+    @property
+    def broker_end(self) -> BrokerEnd | None:
+        """Why the broker ended the connection, if it said (a DISCONNECT, or a CONNACK
+        refusing it); also once the client is left."""
+        return self._own_state.broker_end
 
     def stop_taking(self) -> None:
         """Hand over no more messages. Those the broker sends from now on are neither
