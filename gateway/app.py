@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import gc
 import logging
 import os
 import socket
@@ -59,6 +60,7 @@ SWEEP_INTERVAL_S: Final = 1.0
 RECENT_EVENTS: Final = 100  # shown to a browser that connects
 TAIL_BATCH: Final = 500
 TAIL_BLOCK_MS: Final = 1000
+GC_THRESHOLD_0: Final = 50_000  # allocations between young-generation collections (700)
 SHUTDOWN_GRACE_S: Final = 5.0  # for open HTTP requests when stopping
 DRAIN_GRACE_S: Final = 10.0  # for queued positions when stopping
 
@@ -369,6 +371,7 @@ class Gateway:
         self.fleet.load(await self.store.load_states())
         await self.live.load_state(list(self.fleet.vehicles))
         await self.proofs.sweep()
+        settle_garbage_collector()
         hc = HypercornConfig()
         hc.bind = [f"{s.host}:{self.http_port}"]
         hc.accesslog = None
@@ -492,6 +495,19 @@ def _data_dir(path: str) -> Path:
     d = Path(path).resolve()
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def settle_garbage_collector() -> None:
+    """Collect once, then leave what exists (modules, the loaded fleet, zones, routes) out of
+    every later collection (``gc.freeze``), and collect the young generation less often.
+
+    A full collection walks every object the process holds; with thousands of devices it
+    paused the whole process for up to 0.6 s (device HTTP requests' p99 at 2,000 devices
+    reporting once a second: 650 ms with the defaults, 77 ms with this;
+    ``bench/http_ingest.py``). Cycles are still collected, less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD_0, 50, 100)
 
 
 def start_private_redis(folder: Path) -> RedisProcess:
