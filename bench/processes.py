@@ -39,7 +39,7 @@ async def start_gateway(redis_url: str, data_dir: Path, nursery: trio.Nursery) -
     http, ingest = free_port(), free_port()
     env = os.environ | {
         "REDIS_URL": redis_url, "DATA_DIR": str(data_dir), "HTTP_PORT": str(http),
-        "INGEST_PORT": str(ingest), "API_KEYS": KEY, "NOTIFY": "false",
+        "INGEST_PORT": str(ingest), "DEVICE_HTTP_PORT": "0", "API_KEYS": KEY, "NOTIFY": "false",
         "DEVICE_RATE_PER_S": "1e9", "DEVICE_BURST": "1000000000",
     }  # fmt: skip
     nursery.start_soon(

@@ -29,7 +29,7 @@ NOISY_LOGGERS: Final = ("httpx", "mail.log", "coredis")
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("host", "http_port", "ingest_port", "data_dir", "redis_url"):
+    for name in ("host", "http_port", "ingest_port", "device_http_port", "data_dir", "redis_url"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -196,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument(
             "--ingest-port", type=int, help="devices (INGEST_PORT, default 8081; 0: any free)"
+        )
+        sp.add_argument(
+            "--device-http-port",
+            type=int,
+            help="device HTTP: OsmAnd, OwnTracks (DEVICE_HTTP_PORT, default 5055; 0: any free)",
         )
         sp.add_argument("--data-dir", help="API key, private Redis (DATA_DIR, default data)")
         sp.add_argument("--redis-url", help="Redis to use (REDIS_URL; default: a private one)")

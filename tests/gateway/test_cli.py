@@ -17,8 +17,8 @@ from gateway.core.redisproc import free_port
 from tests.gateway.conftest import API_KEY, GatewayHandle
 
 # Settings a developer's shell may hold that would point the command elsewhere.
-SETTING_VARS = ("HOST", "HTTP_PORT", "INGEST_PORT", "PUBLIC_URL", "DATA_DIR", "REDIS_URL",
-                "API_KEYS", "GATEWAY_CONFIG")  # fmt: skip
+SETTING_VARS = ("HOST", "HTTP_PORT", "INGEST_PORT", "DEVICE_HTTP_PORT", "PUBLIC_URL",
+                "DATA_DIR", "REDIS_URL", "API_KEYS", "GATEWAY_CONFIG")  # fmt: skip
 
 
 def clean_env(**settings: str) -> dict[str, str]:
@@ -38,7 +38,7 @@ async def gateway_command(env: dict[str, str], *args: str) -> subprocess.Complet
         )
 
 
-@pytest.mark.parametrize("setting", ["HTTP_PORT", "INGEST_PORT"])
+@pytest.mark.parametrize("setting", ["HTTP_PORT", "INGEST_PORT", "DEVICE_HTTP_PORT"])
 async def test_a_busy_port_is_named_in_one_line(
     setting: str, redis_url: str, data_dir: Path
 ) -> None:
@@ -48,7 +48,7 @@ async def test_a_busy_port_is_named_in_one_line(
         port = taken.getsockname()[1]
         env = clean_env(
             REDIS_URL=redis_url, DATA_DIR=str(data_dir), API_KEYS=API_KEY, NOTIFY="false",
-            HTTP_PORT="0", INGEST_PORT="0",
+            HTTP_PORT="0", INGEST_PORT="0", DEVICE_HTTP_PORT="0",
         ) | {setting: str(port)}  # fmt: skip
         result = await gateway_command(env, "serve")
     err = result.stderr.decode()

@@ -28,7 +28,8 @@ async def start_process(
     out. Returns the process, its HTTP base URL and its ingest URL once it serves."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIM_")} | {
         "REDIS_URL": redis_url, "DATA_DIR": str(data_dir), "HTTP_PORT": "0",
-        "INGEST_PORT": "0", "API_KEYS": API_KEY, "NOTIFY": "false", "TILE_URL": "",
+        "INGEST_PORT": "0", "DEVICE_HTTP_PORT": "0", "API_KEYS": API_KEY, "NOTIFY": "false",
+        "TILE_URL": "",
     } | settings  # fmt: skip
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "gateway", command, *args],
