@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import collections
-import errno
 import gc
 import logging
 import os
-import socket
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -23,6 +20,7 @@ from gateway.config import Settings
 from gateway.core.connect import connect_redis
 from gateway.core.events import EventLog
 from gateway.core.failures import log_once
+from gateway.core.listen import listening
 from gateway.core.metrics import Metrics
 from gateway.core.redisproc import RedisProcess, free_port, start_redis, stop_stale
 from gateway.core.runfile import RunInfo, remove_run_file, write_run_file
@@ -79,43 +77,6 @@ class Endpoints:
     @property
     def ops_url(self) -> str:
         return f"{self.http_url}/ops#key={self.api_key}"
-
-
-class ListenError(Exception):
-    """A server could not listen on its address; the message names the address, the setting
-    that chose it and the reason (``cannot listen on 127.0.0.1:8080 (HTTP_PORT): address
-    already in use``)."""
-
-    def __init__(self, host: str, port: int, setting: str, reason: str) -> None:
-        super().__init__(f"cannot listen on {host}:{port} ({setting}): {reason}")
-        self.host = host
-        self.port = port
-        self.setting = setting
-
-
-def _only_os_error(exc: BaseException) -> OSError | None:
-    """``exc`` if it is an OSError, or the first of a group holding nothing else."""
-    if isinstance(exc, OSError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        found, rest = exc.split(OSError)
-        if found is not None and rest is None:
-            return _only_os_error(found.exceptions[0])
-    return None
-
-
-async def _listening(start: Awaitable[T], host: str, port: int, setting: str) -> T:
-    """``await start``, a server's start; a failure to bind becomes a ListenError."""
-    try:
-        return await start
-    except (OSError, BaseExceptionGroup) as exc:
-        err = _only_os_error(exc)
-        if err is None:
-            raise
-        unknown_host = isinstance(err, socket.gaierror) or err.errno == errno.EADDRNOTAVAIL
-        reason = (err.strerror or str(err)).rstrip(".")
-        reason = reason[:1].lower() + reason[1:]
-        raise ListenError(host, port, "HOST" if unknown_host else setting, reason) from None
 
 
 class Gateway:
@@ -402,15 +363,15 @@ class Gateway:
                 # In core, not front: on a stop it acknowledges what the writer drains.
                 await core.start(self.mqtt.run)
             async with trio.open_nursery() as front:
-                ingest_port = await _listening(
+                ingest_port = await listening(
                     front.start(self.ws_ingest.serve, s.host, s.ingest_port),
                     s.host, s.ingest_port, "INGEST_PORT",
                 )  # fmt: skip
-                device_http_port = await _listening(
+                device_http_port = await listening(
                     front.start(self.device_http.serve, s.host, s.device_http_port),
                     s.host, s.device_http_port, "DEVICE_HTTP_PORT",
                 )  # fmt: skip
-                binds = await _listening(
+                binds = await listening(
                     front.start(
                         lambda task_status: hypercorn_serve(app, hc, task_status=task_status)
                     ),

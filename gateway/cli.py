@@ -16,8 +16,9 @@ import httpx
 import msgspec
 import trio
 
-from gateway.app import Endpoints, ListenError, run_gateway
+from gateway.app import Endpoints, run_gateway
 from gateway.config import ConfigError, Settings, load_settings
+from gateway.core.listen import ListenError
 from gateway.core.runfile import RUN_FILE, read_run_file
 from gateway.core.secrets import persistent_secret
 from gateway.demo import DemoFleet, run_simulator, simulator_command

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gateway.fleet.position import SEQ_LIMIT, Position
 from gateway.http.errors import ApiError, decode_json
 from gateway.ingest.device_formats import osmand_position, owntracks_position
-from gateway.ingest.mqtt import decode_payload
+from gateway.ingest.mqtt_messages import decode_payload
 from gateway.ingest.wire import Ack, MalformedFrame, decode_frame, encode_reply
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -20,8 +20,9 @@ from moat.lib.mqtt.async_client import AsyncMQTTClient
 from gateway.app import run_gateway
 from gateway.core.redisproc import free_port, start_redis
 from gateway.ingest import mqtt as mqtt_ingest
-from gateway.ingest.mqtt import Inbox, MqttUrl, parse_mqtt_url, topic_device
+from gateway.ingest.mqtt import Inbox
 from gateway.ingest.mqtt_ack import AckingClient
+from gateway.ingest.mqtt_messages import MqttUrl, parse_mqtt_url, topic_device
 from tests.conftest import MOSQUITTO_QUEUE
 from tests.gateway.conftest import (
     API_KEY,

@@ -20,8 +20,9 @@ from moat.lib.mqtt import MQTTConnectionLost, MQTTProtocolError, QoS, ReasonCode
 from moat.lib.mqtt.async_client import AsyncMQTTClient
 
 from gateway.core.redisproc import free_port
-from gateway.ingest.mqtt import Inbox, parse_mqtt_url, reconnect_cause
+from gateway.ingest.mqtt import Inbox
 from gateway.ingest.mqtt_ack import AckingClient, BrokerEnd
+from gateway.ingest.mqtt_messages import parse_mqtt_url, reconnect_cause
 from tests.gateway.conftest import gateway_settings, start_gateway, wait_metric
 from tests.gateway.ingest.test_mqtt import wait_for
 
