@@ -167,6 +167,7 @@ class Gateway:
         self.device_requests = DeviceRequests(
             self.ingest,
             self.device_auth,
+            self.devices,
             self.metrics,
             max_frame_bytes=s.max_frame_bytes,
             max_batch_positions=s.max_batch_positions,

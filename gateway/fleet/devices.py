@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
+import msgspec
+
 from gateway.core import keys
 from notify.redis_client import RedisClient, is_cluster
 
@@ -61,6 +63,16 @@ class DeviceExists(Exception):
 
 class UnknownDevice(Exception):
     pass
+
+
+class Filtered(msgspec.Struct, frozen=True):
+    """The latest fix of a device that was not stored, and why (a device app is answered
+    with a success all the same: this is where an agent sees it)."""
+
+    reason: str
+    at: float  # when, epoch seconds
+    seq: int | None = None
+    detail: str | None = None
 
 
 class Devices:
@@ -136,3 +148,11 @@ class Devices:
             if rec is not None:
                 out.append(rec)
         return out
+
+    async def note_filtered(self, device_id: str, filtered: Filtered) -> None:
+        """Keep ``filtered`` as the device's latest fix not stored (field ``filtered``)."""
+        await self.redis.hset(keys.device(device_id), {"filtered": msgspec.json.encode(filtered)})
+
+    async def last_filtered(self, device_id: str) -> Filtered | None:
+        raw = await self.redis.hget(keys.device(device_id), "filtered")
+        return None if raw is None else msgspec.json.decode(raw, type=Filtered)

@@ -94,7 +94,8 @@ def fleet_blueprint(
         rec = await devices.get_device(dev_id)
         if rec is None:
             raise ApiError(404, "no such device")
-        return jsonify(rec.public())
+        filtered = await devices.last_filtered(dev_id)
+        return jsonify(rec.public() | {"filtered": msgspec.to_builtins(filtered)})
 
     @bp.post("/v1/devices/<dev_id>/token")
     @agent

@@ -8,6 +8,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from gateway.core.fields import EpochS, Ident
+from gateway.fleet.devices import Filtered
 from gateway.fleet.position import Position
 from gateway.fleet.state import VehicleState
 from notify.events import Event
@@ -24,13 +25,15 @@ class DeviceCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class Device(msgspec.Struct):
-    """A registered device."""
+    """A registered device; ``filtered``: its latest fix not stored, and why (one device's
+    list entry leaves it out)."""
 
     id: str
     vehicle: str
     name: str
     revoked: bool
     created: float
+    filtered: Filtered | None = None
 
 
 class DeviceList(msgspec.Struct):

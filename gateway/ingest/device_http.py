@@ -29,7 +29,9 @@ from typing import Final
 import msgspec
 
 from gateway.core.metrics import Metrics
+from gateway.core.outage import REDIS_OUTAGE
 from gateway.core.structs import field_of, out_of_range
+from gateway.fleet.devices import Devices, Filtered
 from gateway.fleet.position import Position
 from gateway.ingest.auth import DeviceAuth
 from gateway.ingest.device_formats import (
@@ -116,6 +118,7 @@ class DeviceRequests:
         self,
         writer: Ingest,
         device_auth: DeviceAuth,
+        devices: Devices,
         metrics: Metrics,
         *,
         max_frame_bytes: int,
@@ -123,6 +126,7 @@ class DeviceRequests:
     ) -> None:
         self.writer = writer
         self.device_auth = device_auth
+        self.devices = devices
         self.metrics = metrics
         self.max_frame_bytes = max_frame_bytes
         self.max_batch_positions = max_batch_positions
@@ -273,11 +277,21 @@ class DeviceRequests:
         return Ack(session.durable_seq, session.take_rejected())
 
     async def _store(self, session: Session, pos: Position | None, bad: Rejection | None) -> Ack:
-        """Store ``pos`` (or count ``bad``); the ack names what was filtered."""
+        """Store ``pos`` (or count ``bad``); the ack names what was filtered, and the latest
+        of that is kept on the device's record (``Devices.last_filtered``)."""
         if pos is None:
             assert bad is not None
-            return Ack(session.durable_seq, [bad])
-        return await self._ingest(session, [pos], [])
+            ack = Ack(session.durable_seq, [bad])
+        else:
+            ack = await self._ingest(session, [pos], [])
+        if ack.rejected:
+            r = ack.rejected[-1]
+            filtered = Filtered(str(r.reason), time.time(), r.seq, r.detail)
+            # Best effort: the fix's own fate is decided; a Redis blip must not fail the
+            # answer (the app would resend a fix the gateway has already dealt with).
+            with contextlib.suppress(*REDIS_OUTAGE):
+                await self.devices.note_filtered(session.device.id, filtered)
+        return ack
 
     async def _no_fix(self, session: Session, proto: str) -> None:
         """A request without coordinates: the device is alive (not offline), nothing is

@@ -125,6 +125,9 @@ async def test_the_traccar_client_drains_its_queue_through_every_kind_of_bad_fix
     assert track[0]["battery"] == pytest.approx(80.0) and track[0]["alt"] == 30.0
     assert track[0]["speed"] == 8.0 and track[0]["heading"] == 90.0
     assert all(abs(p["lat"] - lat0) < 0.01 for p in track)  # the glitch was never stored
+    # The latest fix not stored, and why, is on the device's record for an agent to see.
+    filtered = (await gateway.http.get(f"/v1/devices/{device}")).json()["filtered"]
+    assert filtered["reason"] == "out_of_range" and "lat" in filtered["detail"]
     metrics = await gateway.metrics()
     for reason, n in [("duplicate", 2), ("poor_accuracy", 1), ("implausible_jump", 3),
                       ("too_old", 1), ("future", 1), ("out_of_range", 1)]:  # fmt: skip
