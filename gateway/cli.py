@@ -119,7 +119,9 @@ async def _serve(
             return
         n = fleet.status.vehicles
         _banner(ep, f"  Simulated fleet: {n} vehicles (python -m simulator)\n")
-        cmd, sim_env = simulator_command(ep.http_url, ep.ingest_url, ep.api_key, n, sim_args)
+        cmd, sim_env = simulator_command(
+            ep.http_url, ep.ingest_url, ep.api_key, n, sim_args, ep.device_http_url
+        )
         nursery.start_soon(run_simulator, cmd, os.environ | sim_env, fleet)
 
 

@@ -48,16 +48,26 @@ class DemoFleet:
 
 
 def simulator_command(
-    api_url: str, ingest_url: str, api_key: str, vehicles: int, sim_args: Sequence[str]
+    api_url: str,
+    ingest_url: str,
+    api_key: str,
+    vehicles: int,
+    sim_args: Sequence[str],
+    device_http_url: str = "",
 ) -> tuple[list[str], dict[str, str]]:
     """The simulator's command line and the environment variables it needs beside the
     gateway's own. The API key goes in the environment: as an argument it would be visible
-    to every user of the machine, and one starting with ``-`` would be read as an option."""
+    to every user of the machine, and one starting with ``-`` would be read as an option.
+    With ``device_http_url`` the fleet mixes protocols, as real fleets do: some vans run the
+    Traccar Client (OsmAnd over HTTP), the rest the WebSocket (the simulator's options in
+    ``sim_args`` come after, so ``--protocol ws`` there wins)."""
+    mix = ["--device-http", device_http_url, "--protocol", "mix"] if device_http_url else []
     cmd = [
         sys.executable, "-m", "simulator",
         "--api", api_url,
         "--ingest", ingest_url,
         "--vehicles", str(vehicles),
+        *mix,
         *sim_args,
     ]  # fmt: skip
     return cmd, {"SIM_API_KEY": api_key}

@@ -25,7 +25,7 @@ from typing import Any, Final
 import msgspec
 import trio
 
-from .fleet import DEFAULT_CENTER, FleetConfig, format_status, run_fleet
+from .fleet import DEFAULT_CENTER, PROTOCOLS, FleetConfig, format_status, run_fleet
 from .registry import RegistrationError
 from .stats import FleetReport
 from .wire import Encoding
@@ -90,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--api", default=d.api, help="gateway REST API base URL")
     p.add_argument("--ingest", default=d.ingest, help="device WebSocket URL")
+    p.add_argument(
+        "--device-http", default=d.device_http, help="device HTTP URL (OsmAnd, Traccar Client)"
+    )
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default=d.protocol,
+        help="ws: the WebSocket; osmand: the Traccar Client's HTTP; mix: some of each",
+    )
     p.add_argument("--api-key", default=d.api_key, help="API key for device registration")
     p.add_argument("--vehicles", type=_positive_int, default=d.vehicles)
     p.add_argument(
@@ -208,6 +217,8 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
     return FleetConfig(
         api=args.api,
         ingest=args.ingest,
+        device_http=args.device_http,
+        protocol=args.protocol,
         api_key=args.api_key,
         vehicles=args.vehicles,
         center=args.center,
@@ -272,6 +283,14 @@ def _leaf(group: BaseExceptionGroup) -> BaseException:
     return _leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
+def _targets(config: FleetConfig) -> str:
+    if config.protocol == "ws":
+        return config.ingest
+    if config.protocol == "osmand":
+        return config.device_http
+    return f"{config.ingest} and {config.device_http}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the simulator; returns the process exit code."""
     args = parse_args(argv)
@@ -285,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     print(
         f"simulator: {config.vehicles} vans around {config.center[0]:.4f},{config.center[1]:.4f}"
-        f" -> {config.ingest} ({config.encoding.value}, batch {config.batch}, "
+        f" -> {_targets(config)} ({config.protocol}; {config.encoding.value}, "
+        f"batch {config.batch}, "
         f"time scale {config.time_scale:g})" + ("" if config.routes else ", no routes"),
         file=sys.stderr,
     )

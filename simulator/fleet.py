@@ -33,12 +33,16 @@ from .city import City
 from .device import DeviceClient, DeviceConfig
 from .dispatch import DispatchClient, Dispatcher, DispatchError, ImportRoute, ReportStop
 from .manifest import RouteManifest, build_manifest, default_timezone
+from .osmand import OsmAndClient
 from .registry import RegistrationError, Registry
 from .stats import FleetReport
 from .vehicle import Van, VanConfig
 from .wire import Encoding
 
 log = logging.getLogger(__name__)
+
+PROTOCOLS: Final = ("ws", "osmand", "mix")
+OSMAND_SHARE: Final = 0.3  # in a mix: the share of devices that are Traccar Clients
 
 DEFAULT_CENTER: Final = (52.3731, 4.8932)  # Amsterdam, Dam square
 SHUTDOWN_GRACE_S: Final = 2.0  # beyond the devices' drain time, before cancelling them
@@ -53,6 +57,11 @@ class FleetConfig:
 
     api: str = "http://127.0.0.1:8080"
     ingest: str = "ws://127.0.0.1:8081/v1/ingest"
+    # The device HTTP server (OsmAnd), for devices on the Traccar Client's protocol
+    device_http: str = "http://127.0.0.1:5055"
+    # ws: every device on the WebSocket; osmand: every device a Traccar Client; mix: about
+    # OSMAND_SHARE of them Traccar Clients, the rest on the WebSocket
+    protocol: str = "ws"
     api_key: str = ""
     vehicles: int = 50
     center: tuple[float, float] = DEFAULT_CENTER
@@ -135,7 +144,7 @@ class Member:
     """One vehicle of the fleet: the van and the device in it."""
 
     van: Van
-    client: DeviceClient
+    client: DeviceClient | OsmAndClient
     seed: int = 0
     announced: int = 0  # highest route number handed to the dispatcher
     reported: int = 0  # visits whose stop was handed to the dispatcher
@@ -330,13 +339,28 @@ def _build(
             # Spread the fixes of the fleet over the interval instead of sending in bursts.
             epoch=wall + rng.uniform(0, config.interval),
         )
-        client = DeviceClient(
-            device_id,
-            tokens[device_id],
-            config.device_config(),
-            seed=config.seed * 2_000_003 + n,
-            refresh_token=reg.rotate,
+        client: DeviceClient | OsmAndClient
+        osmand = config.protocol == "osmand" or (
+            config.protocol == "mix" and rng.random() < OSMAND_SHARE
         )
+        if osmand:
+            client = OsmAndClient(
+                device_id,
+                tokens[device_id],
+                config.device_http,
+                max_backlog=config.max_backlog,
+                seed=config.seed * 2_000_003 + n,
+                refresh_token=reg.rotate,
+                drain_s=config.drain,
+            )
+        else:
+            client = DeviceClient(
+                device_id,
+                tokens[device_id],
+                config.device_config(),
+                seed=config.seed * 2_000_003 + n,
+                refresh_token=reg.rotate,
+            )
         members.append(Member(van, client, seed))
     return Fleet(config, city, members, run_id=config.make_run_id(wall))
 
@@ -394,7 +418,7 @@ async def _run_devices(fleet: Fleet, stop: trio.Event, done: trio.Event) -> None
     done.set()
 
 
-async def _guard_device(client: DeviceClient, stop: trio.Event) -> None:
+async def _guard_device(client: DeviceClient | OsmAndClient, stop: trio.Event) -> None:
     """Run one device; a bug in it is logged and the device restarted, never fatal."""
     while True:
         try:
