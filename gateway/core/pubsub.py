@@ -16,7 +16,9 @@ import coredis
 import trio
 from coredis.patterns.pubsub import PubSub, ShardedPubSub
 
-from notify.redis_client import RedisClient, cluster_client_like
+from gateway.core.failures import log_once
+from gateway.core.outage import REDIS_OUTAGE
+from notify.redis_client import RedisClient, RedisOutage, cluster_client_like
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ async def follow_channel(
     handle: Callable[[bytes], Awaitable[None]],
     *,
     on_subscribed: Callable[[], Awaitable[None]] | None = None,
+    on_outage: Callable[[str], None] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Await ``handle(data)`` for every message on ``channel``, resubscribing after a lost
@@ -64,14 +67,21 @@ async def follow_channel(
     awaited after every subscription, the first one included, before any message is
     handled: the caller catches up there from what Redis stores, and the messages that
     follow bring it the changes made meanwhile. An exception from it counts as a lost
-    connection: the channel is subscribed to again, and it is called again."""
+    connection: the channel is subscribed to again, and it is called again.
+
+    A lost Redis is waited out as everywhere in the gateway (``RedisOutage``: backoff, one
+    warning an outage, ``on_outage(name)`` once); any other failure is a bug, logged with its
+    traceback once, and the channel subscribed to again a second later."""
     started = False
+    outage = RedisOutage(f"{channel} feed", on_outage)
     while True:
+        error: BaseException | None = None
         # except*: a cancellation travelling with a connection error still cancels.
         try:
             async with _subscribe(redis, channel) as ps:
                 if on_subscribed is not None:
                     await on_subscribed()
+                outage.answered()
                 if not started:
                     started = True
                     task_status.started()
@@ -79,12 +89,18 @@ async def follow_channel(
                     if message["type"] in _MESSAGE_TYPES:
                         data = message["data"]
                         await handle(data if isinstance(data, bytes) else str(data).encode())
+        except* REDIS_OUTAGE as group:
+            if trio.current_effective_deadline() != -math.inf:  # not a cancellation's echo
+                error = group.exceptions[0]
         except* Exception as group:
             # Being cancelled, the cluster client's pub/sub may fail to unsubscribe from a
             # connection already closed: not worth a warning.
             if trio.current_effective_deadline() != -math.inf:
-                log.warning("%s feed interrupted, resubscribing: %r", channel, group.exceptions)
+                log_once(log, f"the {channel} feed failed; resubscribing", group.exceptions[0])
         if not started:
             started = True
             task_status.started()
-        await trio.sleep(RESUBSCRIBE_S)
+        if error is not None:
+            await outage.pause(error)
+        else:
+            await trio.sleep(RESUBSCRIBE_S)

@@ -136,5 +136,9 @@ class Peers:
                 CHANNEL,
                 self._received,
                 on_subscribed=self._subscribed,
+                on_outage=self._outage,
                 task_status=task_status,
             )
+
+    def _outage(self, service: str) -> None:
+        self.metrics.inc("gateway_redis_outages_total", service=service)

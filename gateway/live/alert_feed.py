@@ -65,6 +65,7 @@ class AlertFeed:
             ALERTS_CHANNEL,
             self._received,
             on_subscribed=self._catch_up,
+            on_outage=self._outage,
             task_status=task_status,
         )
 
@@ -98,3 +99,6 @@ class AlertFeed:
             self._pushed.popitem(last=False)
         self.hub.broadcast(b'{"type":"alert","alert":%s}' % data)
         return True
+
+    def _outage(self, service: str) -> None:
+        self.metrics.inc("gateway_redis_outages_total", service=service)
