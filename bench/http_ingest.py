@@ -3,8 +3,8 @@ keep-alive connection sending OsmAnd GETs, against the lean device HTTP server
 (``gateway.ingest.http_server``), all the way to Redis (append-only persistence on) and back.
 
 In one run, with the load generator (``bench/httpload.py``) in its own process:
-  (a) bare: a keep-alive HTTP/1.1 server on the same parser (httptools, the same receive
-      loop) that answers 200 to every request and does nothing else;
+  (a) bare: a keep-alive HTTP/1.1 server on the same parser (httptools) and the same socket
+      reads and writes that answers 200 to every request and does nothing else;
   (b) gateway, ``max``: every device sends its next fix as soon as the last was answered:
       requests/s answered and positions/s stored, and the ratio to (a);
   (c) gateway, ``fleet``: ``--devices`` devices (2,000 by default) each sending one fix a
@@ -36,7 +36,7 @@ from gateway.config import load_settings
 from gateway.core.connect import connect_redis
 from gateway.core.redisproc import start_redis
 from gateway.fleet.devices import Devices
-from gateway.ingest.http_server import RECEIVE_BYTES, RequestParsing
+from gateway.ingest.http_server import RequestParsing, receive, send
 
 LOADGEN = Path(__file__).with_name("httpload.py")
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Type: text/plain\r\n\r\n"
@@ -58,12 +58,13 @@ async def bare(connections: int, duration: float) -> dict[str, Any]:
 
     async def connection(stream: trio.SocketStream) -> None:
         parsing = RequestParsing(2**20)
+        fd = stream.socket.fileno()
         async with stream:
-            while data := await stream.receive_some(RECEIVE_BYTES):
+            while data := await receive(fd):
                 parsing.parser.feed_data(data)
                 while parsing.done:
                     parsing.done.pop(0)
-                    await stream.send_all(OK)
+                    await send(fd, OK)
 
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(trio.serve_tcp, connection, 0)

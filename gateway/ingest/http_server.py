@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Final
@@ -112,6 +113,38 @@ class RequestParsing:
         self.done.append(self.current)
 
 
+# The socket read and written directly (``os.read``/``os.write`` on its non-blocking file
+# descriptor, trio's ``wait_readable``/``wait_writable`` when it would block): a third of
+# what trio's stream layers cost a request, for the same back-pressure and cancellation.
+
+
+async def receive(fd: int) -> bytes:
+    """What the socket has, up to ``RECEIVE_BYTES``; b"" once the client closed it."""
+    try:
+        data = os.read(fd, RECEIVE_BYTES)
+    except BlockingIOError:
+        pass
+    else:
+        await trio.lowlevel.checkpoint()  # data was there at once: let the others run too
+        return data
+    while True:
+        await trio.lowlevel.wait_readable(fd)
+        try:
+            return os.read(fd, RECEIVE_BYTES)
+        except BlockingIOError:
+            continue
+
+
+async def send(fd: int, data: bytes) -> None:
+    """All of ``data``, waiting while the client does not read."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(fd)
+
+
 def query_fields(query: bytes) -> dict[str, str]:
     """The fields of a query string, the empty ones left out (as the apps send them): the
     common case (no escapes) split directly, the rest by ``urllib.parse``."""
@@ -171,8 +204,8 @@ class DeviceHttpServer:
         self.connections += 1
         try:
             await self._serve_connection(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client went away
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the client went away (a reset connection, a broken pipe)
         finally:
             self.connections -= 1
             await trio.aclose_forcefully(stream)
@@ -181,10 +214,11 @@ class DeviceHttpServer:
         parsing = RequestParsing(self.max_body_bytes)
         # One cancel scope for the connection, its deadline pushed back at each receive
         # (cheaper than a scope per receive): idle too long, the connection closes.
+        fd = stream.socket.fileno()
         with trio.CancelScope() as idle:
             while True:
                 idle.deadline = trio.current_time() + IDLE_TIMEOUT_S
-                data = await stream.receive_some(RECEIVE_BYTES)
+                data = await receive(fd)
                 if not data:
                     return  # closed by the client
                 idle.deadline = math.inf
@@ -203,7 +237,7 @@ class DeviceHttpServer:
                 while parsing.done:
                     request = parsing.done.pop(0)
                     reply = await self._answer(request)
-                    await stream.send_all(encode_reply(reply, request.keep_alive))
+                    await send(fd, encode_reply(reply, request.keep_alive))
                     if not request.keep_alive:
                         return
 
