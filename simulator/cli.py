@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--protocol",
         choices=PROTOCOLS,
         default=d.protocol,
-        help="ws: the WebSocket; osmand: the Traccar Client's HTTP; mix: some of each",
+        help="ws: the WebSocket; osmand: the Traccar Client's HTTP; owntracks-http: "
+        "OwnTracks' HTTP mode; mix: some of each",
     )
     p.add_argument("--api-key", default=d.api_key, help="API key for device registration")
     p.add_argument("--vehicles", type=_positive_int, default=d.vehicles)
@@ -286,7 +287,7 @@ def _leaf(group: BaseExceptionGroup) -> BaseException:
 def _targets(config: FleetConfig) -> str:
     if config.protocol == "ws":
         return config.ingest
-    if config.protocol == "osmand":
+    if config.protocol in ("osmand", "owntracks-http"):
         return config.device_http
     return f"{config.ingest} and {config.device_http}"
 

@@ -33,7 +33,7 @@ from .city import City
 from .device import DeviceClient, DeviceConfig
 from .dispatch import DispatchClient, Dispatcher, DispatchError, ImportRoute, ReportStop
 from .manifest import RouteManifest, build_manifest, default_timezone
-from .osmand import OsmAndClient
+from .osmand import OsmAndClient, OwnTracksClient
 from .registry import RegistrationError, Registry
 from .stats import FleetReport
 from .vehicle import Van, VanConfig
@@ -41,8 +41,11 @@ from .wire import Encoding
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS: Final = ("ws", "osmand", "mix")
-OSMAND_SHARE: Final = 0.3  # in a mix: the share of devices that are Traccar Clients
+PROTOCOLS: Final = ("ws", "osmand", "owntracks-http", "mix")
+# In a mix: the share of devices that are Traccar Clients, and OwnTracks apps; the rest are
+# on the WebSocket.
+OSMAND_SHARE: Final = 0.2
+OWNTRACKS_SHARE: Final = 0.1
 
 DEFAULT_CENTER: Final = (52.3731, 4.8932)  # Amsterdam, Dam square
 SHUTDOWN_GRACE_S: Final = 2.0  # beyond the devices' drain time, before cancelling them
@@ -59,8 +62,9 @@ class FleetConfig:
     ingest: str = "ws://127.0.0.1:8081/v1/ingest"
     # The device HTTP server (OsmAnd), for devices on the Traccar Client's protocol
     device_http: str = "http://127.0.0.1:5055"
-    # ws: every device on the WebSocket; osmand: every device a Traccar Client; mix: about
-    # OSMAND_SHARE of them Traccar Clients, the rest on the WebSocket
+    # ws: every device on the WebSocket; osmand: every device a Traccar Client;
+    # owntracks-http: every device an OwnTracks app; mix: OSMAND_SHARE Traccar Clients,
+    # OWNTRACKS_SHARE OwnTracks apps, the rest on the WebSocket
     protocol: str = "ws"
     api_key: str = ""
     vehicles: int = 50
@@ -340,11 +344,17 @@ def _build(
             epoch=wall + rng.uniform(0, config.interval),
         )
         client: DeviceClient | OsmAndClient
-        osmand = config.protocol == "osmand" or (
-            config.protocol == "mix" and rng.random() < OSMAND_SHARE
-        )
-        if osmand:
-            client = OsmAndClient(
+        kind = config.protocol
+        if kind == "mix":
+            draw = rng.random()
+            kind = (
+                "osmand" if draw < OSMAND_SHARE
+                else "owntracks-http" if draw < OSMAND_SHARE + OWNTRACKS_SHARE
+                else "ws"
+            )  # fmt: skip
+        if kind in ("osmand", "owntracks-http"):
+            http_client = OsmAndClient if kind == "osmand" else OwnTracksClient
+            client = http_client(
                 device_id,
                 tokens[device_id],
                 config.device_http,

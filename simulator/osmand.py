@@ -1,11 +1,13 @@
-"""A device that behaves like the Traccar Client app: every fix kept, the oldest sent (its
-JSON body, the app's own template) to the gateway's device HTTP server until it is answered
-with a success, then the next. A refused fix answered with an error would be sent again for
-ever; the gateway answers a success to anything it can read (stored or filtered), so the
-queue drains.
+"""Devices that behave like the phone apps fleets run over HTTP: every fix kept, the oldest
+sent to the gateway's device HTTP server until it is answered with a success, then the next.
+A refused fix answered with an error would be sent again for ever; the gateway answers a
+success to anything it can read (stored or filtered), so the queue drains.
 
-The same surface as ``device.DeviceClient`` (``submit``, ``run``, ``stop``, ``stats``), so a
-fleet mixes both. The app's -1 for "unknown" is sent where the van has no value.
+``OsmAndClient`` is the Traccar Client (its JSON body, the app's own template; -1 for
+"unknown" where the van has no value); ``OwnTracksClient`` is OwnTracks in HTTP mode (a
+``_type: location`` message, the token as a bearer token, an array in reply). Both have the
+surface of ``device.DeviceClient`` (``submit``, ``run``, ``stop``, ``stats``), so a fleet
+mixes them.
 """
 
 from __future__ import annotations
@@ -52,6 +54,26 @@ def traccar_body(device_id: str, fix: Fix) -> dict[str, Any]:
             "extras": {} if fix.temp_c is None else {"temp": round(fix.temp_c, 2)},
         },
         "device_id": device_id,
+    }
+
+
+def owntracks_body(fix: Fix) -> dict[str, Any]:
+    """An OwnTracks ``location`` message for ``fix`` (vel in km/h, numbers as the app sends
+    them: integers where it has no decimals)."""
+    return {
+        "_type": "location",
+        "tid": "sm",
+        "tst": int(fix.ts),
+        "lat": round(fix.lat, 7),
+        "lon": round(fix.lon, 7),
+        "acc": round(fix.accuracy),
+        "vel": round(fix.speed * 3.6),
+        "cog": round(fix.heading) if fix.speed > 0.5 else -1,
+        "alt": round(fix.alt),
+        "batt": round(fix.battery),
+        "bs": 1,
+        "conn": "m",
+        "t": "u" if fix.speed > 0.5 else "t",
     }
 
 
@@ -128,10 +150,8 @@ class OsmAndClient:
     async def _send_oldest(self, http: httpx.AsyncClient) -> float | None:
         """Send the oldest fix; None once it is answered with a success, else how long to
         wait before trying again."""
-        fix = self._queue[0]
-        body = traccar_body(self.token, fix)
         try:
-            r = await http.post(self.url, json=body)
+            r = await self._post(http, self._queue[0])
         except httpx.HTTPError as exc:
             self.stats.handshake_failures += 1
             log.debug("%s: cannot send: %r", self.device_id, exc)
@@ -143,9 +163,9 @@ class OsmAndClient:
             self.stats.sent += 1
             # Counted as the WebSocket client counts: a duplicate is acknowledged (stored
             # before), any other refusal is a rejection.
-            reasons = (
-                [str(x.get("reason")) for x in r.json().get("rejected", [])] if r.content else []
-            )
+            answer = r.json() if r.content else None
+            found = answer.get("rejected", []) if isinstance(answer, dict) else []
+            reasons = [str(x.get("reason")) for x in found]
             if not reasons or reasons == ["duplicate"]:
                 self.stats.acked += 1
                 self.stats.duplicates += bool(reasons)
@@ -162,6 +182,18 @@ class OsmAndClient:
             return float(r.headers.get("Retry-After", "1"))
         return 0.0
 
+    async def _post(self, http: httpx.AsyncClient, fix: Fix) -> httpx.Response:
+        return await http.post(self.url, json=traccar_body(self.token, fix))
+
     def _backoff(self, failures: int) -> float:
         base = min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2 ** (failures - 1))
         return base * self._rng.uniform(0.5, 1.0)
+
+
+class OwnTracksClient(OsmAndClient):
+    """One device on OwnTracks' HTTP mode. OwnTracks answers nothing about a fix it sent
+    (the reply is a list of commands), so every success counts as acknowledged."""
+
+    async def _post(self, http: httpx.AsyncClient, fix: Fix) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}", "X-Limit-D": self.device_id}
+        return await http.post(self.url + "v1/owntracks", json=owntracks_body(fix), headers=headers)

@@ -1,6 +1,6 @@
-"""The simulator's vans on the Traccar Client's protocol (OsmAnd over HTTP, the app's JSON
-body and its send-until-success loop), and mixed with WebSocket vans, against a real
-gateway."""
+"""The simulator's vans on the HTTP protocols phone apps use (the Traccar Client's OsmAnd JSON
+body, OwnTracks' HTTP mode; each with the send-until-success loop), and mixed with WebSocket
+vans, against a real gateway."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from simulator.fleet import FleetConfig, run_fleet
 from tests.gateway.conftest import API_KEY, GatewayHandle
 
 
-@pytest.mark.parametrize("protocol", ["osmand", "mix"])
+@pytest.mark.parametrize("protocol", ["osmand", "owntracks-http", "mix"])
 async def test_a_fleet_of_traccar_clients_reports_through_the_device_http_server(
     gateway: GatewayHandle, protocol: str
 ) -> None:
@@ -31,4 +31,6 @@ async def test_a_fleet_of_traccar_clients_reports_through_the_device_http_server
     ours = [v for v in vehicles if v["vehicle"].startswith(f"sim-{protocol}-")]
     assert len(ours) == 6
     metrics = await gateway.metrics()
-    assert 'gateway_frames_total{enc="http",proto="osmand"}' in metrics
+    protos = {"osmand": ["osmand"], "owntracks-http": ["owntracks"], "mix": ["osmand", "ws"]}
+    for proto in protos[protocol]:
+        assert f'proto="{proto}"' in metrics, proto
