@@ -20,9 +20,9 @@ from gateway.config import Settings
 from gateway.core.connect import connect_redis
 from gateway.core.events import EventLog
 from gateway.core.failures import log_once
-from gateway.core.listen import listening
+from gateway.core.listen import bind_listening, listening
 from gateway.core.metrics import Metrics
-from gateway.core.redisproc import RedisProcess, free_port, start_redis, stop_stale
+from gateway.core.redisproc import RedisProcess, start_redis, stop_stale
 from gateway.core.runfile import RunInfo, remove_run_file, write_run_file
 from gateway.core.secrets import ApiKeys, persistent_secret
 from gateway.customer.claims import ClaimsService
@@ -97,7 +97,11 @@ class Gateway:
         self.data_dir = data_dir
         self.demo_fleet = fleet
         # The port is fixed before anything starts: links and provider callbacks name it.
-        self.http_port = s.http_port or free_port()
+        # Bound at once, so that the port (the one set, or a free one) is known to everything
+        # built below (links and provider callbacks name it) and no other server of this
+        # process can be handed it meanwhile; hypercorn serves on this very socket.
+        self._http_socket = bind_listening(s.host, s.http_port, "HTTP_PORT")
+        self.http_port = int(self._http_socket.getsockname()[1])
         self.public_url = s.resolved_public_url(self.http_port)
         self.recent_events: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=RECENT_EVENTS
@@ -197,6 +201,10 @@ class Gateway:
             if s.notify
             else None
         )
+
+    def close(self) -> None:
+        """Close what ``run`` did not take over (the HTTP socket, when it did not start)."""
+        self._http_socket.close()  # a no-op once hypercorn has it (detached)
 
     def http_services(self, notifier: Notifier | None) -> HttpServices:
         """What the HTTP side is given (``notifier``: once notifications run)."""
@@ -335,7 +343,7 @@ class Gateway:
         await self.proofs.sweep()
         settle_garbage_collector()
         hc = HypercornConfig()
-        hc.bind = [f"{s.host}:{self.http_port}"]
+        hc.bind = [f"fd://{self._http_socket.detach()}"]  # hypercorn owns it from here
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")
         hc.graceful_timeout = SHUTDOWN_GRACE_S
@@ -447,7 +455,10 @@ async def run_gateway(
     try:
         async with connect_redis(url) as redis:
             gw = Gateway(settings, redis, data_dir, fleet)
-            await gw.run(stop, task_status=task_status)
+            try:
+                await gw.run(stop, task_status=task_status)
+            finally:
+                gw.close()
     finally:
         if proc is not None:
             proc.stop()

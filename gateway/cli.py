@@ -262,16 +262,21 @@ def main(argv: list[str] | None = None) -> int:
             args.processes,
             restrict_keyboard_interrupt_to_checkpoints=True,
         )
+    except ListenError as err:
+        return _busy(err)
     except BaseExceptionGroup as group:
         # A busy port: one line that names it, not the nurseries' traceback.
         unbound = group.subgroup(ListenError)
         if unbound is None:
             raise
-        err = _leaf(unbound)
-        option = "--" + err.setting.lower().replace("_", "-")  # HTTP_PORT: --http-port
-        print(f"{err}; choose another with {option} or {err.setting}", file=sys.stderr)
-        return 1
+        return _busy(_leaf(unbound))
     return 0
+
+
+def _busy(err: ListenError) -> int:
+    option = "--" + err.setting.lower().replace("_", "-")  # HTTP_PORT: --http-port
+    print(f"{err}; choose another with {option} or {err.setting}", file=sys.stderr)
+    return 1
 
 
 def _leaf(group: BaseExceptionGroup[ListenError]) -> ListenError:

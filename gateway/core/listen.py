@@ -42,7 +42,28 @@ async def listening(start: Awaitable[T], host: str, port: int, setting: str) -> 
         err = _only_os_error(exc)
         if err is None:
             raise
-        unknown_host = isinstance(err, socket.gaierror) or err.errno == errno.EADDRNOTAVAIL
-        reason = (err.strerror or str(err)).rstrip(".")
-        reason = reason[:1].lower() + reason[1:]
-        raise ListenError(host, port, "HOST" if unknown_host else setting, reason) from None
+        raise _listen_error(err, host, port, setting) from None
+
+
+def _listen_error(err: OSError, host: str, port: int, setting: str) -> ListenError:
+    unknown_host = isinstance(err, socket.gaierror) or err.errno == errno.EADDRNOTAVAIL
+    reason = (err.strerror or str(err)).rstrip(".")
+    reason = reason[:1].lower() + reason[1:]
+    return ListenError(host, port, "HOST" if unknown_host else setting, reason)
+
+
+def bind_listening(host: str, port: int, setting: str, backlog: int = 2048) -> socket.socket:
+    """A TCP socket listening on ``host:port`` (0: a free port, which it keeps from then on:
+    no other server can be handed it before it is used); ListenError if it cannot."""
+    sock: socket.socket | None = None
+    try:
+        family, type_, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, type_, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+    except OSError as err:
+        if sock is not None:
+            sock.close()
+        raise _listen_error(err, host, port, setting) from None
+    return sock
