@@ -1,5 +1,6 @@
 """Device HTTP ingest at a fleet's shape: phones running the Traccar Client, each on its own
-keep-alive connection sending OsmAnd GETs, against the lean device HTTP server
+keep-alive connection sending the app's requests (its JSON body POSTed, or with ``--shape
+query`` the older OsmAnd query form), against the lean device HTTP server
 (``gateway.ingest.http_server``), all the way to Redis (append-only persistence on) and back.
 
 In one run, with the load generator (``bench/httpload.py``) in its own process:
@@ -53,7 +54,7 @@ async def load(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def bare(connections: int, duration: float) -> dict[str, Any]:
+async def bare(connections: int, duration: float, shape: str) -> dict[str, Any]:
     """The bare loop: parse each request, answer 200."""
 
     async def connection(stream: trio.SocketStream) -> None:
@@ -71,7 +72,7 @@ async def bare(connections: int, duration: float) -> dict[str, Any]:
         port = listeners[0].socket.getsockname()[1]
         tokens = [f"t{i}" for i in range(connections)]
         cfg = {"host": "127.0.0.1", "port": port, "tokens": tokens, "mode": "max",
-               "duration": duration}  # fmt: skip
+               "duration": duration, "shape": shape}  # fmt: skip
         out = await load(cfg)
         nursery.cancel_scope.cancel()
     return out
@@ -85,7 +86,7 @@ async def stored(http: httpx.AsyncClient) -> float:
 
 
 async def gateway(
-    redis_url: str, data_dir: Path, mode: str, devices: int, duration: float
+    redis_url: str, data_dir: Path, mode: str, devices: int, duration: float, shape: str
 ) -> dict[str, Any]:
     settings = load_settings(
         env={}, redis_url=redis_url, data_dir=str(data_dir), http_port=0, ingest_port=0,
@@ -102,7 +103,7 @@ async def gateway(
                 tokens.append(await registry.create_device(f"http-{stamp}-{i}", f"v-{i}", ""))
         port = int(ep.device_http_url.rsplit(":", 1)[1])
         cfg = {"host": "127.0.0.1", "port": port, "tokens": tokens, "mode": mode,
-               "duration": duration, "warmup": 3.0}  # fmt: skip
+               "duration": duration, "warmup": 3.0, "shape": shape}  # fmt: skip
         async with httpx.AsyncClient(
             base_url=ep.http_url, headers={"Authorization": "Bearer bench"}
         ) as http:
@@ -117,9 +118,13 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         redis = start_redis(Path(tmp) / "redis", appendonly=True)
         try:
-            b = await bare(args.connections, args.duration)
-            g = await gateway(redis.url, Path(tmp), "max", args.connections, args.duration)
-            f = await gateway(redis.url, Path(tmp), "fleet", args.devices, args.fleet_duration)
+            b = await bare(args.connections, args.duration, args.shape)
+            g = await gateway(
+                redis.url, Path(tmp), "max", args.connections, args.duration, args.shape
+            )
+            f = await gateway(
+                redis.url, Path(tmp), "fleet", args.devices, args.fleet_duration, args.shape
+            )
         finally:
             redis.stop()
     b_rps, g_rps = b["requests_per_s"], g["requests_per_s"]
@@ -134,7 +139,8 @@ async def main(args: argparse.Namespace) -> None:
           f"p99 {f.get('p99_ms', 0):.1f} ms, max {f.get('max_ms', 0):.1f} ms, "
           f"answers {f['statuses']}")  # fmt: skip
     figures = {
-        "connections": args.connections, "duration_s": args.duration, "devices": args.devices,
+        "shape": args.shape, "connections": args.connections, "duration_s": args.duration,
+        "devices": args.devices,
         "requests_per_s": round(g["stored_per_s"]), "answered_per_s": round(g_rps),
         "bare_per_s": round(b_rps), "ratio": round(g_rps / b_rps, 3),
         "gateway_cpu_us": round(g_cpu, 1), "bare_cpu_us": round(b_cpu, 1),
@@ -153,4 +159,5 @@ if __name__ == "__main__":
     p.add_argument("--duration", type=float, default=8.0)
     p.add_argument("--devices", type=int, default=2000)
     p.add_argument("--fleet-duration", type=float, default=12.0)
+    p.add_argument("--shape", choices=("json", "query"), default="json")
     trio.run(main, p.parse_args())

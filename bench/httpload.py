@@ -1,8 +1,10 @@
 """A lean HTTP load generator for ``bench/http_ingest.py``, run as its own process.
 
 Each connection is one device, as a phone running the Traccar Client is: one keep-alive
-connection, one OsmAnd GET at a time (the next only once the answer came). Requests are
-built from a template, so the client costs far less CPU than the server it measures.
+connection, one request at a time (the next only once the answer came): the app's JSON body
+POSTed to the server URL (``shape`` "json", the default), or the older OsmAnd query form
+(``shape`` "query"). Requests are built from a template, so the client costs far less CPU
+than the server it measures.
 
 Modes (the JSON config's ``mode``):
   ``max``: every connection sends its next fix as soon as the last was answered, for
@@ -23,6 +25,7 @@ import random
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import trio
@@ -58,9 +61,23 @@ async def device(
     # Fix times one millisecond apart from an hour ago: each is a new position (seq = ms).
     fix = time.time() - 3600.0
     lat = 48.85 + random.random() * 0.1
-    head = (f"GET /?id={token}&lat={lat:.6f}&lon=2.35&speed=3&bearing=90&accuracy=8&batt=77"
-            "&timestamp=").encode()  # fmt: skip
-    tail = b" HTTP/1.1\r\nHost: gw\r\nUser-Agent: bench\r\n\r\n"
+    json_body = cfg.get("shape", "json") == "json"
+    if json_body:
+        # The Traccar Client's own request: its JSON location template, POSTed to the server URL.
+        head = b"POST / HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: "
+        body_head = (
+            '{"location":{"timestamp":"%s","coords":{"latitude":'
+            + f"{lat:.6f}"
+            + ',"longitude":2.35,"accuracy":8,"speed":3,"heading":90,"altitude":35},'
+            '"is_moving":true,"odometer":1200.5,"event":"","battery":{"level":0.77,'
+            '"is_charging":false},"activity":{"type":"in_vehicle"},"extras":{}},'
+            '"device_id":"' + token + '"}'
+        )
+    else:
+        # The OsmAnd query form (the Traccar Client's older Android app).
+        head = (f"GET /?id={token}&lat={lat:.6f}&lon=2.35&speed=3&bearing=90&accuracy=8"
+                "&batt=77&timestamp=").encode()  # fmt: skip
+        tail = b" HTTP/1.1\r\nHost: gw\r\nUser-Agent: bench\r\n\r\n"
     buf = bytearray()
     fleet = cfg["mode"] == "fleet"
     warm_until = time.perf_counter() + cfg.get("warmup", 0.0)
@@ -76,7 +93,13 @@ async def device(
                 await trio.sleep(next_at - now)
             fix += 0.001 if not fleet else 1.0
             sent = time.perf_counter()
-            await stream.send_all(head + f"{fix:.3f}".encode() + tail)
+            if json_body:
+                stamp = datetime.fromtimestamp(fix, UTC).isoformat(timespec="milliseconds")
+                body = (body_head % stamp.replace("+00:00", "Z")).encode()
+                request = head + str(len(body)).encode() + b"\r\n\r\n" + body
+            else:
+                request = head + f"{fix:.3f}".encode() + tail
+            await stream.send_all(request)
             status = await read_answer(stream, buf)
             done = time.perf_counter()
             statuses[status] += 1

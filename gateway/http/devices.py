@@ -11,10 +11,9 @@ import msgspec
 from quart import Blueprint, Response, request
 
 from gateway.fleet.position import PositionShape
-from gateway.http.errors import ApiError
 from gateway.http.spec import Content, Op
 from gateway.ingest.device_formats import OsmAndFields, OsmAndJson, OwnTracksMessage
-from gateway.ingest.device_http import DeviceRequests, Refused, Reply, non_empty
+from gateway.ingest.device_http import DeviceRequests, Reply, non_empty
 from gateway.ingest.wire import Ack
 
 # The operations of this module, for /openapi.json. OsmAnd and OwnTracks are read with the
@@ -79,10 +78,8 @@ def http_ingest_blueprint(requests: DeviceRequests) -> Blueprint:
         )  # fmt: skip
 
     async def run(call: Awaitable[Reply]) -> Response:
-        try:
-            return answer(await call)
-        except Refused as exc:
-            raise ApiError(exc.status, exc.message, exc.field, exc.headers or None) from None
+        # An ApiError it raises is answered by the app's error handler.
+        return answer(await call)
 
     async def raw_body() -> bytes:
         data = await request.get_data(as_text=False)

@@ -21,6 +21,7 @@ import msgspec
 from quart import Quart, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from gateway.core.errors import ApiError
 from gateway.core.failures import log_once
 from gateway.core.metrics import Metrics
 from gateway.http.body import body_finished
@@ -32,21 +33,6 @@ log = logging.getLogger(__name__)
 MAX_JSON_INT: Final = 2**63
 
 _any_json: Final = msgspec.json.Decoder()
-
-
-class ApiError(Exception):
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
-        self.headers = headers
 
 
 def error_response(

@@ -246,10 +246,6 @@ def _given(value: Any) -> Any:
     return None if value is msgspec.UNSET else value
 
 
-def _scaled(value: Any, scale: float) -> float | None:
-    return None if value is msgspec.UNSET else value * scale
-
-
 def _known(value: Any, scale: float = 1.0) -> float | None:
     """A value the format marks unknown with a negative number: None then."""
     if value is msgspec.UNSET or value < 0:

@@ -1,7 +1,7 @@
 """The device apps' HTTP requests (OsmAnd, OwnTracks, the batch POST), whichever server
 received them: the lean device HTTP server (``http_server``) or the Quart app
 (``gateway.http.devices``). No HTTP library here: a request comes in as its fields and body,
-an answer goes out as a ``Reply``.
+an answer goes out as a ``Reply`` (or an ``ApiError`` for an error status).
 
 Every request runs the same validation and write path as the WebSocket and is answered
 only once the accepted positions are in Redis. One session per device, kept between
@@ -28,6 +28,7 @@ from typing import Final
 
 import msgspec
 
+from gateway.core.errors import ApiError
 from gateway.core.metrics import Metrics
 from gateway.core.outage import REDIS_OUTAGE
 from gateway.core.structs import field_of, out_of_range
@@ -63,27 +64,12 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class Refused(Exception):
-    """A request that gets an error answer: ``status`` with ``{"error", "field"}``."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
-        self.headers = headers or {}
-
-    def reply(self) -> Reply:
-        body: dict[str, str] = {"error": self.message}
-        if self.field:
-            body["field"] = self.field
-        return Reply(self.status, _json.encode(body), JSON, self.headers)
+def error_reply(exc: ApiError) -> Reply:
+    """The answer to a refused request: ``exc.status`` with ``{"error", "field"}``."""
+    body: dict[str, str] = {"error": exc.message}
+    if exc.field:
+        body["field"] = exc.field
+    return Reply(exc.status, _json.encode(body), JSON, exc.headers or {})
 
 
 class _Sender(msgspec.Struct):
@@ -248,7 +234,7 @@ class DeviceRequests:
         device = await self.device_auth.lookup(token) if token else None
         if device is None:
             self.metrics.inc("gateway_handshakes_refused_total", reason="unknown_device")
-            raise Refused(401, "unknown or revoked device token")
+            raise ApiError(401, "unknown or revoked device token")
         session = self.sessions.get(device.id)
         if session is None or session.device != device:
             if len(self.sessions) >= SESSION_CACHE:
@@ -266,7 +252,7 @@ class DeviceRequests:
         if wait:
             self.metrics.inc("gateway_device_throttled_total")
             retry = "60" if math.isinf(wait) else str(max(1, math.ceil(wait)))
-            raise Refused(429, "rate limit exceeded", headers={"Retry-After": retry})
+            raise ApiError(429, "rate limit exceeded", headers={"Retry-After": retry})
 
     async def _ingest(
         self, session: Session, positions: list[Position], bad: list[Rejection]
@@ -299,9 +285,9 @@ class DeviceRequests:
         self.metrics.inc("gateway_requests_without_fix_total", proto=proto)
         await self.writer.keep_alive(session.device)
 
-    def _bad_frame(self, reason: str, detail: str) -> Refused:
+    def _bad_frame(self, reason: str, detail: str) -> ApiError:
         self.metrics.inc("gateway_frames_rejected_total", reason=reason)
-        return Refused(400, f"{reason}: {detail}")
+        return ApiError(400, f"{reason}: {detail}")
 
     def _unreadable(self, exc: Exception) -> Rejection:
         """A position the app sent that cannot be stored: a field out of range is filtered
@@ -314,6 +300,6 @@ class DeviceRequests:
                 self.metrics.inc("gateway_positions_rejected_total", reason=Reason.OUT_OF_RANGE)
                 return Rejection(None, Reason.OUT_OF_RANGE, f"{where}: {message}")
             self.metrics.inc("gateway_frames_rejected_total", reason="malformed")
-            raise Refused(400, f"malformed: {message}", where)
+            raise ApiError(400, f"malformed: {message}", where)
         self.metrics.inc("gateway_frames_rejected_total", reason="malformed")
-        raise Refused(400, f"malformed: {exc}")
+        raise ApiError(400, f"malformed: {exc}")

@@ -29,9 +29,10 @@ from typing import Final
 import httptools
 import trio
 
+from gateway.core.errors import ApiError
 from gateway.core.failures import log_once
 from gateway.core.metrics import Metrics
-from gateway.ingest.device_http import JSON, DeviceRequests, Refused, Reply, non_empty
+from gateway.ingest.device_http import JSON, DeviceRequests, Reply, error_reply, non_empty
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ class DeviceHttpServer:
         for a moment: closing a socket with unread data resets the connection, and the
         client might lose the answer."""
         self.metrics.inc("gateway_device_http_refused_total", reason=str(status))
-        await stream.send_all(encode_reply(Refused(status, message).reply(), False))
+        await stream.send_all(encode_reply(error_reply(ApiError(status, message)), False))
         with trio.move_on_after(LINGER_S):
             await stream.send_eof()
             dropped = 0
@@ -257,12 +258,12 @@ class DeviceHttpServer:
         self.metrics.inc("gateway_device_http_requests_total")
         try:
             return await self._route(request)
-        except Refused as exc:
-            return exc.reply()
+        except ApiError as exc:
+            return error_reply(exc)
         except Exception as exc:  # a bug: this request's 500, the server goes on
             self.metrics.inc("gateway_handler_errors_total", proto="device_http")
             log_once(log, "a device HTTP request failed", exc)
-            return Refused(500, "internal error").reply()
+            return error_reply(ApiError(500, "internal error"))
 
     async def _route(self, r: _Request) -> Reply:
         path, _, query = r.url.partition(b"?")
@@ -272,7 +273,7 @@ class DeviceHttpServer:
         media = r.headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if path in OSMAND_PATHS:
             if r.method not in (b"GET", b"POST"):
-                raise Refused(405, "GET or POST", headers={"Allow": "GET, POST"})
+                raise ApiError(405, "GET or POST", headers={"Allow": "GET, POST"})
             params = query_fields(query)
             json_body = r.method == b"POST" and media == JSON.encode()
             if r.method == b"POST" and not json_body and body:
@@ -280,10 +281,10 @@ class DeviceHttpServer:
                 params.update(non_empty(dict(form)))
             return await self.requests.osmand(params, body if json_body else b"", json_body, auth)
         if r.method != b"POST" and path in (b"/v1/owntracks", b"/v1/positions"):
-            raise Refused(405, "POST", headers={"Allow": "POST"})
+            raise ApiError(405, "POST", headers={"Allow": "POST"})
         if path == b"/v1/owntracks":
             return await self.requests.owntracks(body, auth)
         if path == b"/v1/positions":
             binary = media in (b"application/msgpack", b"application/x-msgpack")
             return await self.requests.batch(body, binary, auth)
-        raise Refused(404, "no such path: /, /v1/osmand, /v1/owntracks or /v1/positions")
+        raise ApiError(404, "no such path: /, /v1/osmand, /v1/owntracks or /v1/positions")

@@ -98,4 +98,4 @@ async def test_what_is_not_a_request_it_answers_is_refused_and_closed(
         assert [a[0] for a in answers] == [404, 405, 401, 200]  # and the connection stays
     metrics = await gateway.metrics()
     assert metric(metrics, 'gateway_device_http_refused_total{reason="413"}') == 1
-    assert metric(metrics, "gateway_http_errors_total") == 0
+    assert metric(metrics, 'gateway_handler_errors_total{proto="device_http"}') == 0
