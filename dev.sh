@@ -2,6 +2,8 @@
 # One entry point for a fresh Debian machine with Python 3.11:
 #   ./dev.sh run    set up what is missing, then run the gateway with a simulated fleet
 #   ./dev.sh test   set up what is missing, then lint, type-check and run the whole test suite
+#   ./dev.sh vendor install the pages' pinned browser libraries (web/package-lock.json) with npm
+#                   and copy them into gateway/http/static/vendor/ (the copies are committed)
 # Re-running either is fast: system packages and the virtual environment are only
 # installed when missing or when pyproject.toml changed.
 set -euo pipefail
@@ -67,6 +69,10 @@ case "$cmd" in
         "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
+    vendor)
+        need_system npm npm
+        (cd web && npm ci --ignore-scripts --no-audit --no-fund && node vendor.mjs)
+        ;;
     bench)
         need_system redis-server redis-server
         need_python
@@ -74,7 +80,7 @@ case "$cmd" in
         ;;
     *)
         echo "usage: ./dev.sh run [--vehicles N] [--http-port P] [--ingest-port P] [-- simulator options]" >&2
-        echo "       ./dev.sh test [pytest args] | bench | setup" >&2
+        echo "       ./dev.sh test [pytest args] | bench | setup | vendor" >&2
         exit 2
         ;;
 esac

@@ -151,6 +151,7 @@ def create_app(svc: HttpServices) -> QuartTrio:
             svc.hub,
             agent,
             public_url=svc.public_url,
+            tile_url=s.tile_url,
         )
     )
     app.register_blueprint(

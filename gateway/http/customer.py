@@ -1,6 +1,7 @@
 """Customer tracking pages and their data, opened by signed links; agents issue and revoke.
 
-``GET /t/<token>``: the page. ``GET /v1/track/<token>``: the view as JSON.
+``GET /t/<token>``: the page (the map's tile URL, ``TILE_URL``, in its ``tile-url`` meta
+element). ``GET /v1/track/<token>``: the view as JSON.
 ``WS /v1/track/<token>/live``: the view again whenever it changes, until the link expires or
 is revoked (closed then with ``CLOSE_LINK_INVALID``, within ``REVOCATION_POLL_S`` of a
 revocation). A bad, expired or revoked token gets 403 with the same body whether or not the
@@ -10,12 +11,13 @@ link that stops working must not keep showing what it showed.
 
 from __future__ import annotations
 
+import html
 import time
 from typing import Any, Final
 
 import msgspec
 import trio
-from quart import Blueprint, Response, jsonify, send_from_directory, websocket
+from quart import Blueprint, Response, jsonify, websocket
 
 from gateway.customer.links import LinkClaims, Links
 from gateway.customer.models import CustomerView, LinkIssued, LinksRevoked, RescheduleChoice
@@ -71,9 +73,14 @@ def customer_blueprint(
     agent: AgentAuth,
     *,
     public_url: str,
+    tile_url: str = "",
 ) -> Blueprint:
-    """``public_url``: the gateway's, which the links issued start with."""
+    """``public_url``: the gateway's, which the links issued start with; ``tile_url``: the
+    map's street tiles (empty: a plain background)."""
     bp = Blueprint("customer", __name__)
+    tile_meta = f'name="tile-url" content="{html.escape(tile_url)}"'
+    page_html = (STATIC_DIR / "track.html").read_text(encoding="utf-8")
+    page_html = page_html.replace('name="tile-url" content=""', tile_meta)
 
     @bp.after_request
     async def no_store(response: Response) -> Response:
@@ -90,7 +97,7 @@ def customer_blueprint(
     async def page(token: str) -> Any:
         if await links.check(token) is None:
             return Response(f"<!doctype html><title>Tracking</title><p>{DENIED}.</p>", 403)
-        response = await send_from_directory(STATIC_DIR, "track.html")
+        response = Response(page_html, content_type="text/html; charset=utf-8")
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
 

@@ -12,7 +12,7 @@ from typing import Any
 import trio
 from trio_websocket import open_websocket_url
 
-from tests.browser import in_browser
+from tests.browser import PHONE, TileServer, in_browser, screenshot
 from tests.gateway.conftest import (
     API_KEY,
     GatewayHandle,
@@ -38,6 +38,20 @@ async def drive(gateway: GatewayHandle, token: str, first_seq: int, south_m: lis
                 pass
 
 
+async def van_on_its_way(
+    gateway: GatewayHandle, window_start: float, south_m: list[float], ts0: float
+) -> str:
+    """van-link on the started two-stop route LINK-R (windows an hour from ``window_start``),
+    driven north at 10 m/s through ``south_m`` (metres south of the first stop) from ``ts0``,
+    a fix every 10 s; its device's token."""
+    device = await gateway.register("van-link")
+    assert (await gateway.http.put("/v1/routes", json=two_stop_route(window_start))).is_success
+    assert (await gateway.http.post("/v1/routes/LINK-R/start")).is_success
+    await wait_tracked(gateway, "van-link")
+    await drive(gateway, device, 1, south_m, ts0, 10.0)
+    return device
+
+
 async def test_customer_page_shows_the_van_coming_and_the_eta(gateway: GatewayHandle) -> None:
     device = await gateway.register("van-link")
     now = time.time()
@@ -55,6 +69,13 @@ async def test_customer_page_shows_the_van_coming_and_the_eta(gateway: GatewayHa
         assert "Marie is on the way" in page.inner_text("#driver")
         eta_text = page.inner_text("#eta")
         assert eta_text.startswith("Expected between")
+        # The map: the address and the van, each named; no TILE_URL, so no tiles, a plain
+        # background.
+        assert page.is_visible(".leaflet-marker-icon.home")
+        assert page.is_visible(".leaflet-marker-icon.van")
+        labels = page.inner_text("#map")
+        assert "Your address" in labels and "Marie's van" in labels
+        assert page.locator(".leaflet-tile").count() == 0
         first = page.evaluate("window.trackState")
         # The van comes much closer: the page follows without a reload.
         trio.from_thread.run(drive, gateway, device, 4, [1500.0, 1400.0, 1300.0], now - 30, 10.0)
@@ -64,10 +85,40 @@ async def test_customer_page_shows_the_van_coming_and_the_eta(gateway: GatewayHa
         later = page.evaluate("window.trackState")
         assert later["eta"] < first["eta"]
         assert page.evaluate("document.body.dataset.vehicle") == "shown"
+        # The way the van came since the page showed it.
+        assert int(page.evaluate("document.body.dataset.trail")) >= 2
         # Nothing of the other customer on the route reaches this page.
         assert "bob" not in page.content().lower()
 
     await trio.to_thread.run_sync(in_browser("customer_page", check))
+
+
+async def test_customer_page_on_a_phone_draws_street_tiles(
+    redis_url: str, data_dir: Path, nursery: trio.Nursery
+) -> None:
+    with TileServer() as tiles:
+        gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir, tile_url=tiles.url))
+        now = time.time()
+        await van_on_its_way(gw, now - 600, [1500, 1400, 1300, 1200], now - 200)
+        link = await issue(gw, "D-S1")
+
+        def check(page: Any) -> None:
+            page.goto(f"{gw.ep.http_url}/t/{link}")
+            page.wait_for_function("window.trackState && window.trackState.vehicle", timeout=10_000)
+            page.wait_for_selector("img.leaflet-tile-loaded", timeout=10_000)
+            assert page.is_visible(".leaflet-marker-icon.home")
+            assert page.is_visible(".leaflet-marker-icon.van")
+            # The page fits the phone: nothing wider than the screen, the map in view.
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+            box = page.locator("#map").bounding_box()
+            assert box is not None and box["y"] + box["height"] <= PHONE["height"]
+            page.wait_for_timeout(300)
+            screenshot(page, "customer_page_phone_tiles")
+
+        await trio.to_thread.run_sync(in_browser("customer_phone", check, PHONE))
+        assert tiles.requested
+        await gw.http.aclose()
+        gw.scope.cancel()
 
 
 async def test_an_open_page_empties_when_its_link_is_revoked(gateway: GatewayHandle) -> None:

@@ -13,7 +13,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from gateway.demo import DemoFleet, run_simulator
-from tests.browser import in_browser
+from tests.browser import PHONE, TileServer, in_browser, screenshot
 from tests.gateway.conftest import (
     API_KEY,
     GatewayHandle,
@@ -35,12 +35,30 @@ async def send(gateway: GatewayHandle, token: str, positions: list[dict[str, Any
 T0 = time.time() - 50  # fix times count from here, so later batches never go back in time
 
 
-def fixes(first_seq: int, n: int, lat: float, step: float, speed: float) -> list[dict[str, Any]]:
+def fixes(
+    first_seq: int, n: int, lat: float, step: float, speed: float, heading: float | None = None
+) -> list[dict[str, Any]]:
     return [
         {"seq": first_seq + i, "ts": T0 + first_seq + i, "lat": lat + i * step, "lon": 4.9,
-         "speed": speed}
+         "speed": speed, **({} if heading is None else {"heading": heading})}
         for i in range(n)
     ]  # fmt: skip
+
+
+async def fail_delivery(gateway: GatewayHandle, delivery: str) -> None:
+    r = await gateway.http.post(
+        f"/v1/deliveries/{delivery}/status", json={"status": "failed", "reason": "nobody_home"}
+    )
+    assert r.status_code == 200, r.text
+
+
+def marker_color(page: Any, vehicle: str) -> str:
+    """The fill of a van's marker on the map."""
+    return str(page.get_attribute(f".vanmark[data-id='{vehicle}'] circle", "fill"))
+
+
+def legend_color(page: Any, status: str) -> str:
+    return str(page.get_attribute(f"#legend li[data-status='{status}'] circle", "fill"))
 
 
 async def test_ops_page_shows_vehicles_and_live_updates(gateway: GatewayHandle) -> None:
@@ -57,11 +75,26 @@ async def test_ops_page_shows_vehicles_and_live_updates(gateway: GatewayHandle) 
         assert "stopped" in page.inner_text("li[data-id='van-b']")
         # The key moved from the URL into the browser's storage.
         assert "key=" not in page.url
-        trio.from_thread.run(send, gateway, tok_b, fixes(4, 5, 52.3801, 0.0001, 9.0))
+        # Both vans on the map, coloured as the legend says, with no tiles (TILE_URL unset):
+        # the plain background and everything else drawn.
+        page.wait_for_selector(".vanmark[data-id='van-b'][data-status='stopped']")
+        assert marker_color(page, "van-a") == legend_color(page, "stopped")
+        assert page.locator(".leaflet-tile").count() == 0
+        trio.from_thread.run(send, gateway, tok_b, fixes(4, 5, 52.3801, 0.0001, 9.0, 0.0))
         page.wait_for_function(
             "document.querySelector(\"li[data-id='van-b']\").textContent.includes('moving')",
             timeout=10_000,
         )
+        page.wait_for_selector(".vanmark[data-id='van-b'][data-status='moving']")
+        assert marker_color(page, "van-b") == legend_color(page, "moving")
+        assert legend_color(page, "moving") != legend_color(page, "stopped")
+        # Its heading: an arrow pointing north; the stopped van (no heading) has none.
+        assert page.get_attribute(".vanmark[data-id='van-b'] path", "transform") == "rotate(0)"
+        assert page.locator(".vanmark[data-id='van-a'] path").count() == 0
+        legend = page.inner_text("#legend")
+        for words in ("moving", "stopped", "offline", "late risk", "pending", "arriving",
+                      "delivered", "failed"):  # fmt: skip
+            assert words in legend
         assert "32 km/h" in page.inner_text("li[data-id='van-b']")
         assert "2 vehicles: 1 moving, 0 idling, 1 stopped" in page.inner_text("#counts")
         events = page.inner_text("#events")
@@ -83,17 +116,11 @@ async def test_ops_page_shows_an_alert_arriving_and_resolves_it(gateway: Gateway
     assert (await gateway.http.post("/v1/routes/LINK-R/start")).is_success
     url = f"{gateway.ep.http_url}/ops#key={API_KEY}"
 
-    async def fail_delivery() -> None:
-        r = await gateway.http.post(
-            "/v1/deliveries/D-S1/status", json={"status": "failed", "reason": "nobody_home"}
-        )
-        assert r.status_code == 200, r.text
-
     def check(page: Any) -> None:
         page.goto(url)
         page.wait_for_selector("#conn.on", timeout=10_000)
         assert page.locator("#alerts li").count() == 0
-        trio.from_thread.run(fail_delivery)
+        trio.from_thread.run(fail_delivery, gateway, "D-S1")
         page.wait_for_selector("#alerts li", timeout=10_000)
         assert page.locator("#alerts li").count() == 1
         page.click("#alerts li button[data-action=ack]")
@@ -131,3 +158,44 @@ async def test_ops_page_shows_that_the_simulated_fleet_stopped(
     await trio.to_thread.run_sync(in_browser("ops_fleet_stopped", check))
     await gw.http.aclose()
     gw.scope.cancel()
+
+
+async def test_ops_map_shows_routes_numbered_stops_late_vans_and_street_tiles(
+    redis_url: str, data_dir: Path, nursery: trio.Nursery
+) -> None:
+    from tests.gateway.customer.test_page import van_on_its_way
+
+    with TileServer() as tiles:
+        gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir, tile_url=tiles.url))
+        now = time.time()
+        # The window closes in a few seconds and the van is 3 km out: late risk.
+        await van_on_its_way(gw, now - 3590, [3000, 2900, 2800], now - 20)
+        url = f"{gw.ep.http_url}/ops#key={API_KEY}"
+
+        def check(page: Any) -> None:
+            page.goto(url)
+            page.wait_for_selector("#conn.on", timeout=10_000)
+            # The route in the legend in its own colour, its stops numbered in order.
+            page.wait_for_selector("#legend li[data-route]", timeout=10_000)
+            assert "LINK-R" in page.inner_text("#legend")
+            for n in (1, 2):
+                page.wait_for_selector(f".stopmark[data-n='{n}'][data-state='pending']")
+            late = ".vanmark[data-id='van-link'][data-status='late']"
+            page.wait_for_selector(late, timeout=10_000)
+            assert marker_color(page, "van-link") == legend_color(page, "late")
+            assert "late risk" in page.inner_text("li[data-id='van-link']")
+            # A failed attempt: the stop says so once the routes are read again.
+            trio.from_thread.run(fail_delivery, gw, "D-S1")
+            page.wait_for_selector(".stopmark[data-n='1'][data-state='failed']", timeout=10_000)
+            # Street tiles from TILE_URL, here a local tile server.
+            page.wait_for_selector("img.leaflet-tile-loaded", timeout=10_000)
+            page.wait_for_timeout(500)
+            screenshot(page, "ops_map_tiles")
+            page.set_viewport_size(PHONE)
+            page.wait_for_timeout(500)
+            screenshot(page, "ops_map_phone")
+
+        await trio.to_thread.run_sync(in_browser("ops_map_routes", check))
+        assert tiles.requested and all(p.endswith(".png") for p in tiles.requested)
+        await gw.http.aclose()
+        gw.scope.cancel()

@@ -1,0 +1,89 @@
+// Started routes on the ops map: each route its own colour (its planned path, or straight
+// lines between its stops when it has none), its stops numbered in planned order and filled
+// by their state (pending, arriving, delivered, failed) with a glyph beside the number.
+/* global L */
+import { STOP, routeColor, stopState } from "./colors.js";
+
+const STOPS_FROM_ZOOM = 12; // below this, stops are shown only when there are few
+const FEW_STOPS = 400;
+
+const escapeHtml = s => String(s).replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`);
+
+export class RouteLayer {
+  constructor(map) {
+    this.map = map;
+    this.routes = new Map(); // id -> {id, name, vehicle, color, path, stops}
+    this.colors = new Map(); // route id -> colour, kept while the page is open
+    this.lines = L.layerGroup().addTo(map);
+    this.stops = L.layerGroup().addTo(map);
+    this.onChange = () => {};
+    map.on("zoomend", () => this.showStops());
+  }
+
+  colorOf(id) {
+    if (!this.colors.has(id)) this.colors.set(id, routeColor(this.colors.size));
+    return this.colors.get(id);
+  }
+
+  async refresh(api) {
+    const list = (await api("/v1/routes?status=started&limit=500")).routes;
+    const seen = new Set();
+    for (const summary of list) {
+      seen.add(summary.id);
+      const [route, dl] = await Promise.all([
+        api(`/v1/routes/${summary.id}`), api(`/v1/deliveries?route=${summary.id}&limit=1000`)]);
+      const byStop = {};
+      for (const d of dl.deliveries) (byStop[d.stop] ||= []).push(d.status);
+      this.routes.set(summary.id, {
+        id: summary.id,
+        name: route.external_id || summary.id,
+        vehicle: route.vehicle,
+        color: this.colorOf(summary.id),
+        path: route.path,
+        stops: route.stops.map((s, i) => ({
+          n: i + 1, lat: s.location.lat, lon: s.location.lon, address: s.address,
+          state: stopState(byStop[s.id] || []),
+        })),
+      });
+    }
+    for (const id of [...this.routes.keys()]) if (!seen.has(id)) this.routes.delete(id);
+    this.render();
+    this.onChange();
+  }
+
+  allStops() {
+    return [...this.routes.values()].flatMap(r => r.stops);
+  }
+
+  render() {
+    this.lines.clearLayers();
+    this.stops.clearLayers();
+    for (const r of this.routes.values()) {
+      const line = r.path && r.path.length > 1 ? r.path : r.stops.map(s => [s.lat, s.lon]);
+      if (line.length > 1) {
+        L.polyline(line, {
+          color: r.color, weight: 4, opacity: 0.7, dashArray: r.path ? null : "6 6",
+          className: "routeline", interactive: false,
+        }).addTo(this.lines);
+      }
+      for (const s of r.stops) {
+        const st = STOP[s.state];
+        const html = `<div class="stopmark st-${s.state}" data-route="${escapeHtml(r.id)}" data-n="${s.n}" ` +
+          `data-state="${s.state}" style="border-color:${r.color};background:${st.color};color:${st.text}">` +
+          `${s.n}${st.glyph ? `<i>${st.glyph}</i>` : ""}</div>`;
+        L.marker([s.lat, s.lon], {
+          icon: L.divIcon({ html, className: "stop", iconSize: [22, 22], iconAnchor: [11, 11] }),
+          keyboard: false,
+        }).bindTooltip(`${escapeHtml(r.name)} stop ${s.n}: ${escapeHtml(s.address || "")} (${st.label})`, { direction: "top" })
+          .addTo(this.stops);
+      }
+    }
+    this.showStops();
+  }
+
+  showStops() {
+    const want = this.map.getZoom() >= STOPS_FROM_ZOOM || this.allStops().length <= FEW_STOPS;
+    if (want && !this.map.hasLayer(this.stops)) this.stops.addTo(this.map);
+    if (!want && this.map.hasLayer(this.stops)) this.stops.remove();
+  }
+}
