@@ -12,7 +12,8 @@ Geofence engine
     Feed it :class:`FixBatch` batches with :meth:`GeofenceEngine.process` and call
     :meth:`GeofenceEngine.tick` for dwell without fixes. It returns :class:`ZoneEnter`,
     :class:`ZoneExit`, :class:`ZoneDwell` and :class:`ZoneCross` events. The per-pair rule is the
-    pure function :func:`transition`.
+    pure function :func:`transition`: a move between fixes is evidence as well as a fix, and
+    evidence within a fix's reported accuracy does not count (:mod:`geofence.transitions`).
 
 Routes and ETAs
     A :class:`Route` of :class:`Stop` values, optionally with a planned path, is followed by a
@@ -78,7 +79,16 @@ from .geo import (
 from .index import Hits, ZoneIndex
 from .routes import PlannedPath, Route, Stop
 from .tracker import RouteTracker, TrackerConfig
-from .transitions import CROSS, INNER, OUTER, FixPoint, Membership, transition
+from .transitions import (
+    CROSS,
+    INNER,
+    OUTER,
+    STILL_SPEED_MPS,
+    UNSURE,
+    FixPoint,
+    Membership,
+    transition,
+)
 from .zones import MAX_VERTICES, Area, Circle, Corridor, Schedule, Zone
 
 __all__ = [
@@ -87,6 +97,8 @@ __all__ = [
     "INNER",
     "MAX_VERTICES",
     "OUTER",
+    "STILL_SPEED_MPS",
+    "UNSURE",
     "AnyGeofenceEvent",
     "AnyRouteEvent",
     "Approach",

@@ -4,7 +4,7 @@
 
     engine = GeofenceEngine(EngineConfig(enter_margin_m=5, exit_margin_m=10))
     engine.set_zone(Zone.circle("stop-17", 48.8566, 2.3522, 60, kind="customer_stop"))
-    events = engine.process(FixBatch(vehicles, ts, lat, lon))   # or a list of tuples
+    events = engine.process(FixBatch(vehicles, ts, lat, lon, accuracy, speed))  # or tuples
     events += engine.tick(now)                                   # dwell without new fixes
 
 Contract:
@@ -17,6 +17,9 @@ Contract:
   ``first_fix_enters``), and zone changes never emit events by themselves: a zone created around a
   parked vehicle makes it a member silently. Membership is reconciled with each vehicle's last
   known position when a zone is set or removed.
+* A fix's reported accuracy and speed (optional; NaN or None where not reported) decide how
+  much it proves: a move is a path only if the vehicle drove it, and evidence within a fix's
+  accuracy does not count (the rule is in :mod:`geofence.transitions`).
 * A vehicle that comes back after being offline is compared with its last fix as usual, so it gets
   the exits and enters it owes; crossings are only inferred between fixes at most
   ``max_cross_gap_s`` apart.
@@ -32,8 +35,10 @@ How it stays fast: one vectorised index query covers the whole batch (see
 observation, a fix whose signature equals the previous fix's cannot change membership; only fixes
 whose signature changed, that cross a zone, or that reach a dwell deadline get Python-level work,
 and at those only the zones whose bits changed are looked at. Two different observation sets
-share a signature with probability 2**-64. :attr:`GeofenceEngine.stats` counts the fixes that
-took the Python path.
+share a signature with probability 2**-64. A fix whose accuracy is beyond a margin is the
+exception: it may hold back a transition that a later fix with the same observations, but a
+better accuracy, makes, so such fixes of vehicles near a zone, and the fix after each, take the
+Python path in full. :attr:`GeofenceEngine.stats` counts the fixes that took the Python path.
 
 State for persistence: :meth:`GeofenceEngine.export_state` returns plain JSON-ready dicts and
 :meth:`GeofenceEngine.import_state` takes them back (set the zones first).
@@ -53,12 +58,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .events import GeofenceEvent, ZoneCross, ZoneDwell, ZoneEnter, ZoneExit
-from .geo import normalize_lon, normalize_lon_array
+from .geo import haversine_m_array, normalize_lon, normalize_lon_array
 from .index import Hits, ZoneIndex
 from .transitions import (
     CROSS,
     INNER,
     OUTER,
+    STILL_SPEED_MPS,
+    UNSURE,
     FixPoint,
     Membership,
     check_dwell,
@@ -94,20 +101,36 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 class FixBatch:
-    """A batch of fixes as parallel arrays: vehicle ids, epoch seconds, latitude, longitude."""
+    """A batch of fixes as parallel arrays: vehicle ids, epoch seconds, latitude, longitude, and
+    optionally each fix's reported accuracy (metres) and speed (m/s), NaN where not reported."""
 
-    __slots__ = ("lat", "lon", "ts", "vehicle")
+    __slots__ = ("accuracy", "lat", "lon", "speed", "ts", "vehicle")
 
     def __init__(
-        self, vehicle: Sequence[str], ts: ArrayLike, lat: ArrayLike, lon: ArrayLike
+        self,
+        vehicle: Sequence[str],
+        ts: ArrayLike,
+        lat: ArrayLike,
+        lon: ArrayLike,
+        accuracy: ArrayLike | Sequence[float | None] | None = None,
+        speed: ArrayLike | Sequence[float | None] | None = None,
     ) -> None:
         self.vehicle = vehicle
         self.ts = np.asarray(ts, dtype=np.float64)
         self.lat = np.asarray(lat, dtype=np.float64)
         self.lon = np.asarray(lon, dtype=np.float64)
         n = len(vehicle)
-        if not (self.ts.shape == self.lat.shape == self.lon.shape == (n,)):
-            raise ValueError("vehicle, ts, lat and lon must be 1-D and of equal length")
+        self.accuracy = _optional(accuracy, n)
+        self.speed = _optional(speed, n)
+        if not (
+            self.ts.shape
+            == self.lat.shape
+            == self.lon.shape
+            == self.accuracy.shape
+            == self.speed.shape
+            == (n,)
+        ):
+            raise ValueError("vehicle, ts, lat, lon (and accuracy, speed) must be 1-D and equal")
 
     def __len__(self) -> int:
         return len(self.vehicle)
@@ -120,6 +143,18 @@ class FixBatch:
             return cls([], [], [], [])
         vehicle, ts, lat, lon = zip(*rows, strict=True)
         return cls(vehicle, ts, lat, lon)
+
+
+def _optional(values: ArrayLike | Sequence[float | None] | None, n: int) -> NDArray[np.float64]:
+    """A float array of ``values``, NaN for None (all NaN when ``values`` is None)."""
+    if values is None:
+        return np.full(n, np.nan)
+    if isinstance(values, np.ndarray):
+        return np.asarray(values, dtype=np.float64)
+    return np.fromiter(
+        (math.nan if v is None else v for v in values),  # type: ignore[union-attr]
+        np.float64,
+    )
 
 
 @dataclass
@@ -159,6 +194,10 @@ class GeofenceEngine:
         self._last_ts = np.full(cap, np.nan)
         self._last_lat = np.full(cap, np.nan)
         self._last_lon = np.full(cap, np.nan)
+        self._last_acc = np.full(cap, np.nan)
+        # Whether the last fix stood still near a zone with an accuracy that may have held a
+        # transition back: the next fix is then looked at whatever its observations.
+        self._weak = np.zeros(cap, bool)
         self._sig = np.zeros(cap, np.uint64)
         self._dirty = np.zeros(cap, bool)
         self._due = np.full(cap, _INF)
@@ -258,6 +297,8 @@ class GeofenceEngine:
             ("_last_ts", np.nan),
             ("_last_lat", np.nan),
             ("_last_lon", np.nan),
+            ("_last_acc", np.nan),
+            ("_weak", False),
             ("_sig", 0),
             ("_dirty", False),
             ("_due", _INF),
@@ -302,6 +343,8 @@ class GeofenceEngine:
         self._members[vid] = {}
         self._obs[vid] = {}
         self._last_ts[vid] = self._last_lat[vid] = self._last_lon[vid] = np.nan
+        self._last_acc[vid] = np.nan
+        self._weak[vid] = False
         self._sig[vid] = 0
         self._dirty[vid] = True
         self._due[vid] = _INF
@@ -313,7 +356,15 @@ class GeofenceEngine:
         """Whether any zone exists; without one, ``remember`` is all a fix needs."""
         return len(self._index) > 0
 
-    def remember(self, vehicle_id: str, ts: float, lat: float, lon: float, fixes: int = 1) -> None:
+    def remember(
+        self,
+        vehicle_id: str,
+        ts: float,
+        lat: float,
+        lon: float,
+        fixes: int = 1,
+        accuracy: float | None = None,
+    ) -> None:
         """What ``process`` does with a vehicle's newest of ``fixes`` fixes while there are no
         zones (no membership, crossing or dwell can change): keep it as the vehicle's last fix
         unless an earlier one was newer (then it is counted as out of order, as ``process``
@@ -327,6 +378,8 @@ class GeofenceEngine:
             self._last_ts[vid] = ts
             self._last_lat[vid] = lat
             self._last_lon[vid] = normalize_lon(lon)
+            self._last_acc[vid] = math.nan if accuracy is None else accuracy
+            self._weak[vid] = False
             self._sig[vid] = 0
             self._dirty[vid] = False
 
@@ -345,20 +398,24 @@ class GeofenceEngine:
         t = b.ts[order]
         la = b.lat[order]
         lo = normalize_lon_array(b.lon[order])
+        acc = b.accuracy[order]
+        spd = b.speed[order]
         first = self._group_starts(v)
-        pt, pla, plo = self._previous(v, t, la, lo, first)
+        pt, pla, plo, pacc = self._previous(v, t, la, lo, acc, first)
         late = t < pt
         if late.any():
             keep = self._in_order(v, t, first, late)
             self.stats.out_of_order += int(n - keep.sum())
             order, v, t, la, lo = order[keep], v[keep], t[keep], la[keep], lo[keep]
+            acc, spd = acc[keep], spd[keep]
             n = v.size
             if n == 0:
                 return []
             first = self._group_starts(v)
-            pt, pla, plo = self._previous(v, t, la, lo, first)
+            pt, pla, plo, pacc = self._previous(v, t, la, lo, acc, first)
         has_prev = ~np.isnan(pt)
-        joined = has_prev & (t - pt <= self.config.max_cross_gap_s)
+        moved, acc0, pacc0 = self._motion(la, lo, acc, spd, pla, plo, pacc)
+        joined = has_prev & (t - pt <= self.config.max_cross_gap_s) & moved
         hits = self._index.query(
             la, lo, np.where(joined, pla, np.nan), np.where(joined, plo, np.nan)
         )
@@ -373,18 +430,39 @@ class GeofenceEngine:
         changed[starts] |= full
         ends = np.append(starts[1:], n)
         last = ends - 1
+        recheck, weak_near = self._weak_fixes(v, first, starts, ends, sig, prev_sig, acc0)
+        changed |= recheck
         group_changed = np.logical_or.reduceat(changed, starts)
         group_due = self._due[v[starts]] <= t[last]
         work = np.flatnonzero(group_changed | group_due)
         pending: list[_Pending] = []
         if work.size:
             self._slow_path(
-                work, starts, ends, full, changed, hits, order, v, t, la, lo, pt, pla, plo, pending
+                work,
+                starts,
+                ends,
+                full,
+                changed,
+                recheck,
+                hits,
+                order,
+                v,
+                t,
+                la,
+                lo,
+                pt,
+                pla,
+                plo,
+                acc0,
+                pacc0,
+                pending,
             )
         lv = v[last]
         self._last_ts[lv] = t[last]
         self._last_lat[lv] = la[last]
         self._last_lon[lv] = lo[last]
+        self._last_acc[lv] = acc[last]
+        self._weak[lv] = weak_near[last]
         self._sig[lv] = sig[last]
         self._dirty[lv] = False
         pending.sort(key=lambda e: e[:3])
@@ -404,15 +482,77 @@ class GeofenceEngine:
         t: NDArray[np.float64],
         la: NDArray[np.float64],
         lo: NDArray[np.float64],
+        acc: NDArray[np.float64],
         first: NDArray[np.bool_],
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         out = []
-        for arr, stored in ((t, self._last_ts), (la, self._last_lat), (lo, self._last_lon)):
+        for arr, stored in (
+            (t, self._last_ts),
+            (la, self._last_lat),
+            (lo, self._last_lon),
+            (acc, self._last_acc),
+        ):
             p = np.empty_like(arr)
             p[1:] = arr[:-1]
             p[first] = stored[v[first]]
             out.append(p)
-        return out[0], out[1], out[2]
+        return out[0], out[1], out[2], out[3]
+
+    def _motion(
+        self,
+        la: NDArray[np.float64],
+        lo: NDArray[np.float64],
+        acc: NDArray[np.float64],
+        spd: NDArray[np.float64],
+        pla: NDArray[np.float64],
+        plo: NDArray[np.float64],
+        pacc: NDArray[np.float64],
+    ) -> tuple[NDArray[np.bool_], NDArray[np.float64], NDArray[np.float64]]:
+        """Per fix: whether the straight line from the previous fix is a path it drove (it
+        reports a speed of at least STILL_SPEED_MPS and is elsewhere, or it is further from
+        the previous fix than the two fixes' uncertainty, each the larger of the enter margin
+        and its accuracy), and its and the previous fix's accuracy, 0 where none was
+        reported."""
+        margin = self.config.enter_margin_m
+        acc0 = np.nan_to_num(acc, nan=0.0)
+        pacc0 = np.nan_to_num(pacc, nan=0.0)
+        reach = np.maximum(acc0, margin) + np.maximum(pacc0, margin)
+        with np.errstate(invalid="ignore"):
+            dist = haversine_m_array(pla, plo, la, lo)  # NaN (no previous): never moved
+            moved = (dist > reach) | ((spd >= STILL_SPEED_MPS) & (dist > 0))
+        return moved, acc0, pacc0
+
+    def _weak_fixes(
+        self,
+        v: NDArray[np.int64],
+        first: NDArray[np.bool_],
+        starts: NDArray[np.intp],
+        ends: NDArray[np.intp],
+        sig: NDArray[np.uint64],
+        prev_sig: NDArray[np.uint64],
+        acc0: NDArray[np.float64],
+    ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+        """The fixes to look at in full whatever their observations, and the weak ones.
+
+        A fix with an accuracy beyond a margin may hold a transition back (UNSURE), so the
+        idempotence the fast path relies on does not hold for it: such a fix of a vehicle near a
+        zone in the batch (or inside one) is weak, and it and the fix after it are looked at in
+        full.
+        """
+        cfg = self.config
+        weak = acc0 > min(cfg.enter_margin_m, cfg.exit_margin_m)
+        recheck = np.zeros(v.size, bool)
+        if weak.any():
+            # A vehicle near no zone in the whole batch, and inside none, has nothing to hold.
+            near = np.logical_or.reduceat((sig != 0) | (prev_sig != 0), starts)
+            near |= np.fromiter(
+                (bool(self._members[vid]) for vid in v[starts].tolist()), bool, starts.size
+            )
+            weak &= np.repeat(near, ends - starts)
+            recheck |= weak
+            recheck[1:] |= weak[:-1] & ~first[1:]
+        recheck[starts] |= self._weak[v[starts]]
+        return recheck, weak
 
     def _in_order(
         self,
@@ -460,6 +600,7 @@ class GeofenceEngine:
         ends: NDArray[np.intp],
         full: NDArray[np.bool_],
         changed: NDArray[np.bool_],
+        recheck: NDArray[np.bool_],
         hits: Hits,
         order: NDArray[np.intp],
         v: NDArray[np.int64],
@@ -469,6 +610,8 @@ class GeofenceEngine:
         pt: NDArray[np.float64],
         pla: NDArray[np.float64],
         plo: NDArray[np.float64],
+        acc0: NDArray[np.float64],
+        pacc0: NDArray[np.float64],
         out: list[_Pending],
     ) -> None:
         """Sequential transitions for the vehicles (groups) in ``work``: every changed fix, and
@@ -476,8 +619,8 @@ class GeofenceEngine:
 
         At a changed fix only the zones whose bits differ from the vehicle's previous
         observation, or that were crossed, are looked at: for the others the transition is
-        idempotent. A vehicle's first fix, or its first after a zone change (``full``), looks at
-        every zone it is in or observed.
+        idempotent. A vehicle's first fix, or its first after a zone change (``full``), and the
+        fixes to ``recheck`` (see :meth:`_weak_fixes`) look at every zone it is in or observed.
         """
         changed_idx = np.flatnonzero(changed)
         sel = changed[hits.point]
@@ -495,6 +638,8 @@ class GeofenceEngine:
         )
         pt_c, pla_c = pt[changed_idx].tolist(), pla[changed_idx].tolist()
         plo_c, order_c = plo[changed_idx].tolist(), order[changed_idx].tolist()
+        acc_c, pacc_c = acc0[changed_idx].tolist(), pacc0[changed_idx].tolist()
+        recheck_c = recheck[changed_idx].tolist()
         before_c = t[np.maximum(changed_idx - 1, 0)].tolist()
         ga, gb = starts[work], ends[work]
         c0_l = np.searchsorted(changed_idx, ga).tolist()
@@ -528,7 +673,7 @@ class GeofenceEngine:
                     obs[s] &= OUTER | INNER
                     if not obs[s]:
                         del obs[s]
-                if k == a and full_l[g]:
+                if (k == a and full_l[g]) or recheck_c[c]:
                     slots = members.keys() | obs.keys()
                 else:
                     slots = {s for s, _ in obs.items() ^ last_obs.items()}
@@ -537,7 +682,10 @@ class GeofenceEngine:
                 if slots:
                     ptk = pt_c[c]
                     prev = None if ptk != ptk else FixPoint(ptk, pla_c[c], plo_c[c])  # NaN: none
-                    if self._apply(name, members, slots, obs, crossed, fix, prev, order_c[c], out):
+                    acc = (acc_c[c], max(acc_c[c], pacc_c[c]))
+                    if self._apply(
+                        name, members, slots, obs, crossed, fix, prev, acc, order_c[c], out
+                    ):
                         due = self._next_due(members)
                 if due <= fix.ts:
                     due = self._dwells(name, members, fix, order_c[c], out)
@@ -556,10 +704,15 @@ class GeofenceEngine:
         crossed: list[int],
         fix: FixPoint,
         prev: FixPoint | None,
+        accuracy: tuple[float, float],
         pos: int,
         out: list[_Pending],
     ) -> bool:
-        """Run :func:`transition` for ``slots``; return whether membership changed."""
+        """Run :func:`transition` for ``slots``; return whether membership changed.
+
+        ``accuracy``: the fix's and the larger of it and the previous fix's (0: none reported).
+        """
+        loose = accuracy[1] > min(self.config.enter_margin_m, self.config.exit_margin_m)
         zones = self._index.zone_by_slot
         initial = prev is None and not self.config.first_fix_enters
         touched = False
@@ -570,6 +723,8 @@ class GeofenceEngine:
             f = obs.get(slot, 0)
             if slot in crossed:
                 f |= CROSS
+            if loose:
+                f |= self._accuracy_bits(slot, m is not None, f, fix, prev, accuracy)
             new, ev = transition(
                 name,
                 zone.id,
@@ -590,6 +745,40 @@ class GeofenceEngine:
             if ev is not None:
                 out.append((pos, _EVENT_RANK[type(ev)], zone.id, ev))
         return touched
+
+    def _accuracy_bits(
+        self,
+        slot: int,
+        member: bool,
+        f: int,
+        fix: FixPoint,
+        prev: FixPoint | None,
+        accuracy: tuple[float, float],
+    ) -> int:
+        """The bits a fix's accuracy adds to its observation of the zone in ``slot``: OUTER
+        while the fix (accuracy ``accuracy[0]``) is within its accuracy of the zone, so it
+        neither exits nor crosses; UNSURE when it would enter without being deeper inside than
+        its accuracy, or the move to it (``accuracy[1]``) without reaching that deep."""
+        index = self._index
+        cfg = self.config
+        acc, seg_acc = accuracy
+        bits = 0
+        near_out = acc > cfg.exit_margin_m and not f & OUTER and (member or f & CROSS)
+        if near_out and -index.depth_m(slot, fix.lat, fix.lon) <= acc:
+            bits |= OUTER
+        if member:
+            return bits
+        if f & INNER:
+            if acc > cfg.enter_margin_m and index.depth_m(slot, fix.lat, fix.lon) <= acc:
+                bits |= UNSURE
+        elif (
+            f & CROSS
+            and prev is not None
+            and seg_acc > cfg.enter_margin_m
+            and not index.reaches(slot, prev.lat, prev.lon, fix.lat, fix.lon, seg_acc)
+        ):
+            bits |= UNSURE
+        return bits
 
     def _dwells(
         self,
@@ -677,6 +866,8 @@ class GeofenceEngine:
                     members[slot] = Membership(float(m["since"]), bool(m.get("dwell_done")))
             self._members[vid] = members
             self._obs[vid] = {}
+            self._last_acc[vid] = np.nan
+            self._weak[vid] = False
             self._sig[vid] = 0
             self._dirty[vid] = True
             self._due[vid] = self._next_due(members)

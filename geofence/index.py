@@ -14,10 +14,15 @@ candidate pairs as arrays:
 * circles are tested against their exact radius by the chord length between earth-centred
   coordinates, a handful of numpy operations per pair and no shapely call;
 * polygons and corridors use ``shapely.contains_xy`` on prepared geometries;
-* crossings use a 3-D point-to-segment distance for circles and ``shapely.intersects`` with the
-  segment for polygons, only for pairs where neither end is inside. The inner shape is at least
-  the exit margin away from the outside of the outer one, so segments shorter than twice the
-  exit margin are queried as points: with fixes every few seconds that is most of them.
+* crossings (the move from the previous fix passed through the inner shape, the fix itself not
+  inside it) use a 3-D point-to-segment distance for circles and ``shapely.intersects`` with the
+  segment for polygons. A fix outside the outer shape is at least the exit margin from the inner
+  one, so a segment shorter than that cannot reach it from there: such segments are queried as
+  points (with fixes every few seconds that is many of them) and tested as segments only
+  against the zones whose band (outer but not inner) the fix is in.
+
+:meth:`ZoneIndex.depth_m` measures how far a position is inside a zone (negative outside), for
+the few fixes whose reported accuracy decides a transition.
 
 Changes are cheap: a set or remove marks the slot, and the next query rebuilds only a small
 overlay tree of changed slots; entries of the main tree whose slot changed since are skipped.
@@ -35,7 +40,13 @@ import shapely
 from numpy.typing import ArrayLike, NDArray
 from shapely.geometry.base import BaseGeometry
 
-from .geo import ecef_array, gaussian_radius_m, normalize_lon_array, split_antimeridian
+from .geo import (
+    ecef_array,
+    gaussian_radius_m,
+    haversine_m,
+    normalize_lon_array,
+    split_antimeridian,
+)
 from .transitions import CROSS, INNER, OUTER
 from .zones import Circle, Polygonal, Zone, circle_polygon, polygonal_part
 
@@ -59,6 +70,32 @@ class Hits(NamedTuple):
     flags: NDArray[np.uint8]
 
 
+def _segments(
+    lat0: FloatArray, lon0: FloatArray, lat1: FloatArray, lon1: FloatArray
+) -> NDArray[np.object_]:
+    """Line strings from ``(lat0, lon0)`` to ``(lat1, lon1)``, in lon/lat."""
+    coords = np.empty((lat0.size, 2, 2))
+    coords[:, 0, 0] = lon0
+    coords[:, 0, 1] = lat0
+    coords[:, 1, 0] = lon1
+    coords[:, 1, 1] = lat1
+    return shapely.linestrings(coords)
+
+
+Xyz = tuple[FloatArray, FloatArray, FloatArray]
+
+
+def _gap2(a: Xyz, b: Xyz, c: Xyz) -> FloatArray:
+    """Squared distance from each earth-centred point ``c`` to the segment from ``a`` to
+    ``b`` (arrays of equal shape)."""
+    dx, dy, dz = b[0] - a[0], b[1] - a[1], b[2] - a[2]
+    dd = dx * dx + dy * dy + dz * dz
+    t = ((c[0] - a[0]) * dx + (c[1] - a[1]) * dy + (c[2] - a[2]) * dz) / np.where(dd > 0, dd, 1.0)
+    t = np.clip(t, 0.0, 1.0)
+    ex, ey, ez = a[0] + t * dx - c[0], a[1] + t * dy - c[1], a[2] + t * dz - c[2]
+    return ex * ex + ey * ey + ez * ez
+
+
 def _chord(radius_m: float, lat: float) -> float:
     r = gaussian_radius_m(lat)
     return 2.0 * r * math.sin(min(radius_m, math.pi * r) / (2.0 * r))
@@ -77,7 +114,7 @@ def offset_geometry(zone: Zone, distance_m: float) -> Polygonal | None:
 
 
 class _Slot:
-    __slots__ = ("inner", "inner_is_outer", "outer", "zone")
+    __slots__ = ("inner", "inner_is_outer", "outer", "planar", "shrunk", "zone")
 
     def __init__(
         self, zone: Zone, outer: BaseGeometry, inner: BaseGeometry, inner_is_outer: bool
@@ -86,6 +123,8 @@ class _Slot:
         self.outer = outer
         self.inner = inner
         self.inner_is_outer = inner_is_outer
+        self.planar: BaseGeometry | None = None  # the zone in its local plane, made on demand
+        self.shrunk: dict[int, BaseGeometry | None] = {}  # by whole metres, made on demand
 
 
 class ZoneIndex:
@@ -158,12 +197,15 @@ class ZoneIndex:
         slot = self._by_id.get(zone_id)
         return None if slot is None else self.zone_at(slot)
 
-    def outer_bounds(self, slot: int) -> tuple[float, float, float, float]:
-        """Bounding box ``(min lon, min lat, max lon, max lat)`` of the slot's outer shape."""
+    def _slot(self, slot: int) -> _Slot:
         s = self._slots[slot]
         if s is None:
             raise KeyError(slot)
-        b = s.outer.bounds
+        return s
+
+    def outer_bounds(self, slot: int) -> tuple[float, float, float, float]:
+        """Bounding box ``(min lon, min lat, max lon, max lat)`` of the slot's outer shape."""
+        b = self._slot(slot).outer.bounds
         return (b[0], b[1], b[2], b[3])
 
     def set(self, zone: Zone) -> tuple[int, Zone | None]:
@@ -360,28 +402,23 @@ class ZoneIndex:
             pla = np.asarray(prev_lat, dtype=np.float64)
             plo = normalize_lon_array(prev_lon)
             seg = np.isfinite(pla) & np.isfinite(plo) & (np.abs(plo - lo) <= 180.0)
-            if self.exit_margin_m > 0:
-                # Crossing means entering the inner shape with both ends outside the outer one,
-                # and the two are at least the exit margin apart all round: a segment shorter
-                # than twice that cannot cross. Equirectangular length is within a few per cent
-                # here, hence the slack.
-                dy = (la - pla) * _M_PER_DEG
-                dx = (lo - plo) * (_M_PER_DEG * np.cos(np.radians(la)))
-                seg &= dx * dx + dy * dy >= (_CROSS_SLACK * 2.0 * self.exit_margin_m) ** 2
-            else:
-                seg &= (pla != la) | (plo != lo)
+            seg &= (pla != la) | (plo != lo)
+        # Segments that could reach an inner shape from outside the outer one are queried as
+        # segments; the others as points (see the module docstring). Equirectangular length
+        # is within a few per cent here, hence the slack.
+        long_ = seg.copy()
+        if self.exit_margin_m > 0 and seg.any():
+            dy = (la - pla) * _M_PER_DEG
+            dx = (lo - plo) * (_M_PER_DEG * np.cos(np.radians(la)))
+            with np.errstate(invalid="ignore"):
+                long_ &= dx * dx + dy * dy >= (_CROSS_SLACK * self.exit_margin_m) ** 2
         geoms = np.empty(n, dtype=object)
-        pts = ~seg
+        pts = ~long_
         if pts.all():
             geoms = shapely.points(lo, la)
         else:
             geoms[pts] = shapely.points(lo[pts], la[pts])
-            coords = np.empty((int(seg.sum()), 2, 2))
-            coords[:, 0, 0] = plo[seg]
-            coords[:, 0, 1] = pla[seg]
-            coords[:, 1, 0] = lo[seg]
-            coords[:, 1, 1] = la[seg]
-            geoms[seg] = shapely.linestrings(coords)
+            geoms[long_] = _segments(pla[long_], plo[long_], la[long_], lo[long_])
         p, s = self._candidates(geoms)
         flags = np.zeros(p.size, np.uint8)
         if p.size == 0:
@@ -404,7 +441,7 @@ class ZoneIndex:
         flags[outer] |= OUTER
         flags[inner] |= INNER
         if seg.any():
-            self._crossings(p, s, outer, seg, la, lo, pla, plo, x, y, z, geoms, flags)
+            self._crossings(p, s, outer, inner, seg, long_, la, lo, pla, plo, x, y, z, geoms, flags)
         keep = flags != 0
         return Hits(p[keep], s[keep], flags[keep])
 
@@ -445,7 +482,9 @@ class ZoneIndex:
         p: IntArray,
         s: IntArray,
         outer: NDArray[np.bool_],
+        inner: NDArray[np.bool_],
         seg: NDArray[np.bool_],
+        long_: NDArray[np.bool_],
         la: FloatArray,
         lo: FloatArray,
         pla: FloatArray,
@@ -456,39 +495,71 @@ class ZoneIndex:
         geoms: NDArray[np.object_],
         flags: NDArray[np.uint8],
     ) -> None:
-        cand = np.flatnonzero(seg[p] & ~outer)
+        """Set CROSS where the segment to a fix not in the inner shape meets that shape."""
+        cand = np.flatnonzero(seg[p] & ~inner & (outer | long_[p]))
         if cand.size == 0:
             return
         pc, sc = p[cand], s[cand]
         circ = self._circle[sc]
-        prev_out = np.zeros(cand.size, bool)
         crossed = np.zeros(cand.size, bool)
         ci = np.flatnonzero(circ)
         if ci.size:
             pp, ss = pc[ci], sc[ci]
-            x0, y0, z0 = ecef_array(pla[pp], plo[pp])
-            cx, cy, cz = self._cx[ss], self._cy[ss], self._cz[ss]
-            prev_out[ci] = (x0 - cx) ** 2 + (y0 - cy) ** 2 + (z0 - cz) ** 2 <= self._c2_out[ss]
-            dx, dy, dz = x[pp] - x0, y[pp] - y0, z[pp] - z0
-            dd = dx * dx + dy * dy + dz * dz
-            t = ((cx - x0) * dx + (cy - y0) * dy + (cz - z0) * dz) / np.where(dd > 0, dd, 1.0)
-            t = np.clip(t, 0.0, 1.0)
-            ex = x0 + t * dx - cx
-            ey = y0 + t * dy - cy
-            ez = z0 + t * dz - cz
-            crossed[ci] = ex * ex + ey * ey + ez * ez <= self._c2_in[ss]
+            start = ecef_array(pla[pp], plo[pp])
+            centre = (self._cx[ss], self._cy[ss], self._cz[ss])
+            crossed[ci] = _gap2(start, (x[pp], y[pp], z[pp]), centre) <= self._c2_in[ss]
         pi = np.flatnonzero(~circ)
         if pi.size:
             pp, ss = pc[pi], sc[pi]
-            po = shapely.contains_xy(self._outer[ss], plo[pp], pla[pp])
-            prev_out[pi] = po
-            test = np.flatnonzero(~po)
-            if test.size:
-                hit = np.zeros(pi.size, bool)
-                hit[test] = shapely.intersects(self._inner[ss[test]], geoms[pp[test]])
-                crossed[pi] = hit
-        crossed &= ~prev_out
+            lines = geoms[pp]
+            short = np.flatnonzero(~long_[pp])
+            if short.size:
+                k = pp[short]
+                lines[short] = _segments(pla[k], plo[k], la[k], lo[k])
+            crossed[pi] = shapely.intersects(self._inner[ss], lines)
         flags[cand[crossed]] |= CROSS
+
+    def reaches(
+        self, slot: int, lat0: float, lon0: float, lat1: float, lon1: float, depth_m: float
+    ) -> bool:
+        """Whether the segment from ``(lat0, lon0)`` to ``(lat1, lon1)`` goes deeper than
+        ``depth_m`` into the zone in ``slot`` (for polygons, the depth rounded up to whole
+        metres)."""
+        s = self._slot(slot)
+        zone = s.zone
+        if isinstance(zone.shape, Circle):
+            r = zone.shape.radius_m - depth_m
+            if r <= 0:
+                return False
+            one = slice(slot, slot + 1)
+            centre = (self._cx[one], self._cy[one], self._cz[one])
+            gap2 = _gap2(ecef_array([lat0], [lon0]), ecef_array([lat1], [lon1]), centre)
+            return bool(gap2[0] <= _chord(r, zone.shape.lat) ** 2)
+        metres = math.ceil(depth_m)
+        if metres not in s.shrunk:
+            shrunk = offset_geometry(zone, -metres) if metres > 0 else zone.geometry
+            if shrunk is not None:
+                shapely.prepare(shrunk)
+            s.shrunk[metres] = shrunk
+        target = s.shrunk[metres]
+        if target is None:
+            return False
+        return bool(shapely.intersects(target, shapely.LineString([(lon0, lat0), (lon1, lat1)])))
+
+    def depth_m(self, slot: int, lat: float, lon: float) -> float:
+        """How far ``(lat, lon)`` is inside the zone in ``slot``, in metres (negative: how far
+        outside)."""
+        s = self._slot(slot)
+        zone = s.zone
+        if isinstance(zone.shape, Circle):
+            return zone.shape.radius_m - haversine_m(zone.shape.lat, zone.shape.lon, lat, lon)
+        if s.planar is None:
+            s.planar = zone.frame.project(shapely.segmentize(zone.geometry, _SEGMENTIZE_DEG))
+            shapely.prepare(s.planar)
+        px, py = zone.frame.xy(lat, lon)
+        point = shapely.Point(px, py)
+        d = float(shapely.distance(s.planar.boundary, point))
+        return d if s.planar.contains(point) else -d
 
     def observe_slot(self, slot: int, lat: ArrayLike, lon: ArrayLike) -> NDArray[np.uint8]:
         """OUTER/INNER bits of one zone for each position (used to reconcile membership when a

@@ -7,21 +7,41 @@ a zone is a bit mask:
 
 * :data:`OUTER`: the fix is inside the zone grown by the exit margin;
 * :data:`INNER`: the fix is inside the zone shrunk by the enter margin (implies OUTER);
-* :data:`CROSS`: the straight segment from the previous fix meets the inner shape while neither
-  fix is inside the outer one (sparse fixes jumping over a zone).
+* :data:`CROSS`: the fix is not inside the inner shape, but the straight move from the previous
+  fix passed through it (the path went into the zone between two fixes);
+* :data:`UNSURE`: the evidence that a vehicle outside went in (INNER, or CROSS) is within the
+  fix's reported accuracy: the fix is not deeper inside than that, or the move to it did not
+  reach that deep.
 
 Membership is a Schmitt trigger between the two shapes, so GPS jitter on the boundary cannot make
-enter and exit flap:
+enter and exit flap, and a move is evidence as well as a point, so sparse fixes cannot jump over a
+zone whatever band around its edge they land in:
 
 =================  ======================  ==========================================
 member before      observation             result
 =================  ======================  ==========================================
+no                 UNSURE                  not member, nothing
 no                 INNER                   member, ``enter`` (silent when ``initial``)
-no                 CROSS                   not member, ``cross``
+no                 CROSS and OUTER         member, ``enter`` (it went in and is at the edge)
+no                 CROSS, not OUTER        not member, ``cross``
 no                 anything else           not member, nothing
 yes                OUTER                   member, ``dwell`` once the threshold passes
-yes                not OUTER               not member, ``exit``
+yes                anything else           not member, ``exit``
 =================  ======================  ==========================================
+
+So a pass through a zone between fixes gives one ``cross`` when the fix after it is beyond the
+exit margin, or an ``enter`` and later an ``exit`` when a fix lands in the band around the edge
+(outside but within the exit margin, or inside by less than the enter margin).
+
+Who sets the bits (see :mod:`geofence.engine`): CROSS only for a move the vehicle drove: it
+reports a speed of at least :data:`STILL_SPEED_MPS`, or it is further from the previous fix than
+the two fixes' uncertainty (each the larger of the enter margin and its reported accuracy), so
+the jitter of a parked vehicle is never taken for a path. A fix whose reported accuracy is
+beyond the margins counts as evidence only beyond its accuracy: UNSURE unless it (or its move) is
+deeper inside than its accuracy, and OUTER while it is within its accuracy of the zone, so it
+neither exits nor crosses. So the hysteresis is never narrower than twice the accuracy, and a
+vehicle whose fixes stay within their reported accuracy of where it stands changes membership at
+most once, wherever it stands.
 
 Applying the same observation twice changes nothing (the function is idempotent in the
 observation), which is what lets the engine skip fixes whose observations equal the previous
@@ -40,6 +60,8 @@ from .events import GeofenceEvent, ZoneCross, ZoneDwell, ZoneEnter, ZoneExit
 OUTER: Final = 1
 INNER: Final = 2
 CROSS: Final = 4
+UNSURE: Final = 8
+STILL_SPEED_MPS: Final = 1.0  # a reported speed below this (3.6 km/h) is standing still
 
 
 class FixPoint(NamedTuple):
@@ -112,7 +134,9 @@ def transition(
     event. ``prev`` is the vehicle's previous fix, used for exits and crossings.
     """
     if member is None:
-        if observed & INNER:
+        if observed & UNSURE:
+            return None, None
+        if observed & INNER or (observed & CROSS and observed & OUTER):
             new = Membership(fix.ts)
             if initial or not active:
                 return new, None

@@ -134,6 +134,7 @@ def create_app(svc: HttpServices) -> QuartTrio:
             svc.fleet,
             svc.events,
             agent,
+            svc.live.engine,
             on_new_token=svc.on_new_token,
             on_revoked=svc.on_revoked,
             future_tolerance_s=s.future_tolerance_s,

@@ -1,5 +1,6 @@
 """Devices, vehicles and the event log over REST: register devices and issue or revoke their
-tokens, read each vehicle's latest state and track, page through the events."""
+tokens, read each vehicle's latest state (one vehicle's with the zones it is inside) and track,
+page through the events."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from quart import Blueprint, jsonify
 
 from gateway.core.events import EventLog
 from gateway.fleet.devices import DeviceExists, Devices, UnknownDevice
-from gateway.fleet.state import Fleet, VehicleState, public
+from gateway.fleet.state import Fleet, public
 from gateway.fleet.store import Store
 from gateway.http.common import AgentAuth
 from gateway.http.errors import ApiError
@@ -27,9 +28,13 @@ from gateway.http.models import (
     Revoked,
     Track,
     TrackQuery,
+    VehicleDetail,
     VehicleList,
+    VehicleZone,
 )
 from gateway.http.spec import Op, read_body, read_query
+from gateway.live.persistence import GEO_FIELD
+from geofence import GeofenceEngine
 
 _ID: Final = {"id": "the device id"}
 _VID: Final = {"id": "the vehicle id"}
@@ -46,13 +51,24 @@ OPS: Final = [
     Op("POST", "/v1/devices/{id}/revoke", "Revoke the device's token and close its connections",
        {200: Revoked, 404: None}, params=_ID),
     Op("GET", "/v1/vehicles", "Latest state of every vehicle", {200: VehicleList}),
-    Op("GET", "/v1/vehicles/{id}", "Latest state of one vehicle",
-       {200: VehicleState, 404: None}, params=_VID),
+    Op("GET", "/v1/vehicles/{id}", "Latest state of one vehicle and the zones it is inside",
+       {200: VehicleDetail, 404: None}, params=_VID),
     Op("GET", "/v1/vehicles/{id}/track", "Position history, oldest first",
        {200: Track}, params=_VID, query=TrackQuery),
     Op("GET", "/v1/events", "The event log, oldest first (order=desc: newest first)",
        {200: Events}, query=EventsQuery),
 ]  # fmt: skip
+
+
+class _SavedMembership(msgspec.Struct):
+    since: float
+
+
+class _SavedZones(msgspec.Struct):
+    """The part of a vehicle's saved geofence state (``GeofenceEngine.export_state``) read
+    here."""
+
+    zones: dict[str, _SavedMembership] = msgspec.field(default_factory=dict)
 
 
 def fleet_blueprint(
@@ -61,13 +77,16 @@ def fleet_blueprint(
     fleet: Fleet,
     event_log: EventLog,
     agent: AgentAuth,
+    geofences: GeofenceEngine,
     *,
     on_new_token: Callable[[str], None],
     on_revoked: Callable[[str], None],
     future_tolerance_s: float,
 ) -> Blueprint:
-    """``on_new_token``/``on_revoked``: called with the device id once its token changed or
-    it was revoked (caches forget it, its connections close)."""
+    """``geofences``: the live stage's engine (this process's zones, and the memberships of
+    the vehicles whose fixes it receives). ``on_new_token``/``on_revoked``: called with the
+    device id once its token changed or it was revoked (caches forget it, its connections
+    close)."""
     bp = Blueprint("fleet", __name__)
 
     @bp.post("/v1/devices")
@@ -124,13 +143,30 @@ def fleet_blueprint(
     async def list_vehicles() -> Any:
         return jsonify({"vehicles": [public(s) for s in fleet.vehicles.values()]})
 
+    async def zones_of(vid: str) -> list[VehicleZone]:
+        """The zones ``vid`` is inside: this process's engine's view if its fixes arrive here,
+        else what the process receiving them saved last (every few seconds)."""
+        if vid in fleet.local:
+            since = {zid: m.since for zid, m in geofences.memberships(vid).items()}
+        else:
+            raw = (await store.load_live_fields(vid, (GEO_FIELD,))).get(GEO_FIELD)
+            saved = msgspec.json.decode(raw, type=_SavedZones) if raw is not None else None
+            since = {zid: m.since for zid, m in saved.zones.items()} if saved else {}
+        out = []
+        for zid in sorted(since):
+            zone = geofences.zone(zid)
+            if zone is not None:  # else deleted since
+                out.append(VehicleZone(zid, zone.name, zone.kind, since[zid]))
+        return out
+
     @bp.get("/v1/vehicles/<vid>")
     @agent
     async def get_vehicle(vid: str) -> Any:
         s = fleet.vehicles.get(vid)
         if s is None:
             raise ApiError(404, "no such vehicle")
-        return jsonify(public(s))
+        zones = msgspec.to_builtins(await zones_of(vid))
+        return jsonify(public(s) | {"zones": zones})
 
     @bp.get("/v1/vehicles/<vid>/track")
     @agent

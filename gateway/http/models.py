@@ -65,6 +65,22 @@ class Revoked(msgspec.Struct):
     revoked: bool
 
 
+class VehicleZone(msgspec.Struct):
+    """A zone the vehicle is inside (by the geofence rules: past the enter margin, not yet past
+    the exit margin), since the fix time ``since``."""
+
+    id: str
+    name: str
+    kind: str
+    since: float
+
+
+class VehicleDetail(VehicleState, kw_only=True):
+    """The latest state of one vehicle and the zones it is inside now, by zone id."""
+
+    zones: list[VehicleZone] = msgspec.field(default_factory=list)
+
+
 class VehicleList(msgspec.Struct):
     """The latest state of every vehicle this process knows."""
 

@@ -313,21 +313,26 @@ class TrackingStage:
             # one device's, validated in time order) for zones created later.
             for vehicle, positions in groups:
                 p = positions[-1]
-                engine.remember(vehicle, p.ts, p.lat, p.lon, len(positions))
+                engine.remember(vehicle, p.ts, p.lat, p.lon, len(positions), p.accuracy)
                 self._dirty.add(vehicle)
         else:
             names: list[str] = []
             ts: list[float] = []
             lat: list[float] = []
             lon: list[float] = []
+            accuracy: list[float | None] = []
+            speed: list[float | None] = []
             for vehicle, positions in groups:
                 for p in positions:
                     names.append(vehicle)
                     ts.append(p.ts)
                     lat.append(p.lat)
                     lon.append(p.lon)
+                    accuracy.append(p.accuracy)
+                    speed.append(p.speed)
                 self._dirty.add(vehicle)
-            events = [geofence_event(e) for e in engine.process(FixBatch(names, ts, lat, lon))]
+            batch = FixBatch(names, ts, lat, lon, accuracy, speed)
+            events = [geofence_event(e) for e in engine.process(batch)]
         for vehicle, positions in groups:
             tracked = self.routes.get(vehicle)
             if tracked is None:

@@ -20,9 +20,11 @@ from geofence import (
     ZoneEnter,
     ZoneExit,
     ZoneIndex,
+    haversine_m,
     transition,
 )
 from geofence.events import GeofenceEvent
+from geofence.transitions import CROSS, INNER, OUTER, STILL_SPEED_MPS, UNSURE
 
 ORIGIN = (48.85, 2.35)
 FRAME = LocalFrame(*ORIGIN)
@@ -317,20 +319,33 @@ def test_config_validation() -> None:
 # -- properties -----------------------------------------------------------------------------
 
 
-def reference(zones: Sequence[Zone], fixes: Sequence[Fix], cfg: EngineConfig) -> list:
-    """One fix at a time, every zone, straight through :func:`transition`."""
+def reference(
+    zones: Sequence[Zone],
+    fixes: Sequence[Fix],
+    cfg: EngineConfig,
+    reported: Sequence[tuple[float | None, float | None]] = (),
+) -> list:
+    """One fix at a time, every zone, straight through :func:`transition`. ``reported``: each
+    fix's accuracy and speed (none where it is shorter)."""
     index = ZoneIndex(cfg.enter_margin_m, cfg.exit_margin_m)
     for z in zones:
         index.set(z)
     members: dict[tuple[str, str], Membership] = {}
-    last: dict[str, FixPoint] = {}
+    last: dict[str, tuple[FixPoint, float]] = {}
     out = []
     rank = {ZoneExit: 0, ZoneEnter: 1, ZoneCross: 2, ZoneDwell: 3}
-    for v, ts, lat, lon in fixes:
-        prev = last.get(v)
+    e_m, x_m = cfg.enter_margin_m, cfg.exit_margin_m
+    for k, (v, ts, lat, lon) in enumerate(fixes):
+        acc, speed = reported[k] if k < len(reported) else (None, None)
+        acc = acc or 0.0
+        prev, prev_acc = last.get(v, (None, 0.0))
         if prev is not None and ts < prev.ts:
             continue
-        joined = prev is not None and ts - prev.ts <= cfg.max_cross_gap_s
+        dist = haversine_m(prev.lat, prev.lon, lat, lon) if prev is not None else 0.0
+        moved = dist > max(e_m, acc) + max(e_m, prev_acc) or (
+            speed is not None and speed >= STILL_SPEED_MPS and dist > 0
+        )
+        joined = prev is not None and ts - prev.ts <= cfg.max_cross_gap_s and moved
         plat = prev.lat if prev is not None and joined else math.nan
         plon = prev.lon if prev is not None and joined else math.nan
         hits = index.query([lat], [lon], [plat], [plon])
@@ -338,11 +353,22 @@ def reference(zones: Sequence[Zone], fixes: Sequence[Fix], cfg: EngineConfig) ->
         cur = FixPoint(ts, lat, lon)
         here = []
         for z in zones:
+            m = members.get((v, z.id))
+            f = obs.get(z.id, 0)
+            slot = index.slot_of(z.id)
+            assert slot is not None
+            if acc > x_m and not f & OUTER and (m is not None or f & CROSS):
+                f |= OUTER if -index.depth_m(slot, lat, lon) <= acc else 0
+            if m is None and f & INNER and acc > e_m:
+                f |= UNSURE if index.depth_m(slot, lat, lon) <= acc else 0
+            if m is None and f & CROSS and prev is not None and max(acc, prev_acc) > e_m:
+                deep = index.reaches(slot, prev.lat, prev.lon, lat, lon, max(acc, prev_acc))
+                f |= 0 if deep else UNSURE
             m, ev = transition(
                 v,
                 z.id,
-                members.get((v, z.id)),
-                obs.get(z.id, 0),
+                m,
+                f,
                 cur,
                 prev,
                 z.dwell_threshold_s,
@@ -357,7 +383,7 @@ def reference(zones: Sequence[Zone], fixes: Sequence[Fix], cfg: EngineConfig) ->
                 here.append(ev)
         here.sort(key=lambda e: (rank[type(e)], e.zone_id))
         out.extend(here)
-        last[v] = cur
+        last[v] = (cur, acc)
     return out
 
 
@@ -416,6 +442,44 @@ def test_engine_matches_fix_by_fix_reference(
     assert got == reference(zones, fixes, cfg)
 
 
+reports = st.tuples(
+    st.one_of(st.none(), st.sampled_from([3.0, 8.0, 15.0, 40.0])),
+    st.one_of(st.none(), st.sampled_from([0.0, 0.5, 8.0])),
+)
+
+
+@settings_
+@given(
+    zone_sets(),
+    walks(),
+    configs,
+    st.lists(st.integers(0, 200), max_size=6),
+    st.lists(reports, min_size=1, max_size=120),
+)
+def test_engine_with_accuracy_and_speed_matches_the_reference(
+    zones: list[Zone],
+    fixes: list[Fix],
+    cfg: EngineConfig,
+    cuts: list[int],
+    reported: list[tuple[float | None, float | None]],
+) -> None:
+    """The fast path's skipping of fixes holds when fixes with a poor accuracy hold
+    transitions back."""
+    reported = (reported * (len(fixes) // max(1, len(reported)) + 1))[: len(fixes)]
+    e = GeofenceEngine(cfg, zones)
+    got = []
+    bounds = sorted({0, len(fixes), *[c % (len(fixes) + 1) for c in cuts]})
+    for a, b in itertools.pairwise(bounds):
+        part = fixes[a:b]
+        if not part:
+            continue
+        vehicle, ts, lat, lon = zip(*part, strict=True)
+        acc = [r[0] for r in reported[a:b]]
+        speed = [r[1] for r in reported[a:b]]
+        got.extend(e.process(FixBatch(vehicle, ts, lat, lon, acc, speed)))
+    assert got == reference(zones, fixes, cfg, reported)
+
+
 @settings_
 @given(zone_sets(), walks(), configs, st.lists(st.integers(0, 200), max_size=6))
 def test_enter_and_exit_alternate(
@@ -450,21 +514,26 @@ def test_same_events_whatever_the_zone_creation_order(
 @settings_
 @given(
     st.floats(20, 300),
-    st.floats(-1000, 1000),
-    st.lists(st.tuples(st.floats(0, 359), st.floats(0.02, 0.98)), min_size=1, max_size=40),
+    st.floats(0, 1000),
+    st.floats(0, 359),
+    st.lists(st.tuples(st.floats(-1, 1), st.floats(0.02, 0.98)), min_size=1, max_size=40),
 )
 def test_no_event_while_staying_within_the_boundary_band(
-    radius: float, start: float, band: list[tuple[float, float]]
+    radius: float, start: float, spot: float, band: list[tuple[float, float]]
 ) -> None:
-    """After a first fix anywhere, fixes that stay between r - enter and r + exit margins
-    (the band where GPS jitter lives) never produce an enter or exit."""
+    """After a first fix anywhere on the ray through a spot on the boundary, fixes that stay
+    between r - enter and r + exit margins (the band where GPS jitter lives) never produce an
+    enter or exit. The fixes keep within the enter margin of that spot: a vehicle standing
+    there. (Fixes jumping from one side of the zone to the other are a path through it, and
+    enter it.)"""
     enter, exit_ = 8.0, 12.0
     e = engine(circle("c", 0, 0, radius), enter_margin_m=enter, exit_margin_m=exit_)
-    e.process([fix("v", 0, start, 0)])
+    out = math.radians(spot)
+    e.process([fix("v", 0, start * math.sin(out), start * math.cos(out))])
     fixes = []
-    for k, (brg, f) in enumerate(band):
+    for k, (along, f) in enumerate(band):
         d = radius - enter + f * (enter + exit_)
-        a = math.radians(brg)
+        a = math.radians(spot) + along * (enter / 2) / radius
         fixes.append(fix("v", 1 + k, d * math.sin(a), d * math.cos(a)))
     assert e.process(fixes) == []
 

@@ -2,7 +2,7 @@ import pytest
 
 from geofence import CROSS, INNER, OUTER, FixPoint, Membership, transition
 from geofence.events import ZoneCross, ZoneDwell, ZoneEnter, ZoneExit
-from geofence.transitions import check_dwell
+from geofence.transitions import UNSURE, check_dwell
 
 PREV = FixPoint(100.0, 1.0, 2.0)
 FIX = FixPoint(110.0, 1.5, 2.5)
@@ -43,6 +43,24 @@ def test_cross() -> None:
     assert transition("v", "z", None, CROSS, FIX, None, None) == (None, None)
 
 
+def test_a_move_into_the_zone_ending_in_the_band_enters() -> None:
+    # The path went through the inner shape and the fix is at the edge (outside the zone but
+    # within the exit margin, or inside by less than the enter margin): it went in.
+    m, ev = step(None, CROSS | OUTER)
+    assert m == Membership(110.0)
+    assert ev == ZoneEnter("v", "z", 110.0, 1.5, 2.5)
+    # Once inside, a crossing move changes nothing but where it ends.
+    assert step(Membership(50.0), CROSS | OUTER) == (Membership(50.0), None)
+    assert step(Membership(50.0), CROSS)[0] is None
+
+
+def test_evidence_within_the_accuracy_does_not_enter() -> None:
+    for observed in (BOTH, CROSS, CROSS | OUTER):
+        assert step(None, observed | UNSURE) == (None, None)
+    # Membership is kept by OUTER alone (the engine sets it for a fix within its accuracy).
+    assert step(Membership(50.0), OUTER) == (Membership(50.0), None)
+
+
 def test_dwell_once_per_visit() -> None:
     inside = Membership(50.0)
     assert step(inside, BOTH, dwell=61.0) == (inside, None)  # 60 s inside
@@ -62,7 +80,7 @@ def test_inactive_zone_tracks_membership_without_events() -> None:
     assert m == Membership(50.0, dwell_done=True) and ev is None
 
 
-@pytest.mark.parametrize("observed", [0, OUTER, BOTH, CROSS, OUTER | CROSS])
+@pytest.mark.parametrize("observed", [0, OUTER, BOTH, CROSS, OUTER | CROSS, BOTH | UNSURE])
 @pytest.mark.parametrize("member", [None, Membership(50.0), Membership(50.0, True)])
 def test_idempotent_in_the_observation(member: Membership | None, observed: int) -> None:
     once, _ = step(member, observed & ~CROSS, dwell=30.0)
