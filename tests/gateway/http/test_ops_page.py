@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -197,5 +198,76 @@ async def test_ops_map_shows_routes_numbered_stops_late_vans_and_street_tiles(
 
         await trio.to_thread.run_sync(in_browser("ops_map_routes", check))
         assert tiles.requested and all(p.endswith(".png") for p in tiles.requested)
+        await gw.http.aclose()
+        gw.scope.cancel()
+
+
+LABELS_JS = """() => {
+    const shown = [...document.querySelectorAll('.vlabel')]
+        .filter(e => getComputedStyle(e).visibility !== 'hidden');
+    const rs = shown.map(e => e.getBoundingClientRect());
+    let overlaps = 0;
+    for (let i = 0; i < rs.length; i++) for (let j = i + 1; j < rs.length; j++) {
+        const [a, b] = [rs[i], rs[j]];
+        const apart = a.right <= b.left || b.right <= a.left
+            || a.bottom <= b.top || b.bottom <= a.top;
+        if (!apart) overlaps++;
+    }
+    return {labels: shown.length, overlaps,
+            vans: document.querySelectorAll('.vanmark').length,
+            clusters: document.querySelectorAll('.vancluster').length};
+}"""
+
+
+async def test_ops_map_keeps_a_simulated_fleet_readable(
+    redis_url: str, data_dir: Path, nursery: trio.Nursery
+) -> None:
+    """Fifty vans of the simulator around one depot: clusters and names, never two names on
+    top of each other, at the zoom the page picks and closer. (Its screenshot, taken with
+    SCREENSHOTS=1, is the README's docs/img/ops.png.)"""
+    # The simulator drives 5x faster than real time: its vans go 5x over the usual limit.
+    gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir, max_speed_mps=300.0))
+    proc = await trio.lowlevel.open_process(
+        [
+            sys.executable, "-m", "simulator",
+            "--api", gw.ep.http_url, "--ingest", gw.ep.ingest_url, "--api-key", API_KEY,
+            "--vehicles", "50", "--duration", "120", "--time-scale", "5", "--interval", "1",
+            "--seed", "3", "--city-km", "4", "--stops-per-route", "6", "--status-interval", "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"{gw.ep.http_url}/ops#key={API_KEY}"
+
+    def readable(page: Any, min_labels: int = 0) -> None:
+        state = page.evaluate(LABELS_JS)
+        assert state["overlaps"] == 0, state
+        assert state["labels"] >= min_labels and state["vans"] + state["clusters"] >= 2, state
+
+    def check(page: Any) -> None:
+        page.goto(url)
+        page.wait_for_function("window.opsState && window.opsState.vehicles >= 50", timeout=30_000)
+        page.wait_for_selector("#legend li[data-route]", state="attached", timeout=30_000)
+        # The vans leave the depot and spread out of their cluster.
+        page.wait_for_function("document.querySelectorAll('.vanmark').length >= 8", timeout=60_000)
+        page.wait_for_timeout(1_000)
+        readable(page, min_labels=3)
+        screenshot(page, "ops_fleet_desktop")
+        page.evaluate("window.opsMap.map.zoomIn(1, {animate: false})")
+        page.wait_for_timeout(1_000)
+        readable(page)
+        page.set_viewport_size(PHONE)
+        page.reload()
+        page.wait_for_function("window.opsState && window.opsState.vehicles >= 50", timeout=30_000)
+        page.wait_for_selector("#legend li[data-route]", state="attached", timeout=30_000)
+        page.wait_for_timeout(1_000)
+        readable(page)
+        screenshot(page, "ops_fleet_phone")
+
+    try:
+        await trio.to_thread.run_sync(in_browser("ops_fleet_end", check))
+    finally:
+        proc.kill()
+        await proc.wait()
         await gw.http.aclose()
         gw.scope.cancel()

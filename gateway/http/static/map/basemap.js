@@ -14,9 +14,13 @@ export function createMap(element, options = {}) {
     worldCopyJump: true,
     minZoom: 2,
     maxZoom: 19,
+    zoomSnap: 0.25, // fitting a view uses the space it has, not the next whole zoom out
+    zoomDelta: 1,
     ...options,
   });
   map.attributionControl.setPrefix(false);
+  // The page's layout moves (a header that wraps, a panel below on a phone): the map follows.
+  new ResizeObserver(() => map.invalidateSize({ pan: false })).observe(element);
   return map;
 }
 
@@ -30,12 +34,15 @@ export function showTiles(map, tileUrl) {
   }).addTo(map);
 }
 
-// Fit the view to points ({lat, lon}) with a margin, at most maxZoom.
-export function fitTo(map, points, maxZoom = 16, padding = 40) {
+// Fit the view to points ({lat, lon}) with a margin of `padding` px (`left` px more on the
+// left, where a legend covers the map), at most maxZoom.
+export function fitTo(map, points, maxZoom = 16, padding = 40, left = 0) {
   const pts = points.filter(p => p && Number.isFinite(p.lat) && Number.isFinite(p.lon));
   if (!pts.length) return;
   const bounds = L.latLngBounds(pts.map(p => [p.lat, p.lon]));
-  map.fitBounds(bounds, { padding: [padding, padding], maxZoom, animate: false });
+  map.fitBounds(bounds, {
+    paddingTopLeft: [padding + left, padding], paddingBottomRight: [padding, padding], maxZoom, animate: false,
+  });
 }
 
 // The user moved the map (drag, wheel, pinch, keys): the page stops fitting the view for them.

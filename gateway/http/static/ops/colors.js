@@ -18,7 +18,7 @@ export function vanStatus(v, late) {
 
 export const STOP = {
   pending: { color: "#ffffff", text: "#1d2733", label: "pending" },
-  arriving: { color: "#1f6fd1", text: "#ffffff", label: "arriving", glyph: "\u2192" },
+  arriving: { color: "#9fd0ff", text: "#1d2733", label: "arriving", glyph: "\u2192" },
   delivered: { color: "#2e8b57", text: "#ffffff", label: "delivered", glyph: "\u2713" },
   failed: { color: "#b3261e", text: "#ffffff", label: "failed", glyph: "\u2715" },
 };

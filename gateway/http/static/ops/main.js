@@ -50,7 +50,7 @@ onUserMove(map, () => { userMoved = true; });
 function autoFit() {
   if (userMoved || !vans.vans.size || performance.now() - lastFit < FIT_EVERY_MS) return;
   const live = [...vans.vans.values()].filter(v => v.lat != null && v.status !== "offline");
-  fitTo(map, live.concat(routes.allStops()), 16);
+  fitTo(map, live.concat(routes.allStops()), 16, 40, legend.width());
   lastFit = performance.now();
 }
 routes.onChange = () => {

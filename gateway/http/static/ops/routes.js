@@ -6,6 +6,8 @@ import { STOP, routeColor, stopState } from "./colors.js";
 
 const STOPS_FROM_ZOOM = 12; // below this, stops are shown only when there are few
 const FEW_STOPS = 400;
+const NUMBERS_FROM_ZOOM = 15; // below this, a stop is a small dot (numbers would pile up)
+const FEW_NUMBERED = 40; // ... unless there are this few stops
 
 const escapeHtml = s => String(s).replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`);
 
@@ -82,7 +84,10 @@ export class RouteLayer {
   }
 
   showStops() {
-    const want = this.map.getZoom() >= STOPS_FROM_ZOOM || this.allStops().length <= FEW_STOPS;
+    const zoom = this.map.getZoom();
+    const n = this.allStops().length;
+    this.map.getContainer().classList.toggle("stops-small", zoom < NUMBERS_FROM_ZOOM && n > FEW_NUMBERED);
+    const want = zoom >= STOPS_FROM_ZOOM || n <= FEW_STOPS;
     if (want && !this.map.hasLayer(this.stops)) this.stops.addTo(this.map);
     if (!want && this.map.hasLayer(this.stops)) this.stops.remove();
   }

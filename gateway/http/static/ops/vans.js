@@ -20,7 +20,7 @@ export class VanLayer {
     this.pending = new Set();
     this.selected = null;
     this.group = L.markerClusterGroup({
-      maxClusterRadius: 44,
+      maxClusterRadius: 36, // px: a little over a cluster's icon; closer vans' names are hidden instead
       disableClusteringAtZoom: 17,
       showCoverageOnHover: false,
       spiderfyOnMaxZoom: true,
@@ -159,7 +159,7 @@ function clusterIcon(cluster) {
     at = end;
   }
   const n = children.length;
-  const size = n < 10 ? 34 : n < 100 ? 40 : 48;
+  const size = n < 10 ? 28 : n < 100 ? 32 : 36;
   const title = Object.entries(counts).map(([st, c]) => `${c} ${STATUS[st].label}`).join(", ");
   return L.divIcon({
     html: `<div class="vancluster" style="background:conic-gradient(${arcs.join(",")})" title="${title}">` +
