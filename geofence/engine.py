@@ -51,7 +51,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 import numpy as np
@@ -176,6 +176,15 @@ def _mix(keys: NDArray[np.uint64]) -> NDArray[np.uint64]:
 
 
 _Pending = tuple[int, int, str, GeofenceEvent]
+
+
+class _Accuracy(NamedTuple):
+    """What a fix's evidence is worth: its reported accuracy (0: none), the larger of that and
+    the previous fix's (the move's), and whether the move to it is a path the vehicle drove."""
+
+    fix_m: float
+    move_m: float
+    drove: bool
 
 
 class GeofenceEngine:
@@ -455,6 +464,7 @@ class GeofenceEngine:
                 plo,
                 acc0,
                 pacc0,
+                joined,
                 pending,
             )
         lv = v[last]
@@ -612,6 +622,7 @@ class GeofenceEngine:
         plo: NDArray[np.float64],
         acc0: NDArray[np.float64],
         pacc0: NDArray[np.float64],
+        joined: NDArray[np.bool_],
         out: list[_Pending],
     ) -> None:
         """Sequential transitions for the vehicles (groups) in ``work``: every changed fix, and
@@ -639,6 +650,7 @@ class GeofenceEngine:
         pt_c, pla_c = pt[changed_idx].tolist(), pla[changed_idx].tolist()
         plo_c, order_c = plo[changed_idx].tolist(), order[changed_idx].tolist()
         acc_c, pacc_c = acc0[changed_idx].tolist(), pacc0[changed_idx].tolist()
+        drove_c = joined[changed_idx].tolist()
         recheck_c = recheck[changed_idx].tolist()
         before_c = t[np.maximum(changed_idx - 1, 0)].tolist()
         ga, gb = starts[work], ends[work]
@@ -682,7 +694,7 @@ class GeofenceEngine:
                 if slots:
                     ptk = pt_c[c]
                     prev = None if ptk != ptk else FixPoint(ptk, pla_c[c], plo_c[c])  # NaN: none
-                    acc = (acc_c[c], max(acc_c[c], pacc_c[c]))
+                    acc = _Accuracy(acc_c[c], max(acc_c[c], pacc_c[c]), drove_c[c])
                     if self._apply(
                         name, members, slots, obs, crossed, fix, prev, acc, order_c[c], out
                     ):
@@ -704,15 +716,12 @@ class GeofenceEngine:
         crossed: list[int],
         fix: FixPoint,
         prev: FixPoint | None,
-        accuracy: tuple[float, float],
+        accuracy: _Accuracy,
         pos: int,
         out: list[_Pending],
     ) -> bool:
-        """Run :func:`transition` for ``slots``; return whether membership changed.
-
-        ``accuracy``: the fix's and the larger of it and the previous fix's (0: none reported).
-        """
-        loose = accuracy[1] > min(self.config.enter_margin_m, self.config.exit_margin_m)
+        """Run :func:`transition` for ``slots``; return whether membership changed."""
+        loose = accuracy.move_m > min(self.config.enter_margin_m, self.config.exit_margin_m)
         zones = self._index.zone_by_slot
         initial = prev is None and not self.config.first_fix_enters
         touched = False
@@ -753,15 +762,15 @@ class GeofenceEngine:
         f: int,
         fix: FixPoint,
         prev: FixPoint | None,
-        accuracy: tuple[float, float],
+        accuracy: _Accuracy,
     ) -> int:
         """The bits a fix's accuracy adds to its observation of the zone in ``slot``: OUTER
-        while the fix (accuracy ``accuracy[0]``) is within its accuracy of the zone, so it
-        neither exits nor crosses; UNSURE when it would enter without being deeper inside than
-        its accuracy, or the move to it (``accuracy[1]``) without reaching that deep."""
+        while the fix is within its accuracy of the zone, so it neither exits nor crosses;
+        UNSURE when it would enter without it, or the move to it if the vehicle drove it, being
+        deeper inside than their accuracy."""
         index = self._index
         cfg = self.config
-        acc, seg_acc = accuracy
+        acc, seg_acc, drove = accuracy
         bits = 0
         near_out = acc > cfg.exit_margin_m and not f & OUTER and (member or f & CROSS)
         if near_out and -index.depth_m(slot, fix.lat, fix.lon) <= acc:
@@ -769,7 +778,15 @@ class GeofenceEngine:
         if member:
             return bits
         if f & INNER:
-            if acc > cfg.enter_margin_m and index.depth_m(slot, fix.lat, fix.lon) <= acc:
+            if (
+                acc > cfg.enter_margin_m
+                and index.depth_m(slot, fix.lat, fix.lon) <= acc
+                and not (
+                    drove
+                    and prev is not None
+                    and index.reaches(slot, prev.lat, prev.lon, fix.lat, fix.lon, seg_acc)
+                )
+            ):
                 bits |= UNSURE
         elif (
             f & CROSS

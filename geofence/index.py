@@ -21,8 +21,9 @@ candidate pairs as arrays:
   points (with fixes every few seconds that is many of them) and tested as segments only
   against the zones whose band (outer but not inner) the fix is in.
 
-:meth:`ZoneIndex.depth_m` measures how far a position is inside a zone (negative outside), for
-the few fixes whose reported accuracy decides a transition.
+:meth:`ZoneIndex.depth_m` measures how far a position is inside a zone (negative outside) and
+:meth:`ZoneIndex.reaches` whether a segment goes deeper than a given depth, for the few fixes
+whose reported accuracy decides a transition.
 
 Changes are cheap: a set or remove marks the slot, and the next query rebuilds only a small
 overlay tree of changed slots; entries of the main tree whose slot changed since are skipped.

@@ -10,8 +10,7 @@ a zone is a bit mask:
 * :data:`CROSS`: the fix is not inside the inner shape, but the straight move from the previous
   fix passed through it (the path went into the zone between two fixes);
 * :data:`UNSURE`: the evidence that a vehicle outside went in (INNER, or CROSS) is within the
-  fix's reported accuracy: the fix is not deeper inside than that, or the move to it did not
-  reach that deep.
+  fix's reported accuracy: neither the fix nor the move to it went deeper inside than that.
 
 Membership is a Schmitt trigger between the two shapes, so GPS jitter on the boundary cannot make
 enter and exit flap, and a move is evidence as well as a point, so sparse fixes cannot jump over a

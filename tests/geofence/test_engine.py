@@ -359,8 +359,13 @@ def reference(
             assert slot is not None
             if acc > x_m and not f & OUTER and (m is not None or f & CROSS):
                 f |= OUTER if -index.depth_m(slot, lat, lon) <= acc else 0
-            if m is None and f & INNER and acc > e_m:
-                f |= UNSURE if index.depth_m(slot, lat, lon) <= acc else 0
+            if m is None and f & INNER and acc > e_m and index.depth_m(slot, lat, lon) <= acc:
+                deep = (
+                    joined
+                    and prev is not None
+                    and index.reaches(slot, prev.lat, prev.lon, lat, lon, max(acc, prev_acc))
+                )
+                f |= 0 if deep else UNSURE
             if m is None and f & CROSS and prev is not None and max(acc, prev_acc) > e_m:
                 deep = index.reaches(slot, prev.lat, prev.lon, lat, lon, max(acc, prev_acc))
                 f |= 0 if deep else UNSURE
