@@ -185,6 +185,15 @@ async def test_ops_map_shows_routes_numbered_stops_late_vans_and_street_tiles(
             page.wait_for_selector(late, timeout=10_000)
             assert marker_color(page, "van-link") == legend_color(page, "late")
             assert "late risk" in page.inner_text("li[data-id='van-link']")
+            # Picked on the map: its card, with its route, driver and next stops' ETAs.
+            page.click(".vanmark[data-id='van-link']")
+            page.wait_for_selector("#vancard:not([hidden])")
+            card = page.inner_text("#vancard")
+            assert "Route LINK-R, driver Marie Curie" in card and "late risk" in card
+            page.wait_for_function(
+                "document.querySelector('#vancard').textContent.includes('min late')"
+            )
+            assert "S1 avenue" in page.inner_text("#vancard .nextstops li:first-child")
             # A failed attempt: the stop says so once the routes are read again.
             trio.from_thread.run(fail_delivery, gw, "D-S1")
             page.wait_for_selector(".stopmark[data-n='1'][data-state='failed']", timeout=10_000)

@@ -2,6 +2,7 @@
 // exceptions, KPIs and captured messages polled from the API.
 import { createMap, fitTo, onUserMove, showTiles } from "../map/basemap.js";
 import { apiKey, api, liveUrl } from "./api.js";
+import { VanCard } from "./card.js";
 import { Legend } from "./legend.js";
 import {
   Alerts, VehicleList, addEvent, csvLink, deliverySearch, refreshKpis, refreshMessages, showFleet,
@@ -27,14 +28,20 @@ const routes = new RouteLayer(map);
 const legend = new Legend(map);
 const vans = new VanLayer(map, select);
 const list = new VehicleList(vans, select);
+const card = new VanCard(map, vans, routes, () => select(null));
 const lateByDelivery = new Map(); // delivery -> vehicle, from this page's events
 const alerts = new Alerts(() => updateLate());
 
+// A van picked on the map or in the list (null: none): its card, its route strong, the
+// other routes faint.
 function select(id) {
   vans.select(id);
+  routes.highlight(id);
+  if (id) card.show(id); else card.hide();
   list.dirty = true;
   list.render();
 }
+map.on("click", () => { if (vans.selected) select(null); });
 
 function updateLate() {
   const late = new Set(lateByDelivery.values());

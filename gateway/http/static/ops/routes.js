@@ -19,6 +19,7 @@ export class RouteLayer {
     this.lines = L.layerGroup().addTo(map);
     this.stops = L.layerGroup().addTo(map);
     this.onChange = () => {};
+    this.highlighted = null; // a vehicle: its route drawn strong, the others faint
     map.on("zoomend", () => this.showStops());
   }
 
@@ -40,10 +41,11 @@ export class RouteLayer {
         id: summary.id,
         name: route.external_id || summary.id,
         vehicle: route.vehicle,
+        driver: route.driver ? route.driver.name : null,
         color: this.colorOf(summary.id),
         path: route.path,
         stops: route.stops.map((s, i) => ({
-          n: i + 1, lat: s.location.lat, lon: s.location.lon, address: s.address,
+          id: s.id, n: i + 1, lat: s.location.lat, lon: s.location.lon, address: s.address, window: s.window,
           state: stopState(byStop[s.id] || []),
         })),
       });
@@ -53,6 +55,15 @@ export class RouteLayer {
     this.onChange();
   }
 
+  ofVehicle(vehicle) {
+    return [...this.routes.values()].find(r => r.vehicle === vehicle) || null;
+  }
+
+  highlight(vehicle) {
+    this.highlighted = vehicle;
+    this.render();
+  }
+
   allStops() {
     return [...this.routes.values()].flatMap(r => r.stops);
   }
@@ -60,13 +71,16 @@ export class RouteLayer {
   render() {
     this.lines.clearLayers();
     this.stops.clearLayers();
+    const mine = this.highlighted && this.ofVehicle(this.highlighted);
     for (const r of this.routes.values()) {
+      const faint = mine && r !== mine;
       const line = r.path && r.path.length > 1 ? r.path : r.stops.map(s => [s.lat, s.lon]);
       if (line.length > 1) {
-        L.polyline(line, {
-          color: r.color, weight: 4, opacity: 0.7, dashArray: r.path ? null : "6 6",
-          className: "routeline", interactive: false,
+        const l = L.polyline(line, {
+          color: r.color, weight: r === mine ? 7 : 4, opacity: faint ? 0.15 : 0.75,
+          dashArray: r.path ? null : "6 6", className: "routeline", interactive: false,
         }).addTo(this.lines);
+        if (r === mine) l.bringToFront();
       }
       for (const s of r.stops) {
         const st = STOP[s.state];
@@ -74,8 +88,8 @@ export class RouteLayer {
           `data-state="${s.state}" style="border-color:${r.color};background:${st.color};color:${st.text}">` +
           `${s.n}${st.glyph ? `<i>${st.glyph}</i>` : ""}</div>`;
         L.marker([s.lat, s.lon], {
-          icon: L.divIcon({ html, className: "stop", iconSize: [22, 22], iconAnchor: [11, 11] }),
-          keyboard: false,
+          icon: L.divIcon({ html, className: faint ? "stop faint" : "stop", iconSize: [22, 22], iconAnchor: [11, 11] }),
+          keyboard: false, zIndexOffset: r === mine ? 500 : 0,
         }).bindTooltip(`${escapeHtml(r.name)} stop ${s.n}: ${escapeHtml(s.address || "")} (${st.label})`, { direction: "top" })
           .addTo(this.stops);
       }

@@ -49,7 +49,10 @@ export class TrackMap {
       this.van.remove();
     }
     if (!["out_for_delivery", "arriving"].includes(view.status)) this.trail.setLatLngs([]);
-    if (!this.userMoved) fitTo(this.map, [dest].concat(v ? [v] : []), 16, 50);
+    if (!this.userMoved) {
+      const trail = this.trail.getLatLngs().map(p => ({ lat: p.lat, lon: p.lng }));
+      fitTo(this.map, [dest, ...trail].concat(v ? [v] : []), 16, 50);
+    }
     document.body.dataset.trail = String(this.trail.getLatLngs().length);
   }
 
