@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -102,6 +103,31 @@ async def test_ops_page_shows_vehicles_and_live_updates(gateway: GatewayHandle) 
         assert "vehicle.online van-a" in events and "vehicle.online van-b" in events
 
     await trio.to_thread.run_sync(in_browser("ops_page", check))
+
+
+async def test_ops_map_without_internet_draws_the_vans_on_a_plain_background(
+    redis_url: str, data_dir: Path, nursery: trio.Nursery
+) -> None:
+    """TILE_URL set (as by default) but its server out of reach: no tile, and the rest drawn."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens here once the socket is closed
+    unreachable = f"http://127.0.0.1:{closed}/{{z}}/{{x}}/{{y}}.png"
+    gw = await start_gateway(nursery, gateway_settings(redis_url, data_dir, tile_url=unreachable))
+    await send(gw, await gw.register("van-a"), fixes(1, 3, 52.37, 0.0001, 9.0, 0.0))
+    url = f"{gw.ep.http_url}/ops#key={API_KEY}"
+
+    def check(page: Any) -> None:
+        page.goto(url)
+        page.wait_for_selector(".vanmark[data-id='van-a'][data-status='moving']", timeout=10_000)
+        page.wait_for_selector("img.leaflet-tile", state="attached", timeout=10_000)
+        page.wait_for_timeout(500)
+        assert page.locator("img.leaflet-tile-loaded").count() == 0
+        assert page.is_visible("#legend") and page.is_visible(".vlabel")
+
+    await trio.to_thread.run_sync(in_browser("ops_no_internet", check))
+    await gw.http.aclose()
+    gw.scope.cancel()
 
 
 async def test_ops_stream_refuses_a_bad_key(gateway: GatewayHandle) -> None:

@@ -60,7 +60,7 @@ export function onUserMove(map, fn) {
 // for a marker icon of `size` px. No heading: the dot alone.
 export function arrowDot(color, heading, { size = 26, ring = "#fff", glyph = "" } = {}) {
   const arrow = heading == null || Number.isNaN(heading) ? "" :
-    `<path d="M0,-13 L6,-5 L-6,-5 Z" fill="${color}" stroke="${ring}" stroke-width="1.2" ` +
+    `<path d="M0,-13.5 L7.5,-2.5 L-7.5,-2.5 Z" fill="${color}" stroke="${ring}" stroke-width="1.2" ` +
     `transform="rotate(${Math.round(heading)})"/>`;
   const mark = glyph ? `<text y="3.6" text-anchor="middle" font-size="10.5" font-weight="700" fill="#fff">${glyph}</text>` : "";
   return `<svg class="arrowdot" viewBox="-13 -13 26 26" width="${size}" height="${size}" aria-hidden="true">` +
