@@ -120,7 +120,7 @@ class Gateway:
             wait_timeout_ms=s.redis_wait_timeout_ms,
         )
         self.fleet = Fleet(s.stopped_speed_mps, s.offline_after_s)
-        self.hub = Hub(self.metrics, s.browser_queue_vehicles)
+        self.hub = Hub(self.metrics, s.ops_tick_s)
         self.devices = Devices(redis)
         self.device_auth = DeviceAuth(self.devices)
         # ----- routes, deliveries, zones, the live stage
@@ -133,6 +133,7 @@ class Gateway:
             self.metrics,
             event_log=self.events,
             is_local=self.fleet.local.__contains__,
+            on_tracked=self.hub.tracked,
         )
         self.peers = Peers(self.store, self.fleet, self.hub, self.metrics, self.live.release)
         # ----- ingest
@@ -283,6 +284,9 @@ class Gateway:
                 last = ev["id"]
                 self.recent_events.append(ev)
                 self.hub.broadcast(_json.encode({"type": "event", "event": ev}))
+                delivery = ev.get("delivery")
+                if delivery:
+                    self.hub.delivery_changed(delivery)
 
     def ops_snapshot(self) -> str:
         vehicles = b",".join(live_json(s) for s in self.fleet.vehicles.values())
@@ -388,6 +392,7 @@ class Gateway:
                 )  # fmt: skip
                 http_url = binds[0]
                 self.http_port = int(http_url.rsplit(":", 1)[1])
+                front.start_soon(self.hub.feed.run)
                 front.start_soon(self._sweep_offline)
                 front.start_soon(self.links.follow_revocations)
                 await front.start(self.peers.follow)

@@ -109,7 +109,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     events_max_len: int = 1_000_000
 
     # --- browsers
-    browser_queue_vehicles: int = 20_000  # newest-per-vehicle slots per browser
+    ops_tick_s: float = 0.2  # ops browsers get the fleet's changes in one frame this often
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 
     def __post_init__(self) -> None:

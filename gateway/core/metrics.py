@@ -48,7 +48,12 @@ HELP: Final[dict[str, tuple[str, str]]] = {
     "gateway_browser_messages_total": ("counter", "Messages sent to browsers"),
     "gateway_browser_coalesced_total": (
         "counter",
-        "Position updates replaced by a newer one before a browser received them",
+        "Position updates replaced by a newer one before a browser received them (a customer "
+        "page's vehicle; for ops pages, frames merged from the ticks a browser missed)",
+    ),
+    "gateway_browser_snapshots_total": (
+        "counter",
+        "Ops browsers too far behind the fleet's ticks, sent the whole picture again",
     ),
     "gateway_events_total": ("counter", "Events appended to the event log, by type"),
     "gateway_route_takeovers_total": (

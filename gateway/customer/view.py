@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from zoneinfo import ZoneInfo
 
 from gateway.customer.pod import Proofs
@@ -82,10 +82,18 @@ class CustomerViews:
     async def view(self, delivery_id: str) -> tuple[dict[str, Any] | None, str | None]:
         """The customer's view of a delivery (None if it no longer exists), and the vehicle it
         shows (None: none)."""
+        basis = await self.basis(delivery_id)
+        if basis is None:
+            return None, None
+        return await self.compose(basis)
+
+    async def basis(self, delivery_id: str) -> Basis | None:
+        """What the view takes from Redis (the delivery, its route and stop, its proof):
+        a stream reads it again when the delivery changes, not on every position."""
         store = self.dispatch
         d = await store.get_delivery(delivery_id)
         if d is None:
-            return None, None
+            return None
         route = None if d.route is None else await store.get_route(d.route)
         stop = None if route is None else next((s for s in route.stops if s.id == d.stop), None)
         view: dict[str, Any] = {
@@ -114,20 +122,36 @@ class CustomerViews:
                     "ts": pod.ts,
                     "files": [{"sha256": f.sha256, "kind": f.kind} for f in pod.files],
                 }
-        if route is None or stop is None or route.status != STARTED:
+        live = (
+            route is not None
+            and stop is not None
+            and route.status == STARTED
+            and d.status in (OUT_FOR_DELIVERY, ARRIVING)
+        )
+        return Basis(
+            view,
+            route.id if live and route is not None else None,
+            route.vehicle if live and route is not None else None,
+            stop.id if live and stop is not None else None,
+        )
+
+    async def compose(self, basis: Basis) -> tuple[dict[str, Any], str | None]:
+        """The view from ``basis`` and what this process knows now of the vehicle: its ETA
+        and, while it drives to this stop clear of every other, its position."""
+        view = dict(basis.view)
+        vehicle, route_id, stop_id = basis.vehicle, basis.route, basis.stop
+        if vehicle is None or route_id is None or stop_id is None:
             return view, None
-        if d.status not in (OUT_FOR_DELIVERY, ARRIVING):
+        tracked = self.live.routes.get(vehicle)
+        if tracked is None or tracked.route.id != route_id:
             return view, None
-        tracked = self.live.routes.get(route.vehicle)
-        if tracked is None or tracked.route.id != route.id:
-            return view, None
-        eta = tracked.tracker.etas().get(stop.id)
+        eta = tracked.tracker.etas().get(stop_id)
         if eta is not None:
             view["eta"] = eta
             view["eta_window"] = eta_window(eta)
-        if await self.live.heading_to(route.vehicle, route.id) != stop.id:
+        if await self.live.heading_to(vehicle, route_id) != stop_id:
             return view, None
-        state = self.fleet.vehicles.get(route.vehicle)
+        state = self.fleet.vehicles.get(vehicle)
         if (
             state is None
             or math.isnan(state.lat)
@@ -141,4 +165,14 @@ class CustomerViews:
             "speed": state.speed,
             "ts": state.ts,
         }
-        return view, route.vehicle
+        return view, vehicle
+
+
+class Basis(NamedTuple):
+    """The part of a customer's view read from Redis, and the route's vehicle and stop while
+    the delivery is on its way (None otherwise)."""
+
+    view: dict[str, Any]
+    route: str | None
+    vehicle: str | None
+    stop: str | None

@@ -22,11 +22,10 @@ from quart import Blueprint, Response, jsonify, websocket
 from gateway.customer.links import LinkClaims, Links
 from gateway.customer.models import CustomerView, LinkIssued, LinksRevoked, RescheduleChoice
 from gateway.customer.pod import Proofs
-from gateway.customer.view import CustomerViews
+from gateway.customer.view import Basis, CustomerViews
 from gateway.dispatch.lifecycle import RESCHEDULED
 from gateway.dispatch.records import Window
 from gateway.dispatch.service import Dispatch
-from gateway.dispatch.store import DispatchStore
 from gateway.fleet.hub import Hub
 from gateway.http.common import STATIC_DIR, AgentAuth, drain_browser
 from gateway.http.errors import ApiError
@@ -34,7 +33,6 @@ from gateway.http.pod import send_pod_file
 from gateway.http.spec import Content, Op, read_body
 
 REFRESH_S: Final = 5.0  # the view is re-sent at least this often (ETA moves with time)
-MIN_INTERVAL_S: Final = 1.0  # ... and at most once per this, however fast the van reports
 DENIED: Final = "this tracking link is invalid or has expired"
 CLOSE_LINK_INVALID: Final = 4403  # the link expired or was revoked while its stream was open
 
@@ -111,10 +109,8 @@ def customer_blueprint(
     @bp.websocket("/v1/track/<token>/live")
     async def live(token: str) -> Any:
         claims = await links.claims(token)
-        body = None
-        if claims is not None:
-            body, _ = await views.view(claims.delivery)
-        if claims is None or body is None:
+        basis = None if claims is None else await views.basis(claims.delivery)
+        if claims is None or basis is None:
             return Response(DENIED, status=403)
         await websocket.accept()
         async with trio.open_nursery() as nursery:
@@ -125,7 +121,7 @@ def customer_blueprint(
 
             nursery.start_soon(drain_browser)
             nursery.start_soon(until_invalid, claims)
-            await _stream_views(views, hub, dispatch.store, claims.delivery, body)
+            await _stream_views(views, hub, basis, claims.delivery)
             nursery.cancel_scope.cancel()
         # The link stopped working, or the delivery is gone: either way it opens nothing.
         await websocket.close(CLOSE_LINK_INVALID, DENIED)
@@ -178,38 +174,35 @@ def customer_blueprint(
     return bp
 
 
-async def _stream_views(
-    views: CustomerViews, hub: Hub, dispatch: DispatchStore, delivery: str, first: dict[str, Any]
-) -> None:
-    """Send the view, then again whenever it changes; return if the delivery is gone."""
-    await _send_view(first)
-    last = first
-    # Watching the route's vehicle wakes the sender on its positions; what the customer
-    # sees of them is decided by the view each time.
-    route_vehicle = await _route_vehicle(dispatch, delivery)
-    sub = hub.subscribe([route_vehicle] if route_vehicle else [])
+async def _stream_views(views: CustomerViews, hub: Hub, basis: Basis, delivery: str) -> None:
+    """Send the view, then again whenever it changes; return if the delivery is gone.
+
+    The part read from Redis (``Basis``) is read again when an event of the delivery is
+    logged, and every ``REFRESH_S`` (the ETA moves with time); each position of the
+    vehicle only recomposes the view from memory, and is sent at once if the view changed."""
+    last, _ = await views.compose(basis)
+    await _send_view(last)
+    sub = hub.subscribe([basis.vehicle] if basis.vehicle else [], [delivery])
     try:
         while True:
+            changed = True
             with trio.move_on_after(REFRESH_S):
-                await sub.next_batch()
-            body, _ = await views.view(delivery)
-            if body is None:
-                return
+                _, changed = await sub.next_batch()
+            if changed:
+                fresh = await views.basis(delivery)
+                if fresh is None:
+                    return
+                if fresh.vehicle != basis.vehicle:
+                    sub.close()
+                    sub = hub.subscribe([fresh.vehicle] if fresh.vehicle else [], [delivery])
+                basis = fresh
+            body, _ = await views.compose(basis)
             if body != last:
                 await _send_view(body)
                 last = body
-            await trio.sleep(MIN_INTERVAL_S)
     finally:
         sub.close()
 
 
 async def _send_view(body: dict[str, Any]) -> None:
     await websocket.send(_json.encode({"type": "view", "view": body}).decode())
-
-
-async def _route_vehicle(dispatch: DispatchStore, delivery_id: str) -> str | None:
-    d = await dispatch.get_delivery(delivery_id)
-    if d is None or d.route is None:
-        return None
-    route = await dispatch.get_route(d.route)
-    return None if route is None else route.vehicle

@@ -84,26 +84,25 @@ def ops_blueprint(
         if not agent.check(websocket.args.get("key")):
             return Response("missing or invalid API key", status=401)
         await websocket.accept()
-        sub = hub.subscribe(None)
+        feed = hub.feed
+        feed.watchers += 1
         try:
-            await websocket.send(snapshot())
+            # Frames and snapshots are built once a tick for every browser (FleetFeed).
+            tick, first = feed.snapshot(snapshot)
+            await websocket.send(first)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(drain_browser)
                 while True:
-                    pending, extra, overflowed = await sub.next_batch()
-                    if overflowed:
-                        await websocket.send(snapshot())
-                    elif pending:
-                        frame = b'{"type":"positions","vehicles":[%s]}' % b",".join(
-                            pending.values()
-                        )
-                        await websocket.send(frame.decode())
-                        metrics.inc("gateway_browser_messages_total")
-                    for m in extra:
-                        await websocket.send(m.decode())
-                        metrics.inc("gateway_browser_messages_total")
+                    tick, frames = await feed.next(tick)
+                    if frames is None:  # too far behind: start again from the picture
+                        metrics.inc("gateway_browser_snapshots_total")
+                        tick, first = feed.snapshot(snapshot)
+                        frames = [first]
+                    for frame in frames:
+                        await websocket.send(frame)
+                    metrics.inc("gateway_browser_messages_total", len(frames))
         finally:
-            sub.close()
+            feed.watchers -= 1
 
     @bp.get("/v1/kpis")
     @agent

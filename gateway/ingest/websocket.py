@@ -14,11 +14,12 @@ Close codes: 1008 the device kept exceeding its rate limit, 1009 frame too big,
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Final
 
 import trio
-from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebSocketRequest
+from trio_websocket import ConnectionClosed, Endpoint, WebSocketRequest
 
 from gateway.core.metrics import Metrics
 from gateway.fleet.devices import DeviceRecord
@@ -41,9 +42,16 @@ MAX_PENDING_ERRORS: Final = 16  # error replies a connection holds while the dev
 
 
 class _Conn:
-    """One device connection: its session, its reply state and a way to close it."""
+    """One device connection: its session, its reply state and a way to close it.
 
-    def __init__(self, ws: WebSocketConnection, session: Session, ack_interval_s: float) -> None:
+    Acks: when the writer has made the device's positions durable it calls ``progress``,
+    which sends the ack there and then (``DirectConnection.send_now``: no task switch) unless
+    an ack went out less than ``ack_interval_s`` ago, an error reply is waiting or another
+    send is under way; then the connection's ack task sends it, at most once per
+    ``ack_interval_s``, so a device streaming fast gets a few acks a second, each covering
+    every frame made durable meanwhile."""
+
+    def __init__(self, ws: DirectConnection, session: Session, ack_interval_s: float) -> None:
         self.ws = ws
         self.ack_interval_s = ack_interval_s
         self.session = session
@@ -57,7 +65,9 @@ class _Conn:
         # What the reader waits in (a rate-limit pause, room in the writer's queue); a kick
         # cancels it, so the reader goes on to read the close handshake at once.
         self.reader_wait = trio.CancelScope()
-        session.on_progress = self.wake.set
+        self.sent_seq = session.durable_seq
+        self.acked_at = -math.inf  # monotonic time of the last ack
+        session.on_progress = self.progress
 
     def error(self, reply: ErrorReply, binary: bool) -> None:
         """Queue an error reply; past ``MAX_PENDING_ERRORS`` unsent (a device that does not
@@ -79,6 +89,23 @@ class _Conn:
         self.scope.cancel()
         self.reader_wait.cancel()
 
+    def progress(self) -> None:
+        """Positions of this device became durable, or were rejected: acknowledge."""
+        session = self.session
+        seq = session.durable_seq
+        if seq == self.sent_seq and not session.rejected:
+            return
+        now = time.monotonic()
+        ws = self.ws
+        if self.errors or now - self.acked_at < self.ack_interval_s or not ws.can_send_now():
+            self.wake.set()
+            return
+        left_over = ws.send_now(encode_reply(Ack(seq, session.take_rejected()), self.binary))
+        self.sent_seq = seq
+        self.acked_at = now
+        if left_over:
+            self.wake.set()
+
     async def ack_loop(self) -> None:
         try:
             await self._ack_loop()
@@ -86,22 +113,25 @@ class _Conn:
             pass  # the receive loop notices too and ends the connection
 
     async def _ack_loop(self) -> None:
-        sent_seq = self.session.durable_seq
+        ws = self.ws
         while True:
             await self.wake.wait()
             self.wake = trio.Event()
-            self.session.on_progress = self.wake.set
+            await ws.flush()
             errors, self.errors = self.errors, []
             for err, binary in errors:
-                await self.ws.send_message(encode_reply(err, binary))
+                await ws.send_message(encode_reply(err, binary))
             rejected = self.session.take_rejected()
             seq = self.session.durable_seq
-            if rejected or seq != sent_seq:
-                await self.ws.send_message(encode_reply(Ack(seq, rejected), self.binary))
-                sent_seq = seq
-                # One ack covers every frame made durable meanwhile: a device streaming fast
-                # gets a few acks a second instead of one per frame.
-                await trio.sleep(self.ack_interval_s)
+            if rejected or seq != self.sent_seq:
+                wait = self.acked_at + self.ack_interval_s - time.monotonic()
+                if wait > 0:
+                    await trio.sleep(wait)
+                    rejected += self.session.take_rejected()
+                    seq = self.session.durable_seq
+                await ws.send_message(encode_reply(Ack(seq, rejected), self.binary))
+                self.sent_seq = seq
+                self.acked_at = time.monotonic()
 
 
 class WebSocketIngest:

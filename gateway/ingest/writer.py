@@ -399,7 +399,8 @@ class Ingest:
                 s.durable_seq = seq
             s.on_progress()
         for state in states:
-            self.hub.publish_state(state)
+            # Customer pages wait for the live stage (their view has the ETA of the position).
+            self.hub.publish_state(state, customers=False)
         if self.after_states is not None:
             await self.after_states([(w.vehicle, w.state) for w in writes])
         if self.after_write is not None:

@@ -7,6 +7,13 @@ Otherwise it is the library: the same wsproto parsing, the same size limit and 1
 pings, the closing handshake; and a callback that waits (a full writer queue, a rate limit)
 stops this connection's reader and so back-pressures its socket and no other.
 
+The connection reads and writes its socket directly (``FdSocketStream``: ``os.read`` once
+trio says the socket is readable, ``os.write`` until it would block), not through trio's
+socket wrappers, which first try the call, catch the failure and then wait: at one frame a
+second per device that failure was most of the receive cost. And a reply can be sent at once
+from whatever task has it (``DirectConnection.send_now``: no task switch, no lock wait) when
+nothing else is being sent and the socket takes it; the writer acknowledges that way.
+
 Two more things differ. A callback that raises closes its connection alone with 1011
 (``DirectConnection``), where the library would let the exception end the server. And a frame
 wsproto cannot parse (a text frame that is not UTF-8) is answered with the close frame
@@ -15,27 +22,33 @@ naming why (1007), where the library drops the TCP connection without one.
 The library has no public hook for any of this, so ``DirectConnection`` overrides three of
 its internals (``WebSocketConnection._handle_message_event``,
 ``WebSocketConnection._handle_close_connection_event`` and
-``WebSocketServer._handle_connection``) and trio-websocket is pinned to the version they
-were written against; ``_check_internals`` fails at import if that version's internals are
-not there.
+``WebSocketServer._handle_connection``) and uses more (``_send``, ``_stream``,
+``_stream_lock``, ``_wsproto``, ``_abort_web_socket``: ``send_now`` frames with the
+connection's wsproto and writes only while its send lock is free), and trio-websocket is
+pinned to the version they were written against; ``_check_internals`` fails at import if
+that version's internals are not there.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Final, cast
 
 import trio
 import trio_websocket
-from trio_websocket import WebSocketConnection, WebSocketRequest, WebSocketServer
-from trio_websocket._impl import CloseReason
+from trio_websocket import Endpoint, WebSocketConnection, WebSocketRequest, WebSocketServer
+from trio_websocket._impl import CloseReason, _get_stream_endpoint
 from wsproto import ConnectionState, ConnectionType, WSConnection
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 
 from gateway.core.failures import log_once
 
 log = logging.getLogger(__name__)
+
+RECEIVE_BYTES: Final = 65_536
 
 MessageCallback = Callable[[str | bytes], Awaitable[None]]
 DirectHandler = Callable[[WebSocketRequest, "DirectConnection"], Awaitable[None]]
@@ -49,6 +62,7 @@ _INTERNALS: Final = {
         "_reader_task",
         "_get_request",
         "_send",
+        "_abort_web_socket",
     ),
     WebSocketServer: ("_handle_connection",),
 }
@@ -62,6 +76,9 @@ _STATE: Final = (
     "_handler_nursery",
     "_connect_timeout",
     "_disconnect_timeout",
+    "_stream",
+    "_stream_lock",
+    "_wsproto",
 )
 
 
@@ -84,6 +101,68 @@ def _check_internals() -> None:
 
 
 _check_internals()
+
+
+class FdSocketStream(trio.abc.HalfCloseableStream):
+    """A ``SocketStream``'s socket, waited for before it is read and written directly
+    (``inner``: the ``SocketStream``, which closes it and names its ends).
+
+    ``backlog``: the unsent end of a message ``DirectConnection.send_now`` started; it goes
+    out before anything else is sent."""
+
+    def __init__(self, inner: trio.SocketStream) -> None:
+        self.inner = inner
+        self.backlog = b""
+
+    @property
+    def fd(self) -> int:
+        """The socket's descriptor, asked each time: once closed, its number may already be
+        another socket's."""
+        fd: int = self.inner.socket.fileno()
+        if fd < 0:
+            raise trio.ClosedResourceError("the socket was closed")
+        return fd
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        while True:
+            try:
+                await trio.lowlevel.wait_readable(self.fd)
+                return os.read(self.fd, max_bytes or RECEIVE_BYTES)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise _broken(exc) from exc
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.backlog:
+            data, self.backlog = self.backlog + bytes(data), b""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self.fd, view) :]
+            except BlockingIOError:
+                try:
+                    await trio.lowlevel.wait_writable(self.fd)
+                except OSError as exc:
+                    raise _broken(exc) from exc
+            except OSError as exc:
+                raise _broken(exc) from exc
+        await trio.lowlevel.checkpoint()
+
+
+def _broken(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
+    if exc.errno == errno.EBADF:
+        return trio.ClosedResourceError("the socket was closed")
+    return trio.BrokenResourceError(str(exc))
 
 
 class DirectConnection(WebSocketConnection):
@@ -132,6 +211,59 @@ class DirectConnection(WebSocketConnection):
             except Exception as exc:
                 await self._internal_error(exc)
 
+    @property
+    def local(self) -> Endpoint | str:
+        stream = self._stream
+        inner = stream.inner if isinstance(stream, FdSocketStream) else stream
+        return _get_stream_endpoint(inner, local=True)
+
+    @property
+    def remote(self) -> Endpoint | str:
+        stream = self._stream
+        inner = stream.inner if isinstance(stream, FdSocketStream) else stream
+        return _get_stream_endpoint(inner, local=False)
+
+    def can_send_now(self) -> bool:
+        """Whether ``send_now`` would send: open, nothing else being sent, nothing left over."""
+        stream = self._stream
+        return (
+            self._close_reason is None
+            and not self._stream_lock.locked()
+            and isinstance(stream, FdSocketStream)
+            and not stream.backlog
+            and self._wsproto.state == ConnectionState.OPEN
+        )
+
+    def send_now(self, message: str | bytes) -> bool:
+        """Send ``message`` without waiting (only when ``can_send_now``). True: the socket
+        took only part of it; the rest is in the stream's ``backlog``, which ``flush`` (or the
+        next send) sends. A broken socket is left for the reader to notice."""
+        stream = cast("FdSocketStream", self._stream)
+        event = (
+            TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
+        )
+        data = self._wsproto.send(event)
+        try:
+            n = os.write(stream.fd, data)
+        except BlockingIOError:
+            n = 0
+        except (OSError, trio.ClosedResourceError):
+            return False
+        if n < len(data):
+            stream.backlog = data[n:]
+            return True
+        return False
+
+    async def flush(self) -> None:
+        """Send what ``send_now`` left over, if anything."""
+        stream = self._stream
+        if isinstance(stream, FdSocketStream) and stream.backlog:
+            async with self._stream_lock:
+                try:
+                    await stream.send_all(b"")
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self._abort_web_socket()
+
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
         # wsproto reports a frame it cannot parse (a text frame that is not UTF-8: 1007, a
         # protocol error: 1002) as a close event while the connection is still open; the
@@ -178,6 +310,8 @@ class DirectServer(WebSocketServer):
 
     async def _handle_connection(self, stream: trio.abc.Stream) -> None:
         # WebSocketServer._handle_connection with the connection class swapped.
+        if isinstance(stream, trio.SocketStream):
+            stream = FdSocketStream(stream)
         async with trio.open_nursery() as nursery:
             connection = DirectConnection(
                 stream,

@@ -67,6 +67,7 @@ class LiveTracking:
         *,
         event_log: EventLog,
         is_local: Callable[[str], bool],
+        on_tracked: Callable[[list[str]], None] = lambda vehicles: None,
         engine_config: EngineConfig | None = None,
         tracker_config: TrackerConfig | None = None,
         clock: Callable[[], float] = time.time,
@@ -75,6 +76,7 @@ class LiveTracking:
         self.dispatch = dispatch
         self.metrics = metrics
         self.event_log = event_log
+        self.on_tracked = on_tracked
         self.stage = TrackingStage(
             is_local=is_local, engine_config=engine_config, tracker_config=tracker_config
         )
@@ -153,6 +155,8 @@ class LiveTracking:
         async for groups in self._recv:
             await self.saved.take_over(groups)
             await self._write(self.stage.process(groups))
+            # Their ETAs are now those of these positions: customer pages may show both.
+            self.on_tracked([vehicle for vehicle, _ in groups])
             await self.saved.save_emitted()
             await self.learning.write()
 

@@ -1,7 +1,9 @@
+import json
+
 import trio
 
 from gateway.core.metrics import Metrics
-from gateway.fleet.hub import Hub
+from gateway.fleet.hub import KEPT_TICKS, Hub
 from gateway.fleet.position import Position
 from gateway.fleet.state import MOVING, OFFLINE, STOPPED, Fleet, decode_state, encode_state
 
@@ -64,32 +66,74 @@ def test_a_late_message_does_not_undo_an_offline_mark() -> None:
     assert here.vehicles["v1"].ts == 210
 
 
-async def test_hub_keeps_only_the_newest_update_per_vehicle() -> None:
+async def test_a_customer_page_gets_only_the_newest_update_of_its_vehicle() -> None:
     m = Metrics()
-    hub = Hub(m, max_pending=100)
-    ops = hub.subscribe(None)
-    customer = hub.subscribe(["v2"])
+    hub = Hub(m)
+    customer = hub.subscribe(["v2"], ["d1"])
     for i in range(5):
-        hub.publish("v1", b"v1-%d" % i)
-    hub.publish("v2", b"v2-0")
-    pending, extra, overflow = await ops.next_batch()
-    assert pending == {"v1": b"v1-4", "v2": b"v2-0"}
-    assert (extra, overflow) == ([], False)
+        hub.publish("v2", b"v2-%d" % i)
+    hub.publish("v1", b"v1-0")  # another vehicle: not this page's
+    pending, changed = await customer.next_batch()
+    assert (pending, changed) == ({"v2": b"v2-4"}, False)
     assert m.get("gateway_browser_coalesced_total") == 4
-    pending, _, _ = await customer.next_batch()
-    assert pending == {"v2": b"v2-0"}
+    hub.delivery_changed("d2")
     with trio.move_on_after(0.05) as cs:
         await customer.next_batch()
     assert cs.cancelled_caught  # nothing more for this customer
+    hub.delivery_changed("d1")
+    assert await customer.next_batch() == ({}, True)
+    assert hub.count() == 1
     customer.close()
-    ops.close()
     assert hub.count() == 0
+    assert not hub.watched("v2")
 
 
-async def test_hub_overflow_asks_for_a_snapshot() -> None:
-    hub = Hub(Metrics(), max_pending=3)
-    sub = hub.subscribe(None)
-    for i in range(5):
-        hub.publish(f"v{i}", b"x")
-    pending, _, overflow = await sub.next_batch()
-    assert overflow and len(pending) <= 3
+async def test_ops_browsers_share_one_frame_a_tick(autojump_clock: trio.abc.Clock) -> None:
+    m = Metrics()
+    hub = Hub(m, tick_s=0.2)
+    feed = hub.feed
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(feed.run)
+        feed.watchers = 2
+        builds: list[str] = []
+
+        def build() -> str:
+            builds.append("built")
+            return f"snapshot {len(builds)}"
+
+        tick, snap = feed.snapshot(build)
+        assert feed.snapshot(build) == (tick, snap) == (0, "snapshot 1")
+        assert len(builds) == 1  # one build a tick, however many browsers ask
+        for i in range(3):
+            hub.publish("v1", b'{"id":"v1","n":%d}' % i)
+        hub.publish("v2", b'{"id":"v2","n":0}')
+        hub.broadcast(b'{"type":"event"}')
+        t1, a = await feed.next(tick)
+        t2, b = await feed.next(tick)
+        assert t1 == t2 == tick + 1
+        assert a is not None and b is not None
+        assert a[0] is b[0]  # the same encoded frame for both browsers
+        assert json.loads(a[0]) == {
+            "type": "positions",
+            "vehicles": [{"id": "v1", "n": 2}, {"id": "v2", "n": 0}],
+        }
+        assert a[1:] == ['{"type":"event"}']
+        # A browser that missed ticks gets them merged (the newest state of each vehicle)
+        # and every message since, in order.
+        hub.publish("v1", b'{"id":"v1","n":3}')
+        await feed.next(t1)
+        hub.publish("v3", b'{"id":"v3","n":0}')
+        hub.broadcast(b'{"type":"alert"}')
+        t3, _ = await feed.next(t1 + 1)
+        _, late = await feed.next(tick)
+        assert late is not None and t3 == tick + 3
+        assert [v["id"] for v in json.loads(late[0])["vehicles"]] == ["v1", "v2", "v3"]
+        assert json.loads(late[0])["vehicles"][0]["n"] == 3
+        assert late[1:] == ['{"type":"event"}', '{"type":"alert"}']
+        assert m.get("gateway_browser_coalesced_total") >= 1
+        # Further behind than the ticks kept: a snapshot instead.
+        for i in range(KEPT_TICKS + 1):
+            hub.publish("v1", b'{"id":"v1","n":%d}' % (10 + i))
+            await feed.next(feed.tick)
+        assert (await feed.next(tick))[1] is None
+        nursery.cancel_scope.cancel()

@@ -34,7 +34,7 @@ def make_ingest(redis: coredis.Redis[bytes], queue_size: int, max_batch: int) ->
     metrics = Metrics()
     return Ingest(
         Store(redis, track_retention_s=3600), Fleet(stopped_speed_mps=1.0, offline_after_s=300),
-        Hub(metrics, 10), metrics, Limits(), queue_size=queue_size, max_batch=max_batch,
+        Hub(metrics), metrics, Limits(), queue_size=queue_size, max_batch=max_batch,
         linger_s=0.0, event_log=EventLog(redis, 1000),
     )  # fmt: skip
 
