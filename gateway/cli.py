@@ -69,6 +69,7 @@ def _banner(ep: Endpoints, extra: str = "") -> None:
 
 
 PORT_STRIDE = 10  # process i listens on the configured ports + 10 * i
+OTHERS_STOP_S = 60.0  # on a stop, the first process waits this long for the others
 
 
 def _port_plus(port: int, i: int) -> str:
@@ -99,21 +100,36 @@ async def _serve(
     settings: Settings, vehicles: int | None, sim_args: list[str], processes: int = 1
 ) -> None:
     stop = trio.Event()
+    own_stop = trio.Event()  # this process's gateway stops after the others have
+    others: list[trio.Process] = []
     fleet = DemoFleet(vehicles) if vehicles is not None else None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_until_signal, stop)
 
         async def gateway(task_status: trio.TaskStatus[Endpoints]) -> None:
-            await run_gateway(settings, stop, fleet=fleet, task_status=task_status)
+            await run_gateway(settings, own_stop, fleet=fleet, task_status=task_status)
             nursery.cancel_scope.cancel()  # the simulator and other processes too
 
+        async def stop_in_order() -> None:
+            """The other processes write out their queues into this one's Redis before it
+            stops (its private redis-server with it)."""
+            await stop.wait()
+            for p in others:
+                if p.returncode is None:
+                    p.terminate()
+            with trio.move_on_after(OTHERS_STOP_S):
+                for p in others:
+                    await p.wait()
+            own_stop.set()
+
         ep: Endpoints = await nursery.start(gateway)
+        nursery.start_soon(stop_in_order)
         # Further processes share this one's Redis and data folder (so its API key and
         # link secret), each on ports PORT_STRIDE further; a load balancer goes in front.
         for i in range(1, processes):
             env = os.environ | process_env(settings, ep, i)
             cmd = [sys.executable, "-m", "gateway", "serve"]
-            nursery.start_soon(partial(trio.run_process, cmd, env=env, check=False))
+            others.append(await nursery.start(partial(trio.run_process, cmd, env=env, check=False)))
         if fleet is None:
             _banner(ep)
             return

@@ -44,6 +44,11 @@ HELP: Final[dict[str, tuple[str, str]]] = {
         "batch), not stored again",
     ),
     "gateway_writer_queue_depth": ("gauge", "Positions waiting for the Redis writer"),
+    "gateway_writer_overloads_total": (
+        "counter",
+        "Episodes of a full writer queue (devices slowed until it is back under half); each "
+        "logged once, with the depth",
+    ),
     "gateway_browsers": ("gauge", "Connected browser live streams"),
     "gateway_browser_messages_total": ("counter", "Messages sent to browsers"),
     "gateway_browser_coalesced_total": (

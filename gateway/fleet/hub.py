@@ -81,7 +81,7 @@ class FleetFeed:
         # (tick, that tick's changes) and (tick, message) of the ticks kept
         self._ticks: deque[tuple[int, dict[str, bytes]]] = deque(maxlen=KEPT_TICKS)
         self._kept: deque[tuple[int, str]] = deque(maxlen=KEPT_MESSAGES)
-        self._frames: dict[int, str] = {}  # positions frame since tick t, built this tick
+        self._frames: dict[int, list[str]] = {}  # what is sent since tick t, built this tick
         self._snapshot: tuple[int, str] | None = None
         self._new = trio.Event()
         self._dirty = trio.Event()
@@ -135,25 +135,26 @@ class FleetFeed:
             return tick, None
         if self._kept and self._kept[0][0] > after + 1 and len(self._kept) == KEPT_MESSAGES:
             return tick, None
-        out: list[str] = []
-        frame = self._frames.get(after)
-        if frame is None:
+        out = self._frames.get(after)
+        if out is None:
+            # Built once a tick for every browser that has seen up to ``after``.
             merged: dict[str, bytes] = {}
             for t, changed in ticks:
                 if t > after:
                     merged.update(changed)
+            out = []
             if merged:
-                frame = (
-                    b'{"type":"positions","vehicles":[%s]}' % b",".join(merged.values())
-                ).decode()
-            else:
-                frame = ""
-            self._frames[after] = frame
+                joined = b",".join(merged.values())
+                out.append((b'{"type":"positions","vehicles":[%s]}' % joined).decode())
+            messages = []
+            for t, m in reversed(self._kept):
+                if t <= after:
+                    break
+                messages.append(m)
+            out.extend(reversed(messages))
+            self._frames[after] = out
             if after < tick - 1:
                 self.metrics.inc("gateway_browser_coalesced_total")
-        if frame:
-            out.append(frame)
-        out.extend(m for t, m in self._kept if t > after)
         return tick, out
 
 

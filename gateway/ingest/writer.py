@@ -14,6 +14,7 @@ fleet and publishes to browsers. Nothing here waits for a browser.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -245,7 +246,10 @@ class Ingest:
         self._queued = 0  # positions pending in all of them
         self._closed = False
         self._work = trio.Event()  # set while the queue holds something (or on close)
-        self._room = trio.Event()  # set when the writer took from a full queue
+        # Sessions waiting for room, in order, with the positions each brings: the writer
+        # wakes as many as the room it made takes, not every one of them.
+        self._waiting: deque[tuple[int, trio.Event]] = deque()
+        self._overloaded = False  # in an episode of a full queue (logged once each)
         metrics.gauge_fn("gateway_writer_queue_depth", lambda: float(self._queued))
 
     async def keep_alive(self, device: DeviceRecord) -> None:
@@ -286,17 +290,52 @@ class Ingest:
 
         Positions of one session stay in the order they were queued.
         """
-        while self._queued >= self.queue_size:
-            if self._closed:
-                raise trio.ClosedResourceError("the writer is closed")
-            await self._room.wait()
+        if self._queued >= self.queue_size or self._waiting:
+            self._overload()
+            entry = (len(positions), trio.Event())
+            self._waiting.append(entry)
+            try:
+                await entry[1].wait()
+            except BaseException:
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(entry)
+                if entry[1].is_set():
+                    self._wake_waiters()  # the room it was given goes to the next one
+                raise
+            self._waiting.remove(entry)
         if self._closed:
             raise trio.ClosedResourceError("the writer is closed")
         self._append(session, positions)
 
+    def _overload(self) -> None:
+        if not self._overloaded:
+            self._overloaded = True
+            self.metrics.inc("gateway_writer_overloads_total")
+            log.warning(
+                "the writer's queue is full (%d positions, %d the most): devices are slowed "
+                "until Redis writes catch up",
+                self._queued,
+                self.queue_size,
+            )
+
+    def _wake_waiters(self) -> None:
+        """Wake the waiting sessions, oldest first, that the queue's room takes (at least
+        one, so a batch larger than the room still goes in once the queue is empty)."""
+        free = self.queue_size - self._queued - sum(n for n, room in self._waiting if room.is_set())
+        for n, room in self._waiting:
+            if room.is_set():
+                continue
+            if n > free and free < self.queue_size:
+                break
+            room.set()
+            free -= n
+        if self._overloaded and not self._waiting and self._queued < self.queue_size // 2:
+            self._overloaded = False
+            log.info("the writer's queue is back to %d positions", self._queued)
+
     def append_nowait(self, session: Session, positions: list[Position]) -> bool:
         """``enqueue`` when the queue has room (the common case); False when it would wait."""
-        if self._queued < self.queue_size and not self._closed:
+        if self._queued < self.queue_size and not self._waiting and not self._closed:
             self._append(session, positions)
             return True
         return False
@@ -335,13 +374,13 @@ class Ingest:
         """No more positions: the writer finishes what is queued, then returns."""
         self._closed = True
         self._work.set()
-        self._room.set()
+        for _, room in self._waiting:
+            room.set()
 
     def _take(self) -> list[tuple[Session, list[Position]]]:
         """Sessions' pending positions from the queue, up to about ``max_batch`` (at least
         one session's)."""
         queue = self._queue
-        was_full = self._queued >= self.queue_size
         items: list[tuple[Session, list[Position]]] = []
         n = 0
         while queue and (n < self.max_batch or not items):
@@ -355,9 +394,8 @@ class Ingest:
             n += len(positions)
         if not queue and not self._closed:
             self._work = trio.Event()
-        if was_full:
-            self._room.set()
-            self._room = trio.Event()
+        if self._waiting or self._overloaded:
+            self._wake_waiters()
         return items
 
     async def _flush(self, items: list[tuple[Session, list[Position]]]) -> None:

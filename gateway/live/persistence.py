@@ -72,7 +72,7 @@ class SavedState:
         dirty = self.stage.take_dirty()
         if not dirty:
             return
-        geo = self.stage.engine.export_state()["vehicles"]
+        geo = self.stage.engine.export_state(dirty)["vehicles"]
         states: dict[str, dict[str, bytes]] = {}
         for v in dirty:
             fields: dict[str, bytes] = {}

@@ -249,6 +249,17 @@ def test_state_export_import_continues_identically() -> None:
     assert len(kinds(b.process([]))) == 0
 
 
+def test_state_export_of_chosen_vehicles_is_theirs_of_the_whole() -> None:
+    e = engine(circle("c", 0, 0, 80))
+    e.process([fix(v, t, -200 + 10 * t + i, 0) for t in range(30) for i, v in enumerate("abc")])
+    whole = e.export_state()["vehicles"]
+    assert set(whole) == {"a", "b", "c"}
+    chosen = e.export_state(["a", "c", "unknown"])
+    assert chosen == {"version": e.export_state()["version"], "vehicles": {
+        "a": whole["a"], "c": whole["c"]}}  # fmt: skip
+    assert "unknown" not in e.export_state()["vehicles"]  # asking did not make it known
+
+
 def test_fix_batch_arrays_and_tuples_agree() -> None:
     fixes = [fix("v", t, -200 + 10 * t, 0) for t in range(40)]
     a = engine(circle("c", 0, 0, 80)).process(fixes)

@@ -152,3 +152,46 @@ async def test_an_outage_is_waited_out_and_a_bug_stops_the_writer(redis_url: str
         assert calls == 1
         assert session.durable_seq == 0
         assert ingest.metrics.get("gateway_writer_bugs_total") == 1
+
+
+async def test_room_wakes_only_the_submitters_it_takes(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full queue with many devices waiting: what the writer takes wakes as many of them
+    as fit, oldest first, not all of them; the overload is logged and counted once."""
+    async with coredis.Redis.from_url(redis_url) as redis:
+        ingest = make_ingest(redis, queue_size=10, max_batch=4)
+        first = await open_session(ingest, "wr-0")
+        await first.submit(fixes(1, 10), [])  # full
+        waiting = [await open_session(ingest, f"wr-{i}") for i in range(1, 21)]
+        done: list[int] = []
+        closed: list[int] = []
+
+        async def submit(i: int, s: Session) -> None:
+            try:
+                await s.submit(fixes(1, 2), [])
+                done.append(i)
+            except trio.ClosedResourceError:
+                closed.append(i)
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                for i, s in enumerate(waiting, 1):
+                    nursery.start_soon(submit, i, s)
+                    await trio.testing.wait_all_tasks_blocked()
+                assert done == [] and len(ingest._waiting) == 20
+                taken = ingest._take()  # the writer takes wr-0's ten: room for five of two
+                assert sum(len(p) for _, p in taken) == 10
+                await trio.testing.wait_all_tasks_blocked()
+                assert sorted(done) == [
+                    1,
+                    2,
+                    3,
+                    4,
+                    5,
+                ]  # the five oldest (trio runs them in any order)
+                assert len(ingest._waiting) == 15
+                ingest.close()
+        assert sorted(closed) == list(range(6, 21))
+        assert ingest.metrics.get("gateway_writer_overloads_total") == 1
+        assert sum("queue is full" in r.message for r in caplog.records) == 1
