@@ -834,14 +834,19 @@ class GeofenceEngine:
 
     # -- persistence ----------------------------------------------------------------------------
 
-    def export_state(self) -> dict[str, Any]:
-        """Every vehicle's last fix and memberships as JSON-ready dicts::
+    def export_state(self, only: Iterable[str] | None = None) -> dict[str, Any]:
+        """Every vehicle's (or those of ``only``'s) last fix and memberships as JSON-ready
+        dicts::
 
         {"version": 1, "vehicles": {"van-1": {"ts": ..., "lat": ..., "lon": ...,
             "zones": {"depot": {"since": ..., "dwell_done": false}}}}}
         """
         vehicles: dict[str, Any] = {}
-        for vid, name in enumerate(self._names):
+        if only is None:
+            chosen: Iterable[tuple[int, str]] = enumerate(self._names)
+        else:
+            chosen = ((self._vid[n], n) for n in only if n in self._vid)
+        for vid, name in chosen:
             members = self._members[vid]
             ts = float(self._last_ts[vid])
             if math.isnan(ts) and not members:
