@@ -32,6 +32,7 @@ import math
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -369,6 +370,9 @@ async def step(args: argparse.Namespace, n: int, tmp: Path) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             gw.kill()
         redis.stop()
+        if args.log_dir:
+            Path(args.log_dir).mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, Path(args.log_dir) / f"gateway-{n}.log")
 
 
 def show(f: dict[str, Any]) -> None:
@@ -418,4 +422,5 @@ if __name__ == "__main__":
     p.add_argument("--duration", type=float, default=30.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=8.0)
     p.add_argument("--sample-s", type=float, default=5.0, help="queue depth sampling")
+    p.add_argument("--log-dir", help="keep each step's gateway log here")
     trio.run(main, p.parse_args())

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 GEO_FIELD: Final = "geo"  # in a vehicle's hash: its zone memberships, JSON
 TRACKER_FIELD: Final = "trk"  # its route tracker's state, JSON
 APPROACH_FIELD: Final = "next"  # its route's Approach state, JSON
+SAVE_SLICE: Final = 200  # vehicles saved in one round trip
 
 _json: Final = msgspec.json.Encoder()
 
@@ -69,21 +70,23 @@ class SavedState:
     async def save_changed(self) -> None:
         """Save the state of every vehicle that changed since the last call (raises on a
         failure: those vehicles are saved again only once they change again)."""
-        dirty = self.stage.take_dirty()
-        if not dirty:
-            return
-        geo = self.stage.engine.export_state(dirty)["vehicles"]
-        states: dict[str, dict[str, bytes]] = {}
-        for v in dirty:
-            fields: dict[str, bytes] = {}
-            if v in geo:
-                fields[GEO_FIELD] = _json.encode(geo[v])
-            tracked = self.stage.routes.get(v)
-            if tracked is not None:
-                fields.update(_route_fields(tracked))
-            if fields:
-                states[v] = fields
-        await self.store.save_live_state(states)
+        dirty = list(self.stage.take_dirty())
+        # In slices, each its own round trip: the stage's other work (and every other task
+        # of the process) runs between them, so saving a fleet never stalls them for long.
+        for first in range(0, len(dirty), SAVE_SLICE):
+            chunk = dirty[first : first + SAVE_SLICE]
+            geo = self.stage.engine.export_state(chunk)["vehicles"]
+            states: dict[str, dict[str, bytes]] = {}
+            for v in chunk:
+                fields: dict[str, bytes] = {}
+                if v in geo:
+                    fields[GEO_FIELD] = _json.encode(geo[v])
+                tracked = self.stage.routes.get(v)
+                if tracked is not None:
+                    fields.update(_route_fields(tracked))
+                if fields:
+                    states[v] = fields
+            await self.store.save_live_state(states)
 
     async def load_memberships(self, vehicles: Sequence[str]) -> None:
         """Each vehicle's saved zone memberships, into the engine (its zones set first)."""
