@@ -371,8 +371,12 @@ async def step(args: argparse.Namespace, n: int, tmp: Path) -> dict[str, Any]:
             gw.kill()
         redis.stop()
         if args.log_dir:
-            Path(args.log_dir).mkdir(parents=True, exist_ok=True)
-            shutil.copy(log, Path(args.log_dir) / f"gateway-{n}.log")
+            keep_log(log, Path(args.log_dir), n)
+
+
+def keep_log(log: Path, folder: Path, n: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(log, folder / f"gateway-{n}.log")
 
 
 def show(f: dict[str, Any]) -> None:

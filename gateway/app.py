@@ -55,6 +55,7 @@ from notify.redis_client import RedisClient, RedisOutage
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S: Final = 1.0
+LOOP_LAG_EVERY_S: Final = 0.1  # the event-loop lag is sampled this often
 RECENT_EVENTS: Final = 100  # shown to a browser that connects
 TAIL_BATCH: Final = 500
 TAIL_BLOCK_MS: Final = 1000
@@ -331,6 +332,14 @@ class Gateway:
                 self.metrics.inc("gateway_loop_errors_total", loop="offline_sweep")
                 log_once(log, "could not record offline vehicles", exc)
 
+    async def _watch_loop_lag(self) -> None:
+        """How late the event loop wakes a sleeper: time it was busy with other work."""
+        lag = self.metrics.latency.loop_lag
+        while True:
+            start = trio.current_time()
+            await trio.sleep(LOOP_LAG_EVERY_S)
+            lag.observe(max(0.0, trio.current_time() - start - LOOP_LAG_EVERY_S))
+
     def _redis_outage(self, service: str) -> None:
         self.metrics.inc("gateway_redis_outages_total", service=service)
 
@@ -393,6 +402,7 @@ class Gateway:
                 http_url = binds[0]
                 self.http_port = int(http_url.rsplit(":", 1)[1])
                 front.start_soon(self.hub.feed.run)
+                front.start_soon(self._watch_loop_lag)
                 front.start_soon(self._sweep_offline)
                 front.start_soon(self.links.follow_revocations)
                 await front.start(self.peers.follow)

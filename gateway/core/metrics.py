@@ -1,13 +1,17 @@
-"""Counters and gauges, exposed in the Prometheus text format at ``/metrics``.
+"""Counters and gauges, exposed in the Prometheus text format at ``/metrics``, and the
+latency histograms (``Latencies``, prometheus-client).
 
-Deliberately small: a counter is a float in a dict keyed by (name, labels), cheap enough to
-bump on the ingest hot path.
+Counters are deliberately small: a float in a dict keyed by (name, labels), cheap enough to
+bump on the ingest hot path. Histograms are prometheus-client's, observed once per write
+batch, page send or loop check, not per position.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Final
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 HELP: Final[dict[str, tuple[str, str]]] = {
     "gateway_frames_total": ("counter", "Device frames received, by protocol and encoding"),
@@ -109,10 +113,51 @@ HELP: Final[dict[str, tuple[str, str]]] = {
 Labels = tuple[tuple[str, str], ...]
 
 
+# Latency buckets (seconds): from a millisecond to a minute, finer where the targets are.
+LATENCY_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0,
+)  # fmt: skip
+
+
+class Latencies:
+    """The latency histograms, in prometheus-client's own registry and exposition."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+
+        def histogram(name: str, text: str, labels: tuple[str, ...] = ()) -> Histogram:
+            return Histogram(name, text, labels, registry=self.registry, buckets=LATENCY_BUCKETS)
+
+        self.ack = histogram(
+            "gateway_ack_latency_seconds",
+            "From a device's positions being queued to their being durable in Redis (their "
+            "ack follows at once), by protocol",
+            ("proto",),
+        )
+        self.write = histogram(
+            "gateway_writer_round_trip_seconds", "One write batch's Redis round trip"
+        )
+        self.page = histogram(
+            "gateway_page_latency_seconds",
+            "From a position's fix time to its being sent to a page, by kind of page (for ops "
+            "pages: the oldest update of the frame, from when it reached the feed)",
+            ("page",),
+        )
+        self.loop_lag = histogram(
+            "gateway_event_loop_lag_seconds",
+            "How late a 0.1 s sleep of the event loop wakes: time the loop was busy elsewhere",
+        )
+
+    def render(self) -> str:
+        return generate_latest(self.registry).decode()
+
+
 class Metrics:
     def __init__(self) -> None:
         self._values: dict[tuple[str, Labels], float] = {}
         self._gauges: dict[str, Callable[[], float]] = {}
+        self.latency = Latencies()
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         key = (name, tuple(sorted(labels.items())))
@@ -157,4 +202,4 @@ class Metrics:
                     lines.append(f"{name}{{{inner}}} {value:g}")
                 else:
                     lines.append(f"{name} {value:g}")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + self.latency.render()

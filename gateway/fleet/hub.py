@@ -19,6 +19,7 @@ Publishing never waits for a browser.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Final
@@ -77,16 +78,20 @@ class FleetFeed:
         self.tick = 0
         self.watchers = 0
         self._changed: dict[str, bytes] = {}  # since the last tick
+        self._first_offer: float | None = None  # wall time of its first update
         self._messages: list[str] = []  # since the last tick
         # (tick, that tick's changes) and (tick, message) of the ticks kept
-        self._ticks: deque[tuple[int, dict[str, bytes]]] = deque(maxlen=KEPT_TICKS)
+        self._ticks: deque[tuple[int, dict[str, bytes], float]] = deque(maxlen=KEPT_TICKS)
         self._kept: deque[tuple[int, str]] = deque(maxlen=KEPT_MESSAGES)
         self._frames: dict[int, list[str]] = {}  # what is sent since tick t, built this tick
+        self._oldest: dict[int, float] = {}  # ... and when its oldest update came
         self._snapshot: tuple[int, str] | None = None
         self._new = trio.Event()
         self._dirty = trio.Event()
 
     def offer(self, vehicle: str, fragment: bytes) -> None:
+        if self._first_offer is None:
+            self._first_offer = time.time()
         self._changed[vehicle] = fragment
         self._dirty.set()
 
@@ -104,15 +109,17 @@ class FleetFeed:
             self.tick += 1
             tick = self.tick
             changed, self._changed = self._changed, {}
+            first, self._first_offer = self._first_offer, None
             if not self.watchers:
                 self._ticks.clear()
                 self._kept.clear()
                 self._messages.clear()
                 continue
-            self._ticks.append((tick, changed))
+            self._ticks.append((tick, changed, first if first is not None else time.time()))
             self._kept.extend((tick, m) for m in self._messages)
             self._messages = []
             self._frames = {}
+            self._oldest = {}
             new, self._new = self._new, trio.Event()
             new.set()
 
@@ -139,9 +146,11 @@ class FleetFeed:
         if out is None:
             # Built once a tick for every browser that has seen up to ``after``.
             merged: dict[str, bytes] = {}
-            for t, changed in ticks:
+            for t, changed, first in ticks:
                 if t > after:
                     merged.update(changed)
+                    if changed and after not in self._oldest:
+                        self._oldest[after] = first
             out = []
             if merged:
                 joined = b",".join(merged.values())
@@ -156,6 +165,10 @@ class FleetFeed:
             if after < tick - 1:
                 self.metrics.inc("gateway_browser_coalesced_total")
         return tick, out
+
+    def oldest_update(self, after: int) -> float | None:
+        """When the oldest update ``next(after)`` sent reached the feed (wall time)."""
+        return self._oldest.get(after)
 
 
 class Hub:

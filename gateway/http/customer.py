@@ -180,6 +180,7 @@ async def _stream_views(views: CustomerViews, hub: Hub, basis: Basis, delivery: 
     The part read from Redis (``Basis``) is read again when an event of the delivery is
     logged, and every ``REFRESH_S`` (the ETA moves with time); each position of the
     vehicle only recomposes the view from memory, and is sent at once if the view changed."""
+    page_latency = hub.metrics.latency.page.labels("customer")
     last, _ = await views.compose(basis)
     await _send_view(last)
     sub = hub.subscribe([basis.vehicle] if basis.vehicle else [], [delivery])
@@ -200,6 +201,9 @@ async def _stream_views(views: CustomerViews, hub: Hub, basis: Basis, delivery: 
             if body != last:
                 await _send_view(body)
                 last = body
+                vehicle = body.get("vehicle")
+                if vehicle is not None:
+                    page_latency.observe(max(0.0, time.time() - vehicle["ts"]))
     finally:
         sub.close()
 

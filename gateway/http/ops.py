@@ -92,14 +92,19 @@ def ops_blueprint(
             await websocket.send(first)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(drain_browser)
+                page_latency = metrics.latency.page.labels("ops")
                 while True:
-                    tick, frames = await feed.next(tick)
+                    after = tick
+                    tick, frames = await feed.next(after)
                     if frames is None:  # too far behind: start again from the picture
                         metrics.inc("gateway_browser_snapshots_total")
                         tick, first = feed.snapshot(snapshot)
                         frames = [first]
                     for frame in frames:
                         await websocket.send(frame)
+                    oldest = feed.oldest_update(after)
+                    if oldest is not None:
+                        page_latency.observe(max(0.0, time.time() - oldest))
                     metrics.inc("gateway_browser_messages_total", len(frames))
         finally:
             feed.watchers -= 1

@@ -239,7 +239,7 @@ class DeviceRequests:
         if session is None or session.device != device:
             if len(self.sessions) >= SESSION_CACHE:
                 self.sessions.clear()
-            session = self.sessions[device.id] = await self.writer.open_session(device)
+            session = self.sessions[device.id] = await self.writer.open_session(device, "http")
             session.on_progress = session.pulse
         return session
 

@@ -419,7 +419,7 @@ class MqttIngest:
             if len(self.sessions) >= SESSION_CACHE:
                 self.sessions.clear()
                 self.checked.clear()
-            session = self.sessions[device_id] = await self.writer.open_session(device)
+            session = self.sessions[device_id] = await self.writer.open_session(device, "mqtt")
             session.on_progress = self._progress
         self.checked[device_id] = now + DEVICE_CACHE_S
         return session

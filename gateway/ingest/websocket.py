@@ -241,7 +241,7 @@ class WebSocketIngest:
     async def _serve_device(
         self, request: WebSocketRequest, connection: DirectConnection, device: DeviceRecord
     ) -> None:
-        session = await self.ingest.open_session(device)
+        session = await self.ingest.open_session(device, "ws")
         assert session.bucket is not None
         conn = _Conn(connection, session, self.ack_interval_s)
         # Frames are handled in the connection's reader task, set up before accepting.

@@ -163,6 +163,9 @@ class Session:
     pending: list[list[Position]] = field(default_factory=list)
     pending_count: int = 0  # positions in ``pending``
     queued: bool = False
+    queued_at: float = 0.0  # monotonic time the oldest of ``pending`` was queued
+    taken_queued_at: float = 0.0  # ``queued_at`` of what the writer took last
+    ack_latency: Any = None  # its protocol's child of the ack latency histogram
 
     async def submit(self, positions: list[Position], rejected: list[Rejection]) -> None:
         """Validate ``positions`` and queue the accepted ones for the writer.
@@ -264,12 +267,13 @@ class Ingest:
         if events:
             await self._until_done(self.event_log.append, events)
 
-    async def open_session(self, device: DeviceRecord) -> Session:
+    async def open_session(self, device: DeviceRecord, proto: str = "ws") -> Session:
         """A session for ``device``, with its cursor and its rate budget (what another
         process saved of it counted in)."""
         raw, saved = await self.store.load_session(device.vehicle, device.id)
         cursor = DeviceCursor.from_tuple(raw) if raw else DeviceCursor()
         session = Session(self, device, cursor, durable_seq=cursor.seq)
+        session.ack_latency = self.metrics.latency.ack.labels(proto)
         session.bucket = self.budgets.bucket(device.id, saved)
         return session
 
@@ -341,6 +345,8 @@ class Ingest:
         return False
 
     def _append(self, session: Session, positions: list[Position]) -> None:
+        if not session.pending:
+            session.queued_at = time.monotonic()
         session.pending.append(positions)
         n = len(positions)
         session.pending_count += n
@@ -368,7 +374,8 @@ class Ingest:
             # worth is already waiting.
             if not self._closed and self._queued < self.max_batch:
                 await trio.sleep(self.linger_s)
-            await self._flush(self._take())
+            items = self._take()
+            await self._flush(items, [s.taken_queued_at for s, _ in items])
 
     def close(self) -> None:
         """No more positions: the writer finishes what is queued, then returns."""
@@ -385,6 +392,7 @@ class Ingest:
         n = 0
         while queue and (n < self.max_batch or not items):
             session = queue.popleft()
+            session.taken_queued_at = session.queued_at
             chunks, session.pending = session.pending, []
             positions = chunks[0] if len(chunks) == 1 else list(chain.from_iterable(chunks))
             self._queued -= session.pending_count
@@ -398,7 +406,9 @@ class Ingest:
             self._wake_waiters()
         return items
 
-    async def _flush(self, items: list[tuple[Session, list[Position]]]) -> None:
+    async def _flush(
+        self, items: list[tuple[Session, list[Position]]], queued_at: list[float]
+    ) -> None:
         now = time.time()
         # One write per vehicle and device: each device's cursor guards its own positions.
         by_device: dict[tuple[str, str], list[tuple[Session, list[Position]]]] = {}
@@ -418,7 +428,9 @@ class Ingest:
             count += len(positions)
             writes.append(VehicleWrite.of(vehicle, device_id, encode_state(state), positions))
             states.append(state)
+        started = time.monotonic()
         dropped, replicated = await self._until_done(self.store.write_and_wait, writes, now)
+        self.metrics.latency.write.observe(time.monotonic() - started)
         if not replicated:
             await self._wait_for_replicas()
         if dropped:
@@ -431,7 +443,10 @@ class Ingest:
             await self._until_done(self.event_log.append, events)
         self.metrics.inc("gateway_writer_batches_total")
         self.metrics.inc("gateway_writer_positions_total", count)
-        for s, positions in items:
+        done = time.monotonic()
+        for (s, positions), at in zip(items, queued_at, strict=True):
+            if s.ack_latency is not None:
+                s.ack_latency.observe(done - at)
             seq = positions[-1].seq
             if seq > s.durable_seq:
                 s.durable_seq = seq
