@@ -2,8 +2,10 @@
 
 Each step starts a fresh Redis (append-only, as the gateway's own) and a gateway
 (``python -m gateway serve --processes P``: process i on the base ports + 10 i, devices and
-pages spread over them as a load balancer would), registers N devices, gives C of their vans
-a started route with one customer each and a tracking link, then runs load generators in
+pages spread over them as a load balancer would), registers N devices, gives R of their vans
+(``--routes``: a number or ``all``; by default the C with a customer page) a started route of
+``--stops`` stops (20) along the van's way, and C of them a tracking link for the stop the
+van drives to, then runs load generators in
 their own processes (``bench/fleetload.py``): one for the devices (every device its own
 WebSocket, one position a second, the devices spread over the second) and one for the pages
 (C customer tracking streams, each following its own van; O ops streams, the whole fleet).
@@ -20,7 +22,7 @@ which ack p99 stays under 100 ms. ``--duration 600`` is the soak. The last line 
 object: the last step's figures, the steps, and the knee.
 
     python bench/fleet.py [--devices 1000] [--customers 0] [--ops 0] [--processes 1]
-                          [--duration 30] [--warmup 8]
+                          [--routes N|all] [--stops 20] [--duration 30] [--warmup 8]
 """
 
 from __future__ import annotations
@@ -193,41 +195,43 @@ def ahead(lat: float, lon: float, heading: float, m: float) -> tuple[float, floa
 
 
 async def routes_and_links(
-    api: str, devices: list[list[Any]], customers: int, run: str
+    api: str, devices: list[list[Any]], routed: int, customers: int, stops: int, run: str
 ) -> list[str]:
-    """A started route with one stop 8 km ahead for each of the first ``customers`` vans,
-    and a tracking link for its delivery; the links' tokens."""
+    """A started route of ``stops`` stops for each of the first ``routed`` vans, along its way
+    from 8 km ahead, 400 m apart; a tracking link for the first stop's delivery of each of the
+    first ``customers`` (the stop the van drives to); the links' tokens."""
     now = time.time()
     today = datetime.now(UTC).date().isoformat()
     tokens: list[str] = []
     async with httpx.AsyncClient(
-        base_url=api, headers={"Authorization": f"Bearer {KEY}"}, timeout=60
+        base_url=api, headers={"Authorization": f"Bearer {KEY}"}, timeout=120
     ) as http:
-        for first in range(0, customers, 100):
+        for first in range(0, routed, 100):
             batch = []
-            for i in range(first, min(customers, first + 100)):
+            for i in range(first, min(routed, first + 100)):
                 vehicle, _, _, lat, lon, heading = devices[i]
-                slat, slon = ahead(lat, lon, heading, 8000)
-                batch.append({
-                    "external_id": f"{run}-r{i}", "vehicle": vehicle,
-                    "driver": {"name": f"Driver {i}"}, "date": today,
-                    "stops": [{
-                        "external_id": "s1", "location": {"lat": slat, "lon": slon},
-                        "address": f"{i} Bench Street",
-                        "window": {"start": now, "end": now + 3 * 3600},
-                        "deliveries": [{"external_id": f"{run}-d{i}",
-                                        "recipient": {"name": f"Customer {i}"}}],
-                    }],
-                })  # fmt: skip
+                plan = []
+                for k in range(stops):
+                    slat, slon = ahead(lat, lon, heading, 8000 + 400 * k)
+                    plan.append({
+                        "external_id": f"s{k}", "location": {"lat": slat, "lon": slon},
+                        "address": f"{i}-{k} Bench Street",
+                        "window": {"start": now, "end": now + 3 * 3600 + 600 * k},
+                        "deliveries": [{"external_id": f"{run}-d{i}-{k}",
+                                        "recipient": {"name": f"Customer {i}-{k}"}}],
+                    })  # fmt: skip
+                batch.append({"external_id": f"{run}-r{i}", "vehicle": vehicle,
+                              "driver": {"name": f"Driver {i}"}, "date": today,
+                              "stops": plan})  # fmt: skip
             r = await http.put("/v1/routes", json={"routes": batch})
             r.raise_for_status()
             ids = [x["id"] for x in r.json()["routes"]]
             for rid in ids:
                 (await http.post(f"/v1/routes/{rid}/start")).raise_for_status()
-            for i in range(first, min(customers, first + 100)):
-                r = await http.post(f"/v1/deliveries/{run}-d{i}/link")
-                r.raise_for_status()
-                tokens.append(r.json()["token"])
+        for i in range(customers):
+            r = await http.post(f"/v1/deliveries/{run}-d{i}-0/link")
+            r.raise_for_status()
+            tokens.append(r.json()["token"])
     return tokens
 
 
@@ -274,7 +278,8 @@ async def step(args: argparse.Namespace, n: int, tmp: Path) -> dict[str, Any]:
                 devices.append([vehicle, token, i % args.processes, *place(rng)])
         customers = min(args.customers, n)
         api = f"http://127.0.0.1:{targets[0]['http_port']}"
-        tokens = await routes_and_links(api, devices, customers, run)
+        routed = n if args.routes == "all" else max(customers, min(n, int(args.routes or 0)))
+        tokens = await routes_and_links(api, devices, routed, customers, args.stops, run)
         start_at = time.time() + 3 + n / 2000 + customers / 500 + args.ops * 0.05
         common = {"targets": targets, "start_at": start_at, "warmup": args.warmup,
                   "duration": args.warmup + args.duration, "key": KEY}  # fmt: skip
@@ -329,7 +334,8 @@ async def step(args: argparse.Namespace, n: int, tmp: Path) -> dict[str, Any]:
         gw_cpu = sum(cpu[p] for p in pids)
         loadgen_s = args.warmup + args.duration + 5  # about their whole life
         figures = {
-            "devices": n, "customers": customers, "ops": args.ops,
+            "devices": n, "customers": customers, "ops": args.ops, "routes": routed,
+            "stops": args.stops,
             "processes": args.processes, "duration_s": round(elapsed, 1),
             "sent_per_s": round(sent / args.duration),
             "acked_per_s": round(len(ack) / args.duration),
@@ -422,6 +428,12 @@ if __name__ == "__main__":
     p.add_argument("--devices", default="1000", help="one count, or several: 1000,2000,5000")
     p.add_argument("--customers", type=int, default=0, help="customer tracking streams")
     p.add_argument("--ops", type=int, default=0, help="ops page streams")
+    p.add_argument(
+        "--routes",
+        default="",
+        help="vans with a started route: a number or 'all' (default: those with a customer page)",
+    )
+    p.add_argument("--stops", type=int, default=20, help="stops per route")
     p.add_argument("--processes", type=int, default=1)
     p.add_argument("--duration", type=float, default=30.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=8.0)

@@ -68,10 +68,33 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2.0 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, h)))
 
 
+SMALL_ARRAY: Final = 32  # one point against at most this many: plain math beats numpy's calls
+
+
 def haversine_m_array(
     lat1: ArrayLike, lon1: ArrayLike, lat2: ArrayLike, lon2: ArrayLike
 ) -> FloatArray:
-    """Vectorised :func:`haversine_m`; arguments broadcast against each other."""
+    """Vectorised :func:`haversine_m`; arguments broadcast against each other.
+
+    One point against a few (a vehicle against its route's stops, every fix): each of the
+    dozen numpy calls costs more than the arithmetic on so few elements, so that case is
+    computed point by point with :func:`haversine_m`, the same formula."""
+    if (
+        isinstance(lat1, float | int)
+        and isinstance(lon1, float | int)
+        and isinstance(lat2, np.ndarray)
+        and isinstance(lon2, np.ndarray)
+        and lat2.ndim == 1
+        and lat2.shape == lon2.shape
+        and lat2.size <= SMALL_ARRAY
+    ):
+        return np.array(
+            [
+                haversine_m(lat1, lon1, a, b)
+                for a, b in zip(lat2.tolist(), lon2.tolist(), strict=True)
+            ],
+            dtype=np.float64,
+        )
     p1 = np.radians(lat1)
     p2 = np.radians(lat2)
     dl = np.radians(np.asarray(lon2, dtype=np.float64) - np.asarray(lon1, dtype=np.float64))

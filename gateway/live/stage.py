@@ -365,10 +365,20 @@ class TrackingStage:
     def tick(self, now: float) -> list[Event]:
         """The time-driven rules at ``now``: zone dwell, and each local route's ETAs slipping
         while its vehicle is silent, stopped too long, ..."""
-        events = [geofence_event(e) for e in self.engine.tick(now)]
-        for vehicle, tracked in self.routes.items():
-            if not self.is_local(vehicle):
-                continue  # the process receiving its fixes ticks it
+        return self.tick_zones(now) + self.tick_routes(now, list(self.routes))
+
+    def tick_zones(self, now: float) -> list[Event]:
+        """``tick``'s zone rules (dwell)."""
+        return [geofence_event(e) for e in self.engine.tick(now)]
+
+    def tick_routes(self, now: float, vehicles: list[str]) -> list[Event]:
+        """``tick``'s route rules, for the routes of ``vehicles`` (a slice of them: the
+        ticker takes the fleet's routes a slice at a time)."""
+        events: list[Event] = []
+        for vehicle in vehicles:
+            tracked = self.routes.get(vehicle)
+            if tracked is None or not self.is_local(vehicle):
+                continue  # gone meanwhile; or the process receiving its fixes ticks it
             for ev in tracked.tracker.tick(now):
                 events.extend(route_events(ev, tracked))
                 self._save_now.add(vehicle)

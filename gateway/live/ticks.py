@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 TICK_S: Final = 1.0
 TICK_BACKLOG: Final = 60  # ticks' events waiting for Redis; when full, the ticker waits
 SAVE_EVERY_S: Final = 5.0
+TICK_SLICE: Final = 100  # routes ticked in one step
 
 
 class Ticker:
@@ -48,7 +49,18 @@ class Ticker:
             async with self._send:
                 while True:
                     await trio.sleep(TICK_S)
-                    await self._send.send(self.stage.tick(self.clock()))
+                    await self._send.send(await self._tick(self.clock()))
+
+    async def _tick(self, now: float) -> list[Event]:
+        """``stage.tick(now)`` a slice of routes at a time, letting the rest of the process
+        run between slices: a fleet's routes ticked in one step stalled it for as long."""
+        events = self.stage.tick_zones(now)
+        vehicles = list(self.stage.routes)
+        for first in range(0, len(vehicles), TICK_SLICE):
+            if first:
+                await trio.lowlevel.checkpoint()
+            events += self.stage.tick_routes(now, vehicles[first : first + TICK_SLICE])
+        return events
 
     async def _after_ticks(self) -> None:
         """Write what the ticks produced; save the live state every ``SAVE_EVERY_S``."""

@@ -52,6 +52,7 @@ __all__ = ["ROUTES_CHANNEL", "LiveTracking", "TrackedRoute"]
 
 log = logging.getLogger(__name__)
 
+STAGE_SLICE: Final = 50  # vehicles of a written batch the stage takes in one step
 QUEUE_BATCHES: Final = 64  # written batches waiting for the stage; when full, the writer waits
 
 
@@ -154,9 +155,15 @@ class LiveTracking:
     async def _consume(self) -> None:
         async for groups in self._recv:
             await self.saved.take_over(groups)
-            await self._write(self.stage.process(groups))
-            # Their ETAs are now those of these positions: customer pages may show both.
-            self.on_tracked([vehicle for vehicle, _ in groups])
+            # A slice of vehicles at a time, the rest of the process running between slices:
+            # a large written batch of routed vans in one step stalled it for its length.
+            for first in range(0, len(groups), STAGE_SLICE):
+                if first:
+                    await trio.lowlevel.checkpoint()
+                part = groups[first : first + STAGE_SLICE]
+                await self._write(self.stage.process(part))
+                # Their ETAs are now those of these positions: customer pages may show both.
+                self.on_tracked([vehicle for vehicle, _ in part])
             await self.saved.save_emitted()
             await self.learning.write()
 
