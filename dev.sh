@@ -76,7 +76,10 @@ case "$cmd" in
     bench)
         need_system redis-server redis-server
         need_python
-        for b in bench/*.py; do "$VENV/bin/python" "$b"; done
+        for b in bench/*.py; do
+            case "$b" in *load.py) continue ;; esac  # load generators, run by the benchmarks
+            "$VENV/bin/python" "$b"
+        done
         ;;
     *)
         echo "usage: ./dev.sh run [--vehicles N] [--http-port P] [--ingest-port P] [-- simulator options]" >&2
