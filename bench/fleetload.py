@@ -25,11 +25,9 @@ Usage: python bench/fleetload.py <config.json>
 
 from __future__ import annotations
 
-import base64
 import errno
 import json
 import math
-import os
 import resource
 import select
 import socket
@@ -41,6 +39,7 @@ from collections import deque
 from typing import Any
 
 import msgspec
+from wsload import upgrade_request, ws_frame  # this folder: the script's own
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -73,17 +72,6 @@ class ViewMessage(msgspec.Struct):
 
 _ops_dec = msgspec.json.Decoder(OpsMessage)
 _view_dec = msgspec.json.Decoder(ViewMessage)
-
-
-def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
-    n = len(payload)
-    if n < 126:
-        hdr = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-    elif n < 65536:
-        hdr = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        hdr = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    return hdr + b"\x00\x00\x00\x00" + payload
 
 
 class Conn:
@@ -128,21 +116,6 @@ class Conn:
         if pos:
             del buf[:pos]
         return out
-
-
-def upgrade_request(host: str, port: int, path: str, token: str | None) -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: {host}:{port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-    ]
-    if token:
-        lines.append(f"Authorization: Bearer {token}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 class Loop:
@@ -247,7 +220,7 @@ class Loop:
             del c.inbuf[: end + 4]
         for opcode, payload in c.frames():
             if opcode == 0x9:
-                self.send(c, client_frame(payload, 0xA))
+                self.send(c, ws_frame(payload, False, 0xA))
             elif opcode == 0x8:
                 self.lost(c, f"close frame {payload[:2].hex()} {payload[2:80]!r}")
                 return
@@ -378,7 +351,7 @@ class Devices(Loop):
             b'"accuracy":5.0}' % (seq, now, lat, lon, heading)
         )
         self.sent[i].append((seq, now))
-        self.send(c, client_frame(frame))
+        self.send(c, ws_frame(frame, False))
         self.count("sent")
         if self.t_from <= now < self.t_to:
             self.count("sent_in_window")

@@ -24,8 +24,9 @@ CHUNK_FRAMES_SINGLE = 200
 CHUNK_FRAMES_BATCH = 4
 
 
-def ws_frame(payload: bytes, binary: bool) -> bytes:
-    head = 0x82 if binary else 0x81
+def ws_frame(payload: bytes, binary: bool, opcode: int | None = None) -> bytes:
+    """A client frame (masked with an all-zero key); ``opcode`` overrides text/binary."""
+    head = 0x80 | (opcode if opcode is not None else 0x2 if binary else 0x1)
     n = len(payload)
     if n < 126:
         hdr = struct.pack("!BB", head, 0x80 | n)
@@ -36,9 +37,8 @@ def ws_frame(payload: bytes, binary: bool) -> bytes:
     return hdr + b"\x00\x00\x00\x00" + payload
 
 
-async def handshake(
-    stream: trio.SocketStream, host: str, port: int, path: str, token: str | None
-) -> None:
+def upgrade_request(host: str, port: int, path: str, token: str | None) -> bytes:
+    """The opening handshake's request (``token`` as a bearer token)."""
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
         f"GET {path} HTTP/1.1",
@@ -50,7 +50,13 @@ async def handshake(
     ]
     if token:
         lines.append(f"Authorization: Bearer {token}")
-    await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def handshake(
+    stream: trio.SocketStream, host: str, port: int, path: str, token: str | None
+) -> None:
+    await stream.send_all(upgrade_request(host, port, path, token))
     buf = b""
     while b"\r\n\r\n" not in buf:
         data = await stream.receive_some(4096)
